@@ -1,0 +1,299 @@
+"""The CLI's commands: parse references, call `aetherfs.ops`, print text or JSON."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from aetherfs.cli.context import Context
+from aetherfs.cli.output import human_bytes, print_json, table, when
+from aetherfs.cli.progress import byte_progress
+from aetherfs.core.names import Ref, check_dataset_name, check_tag
+from aetherfs.errors import InvalidInput, NotFound
+from aetherfs.fetch.sources import BlockSource, CacheSource, StoreSource
+from aetherfs.ops.compare import describe
+from aetherfs.ops.compare import diff as diff_manifests
+from aetherfs.ops.pull import pull_manifest
+from aetherfs.ops.push import push_directory
+from aetherfs.ops.scan import scan_directory
+
+LATEST = "latest"
+
+
+def push(ctx: Context, args: argparse.Namespace) -> int:
+    ref = Ref.parse(args.ref)
+    tags = [ref.tag, *(check_tag(t) for t in args.tag)]
+    if not args.no_latest and LATEST not in tags:
+        tags.append(LATEST)
+    directory = Path(args.directory)
+    total = sum(e.size for e in scan_directory(directory))
+    repo = ctx.repository(create=True)
+    with byte_progress(total, f"push {ref}") as progress:
+        result = push_directory(
+            repo,
+            directory,
+            ref.dataset,
+            list(dict.fromkeys(tags)),
+            workers=args.workers,
+            progress=progress,
+        )
+    s = result.stats
+    if ctx.json:
+        print_json(
+            {
+                "dataset": result.dataset,
+                "manifest": result.manifest_id.hex(),
+                "tags": list(result.tags),
+                "files": s.files,
+                "bytes": s.bytes,
+                "blocks": s.blocks,
+                "unique_blocks": s.unique_blocks,
+                "new_blocks": s.new_blocks,
+                "new_bytes": s.new_bytes,
+                "seconds": s.seconds,
+                "dedup_ratio": None if s.new_bytes == 0 else s.dedup_ratio,
+            }
+        )
+        return 0
+    ratio = "all blocks already stored" if not s.new_bytes else f"{s.dedup_ratio:.2f}x"
+    print(
+        f"pushed {result.dataset} as {result.manifest_id.short()} (tags: {', '.join(result.tags)})"
+    )
+    print(f"  files      {s.files}")
+    print(f"  bytes      {human_bytes(s.bytes)} in {s.blocks} blocks ({s.unique_blocks} unique)")
+    print(f"  new bytes  {human_bytes(s.new_bytes)} in {s.new_blocks} new blocks uploaded")
+    print(f"  dedup      {ratio}")
+    if s.seconds > 0:
+        print(f"  speed      {human_bytes(s.bytes / s.seconds)}/s over {s.seconds:.1f} s")
+    return 0
+
+
+def pull(ctx: Context, args: argparse.Namespace) -> int:
+    ref = Ref.parse(args.ref)
+    repo = ctx.repository()
+    signed = repo.resolve(ref.dataset, ref.tag)
+    manifest_id = signed.record.manifest_id
+    manifest = repo.get_manifest(ref.dataset, manifest_id)
+    cache = None if args.no_cache else ctx.cache()
+    sources: list[BlockSource] = [CacheSource(cache)] if cache else []
+    sources.append(StoreSource(repo))
+    with byte_progress(manifest.total_size, f"pull {ref}") as progress:
+        result = pull_manifest(
+            manifest,
+            manifest_id,
+            Path(args.directory),
+            sources,
+            cache,
+            workers=args.workers,
+            force=args.force,
+            progress=progress,
+        )
+    counts = result.counts
+    if ctx.json:
+        print_json(
+            {
+                "dataset": result.dataset,
+                "tag": ref.tag,
+                "manifest": manifest_id.hex(),
+                "directory": str(result.target),
+                "files": result.files,
+                "bytes": result.bytes,
+                "blocks_by_source": counts.blocks,
+                "bytes_by_source": counts.bytes,
+                "seconds": result.seconds,
+            }
+        )
+        return 0
+    print(f"pulled {ref} ({manifest_id.short()}) into {result.target}")
+    print(f"  files   {result.files}, {human_bytes(result.bytes)}")
+    for source in ("local", "cache", "store"):
+        if source in counts.blocks:
+            print(
+                f"  {source:<7} {counts.blocks[source]} blocks, {human_bytes(counts.bytes[source])}"
+            )
+    return 0
+
+
+def tag(ctx: Context, args: argparse.Namespace) -> int:
+    ref = Ref.parse(args.ref)
+    new_tag = check_tag(args.new_tag)
+    repo = ctx.repository()
+    current = repo.resolve(ref.dataset, ref.tag)
+    signed = repo.set_tag(ref.dataset, new_tag, current.record.manifest_id)
+    if ctx.json:
+        print_json(
+            {
+                "dataset": ref.dataset,
+                "tag": new_tag,
+                "manifest": signed.record.manifest_id.hex(),
+                "seq": signed.record.seq,
+            }
+        )
+    else:
+        print(
+            f"{ref.dataset}:{new_tag} -> {signed.record.manifest_id.short()} "
+            f"(seq {signed.record.seq})"
+        )
+    return 0
+
+
+def tags(ctx: Context, args: argparse.Namespace) -> int:
+    dataset = check_dataset_name(args.dataset)
+    repo = ctx.repository()
+    found = repo.list_tags(dataset)
+    if not found:
+        raise NotFound(f"dataset {dataset} has no tags (see `aetherfs ls`)")
+    if ctx.json:
+        print_json(
+            {
+                tag_name: [
+                    {
+                        "manifest": r.record.manifest_id.hex(),
+                        "seq": r.record.seq,
+                        "time": r.record.time,
+                        "signer": r.record.signer.hex(),
+                    }
+                    for r in (history.records if args.history else (history.current,))
+                ]
+                for tag_name, history in found.items()
+            }
+        )
+        return 0
+    rows = []
+    for tag_name, history in sorted(found.items()):
+        records = list(reversed(history.records)) if args.history else [history.current]
+        for index, r in enumerate(records):
+            rows.append(
+                [
+                    tag_name if index == 0 else "",
+                    r.record.manifest_id.short(),
+                    str(r.record.seq),
+                    when(r.record.time),
+                ]
+            )
+    print(table(rows, ["TAG", "MANIFEST", "SEQ", "SET"]))
+    return 0
+
+
+def ls(ctx: Context, args: argparse.Namespace) -> int:
+    datasets: list[dict[str, Any]] = []
+    try:
+        repo = ctx.repository()
+    except NotFound:
+        pass  # an empty store has no datasets
+    else:
+        for name in repo.list_datasets():
+            found = repo.list_tags(name)
+            latest = found.get(LATEST)
+            updated = max((h.current.record.time for h in found.values()), default=None)
+            datasets.append(
+                {
+                    "dataset": name,
+                    "tags": sorted(found),
+                    "latest": latest.current.record.manifest_id.hex() if latest else None,
+                    "updated": updated,
+                }
+            )
+    if ctx.json:
+        print_json(datasets)
+        return 0
+    if not datasets:
+        print("no datasets yet: publish one with `aetherfs push DIR NAME:TAG`")
+        return 0
+    rows = [
+        [
+            d["dataset"],
+            str(len(d["tags"])),
+            ", ".join(d["tags"])[:60],
+            when(d["updated"]) if d["updated"] else "-",
+        ]
+        for d in datasets
+    ]
+    print(table(rows, ["DATASET", "TAGS", "NAMES", "UPDATED"]))
+    return 0
+
+
+def inspect(ctx: Context, args: argparse.Namespace) -> int:
+    ref = Ref.parse(args.ref)
+    repo = ctx.repository()
+    manifest_id = repo.resolve(ref.dataset, ref.tag).record.manifest_id
+    info = describe(repo.get_manifest(ref.dataset, manifest_id), manifest_id)
+    if ctx.json:
+        print_json(info)
+        return 0
+    print(f"{ref} -> manifest {manifest_id.hex()}")
+    print(f"  created  {when(info['created'])}")
+    print(f"  files    {info['total_files']}, {human_bytes(info['total_bytes'])}")
+    print(
+        f"  blocks   {info['blocks']} ({info['unique_blocks']} unique), "
+        f"{human_bytes(info['stored_bytes'])} stored"
+    )
+    rows = [
+        [
+            f["kind"][0],
+            f["mode"],
+            human_bytes(f["size"]) if f["kind"] == "file" else "-",
+            str(f["blocks"]),
+            f["path"] + (f" -> {f['target']}" if "target" in f else ""),
+        ]
+        for f in info["files"]
+    ]
+    print(table(rows, ["K", "MODE", "SIZE", "BLOCKS", "PATH"]))
+    return 0
+
+
+def diff(ctx: Context, args: argparse.Namespace) -> int:
+    a = Ref.parse(args.a)
+    b = Ref.parse(args.b)
+    if a.dataset != b.dataset:
+        raise InvalidInput("diff compares two versions of one dataset")
+    repo = ctx.repository()
+    id_a = repo.resolve(a.dataset, a.tag).record.manifest_id
+    id_b = repo.resolve(b.dataset, b.tag).record.manifest_id
+    result = diff_manifests(repo.get_manifest(a.dataset, id_a), repo.get_manifest(b.dataset, id_b))
+    result.update(
+        {"a": {"tag": a.tag, "manifest": id_a.hex()}, "b": {"tag": b.tag, "manifest": id_b.hex()}}
+    )
+    if ctx.json:
+        print_json(result)
+        return 0
+    print(f"{a} ({id_a.short()}) -> {b} ({id_b.short()})")
+    rows = [
+        [
+            c["change"],
+            human_bytes(c["old_size"]),
+            human_bytes(c["new_size"]),
+            human_bytes(c["new_bytes"]),
+            c["path"],
+        ]
+        for c in result["changes"]
+    ]
+    if rows:
+        print(table(rows, ["CHANGE", "OLD", "NEW", "TO FETCH", "PATH"]))
+    else:
+        print("no file changed")
+    print(
+        f"a holder of {a.tag} fetches {result['blocks_to_fetch']} blocks, "
+        f"{human_bytes(result['bytes_to_fetch'])} of {human_bytes(result['total_stored_bytes'])}"
+        f" ({result['saving']:.1%} saved)"
+    )
+    return 0
+
+
+def keys(ctx: Context, args: argparse.Namespace) -> int:
+    repo = ctx.repository()
+    s = ctx.settings
+    path = s.keys_path or s.keys_dir / f"{repo.keyring.store_id}.json"
+    info = {
+        "store": repo.store.url,
+        "store_id": repo.keyring.store_id,
+        "keyring": str(path),
+        "can_sign": repo.keyring.signing_seed is not None,
+    }
+    if ctx.json:
+        print_json(info)
+    else:
+        for k, v in info.items():
+            print(f"{k:<9} {v}")
+    return 0

@@ -1,0 +1,154 @@
+"""`aetherfs`: publish, tag, pull and compare dataset versions.
+
+Every command takes `--store URL` (or AETHERFS_STORE): `file:///path` or `s3://bucket/prefix`
+(AETHERFS_S3_ENDPOINT for S3-compatible servers). Without it, an embedded store under
+XDG_DATA_HOME is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from aetherfs import __version__
+from aetherfs.cli import commands
+from aetherfs.cli.context import Context
+from aetherfs.config import Settings, parse_size
+from aetherfs.errors import AetherError
+
+EXAMPLES = """\
+examples:
+  aetherfs push ./geo team/geo-db:1.0.0 --tag stable
+  aetherfs pull team/geo-db:stable ./geo-live
+  aetherfs diff team/geo-db:1.0.0 team/geo-db:1.1.0
+  aetherfs tags team/geo-db --history
+"""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="store URL (default: AETHERFS_STORE, else an embedded store under XDG_DATA_HOME)",
+    )
+    parser.add_argument(
+        "--keys",
+        metavar="FILE",
+        help="keyring file (default: AETHERFS_KEYS, "
+        "else one per store under XDG_CONFIG_HOME/aetherfs/keys)",
+    )
+
+
+def _json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aetherfs",
+        description="Publish dataset versions as encrypted, deduplicated blocks and pull them.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"aetherfs {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("push", help="publish a directory as a new version of a dataset")
+    p.add_argument("directory", metavar="DIR")
+    p.add_argument("ref", metavar="NAME:TAG", help="dataset and tag, e.g. team/geo-db:1.0.0")
+    p.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="also point this tag at the new version (repeatable)",
+    )
+    p.add_argument("--no-latest", action="store_true", help="do not move the `latest` channel")
+    p.add_argument("--workers", type=int, default=4, help="parallel seal/upload threads")
+    _common(p)
+    _json(p)
+    p.set_defaults(run=commands.push)
+
+    p = sub.add_parser("pull", help="materialise a version into a directory, atomically")
+    p.add_argument("ref", metavar="NAME:TAG")
+    p.add_argument("directory", metavar="DIR")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace DIR even if it holds files not made by aetherfs pull",
+    )
+    p.add_argument("--workers", type=int, default=8, help="parallel fetch threads")
+    p.add_argument("--cache-limit", metavar="SIZE", help="block cache bound (default 4G)")
+    p.add_argument("--no-cache", action="store_true", help="do not use the local block cache")
+    _common(p)
+    _json(p)
+    p.set_defaults(run=commands.pull)
+
+    p = sub.add_parser("tag", help="point a tag at the version another tag names")
+    p.add_argument("ref", metavar="NAME:TAG")
+    p.add_argument("new_tag", metavar="NEWTAG")
+    _common(p)
+    _json(p)
+    p.set_defaults(run=commands.tag)
+
+    p = sub.add_parser("tags", help="list a dataset's tags")
+    p.add_argument("dataset", metavar="NAME")
+    p.add_argument("--history", action="store_true", help="show every version each tag named")
+    _common(p)
+    _json(p)
+    p.set_defaults(run=commands.tags)
+
+    p = sub.add_parser("ls", help="list datasets")
+    _common(p)
+    _json(p)
+    p.set_defaults(run=commands.ls)
+
+    p = sub.add_parser("inspect", help="show a version's files, sizes and blocks")
+    p.add_argument("ref", metavar="NAME:TAG")
+    _common(p)
+    _json(p)
+    p.set_defaults(run=commands.inspect)
+
+    p = sub.add_parser("diff", help="what changed from A to B, and what B costs a holder of A")
+    p.add_argument("a", metavar="NAME:A")
+    p.add_argument("b", metavar="NAME:B")
+    _common(p)
+    _json(p)
+    p.set_defaults(run=commands.diff)
+
+    p = sub.add_parser("keys", help="show where the keyring of a store is")
+    _common(p)
+    _json(p)
+    p.set_defaults(run=commands.keys)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        limit = getattr(args, "cache_limit", None)
+        settings = Settings.from_env(
+            os.environ,
+            store=args.store,
+            keys=args.keys,
+            cache_limit=parse_size(limit) if limit else None,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    context = Context(settings, json=getattr(args, "json", False))
+    try:
+        code: int = args.run(context, args)
+    except AetherError as exc:
+        print(f"aetherfs: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("aetherfs: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

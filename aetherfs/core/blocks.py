@@ -1,0 +1,87 @@
+"""Blocks: one chunk of a file, compressed where that pays, convergently encrypted.
+
+Stored bytes = XChaCha20-Poly1305(key, nonce(key), flag || body), where flag says whether body
+is zstd-compressed. Block id = BLAKE3(stored bytes), so anyone can verify a block without keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import blake3
+import zstandard
+
+from aetherfs.core import crypto
+from aetherfs.core.ids import BlockId
+from aetherfs.errors import IntegrityError
+
+_RAW = b"\x00"
+_ZSTD = b"\x01"
+# Keep compression only when it saves at least this fraction: below it, decompression costs
+# more than the bytes saved.
+_MIN_SAVING = 0.05
+_ZSTD_LEVEL = 3
+MAX_BLOCK_PLAINTEXT = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRef:
+    """What a manifest records for one block: enough to fetch, verify, decrypt and place it."""
+
+    id: BlockId
+    key: bytes
+    size: int  # plaintext length
+    digest: bytes  # BLAKE3 of the plaintext: lets a reader reuse local bytes it already has
+    stored_size: int  # bytes on the store and on the wire (compressed, encrypted)
+
+
+@dataclass(frozen=True, slots=True)
+class SealedBlock:
+    ref: BlockRef
+    stored: bytes
+
+
+def seal_block(plaintext: bytes, convergence_secret: bytes) -> SealedBlock:
+    """Compress (if it pays) and encrypt one chunk; deterministic for a given secret."""
+    key = crypto.convergent_key(convergence_secret, plaintext)
+    compressed = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(plaintext)
+    if len(compressed) <= len(plaintext) * (1 - _MIN_SAVING):
+        body = _ZSTD + compressed
+    else:
+        body = _RAW + plaintext
+    stored = crypto.seal(body, key, crypto.convergent_nonce(key))
+    ref = BlockRef(
+        id=BlockId.of(stored),
+        key=key,
+        size=len(plaintext),
+        digest=blake3.blake3(plaintext).digest(),
+        stored_size=len(stored),
+    )
+    return SealedBlock(ref, stored)
+
+
+def verify_block(block_id: BlockId, stored: bytes) -> None:
+    """Raise IntegrityError unless `stored` hashes to `block_id`. Needs no key."""
+    if BlockId.of(stored) != block_id:
+        raise IntegrityError(f"block {block_id.short()} does not match its id: altered or corrupt")
+
+
+def open_block(ref: BlockRef, stored: bytes) -> bytes:
+    """Verify, decrypt and decompress one block; raise IntegrityError on any mismatch."""
+    verify_block(ref.id, stored)
+    body = crypto.open_sealed(stored, ref.key, crypto.convergent_nonce(ref.key))
+    flag, payload = body[:1], body[1:]
+    if flag == _RAW:
+        plaintext = payload
+    elif flag == _ZSTD:
+        try:
+            plaintext = zstandard.ZstdDecompressor().decompress(
+                payload, max_output_size=MAX_BLOCK_PLAINTEXT
+            )
+        except zstandard.ZstdError as exc:
+            raise IntegrityError(f"block {ref.id.short()} does not decompress: {exc}") from None
+    else:
+        raise IntegrityError(f"block {ref.id.short()} has an unknown encoding")
+    if len(plaintext) != ref.size or blake3.blake3(plaintext).digest() != ref.digest:
+        raise IntegrityError(f"block {ref.id.short()} decrypted to unexpected content")
+    return plaintext

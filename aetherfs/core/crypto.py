@@ -1,0 +1,57 @@
+"""Key derivation and authenticated encryption (XChaCha20-Poly1305 via PyNaCl).
+
+Blocks use convergent encryption: the key is a keyed BLAKE3 of the plaintext under the
+namespace's convergence secret and the nonce is derived from the key, so equal plaintexts give
+equal ciphertexts inside one namespace (dedup survives) and nobody outside it learns anything.
+"""
+
+from __future__ import annotations
+
+import os
+
+import blake3
+from nacl.bindings import (
+    crypto_aead_xchacha20poly1305_ietf_decrypt,
+    crypto_aead_xchacha20poly1305_ietf_encrypt,
+)
+from nacl.exceptions import CryptoError
+
+from aetherfs.errors import IntegrityError
+
+KEY_SIZE = 32
+NONCE_SIZE = 24
+TAG_SIZE = 16
+
+
+def derive_key(secret: bytes, context: str, subject: bytes = b"") -> bytes:
+    """A 32-byte key for one purpose (`context`) and subject, from a 32-byte master secret."""
+    return blake3.blake3(context.encode() + b"\0" + subject, key=secret).digest()
+
+
+def convergent_key(convergence_secret: bytes, plaintext: bytes | memoryview) -> bytes:
+    """The block key: keyed BLAKE3 of the plaintext."""
+    return blake3.blake3(plaintext, key=convergence_secret).digest()
+
+
+def convergent_nonce(key: bytes) -> bytes:
+    """A nonce derived from the key: only ever reused for the very same plaintext."""
+    return blake3.blake3(b"aetherfs block nonce", key=key).digest()[:NONCE_SIZE]
+
+
+def seal(plaintext: bytes | memoryview, key: bytes, nonce: bytes, aad: bytes = b"") -> bytes:
+    return bytes(crypto_aead_xchacha20poly1305_ietf_encrypt(bytes(plaintext), aad, nonce, key))
+
+
+def open_sealed(ciphertext: bytes, key: bytes, nonce: bytes, aad: bytes = b"") -> bytes:
+    try:
+        return bytes(crypto_aead_xchacha20poly1305_ietf_decrypt(ciphertext, aad, nonce, key))
+    except CryptoError:
+        raise IntegrityError("decryption failed: wrong key or altered data") from None
+
+
+def random_nonce() -> bytes:
+    return os.urandom(NONCE_SIZE)
+
+
+def random_key() -> bytes:
+    return os.urandom(KEY_SIZE)

@@ -1,0 +1,204 @@
+"""Manifests: one immutable version of a dataset, msgpack, encrypted with the dataset key.
+
+Stored bytes = MAGIC || nonce || XChaCha20-Poly1305(dataset key, nonce, msgpack, aad=dataset);
+the manifest id is BLAKE3 of those bytes. The dataset name is bound as associated data, so a
+manifest cannot be replayed under another dataset.
+"""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from aetherfs.core import crypto
+from aetherfs.core.blocks import BlockRef
+from aetherfs.core.chunking import ChunkParams
+from aetherfs.core.ids import BlockId, ManifestId
+from aetherfs.core.paths import check_link_target, check_relative_path
+from aetherfs.errors import IntegrityError
+
+FORMAT_VERSION = 1
+MAGIC = b"AFM1"
+MAX_MANIFEST_BYTES = 256 * 1024 * 1024
+
+FILE = "f"
+SYMLINK = "l"
+DIRECTORY = "d"
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    path: str
+    kind: str  # FILE, SYMLINK or DIRECTORY
+    mode: int = 0o644  # permission bits only
+    size: int = 0
+    blocks: tuple[BlockRef, ...] = ()
+    target: str = ""  # symlink target, relative
+
+    @property
+    def block_ids(self) -> tuple[BlockId, ...]:
+        return tuple(ref.id for ref in self.blocks)
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    dataset: str
+    created: float
+    chunking: ChunkParams
+    files: tuple[FileEntry, ...]
+    meta: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def total_size(self) -> int:
+        return sum(entry.size for entry in self.files)
+
+    def iter_blocks(self) -> Iterator[BlockRef]:
+        for entry in self.files:
+            yield from entry.blocks
+
+    def unique_blocks(self) -> dict[BlockId, BlockRef]:
+        return {ref.id: ref for ref in self.iter_blocks()}
+
+    def stored_size(self, exclude: set[BlockId] | None = None) -> int:
+        """Bytes on the wire for the unique blocks, less those in `exclude`."""
+        exclude = exclude or set()
+        return sum(r.stored_size for r in self.unique_blocks().values() if r.id not in exclude)
+
+
+def validate(manifest: Manifest) -> None:
+    """Refuse anything that could write outside the dataset or be ambiguous."""
+    kinds: dict[str, str] = {}
+    for entry in manifest.files:
+        check_relative_path(entry.path)
+        if entry.path in kinds:
+            raise IntegrityError(f"manifest names {entry.path!r} twice")
+        kinds[entry.path] = entry.kind
+        if entry.kind not in (FILE, SYMLINK, DIRECTORY):
+            raise IntegrityError(f"manifest entry {entry.path!r} has unknown kind {entry.kind!r}")
+        if entry.mode != stat.S_IMODE(entry.mode) or entry.mode & (stat.S_ISUID | stat.S_ISGID):
+            raise IntegrityError(f"manifest entry {entry.path!r} has a bad mode {entry.mode:o}")
+        if entry.kind == SYMLINK:
+            check_link_target(entry.path, entry.target)
+        if entry.kind == FILE and sum(ref.size for ref in entry.blocks) != entry.size:
+            raise IntegrityError(f"manifest entry {entry.path!r}: block sizes do not add up")
+    for entry in manifest.files:
+        if entry.kind == SYMLINK:
+            _check_no_link_chain(entry.path, entry.target, kinds)
+    for path in kinds:
+        parent = path.rpartition("/")[0]
+        while parent:
+            if kinds.get(parent, DIRECTORY) != DIRECTORY:
+                raise IntegrityError(f"manifest places {path!r} under a non-directory {parent!r}")
+            parent = parent.rpartition("/")[0]
+
+
+def _check_no_link_chain(path: str, target: str, kinds: dict[str, str]) -> None:
+    """Refuse a link whose target walks through another link: `..` after a link escapes."""
+    parts = path.split("/")[:-1]
+    for step in target.split("/")[:-1]:
+        if step == "..":
+            parts.pop()
+        elif step not in ("", "."):
+            parts.append(step)
+            if kinds.get("/".join(parts)) == SYMLINK:
+                raise IntegrityError(f"symlink {path!r} resolves through another symlink")
+
+
+def _entry_to_wire(entry: FileEntry) -> dict[str, Any]:
+    wire: dict[str, Any] = {"p": entry.path, "k": entry.kind, "m": entry.mode}
+    if entry.kind == FILE:
+        wire["s"] = entry.size
+        wire["b"] = [[r.id.digest, r.key, r.size, r.digest, r.stored_size] for r in entry.blocks]
+    elif entry.kind == SYMLINK:
+        wire["t"] = entry.target
+    return wire
+
+
+def _entry_from_wire(wire: dict[str, Any]) -> FileEntry:
+    blocks = tuple(
+        BlockRef(BlockId(bytes(i)), bytes(k), int(s), bytes(d), int(z))
+        for i, k, s, d, z in wire.get("b", [])
+    )
+    return FileEntry(
+        path=str(wire["p"]),
+        kind=str(wire["k"]),
+        mode=int(wire["m"]),
+        size=int(wire.get("s", 0)),
+        blocks=blocks,
+        target=str(wire.get("t", "")),
+    )
+
+
+def encode(manifest: Manifest) -> bytes:
+    validate(manifest)
+    document = {
+        "v": FORMAT_VERSION,
+        "dataset": manifest.dataset,
+        "created": manifest.created,
+        "chunking": manifest.chunking.as_list(),
+        "files": [_entry_to_wire(e) for e in manifest.files],
+        "meta": manifest.meta,
+    }
+    return msgpack.packb(document, use_bin_type=True)
+
+
+def decode(raw: bytes) -> Manifest:
+    try:
+        document = msgpack.unpackb(raw, raw=False, strict_map_key=True)
+        if document.get("v") != FORMAT_VERSION:
+            raise IntegrityError(
+                f"manifest format {document.get('v')!r} is not supported (this build reads "
+                f"{FORMAT_VERSION}); upgrade aetherfs"
+            )
+        manifest = Manifest(
+            dataset=str(document["dataset"]),
+            created=float(document["created"]),
+            chunking=ChunkParams.from_list([int(x) for x in document["chunking"]]),
+            files=tuple(_entry_from_wire(e) for e in document["files"]),
+            meta={str(k): str(v) for k, v in document.get("meta", {}).items()},
+        )
+    except IntegrityError:
+        raise
+    except Exception as exc:  # any malformed structure is an integrity failure, not a crash
+        raise IntegrityError(f"manifest is malformed: {exc}") from None
+    validate(manifest)
+    return manifest
+
+
+def _aad(dataset: str) -> bytes:
+    return b"aetherfs manifest v1\0" + dataset.encode()
+
+
+def seal_manifest(manifest: Manifest, dataset_key: bytes) -> tuple[ManifestId, bytes]:
+    nonce = crypto.random_nonce()
+    stored = (
+        MAGIC + nonce + crypto.seal(encode(manifest), dataset_key, nonce, _aad(manifest.dataset))
+    )
+    return ManifestId.of(stored), stored
+
+
+def open_manifest(
+    manifest_id: ManifestId, stored: bytes, dataset: str, dataset_key: bytes
+) -> Manifest:
+    """Verify the id, decrypt with the dataset key and validate every path."""
+    if ManifestId.of(stored) != manifest_id:
+        raise IntegrityError(f"manifest {manifest_id.short()} does not match its id: altered")
+    if len(stored) > MAX_MANIFEST_BYTES or not stored.startswith(MAGIC):
+        raise IntegrityError(f"manifest {manifest_id.short()} is not an AetherFS manifest")
+    nonce = stored[len(MAGIC) : len(MAGIC) + crypto.NONCE_SIZE]
+    body = stored[len(MAGIC) + crypto.NONCE_SIZE :]
+    try:
+        raw = crypto.open_sealed(body, dataset_key, nonce, _aad(dataset))
+    except IntegrityError:
+        raise IntegrityError(
+            f"cannot decrypt manifest {manifest_id.short()} of {dataset}: wrong key for this "
+            "store (check --keys / AETHERFS_KEYS), or the manifest was altered"
+        ) from None
+    manifest = decode(raw)
+    if manifest.dataset != dataset:
+        raise IntegrityError(f"manifest {manifest_id.short()} belongs to {manifest.dataset}")
+    return manifest

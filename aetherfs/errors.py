@@ -1,0 +1,52 @@
+"""One exception hierarchy, rooted in AetherError, with subclasses a user can act on.
+
+Messages say what happened and what to do; the CLI prints them without a traceback.
+"""
+
+
+class AetherError(Exception):
+    """Base of every error AetherFS raises on purpose."""
+
+    exit_code = 1
+
+
+class InvalidInput(AetherError):
+    """A name, tag, path or argument the user gave is not acceptable."""
+
+    exit_code = 2
+
+
+class NotFound(AetherError):
+    """A dataset, tag, manifest or block does not exist where it was looked for."""
+
+    exit_code = 3
+
+
+class Forbidden(AetherError):
+    """The caller may not do this."""
+
+    exit_code = 4
+
+
+class IntegrityError(AetherError):
+    """Stored or received bytes do not match their address, or fail authentication."""
+
+    exit_code = 5
+
+
+class Conflict(AetherError):
+    """A concurrent writer won a compare-and-swap, or an immutable thing would change."""
+
+    exit_code = 6
+
+
+class StoreUnavailable(AetherError):
+    """The store cannot be reached or refused the request for a reason that is not ours."""
+
+    exit_code = 7
+
+
+class KeyringError(AetherError):
+    """A key is missing or is not the key the data was written with."""
+
+    exit_code = 8

@@ -1,0 +1,1 @@
+"""Where blocks come from: one BlockSource seam (cache, store, later peers) and a planner."""

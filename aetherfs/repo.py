@@ -1,0 +1,195 @@
+"""A store plus its keyring: blocks, manifests, datasets and signed tags, verified both ways.
+
+Everything the CLI (and later the hub and agents) does to a store goes through here, so the
+checks live in one place: ids are verified on every read, manifests decrypted and validated,
+tag signatures and sequence numbers enforced, and tag updates done by compare-and-swap.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from aetherfs.core.blocks import SealedBlock, verify_block
+from aetherfs.core.ids import BlockId, ManifestId
+from aetherfs.core.manifest import Manifest, open_manifest, seal_manifest
+from aetherfs.core.names import check_dataset_name, check_tag
+from aetherfs.core.tags import SignedTag, TagHistory, TagRecord
+from aetherfs.errors import Conflict, IntegrityError, KeyringError, NotFound
+from aetherfs.keys import Keyring, keyring_path, load_keyring, save_keyring
+from aetherfs.store import layout
+from aetherfs.store.base import Store
+
+STORE_FORMAT = 1
+_CAS_ATTEMPTS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class StoreInfo:
+    store_id: str
+    key_check: str
+    signer: bytes
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "format": STORE_FORMAT,
+                "store_id": self.store_id,
+                "key_check": self.key_check,
+                "signer": self.signer.hex(),
+            }
+        ).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> StoreInfo:
+        try:
+            doc = json.loads(raw)
+            return cls(str(doc["store_id"]), str(doc["key_check"]), bytes.fromhex(doc["signer"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IntegrityError(f"the store's {layout.STORE_INFO} is malformed: {exc}") from None
+
+
+def open_keyring(store: Store, keys_dir: Path, keys_path: Path | None, create: bool) -> Keyring:
+    """Find the keyring for `store`; with `create`, make one (and the store's info) if new."""
+    try:
+        info: StoreInfo | None = StoreInfo.from_json(store.get(layout.STORE_INFO))
+    except NotFound:
+        info = None
+    if info is None:
+        if not create:
+            raise NotFound(f"the store {store.url} is empty: push a dataset to it first")
+        keyring = load_keyring(keys_path) if keys_path and keys_path.exists() else None
+        keyring = keyring or Keyring.generate(str(uuid.uuid4()))
+        public = keyring.signer_public
+        if public is None:
+            raise KeyringError("a reader's keyring cannot initialise a store")
+        candidate = StoreInfo(keyring.store_id, keyring.key_check, public)
+        if store.put_if_absent(layout.STORE_INFO, candidate.to_json()):
+            save_keyring(keyring, keys_path or keyring_path(keys_dir, keyring.store_id))
+            return keyring
+        info = StoreInfo.from_json(store.get(layout.STORE_INFO))  # another writer won the race
+    path = keys_path or keyring_path(keys_dir, info.store_id)
+    try:
+        keyring = load_keyring(path)
+    except KeyringError as exc:
+        raise KeyringError(
+            f"{exc}. The store {store.url} (id {info.store_id}) was created with another "
+            f"keyring: copy it from the producer to {path}, or pass --keys FILE"
+        ) from None
+    if keyring.store_id != info.store_id or keyring.key_check != info.key_check:
+        raise KeyringError(
+            f"the keyring {path} is not the key of the store {store.url} (store id "
+            f"{info.store_id}); refusing to decrypt with a wrong key"
+        )
+    return keyring
+
+
+class Repository:
+    def __init__(self, store: Store, keyring: Keyring) -> None:
+        self.store = store
+        self.keyring = keyring
+
+    # Blocks -----------------------------------------------------------------------------
+    def has_block(self, block_id: BlockId) -> bool:
+        return self.store.exists(layout.block_key(block_id))
+
+    def put_block(self, block: SealedBlock) -> bool:
+        """Store a sealed block; False if it was already there."""
+        return self.store.put_if_absent(layout.block_key(block.ref.id), block.stored)
+
+    def get_block(self, block_id: BlockId) -> bytes:
+        """The stored (encrypted) bytes of a block, verified against its id."""
+        try:
+            stored = self.store.get(layout.block_key(block_id))
+        except NotFound:
+            raise NotFound(
+                f"block {block_id.short()} is missing from the store {self.store.url}"
+            ) from None
+        verify_block(block_id, stored)
+        return stored
+
+    # Manifests --------------------------------------------------------------------------
+    def put_manifest(self, manifest: Manifest) -> ManifestId:
+        manifest_id, stored = seal_manifest(manifest, self.keyring.dataset_key(manifest.dataset))
+        self.store.put_if_absent(layout.manifest_key(manifest_id), stored)
+        return manifest_id
+
+    def get_manifest(self, dataset: str, manifest_id: ManifestId) -> Manifest:
+        try:
+            stored = self.store.get(layout.manifest_key(manifest_id))
+        except NotFound:
+            raise NotFound(f"manifest {manifest_id.short()} of {dataset} is missing") from None
+        return open_manifest(manifest_id, stored, dataset, self.keyring.dataset_key(dataset))
+
+    # Datasets ---------------------------------------------------------------------------
+    def ensure_dataset(self, dataset: str) -> None:
+        check_dataset_name(dataset)
+        meta = json.dumps({"name": dataset, "created": time.time()}).encode()
+        self.store.put_if_absent(layout.dataset_key(dataset), meta)
+
+    def list_datasets(self) -> list[str]:
+        suffix = "/@dataset.json"
+        return [
+            key[len(layout.DATASETS) : -len(suffix)]
+            for key in self.store.list(layout.DATASETS)
+            if key.endswith(suffix)
+        ]
+
+    # Tags -------------------------------------------------------------------------------
+    def tag_history(self, dataset: str, tag: str) -> TagHistory:
+        try:
+            raw = self.store.get(layout.tag_key(dataset, tag))
+        except NotFound:
+            raise NotFound(f"{dataset}:{tag} does not exist") from None
+        history = TagHistory.from_bytes(raw, self.keyring.trusted)
+        current = history.current.record
+        if (current.dataset, current.tag) != (dataset, tag):
+            raise IntegrityError(f"the record stored for {dataset}:{tag} names another tag")
+        return history
+
+    def resolve(self, dataset: str, tag: str) -> SignedTag:
+        return self.tag_history(dataset, tag).current
+
+    def list_tags(self, dataset: str) -> dict[str, TagHistory]:
+        prefix = layout.tags_prefix(dataset)
+        tags = {}
+        for key in self.store.list(prefix):
+            tag = key[len(prefix) :]
+            if "/" not in tag:
+                tags[tag] = self.tag_history(dataset, tag)
+        return tags
+
+    def set_tag(self, dataset: str, tag: str, manifest_id: ManifestId) -> SignedTag:
+        """Point `dataset:tag` at a manifest, by compare-and-swap; no update is ever lost."""
+        check_dataset_name(dataset)
+        check_tag(tag)
+        if not self.store.exists(layout.manifest_key(manifest_id)):
+            raise NotFound(f"manifest {manifest_id.short()} is not in the store; push it first")
+        key = layout.tag_key(dataset, tag)
+        signing_key = self.keyring.signing_key
+        for _ in range(_CAS_ATTEMPTS):
+            try:
+                current = self.store.get_versioned(key)
+                history: TagHistory | None = TagHistory.from_bytes(
+                    current.data, self.keyring.trusted
+                )
+                version: str | None = current.version
+            except NotFound:
+                history, version = None, None
+            seq = history.current.record.seq + 1 if history else 1
+            record = TagRecord(
+                dataset, tag, manifest_id, seq, time.time(), bytes(signing_key.verify_key)
+            )
+            signed = SignedTag.sign(record, signing_key)
+            if history and history.current.record.manifest_id == manifest_id:
+                return history.current  # already there: nothing to record
+            updated = history.advanced(signed) if history else TagHistory((signed,))
+            try:
+                self.store.put_if_version(key, updated.to_bytes(), version)
+            except Conflict:
+                continue
+            return signed
+        raise Conflict(f"{dataset}:{tag} is being updated by many writers at once; retry")

@@ -1,0 +1,146 @@
+"""A store in an S3 bucket (any S3-compatible endpoint) through boto3.
+
+Compare-and-swap uses S3 conditional writes: `If-None-Match: *` to create, `If-Match: ETAG`
+to replace, so two writers racing on one tag cannot both win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from aetherfs.errors import AetherError, Conflict, NotFound, StoreUnavailable
+from aetherfs.store.base import Versioned
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_MISSING = {"NoSuchKey", "404", "NotFound"}
+_CONFLICT = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+
+
+@dataclass(frozen=True, slots=True)
+class S3Settings:
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str | None = None
+    max_connections: int = 32
+
+
+class S3Store:
+    def __init__(self, settings: S3Settings) -> None:
+        self.settings = settings
+        self.bucket = settings.bucket
+        self.prefix = settings.prefix.strip("/") + "/" if settings.prefix.strip("/") else ""
+        self.url = f"s3://{settings.bucket}/{self.prefix}"
+        config = Config(
+            retries={"max_attempts": 5, "mode": "standard"},
+            max_pool_connections=settings.max_connections,
+            connect_timeout=10,
+            read_timeout=60,
+        )
+        self.client: S3Client = boto3.client(
+            "s3",
+            endpoint_url=settings.endpoint_url,
+            region_name=settings.region or "us-east-1",
+            config=config,
+        )
+        #: Requests made, by operation: benchmarks price them.
+        self.requests: dict[str, int] = {}
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key
+
+    def _count(self, op: str) -> None:
+        self.requests[op] = self.requests.get(op, 0) + 1
+
+    def _call(self, op: str, key: str, **kwargs: Any) -> Any:
+        self._count(op)
+        try:
+            return getattr(self.client, op)(Bucket=self.bucket, **kwargs)
+        except ClientError as exc:
+            raise self._translate(exc, key) from None
+        except BotoCoreError as exc:
+            raise StoreUnavailable(f"cannot reach the store {self.url}: {exc}") from None
+
+    def _translate(self, exc: ClientError, key: str) -> AetherError:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in _MISSING:
+            return NotFound(f"{key} is not in the store {self.url}")
+        if code in _CONFLICT:
+            return Conflict(f"{key} changed while it was being updated; retry")
+        if code == "NoSuchBucket":
+            return StoreUnavailable(f"the bucket {self.bucket} does not exist: create it first")
+        return StoreUnavailable(f"the store {self.url} refused {key}: {code} {exc}")
+
+    def get(self, key: str) -> bytes:
+        return bytes(self._call("get_object", key, Key=self._key(key))["Body"].read())
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        response = self._call(
+            "get_object", key, Key=self._key(key), Range=f"bytes={start}-{start + length - 1}"
+        )
+        return bytes(response["Body"].read())
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._call("head_object", key, Key=self._key(key))
+        except NotFound:
+            return False
+        return True
+
+    def size(self, key: str) -> int:
+        return int(self._call("head_object", key, Key=self._key(key))["ContentLength"])
+
+    def put(self, key: str, data: bytes) -> None:
+        self._call("put_object", key, Key=self._key(key), Body=data)
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        try:
+            self._call("put_object", key, Key=self._key(key), Body=data, IfNoneMatch="*")
+        except Conflict:
+            return False
+        return True
+
+    def get_versioned(self, key: str) -> Versioned:
+        response = self._call("get_object", key, Key=self._key(key))
+        return Versioned(bytes(response["Body"].read()), str(response["ETag"]))
+
+    def put_if_version(self, key: str, data: bytes, version: str | None) -> str:
+        condition = {"IfNoneMatch": "*"} if version is None else {"IfMatch": version}
+        response = self._call("put_object", key, Key=self._key(key), Body=data, **condition)
+        return str(response["ETag"])
+
+    def delete(self, key: str) -> None:
+        self._call("delete_object", key, Key=self._key(key))
+
+    def list(self, prefix: str) -> Iterator[str]:
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Prefix": self._key(prefix)}
+            if token:
+                kwargs["ContinuationToken"] = token
+            response = self._call("list_objects_v2", prefix, **kwargs)
+            for item in response.get("Contents", []):
+                yield item["Key"][len(self.prefix) :]
+            if not response.get("IsTruncated"):
+                return
+            token = response["NextContinuationToken"]
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it is missing (for tests and first-time setup)."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            try:
+                self.client.create_bucket(Bucket=self.bucket)
+            except ClientError as exc:
+                raise self._translate(exc, self.bucket) from None

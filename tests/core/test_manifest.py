@@ -1,0 +1,101 @@
+import pytest
+
+from aetherfs.core.blocks import seal_block
+from aetherfs.core.chunking import ChunkParams
+from aetherfs.core.ids import ManifestId
+from aetherfs.core.manifest import (
+    DIRECTORY,
+    FILE,
+    SYMLINK,
+    FileEntry,
+    Manifest,
+    open_manifest,
+    seal_manifest,
+)
+from aetherfs.errors import IntegrityError
+
+KEY = bytes(range(32))
+
+
+def manifest(*files: FileEntry, dataset: str = "team/geo") -> Manifest:
+    return Manifest(dataset, 1.0, ChunkParams(), files)
+
+
+def a_file(path: str) -> FileEntry:
+    block = seal_block(b"hello", bytes(32))
+    return FileEntry(path, FILE, 0o644, 5, (block.ref,))
+
+
+def test_round_trip() -> None:
+    m = manifest(
+        a_file("a/b.txt"),
+        FileEntry("a", DIRECTORY, 0o755),
+        FileEntry("l", SYMLINK, 0o777, target="a/b.txt"),
+    )
+    manifest_id, stored = seal_manifest(m, KEY)
+    assert ManifestId.of(stored) == manifest_id
+    assert open_manifest(manifest_id, stored, "team/geo", KEY) == m
+
+
+def test_manifest_is_encrypted() -> None:
+    _, stored = seal_manifest(manifest(a_file("very-secret-name.db")), KEY)
+    assert b"very-secret-name" not in stored
+
+
+def test_altered_manifest_is_refused() -> None:
+    manifest_id, stored = seal_manifest(manifest(a_file("x")), KEY)
+    altered = stored[:-1] + bytes([stored[-1] ^ 1])
+    with pytest.raises(IntegrityError, match="altered"):
+        open_manifest(manifest_id, altered, "team/geo", KEY)
+
+
+def test_wrong_key_is_a_clear_error() -> None:
+    manifest_id, stored = seal_manifest(manifest(a_file("x")), KEY)
+    with pytest.raises(IntegrityError, match="wrong key"):
+        open_manifest(manifest_id, stored, "team/geo", bytes(32))
+
+
+def test_manifest_bound_to_its_dataset() -> None:
+    manifest_id, stored = seal_manifest(manifest(a_file("x")), KEY)
+    with pytest.raises(IntegrityError):
+        open_manifest(manifest_id, stored, "team/other", KEY)
+
+
+@pytest.mark.parametrize("path", ["../x", "/etc/x", "a/../../x", "a//b", "./a", "a/", ""])
+def test_unsafe_paths_are_refused(path: str) -> None:
+    with pytest.raises(IntegrityError):
+        seal_manifest(manifest(a_file(path)), KEY)
+
+
+@pytest.mark.parametrize("target", ["../../etc/passwd", "/etc/passwd", "..", "a/../../../x"])
+def test_symlinks_out_of_the_dataset_are_refused(target: str) -> None:
+    with pytest.raises(IntegrityError, match="outside"):
+        seal_manifest(
+            manifest(
+                FileEntry("d/l", SYMLINK, 0o777, target=target), FileEntry("d", DIRECTORY, 0o755)
+            ),
+            KEY,
+        )
+
+
+def test_file_under_a_symlink_is_refused() -> None:
+    with pytest.raises(IntegrityError, match="non-directory"):
+        seal_manifest(manifest(FileEntry("l", SYMLINK, 0o777, target="d"), a_file("l/x")), KEY)
+
+
+def test_setuid_mode_is_refused() -> None:
+    block = seal_block(b"hello", bytes(32))
+    with pytest.raises(IntegrityError, match="mode"):
+        seal_manifest(manifest(FileEntry("x", FILE, 0o4755, 5, (block.ref,))), KEY)
+
+
+def test_symlink_through_another_symlink_is_refused() -> None:
+    with pytest.raises(IntegrityError, match="through another symlink"):
+        seal_manifest(
+            manifest(
+                FileEntry("up", SYMLINK, 0o777, target="d"),
+                FileEntry("d", DIRECTORY, 0o755),
+                FileEntry("l", SYMLINK, 0o777, target="up/../x"),
+            ),
+            KEY,
+        )
