@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import blake3
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
@@ -48,9 +49,14 @@ def build_app(agent: Agent) -> Starlette:
         found = resolve_live_file(agent.config.data_root, rel)
         if found is None:
             return JSONResponse({"error": f"no live file at {rel}"}, status_code=404)
-        ref, inner, path = found
+        ref, inner, path, manifest = found
+        # Versions are immutable: (manifest, path) names the bytes for good.
+        etag = '"' + blake3.blake3(f"{manifest}/{inner}".encode()).hexdigest()[:32] + '"'
+        cache = {"etag": etag, "cache-control": "no-cache"}
+        if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+            return Response(status_code=304, headers=cache)
         agent.state.count_read(ref, inner)
-        return FileResponse(path)
+        return FileResponse(path, headers=cache)
 
     return Starlette(
         routes=[
@@ -63,8 +69,8 @@ def build_app(agent: Agent) -> Starlette:
     )
 
 
-def resolve_live_file(root: Path, rel: str) -> tuple[str, str, Path] | None:
-    """`team/geo-db/stable/a/b.db` -> ("team/geo-db:stable", "a/b.db", real path), if live.
+def resolve_live_file(root: Path, rel: str) -> tuple[str, str, Path, str] | None:
+    """`team/geo-db/stable/a/b.db` -> ("team/geo-db:stable", "a/b.db", real path, manifest).
 
     The channel is the first path component that is a symlink into .versions; the rest is
     resolved inside that version and must stay inside it.
@@ -82,7 +88,7 @@ def resolve_live_file(root: Path, rel: str) -> tuple[str, str, Path] | None:
             if not target.is_relative_to(version) or not target.is_file():
                 return None
             ref = f"{'/'.join(parts[: i - 1])}:{parts[i - 1]}"
-            return ref, "/".join(parts[i:]), target
+            return ref, "/".join(parts[i:]), target, version.name
         if not link.is_dir():
             return None
     return None
