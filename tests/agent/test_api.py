@@ -13,7 +13,8 @@ import grpc
 import httpx
 import pytest
 
-from aetherfs.agent.proto import agent_pb2, agent_pb2_grpc
+from aetherfs.agent.client import agent_stub
+from aetherfs.agent.proto import agent_pb2
 from tests.agent.conftest import AgentFactory, push, write_dataset
 from tests.conftest import Cli
 
@@ -28,7 +29,7 @@ def test_grpc_status_subscribe_publish_shutdown(
     agent.wait_live("team/geo-db:stable", v1)
 
     with grpc.insecure_channel(f"unix:{agent.grpc_socket}") as channel:
-        stub = agent_pb2_grpc.AgentServiceStub(channel)
+        stub = agent_stub(channel)
         reply = stub.Status(agent_pb2.StatusRequest(), timeout=10)
         assert reply.data_root == str(agent.data_root)
         by_ref = {f"{c.dataset}:{c.channel}": c for c in reply.channels}
@@ -78,7 +79,7 @@ def test_grpc_status_subscribe_publish_shutdown(
 
     # The same service on loopback TCP; Shutdown stops the process cleanly.
     with grpc.insecure_channel(f"127.0.0.1:{agent.grpc_port}") as channel:
-        stub = agent_pb2_grpc.AgentServiceStub(channel)
+        stub = agent_stub(channel)
         assert stub.Status(agent_pb2.StatusRequest(), timeout=10).pid
         stub.Shutdown(agent_pb2.ShutdownRequest(), timeout=10)
     assert agent.process is not None
@@ -103,8 +104,12 @@ def test_rest_files_range_etag_metrics(
         assert part.status_code == 206 and part.content == big[10:20]
         same = client.get("/files/team/geo-db/stable/big.bin", headers={"If-None-Match": etag})
         assert same.status_code == 304
-        for bad in ("team/geo-db/stable/../../../etc/passwd", "team/geo-db/stable/nope",
-                    ".versions/x/big.bin", "team/geo-db/stable/%2e%2e/x"):
+        for bad in (
+            "team/geo-db/stable/../../../etc/passwd",
+            "team/geo-db/stable/nope",
+            ".versions/x/big.bin",
+            "team/geo-db/stable/%2e%2e/x",
+        ):
             assert client.get(f"/files/{bad}").status_code == 404, bad
         metrics = client.get("/metrics").text
         assert (

@@ -88,7 +88,7 @@ def test_config_file(agents: AgentFactory, local_store: Cli, tmp_path: Path) -> 
     v1 = push(local_store, src, "team/geo-db:1.0.0", "stable")
     config = tmp_path / "agent.toml"
     config.write_text(
-        f"""
+        """
 subscribe = ["team/geo-db:stable", "team/geo-db:1.0.0"]
 cache_limit = "64M"
 keep_versions = 2
@@ -106,6 +106,7 @@ grpc_socket = ""
 
     bad = tmp_path / "bad.toml"
     bad.write_text('subscribe = ["team/geo-db:stable"]\ncache_limt = "1G"\n')
-    result = local_store("agent", "--config", str(bad), "--data-root", str(tmp_path / "x"),
-                         check=False)
+    result = local_store(
+        "agent", "--config", str(bad), "--data-root", str(tmp_path / "x"), check=False
+    )
     assert result.code == 2 and "unknown agent settings: cache_limt" in result.err
