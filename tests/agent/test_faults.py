@@ -222,3 +222,28 @@ def test_cache_bound_evicts_lru_but_never_live_blocks(
     assert set(cache_files(cache)) == v2_blocks
     assert not (agent.data_root / ".versions" / v1).exists()
     assert snap["cache"]["bytes"] == sum(p.stat().st_size for p in cache_files(cache).values())
+
+
+def test_sigterm_during_download_stops_promptly_and_cleanly(
+    agents: AgentFactory, local_store: Cli, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    write_dataset(src, 1, big=100_000)
+    v1 = push(local_store, src, "team/geo-db:1.0.0", "stable")
+    agent = agents("--subscribe", "team/geo-db:stable", "--store-rate", "1M")
+    agent.wait_live("team/geo-db:stable", v1)
+    write_dataset(src, 2, big=20_000_000)  # 20 s at 1 MB/s
+    push(local_store, src, "team/geo-db:2.0.0", "stable")
+    agent.wait_for(
+        lambda s: (s["subscriptions"][0]["progress"] or {}).get("bytes_done", 0) > 0,
+        "a download under way",
+    )
+    started = time.monotonic()
+    assert agent.stop() == 0
+    assert time.monotonic() - started < 5
+    log = agent.log()
+    assert "reason=SIGTERM" in log and "event=agent.stopped" in log
+    assert "Traceback" not in log
+    link = agent.data_root / "team/geo-db/stable"
+    assert link.resolve().name == v1
+    assert [p.name for p in (agent.data_root / ".versions").iterdir()] == [v1]
