@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from aetherfs.agent.config import Subscription, build_config
+from aetherfs.agent.config import AgentConfig, Subscription, build_config
 from aetherfs.errors import InvalidInput
 
 
-def config(file: dict[str, Any], **flags: Any) -> Any:
+def config(file: dict[str, Any], **flags: Any) -> AgentConfig:
     return build_config(file, flags, {}, Path("/keys"), "file:///default-store")
 
 

@@ -216,8 +216,8 @@ def test_cache_bound_evicts_lru_but_never_live_blocks(
 
     write_dataset(src, 2, big=2_000_000)
     v2 = push(local_store, src, "team/geo-db:2.0.0", "stable")
-    v2_blocks = version_blocks(agent.data_root, v2)
     snap = agent.wait_live("team/geo-db:stable", v2)
+    v2_blocks = version_blocks(agent.data_root, v2)
     snap = agent.wait_for(lambda s: s["cache"]["evicted_bytes"] > 0, "an eviction")
     assert set(cache_files(cache)) == v2_blocks
     assert not (agent.data_root / ".versions" / v1).exists()
