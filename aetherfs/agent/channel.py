@@ -78,6 +78,9 @@ class ChannelLoop:
 
     async def check(self) -> None:
         agent, channel = self.agent, self.channel
+        if agent.config.read_only:
+            await self.follow()
+            return
         record = await agent.watcher.current(self.sub)
         agent.state.store_reachable = True
         channel.last_check = time.time()
@@ -91,6 +94,24 @@ class ChannelLoop:
         if agent.dataroot.live(self.sub.dataset, self.sub.channel) == record.manifest_id:
             return
         await self.make_live(record.manifest_id)
+
+    async def follow(self) -> None:
+        """Read-only mode: another agent writes; report (and announce) what its links name."""
+        agent, channel, sub = self.agent, self.channel, self.sub
+        channel.last_check = time.time()
+        live = await agent.disk(agent.dataroot.live, sub.dataset, sub.channel)
+        if live is None or live.hex() == channel.live_manifest:
+            return
+        link = agent.dataroot.channel_link(sub.dataset, sub.channel)
+        channel.live_manifest, channel.live_path, channel.live_since = (
+            live.hex(),
+            str(link),
+            time.time(),
+        )
+        agent.log.info("version.live", subscription=str(sub), manifest=live.hex(), path=str(link))
+        agent.state.announce(
+            VersionLive(sub.dataset, sub.channel, live.hex(), str(link), channel.live_since)
+        )
 
     async def make_live(self, manifest_id: ManifestId) -> None:
         agent, channel, sub = self.agent, self.channel, self.sub

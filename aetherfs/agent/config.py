@@ -65,6 +65,7 @@ class AgentConfig:
     fetch_workers: int  # blocks fetched at once
     store_rate: int  # bytes/s cap on store reads, 0 = none
     wait_for_lock: bool  # wait for another agent to release the data root instead of failing
+    read_only: bool  # a shared data root another agent writes: follow its links, fetch nothing
 
     @property
     def state_dir(self) -> Path:
@@ -131,6 +132,7 @@ def build_config(
         "fetch_workers",
         "store_rate",
         "wait_for_lock",
+        "read_only",
         "s3_endpoint",
         "s3_region",
     }
@@ -148,6 +150,7 @@ def build_config(
     subs = tuple(dict.fromkeys(Subscription.parse(s) for s in subs_raw))
     listen_file: Mapping[str, Any] = file.get("listen", {})
     state_dir = data_root / ".agent"
+    read_only = bool(pick("read_only", False))
 
     def listen_value(name: str, default: Any) -> Any:
         flag = flags.get(f"listen_{name}")
@@ -157,9 +160,14 @@ def build_config(
 
     listen = Listen(
         http=_host_port(str(listen_value("http", DEFAULT_HTTP)), "listen.http"),
-        socket=_listen_path(listen_value("socket", None), state_dir / "agent.sock"),
+        # A reader shares the data root with a writer: its sockets are off unless named.
+        socket=_listen_path(
+            listen_value("socket", "" if read_only else None), state_dir / "agent.sock"
+        ),
         grpc=_host_port(str(listen_value("grpc", DEFAULT_GRPC)), "listen.grpc"),
-        grpc_socket=_listen_path(listen_value("grpc_socket", None), state_dir / "grpc.sock"),
+        grpc_socket=_listen_path(
+            listen_value("grpc_socket", "" if read_only else None), state_dir / "grpc.sock"
+        ),
     )
     try:
         cache_limit = parse_size(str(pick("cache_limit", "4G")))
@@ -190,4 +198,5 @@ def build_config(
         fetch_workers=workers,
         store_rate=store_rate,
         wait_for_lock=bool(pick("wait_for_lock", False)),
+        read_only=read_only,
     )

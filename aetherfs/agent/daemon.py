@@ -139,18 +139,20 @@ async def run_agent(config: AgentConfig, log: Logger | None = None) -> None:
     log = log or Logger()
     agent = Agent(config, log)
     dataroot = agent.dataroot
-    await trio.to_thread.run_sync(dataroot.lock, config.wait_for_lock)
+    if not config.read_only:
+        await trio.to_thread.run_sync(dataroot.lock, config.wait_for_lock)
     try:
-        removed = await agent.disk(dataroot.prepare)
-        for path in removed:
-            log.info("staging.removed", path=str(path), why="left by an interrupted build")
+        if not config.read_only:
+            removed = await agent.disk(dataroot.prepare)
+            for path in removed:
+                log.info("staging.removed", path=str(path), why="left by an interrupted build")
         for ch in agent.state.channels.values():
             sub = ch.subscription
             live = dataroot.live(sub.dataset, sub.channel)
             if live is not None and dataroot.has_version(live):
                 ch.live_manifest = live.hex()
                 ch.live_path = str(dataroot.channel_link(sub.dataset, sub.channel))
-        await agent.refresh_cache()
+        await agent.refresh_cache(evict=not config.read_only)
         await _serve(agent)
     finally:
         dataroot.unlock()
@@ -200,4 +202,4 @@ async def _cache_stats(agent: Agent) -> None:
         await trio.sleep(CACHE_STATS_EVERY)
         async with agent.layout_lock:
             # While building, blocks just fetched are not pinned yet: keep them for a resume.
-            await agent.refresh_cache(evict=not agent.building)
+            await agent.refresh_cache(evict=not agent.building and not agent.config.read_only)

@@ -172,6 +172,7 @@ class AgentState:
                 "started": self.started,
                 "uptime": round(time.time() - self.started, 3),
                 "store_reachable": self.store_reachable,
+                "mode": "read-only" if c.read_only else "writer",
             },
             "subscriptions": channels,
             "bytes_by_source": by_source,

@@ -56,6 +56,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=None,
         help="wait for another agent on the data root to stop instead of failing",
     )
+    p.add_argument(
+        "--read-only",
+        action="store_true",
+        default=None,
+        help="follow a data root another agent writes (a shared mount): serve, fetch nothing",
+    )
     p.set_defaults(run=agent)
 
     p = sub.add_parser("status", help="what the local agent holds and how it is doing")
@@ -84,6 +90,7 @@ def agent_config(context: Context, args: argparse.Namespace) -> AgentConfig:
         "fetch_workers": getattr(args, "fetch_workers", None),
         "store_rate": getattr(args, "store_rate", None),
         "wait_for_lock": getattr(args, "wait_for_lock", None),
+        "read_only": getattr(args, "read_only", None),
         "listen_http": getattr(args, "listen_http", None),
         "listen_socket": getattr(args, "listen_socket", None),
         "listen_grpc": getattr(args, "listen_grpc", None),

@@ -37,10 +37,11 @@ class AgentProcess:
             *args,
         ]
         self.process: subprocess.Popen[bytes] | None = None
+        self.socket_path: Path | None = None
 
     @property
     def socket(self) -> Path:
-        return self.data_root / ".agent" / "agent.sock"
+        return self.socket_path or self.data_root / ".agent" / "agent.sock"
 
     @property
     def grpc_socket(self) -> Path:

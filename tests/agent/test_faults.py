@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.agent.conftest import AgentFactory, push, tree, write_dataset
@@ -247,3 +248,31 @@ def test_sigterm_during_download_stops_promptly_and_cleanly(
     link = agent.data_root / "team/geo-db/stable"
     assert link.resolve().name == v1
     assert [p.name for p in (agent.data_root / ".versions").iterdir()] == [v1]
+
+
+def test_readers_share_a_data_root_with_one_writer(
+    agents: AgentFactory, local_store: Cli, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    write_dataset(src, 1, big=50_000)
+    v1 = push(local_store, src, "team/geo-db:1.0.0", "stable")
+    writer = agents("--subscribe", "team/geo-db:stable")
+    writer.wait_live("team/geo-db:stable", v1)
+    reader = agents(
+        "--subscribe",
+        "team/geo-db:stable",
+        "--read-only",
+        "--listen-socket",
+        str(tmp_path / "reader.sock"),
+    )
+    reader.socket_path = tmp_path / "reader.sock"
+    snap = reader.wait_live("team/geo-db:stable", v1)
+    assert snap["agent"]["mode"] == "read-only"
+    (src / "sub/small.txt").write_text("v2\n")
+    v2 = push(local_store, src, "team/geo-db:1.1.0", "stable")
+    writer.wait_live("team/geo-db:stable", v2)
+    snap = reader.wait_live("team/geo-db:stable", v2)
+    assert snap["bytes_by_source"]["store"] == 0  # the reader fetched nothing
+    body = httpx.get(f"{reader.url}/files/team/geo-db/stable/sub/small.txt", timeout=10)
+    assert body.text == "v2\n"
+    assert writer.status()["agent"]["mode"] == "writer"
