@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ from aetherfs.agent.config import AgentConfig, build_config, load_toml
 from aetherfs.agent.daemon import run_agent
 from aetherfs.cli.context import Context
 from aetherfs.cli.output import human_bytes, print_json, table, when
-from aetherfs.errors import AetherError, StoreUnavailable
+from aetherfs.errors import AetherError, InvalidInput, StoreUnavailable
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -115,22 +113,23 @@ def _single(exc: BaseException) -> BaseException:
     return exc
 
 
+class AgentFailed(AetherError):
+    """The daemon could not start or keep running (a port taken, a socket path unusable)."""
+
+
 def agent(context: Context, args: argparse.Namespace) -> int:
     config = agent_config(context, args)
     try:
         trio.run(run_agent, config)
     except BaseExceptionGroup as group:
+        # Task failures arrive grouped; one AetherError or OSError is said plainly.
         inner = _single(group)
-        if isinstance(inner, AetherError | OSError):
-            raise AetherErrorFrom(inner) from None
+        if isinstance(inner, AetherError):
+            raise inner from None
+        if isinstance(inner, OSError):
+            raise AgentFailed(f"the agent stopped: {inner}") from None
         raise
     return 0
-
-
-class AetherErrorFrom(AetherError):
-    def __init__(self, inner: BaseException) -> None:
-        super().__init__(str(inner))
-        self.exit_code = getattr(inner, "exit_code", 1)
 
 
 def _client(context: Context, args: argparse.Namespace) -> tuple[httpx.Client, str]:
@@ -140,11 +139,8 @@ def _client(context: Context, args: argparse.Namespace) -> tuple[httpx.Client, s
         sock = Path(args.socket)
     else:
         if not (args.config or args.data_root):
-            raise AetherErrorFrom(
-                ValueError(
-                    "say where the agent is: --data-root DIR, --config FILE, "
-                    "--socket PATH or --url URL"
-                )
+            raise InvalidInput(
+                "say where the agent is: --data-root DIR, --config FILE, --socket PATH or --url URL"
             )
         args.subscribe = []
         config = agent_config(context, args)
@@ -246,6 +242,3 @@ def render_status(snap: dict[str, Any]) -> str:
     if snap["last_error"]:
         lines.append(f"last error ({_ago(snap['last_error_time'])}): {snap['last_error']}")
     return "\n".join(lines)
-
-
-_ = (os, json)
