@@ -127,7 +127,9 @@ def agent(context: Context, args: argparse.Namespace) -> int:
         if isinstance(inner, AetherError):
             raise inner from None
         if isinstance(inner, OSError):
-            raise AgentFailed(f"the agent stopped: {inner}") from None
+            raise AgentFailed(
+                f"the agent stopped: {inner} (check the --listen-* addresses and paths)"
+            ) from None
         raise
     return 0
 

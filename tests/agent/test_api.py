@@ -130,3 +130,20 @@ def test_rest_files_range_etag_metrics(
     response = httpx.post(f"{agent.url}/v1/shutdown", timeout=10)
     assert response.json() == {"ok": True}
     assert agent.process is not None and agent.process.wait(15) == 0
+
+
+def test_status_without_agent_and_taken_port_say_what_to_do(
+    agents: AgentFactory, local_store: Cli, tmp_path: Path
+) -> None:
+    result = local_store("status", "--data-root", str(tmp_path / "none"), check=False)
+    assert result.code == 7 and "is `aetherfs agent` running?" in result.err
+    result = local_store("status", check=False)
+    assert result.code == 2 and "say where the agent is" in result.err
+
+    first = agents()
+    second = agents(
+        "--listen-http", f"127.0.0.1:{first.http_port}", data_root=tmp_path / "root2", start=False
+    )
+    second.start(wait=False)
+    assert second.process is not None and second.process.wait(30) != 0
+    assert "aetherfs: error:" in second.log() and "Traceback" not in second.log()
