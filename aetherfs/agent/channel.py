@@ -91,7 +91,8 @@ class ChannelLoop:
             )
         self.highest_seq = record.seq
         channel.remote_manifest = record.manifest_id.hex()
-        if agent.dataroot.live(self.sub.dataset, self.sub.channel) == record.manifest_id:
+        live = await agent.disk(agent.dataroot.live, self.sub.dataset, self.sub.channel)
+        if live == record.manifest_id:
             return
         await self.make_live(record.manifest_id)
 
@@ -116,10 +117,10 @@ class ChannelLoop:
     async def make_live(self, manifest_id: ManifestId) -> None:
         agent, channel, sub = self.agent, self.channel, self.sub
         async with agent.manifest_lock(manifest_id):
-            if not agent.dataroot.has_version(manifest_id):
+            if not await agent.disk(agent.dataroot.has_version, manifest_id):
                 await self.build(manifest_id)
             async with agent.layout_lock:
-                if not agent.dataroot.has_version(manifest_id):
+                if not await agent.disk(agent.dataroot.has_version, manifest_id):
                     raise AetherError(f"version {manifest_id.short()} vanished; rebuilding")
                 link = await agent.disk(
                     agent.dataroot.switch, sub.dataset, sub.channel, manifest_id
