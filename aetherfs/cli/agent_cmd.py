@@ -241,6 +241,12 @@ def render_status(snap: dict[str, Any]) -> str:
     )
     lines.append(f"peers: {len(snap['peers']) or 'none'}")
     lines.append(f"versions on disk: {len(snap['versions'])}")
+    reads = sorted(snap.get("file_reads", []), key=lambda r: -r["reads"])[:5]
+    if reads:
+        lines.append(
+            "most read over HTTP: "
+            + ", ".join(f"{r['ref']}/{r['path']} ({r['reads']})" for r in reads)
+        )
     if snap["last_error"]:
         lines.append(f"last error ({_ago(snap['last_error_time'])}): {snap['last_error']}")
     return "\n".join(lines)
