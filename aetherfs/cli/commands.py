@@ -27,7 +27,8 @@ def push(ctx: Context, args: argparse.Namespace) -> int:
     if not args.no_latest and LATEST not in tags:
         tags.append(LATEST)
     directory = Path(args.directory)
-    total = sum(e.size for e in scan_directory(directory))
+    entries = scan_directory(directory)
+    total = sum(e.size for e in entries)
     repo = ctx.repository(create=True)
     with byte_progress(total, f"push {ref}") as progress:
         result = push_directory(
@@ -37,6 +38,7 @@ def push(ctx: Context, args: argparse.Namespace) -> int:
             list(dict.fromkeys(tags)),
             workers=args.workers,
             progress=progress,
+            entries=entries,
         )
     s = result.stats
     if ctx.json:

@@ -22,7 +22,7 @@ from aetherfs.core.manifest import FILE, FileEntry, Manifest
 from aetherfs.core.names import check_dataset_name, check_tag, is_version_tag
 from aetherfs.core.packs import PACK_TARGET, PackBuilder
 from aetherfs.errors import Conflict, NotFound
-from aetherfs.ops.scan import scan_directory
+from aetherfs.ops.scan import LocalEntry, scan_directory
 from aetherfs.repo import Repository
 
 Progress = Callable[[int], None]
@@ -125,12 +125,17 @@ def push_directory(
     progress: Progress | None = None,
     meta: dict[str, str] | None = None,
     pack_target: int = PACK_TARGET,
+    entries: list[LocalEntry] | None = None,
 ) -> PushResult:
+    """Publish `root` as a new version of `dataset` and point `tags` at it.
+
+    `entries` is the result of `scan_directory(root)` if the caller already has it.
+    """
     started = time.monotonic()
     check_dataset_name(dataset)
     for tag in tags:
         check_tag(tag)
-    entries = scan_directory(root)
+    entries = scan_directory(root) if entries is None else entries
     _refuse_taken_version_tags(repo, dataset, tags)
     repo.ensure_dataset(dataset)
     stats = PushStats()
