@@ -144,6 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AetherError as exc:
         print(f"aetherfs: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a last resort: our own code translates the ones it expects
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"aetherfs: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 9
     except KeyboardInterrupt:
         print("aetherfs: interrupted", file=sys.stderr)
         return 130
