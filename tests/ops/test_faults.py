@@ -221,3 +221,43 @@ def test_kill_9_mid_pull_then_pull_again(cli: Cli, tmp_path: Path) -> None:
     total = sum(by_source.values())
     assert by_source.get("store", 0) < total
     assert tree(out) == tree(src)
+
+
+@pytest.mark.slow
+def test_kill_9_mid_push_then_push_again(cli: Cli, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_tree(src, big=1000)
+    cli("push", str(src), "geo:1.0.0")
+    for i in range(4):
+        (src / f"part{i}.bin").write_bytes(os.urandom(48 * 1024 * 1024))
+    packs_dir = store_root(cli) / "packs"
+    before = sum(1 for p in packs_dir.rglob("*") if p.is_file())
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aetherfs.cli.main",
+            "push",
+            str(src),
+            "geo:2.0.0",
+            "--workers",
+            "1",
+        ],
+        env=cli.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if sum(1 for p in packs_dir.rglob("*") if p.is_file()) >= before + 2:
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    tags = json.loads(cli("tags", "geo", "--json").out)
+    assert "2.0.0" not in tags  # the interrupted version was never named
+    assert tags["latest"][0]["manifest"] == tags["1.0.0"][0]["manifest"]
+    cli("push", str(src), "geo:2.0.0")
+    out = tmp_path / "out"
+    cli("pull", "geo:2.0.0", str(out))
+    assert tree(out) == tree(src)
