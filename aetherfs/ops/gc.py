@@ -42,28 +42,34 @@ def collect_garbage(
                 manifest = repo.get_manifest(dataset, manifest_id)
                 live_packs.update(ref.pack for ref in manifest.iter_blocks() if ref.pack)
     cutoff = time.time() - grace_seconds
-    removed_manifests = []
-    removed_packs = []
-    freed = 0
-    for key in list(repo.store.list(layout.MANIFESTS)):
-        name = key.rsplit("/", 1)[-1]
-        if ManifestId.from_hex(name) not in live_manifests and repo.store.mtime(key) < cutoff:
-            removed_manifests.append(name)
-            freed += repo.store.size(key)
-            if not dry_run:
-                repo.store.delete(key)
-    for key in list(repo.store.list(layout.PACKS)):
-        name = key.rsplit("/", 1)[-1]
-        if PackId.from_hex(name) not in live_packs and repo.store.mtime(key) < cutoff:
-            removed_packs.append(name)
-            freed += repo.store.size(key)
-            if not dry_run:
-                repo.store.delete(key)
+    removed_manifests, freed_m = _sweep(repo, layout.MANIFESTS, live_manifests, cutoff, dry_run)
+    removed_packs, freed_p = _sweep(repo, layout.PACKS, live_packs, cutoff, dry_run)
     return GcResult(
-        len(live_manifests),
-        len(live_packs),
-        tuple(removed_manifests),
-        tuple(removed_packs),
-        freed,
-        dry_run,
+        live_manifests=len(live_manifests),
+        live_packs=len(live_packs),
+        removed_manifests=removed_manifests,
+        removed_packs=removed_packs,
+        freed_bytes=freed_m + freed_p,
+        dry_run=dry_run,
     )
+
+
+def _sweep(
+    repo: Repository,
+    prefix: str,
+    live: set[ManifestId] | set[PackId],
+    cutoff: float,
+    dry_run: bool,
+) -> tuple[tuple[str, ...], int]:
+    """Delete objects under `prefix` whose id is not live and that are older than `cutoff`."""
+    live_hex = {item.hex() for item in live}
+    removed = []
+    freed = 0
+    for key in list(repo.store.list(prefix)):
+        name = key.rsplit("/", 1)[-1]
+        if name not in live_hex and repo.store.mtime(key) < cutoff:
+            removed.append(name)
+            freed += repo.store.size(key)
+            if not dry_run:
+                repo.store.delete(key)
+    return tuple(removed), freed

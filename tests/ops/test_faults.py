@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgpack
@@ -177,6 +178,19 @@ def test_corrupt_cache_block_is_refetched_not_served(
     assert (fresh / "sub/table.csv").read_bytes() == (src / "sub/table.csv").read_bytes()
 
 
+def count_files(root: Path) -> int:
+    return sum(1 for p in root.rglob("*") if p.is_file()) if root.exists() else 0
+
+
+def kill_when(proc: subprocess.Popen[bytes], ready: Callable[[], bool]) -> None:
+    """SIGKILL `proc` as soon as `ready()` holds (or after 60 s)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not ready():
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 @pytest.mark.slow
 def test_kill_9_mid_pull_then_pull_again(cli: Cli, tmp_path: Path) -> None:
     src = tmp_path / "src"
@@ -204,13 +218,7 @@ def test_kill_9_mid_pull_then_pull_again(cli: Cli, tmp_path: Path) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if cache.exists() and sum(1 for p in cache.rglob("*") if p.is_file()) >= 20:
-            break
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when(proc, lambda: count_files(cache) >= 20)
     # Killed half-way: DIR is still exactly the old state.
     assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
     assert (out / "old.txt").read_text() == "the old state"
@@ -231,7 +239,7 @@ def test_kill_9_mid_push_then_push_again(cli: Cli, tmp_path: Path) -> None:
     for i in range(4):
         (src / f"part{i}.bin").write_bytes(os.urandom(48 * 1024 * 1024))
     packs_dir = store_root(cli) / "packs"
-    before = sum(1 for p in packs_dir.rglob("*") if p.is_file())
+    before = count_files(packs_dir)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -247,13 +255,7 @@ def test_kill_9_mid_push_then_push_again(cli: Cli, tmp_path: Path) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if sum(1 for p in packs_dir.rglob("*") if p.is_file()) >= before + 2:
-            break
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when(proc, lambda: count_files(packs_dir) >= before + 2)
     tags = json.loads(cli("tags", "geo", "--json").out)
     assert "2.0.0" not in tags  # the interrupted version was never named
     assert tags["latest"][0]["manifest"] == tags["1.0.0"][0]["manifest"]
