@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from aetherfs.cache import BlockCache
+from aetherfs.core.blocks import BlockRef
 from aetherfs.core.ids import BlockId
 from aetherfs.errors import AetherError
 from aetherfs.fetch.sources import BlockSource, CacheSource, StoreSource
@@ -54,15 +55,15 @@ class AgentSource:
         self.stop = stop
         self.limit = limit
 
-    def fetch(self, block_id: BlockId) -> bytes | None:
+    def fetch(self, refs: Sequence[BlockRef]) -> dict[BlockId, bytes]:
         if self.stop.is_set():
             raise Stopped("the agent is stopping")
-        data = self.inner.fetch(block_id)
-        if data is not None:
+        found = self.inner.fetch(refs)
+        for stored in found.values():
             if self.limit is not None:
-                self.limit.take(len(data), self.stop)
-            self.on_fetch(self.name, len(data))
-        return data
+                self.limit.take(len(stored), self.stop)
+            self.on_fetch(self.name, len(stored))
+        return found
 
 
 def fetch_sources(
