@@ -127,8 +127,8 @@ def test_rest_files_range_etag_metrics(
             timeout=10,
         )
         assert json.loads(out.stdout)["subscriptions"][0]["live"]["manifest"] == v1
-    out = local_store("status", "--url", agent.url).out
-    assert "most read over HTTP: team/geo-db:stable/big.bin (2)" in out
+    human = local_store("status", "--url", agent.url).out
+    assert "most read over HTTP: team/geo-db:stable/big.bin (2)" in human
     response = httpx.post(f"{agent.url}/v1/shutdown", timeout=10)
     assert response.json() == {"ok": True}
     assert agent.process is not None and agent.process.wait(15) == 0
