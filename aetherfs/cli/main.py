@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from aetherfs import __version__
-from aetherfs.cli import commands
+from aetherfs.cli import commands, hub_cmd
 from aetherfs.cli.context import Context
 from aetherfs.config import Settings, parse_size
 from aetherfs.errors import AetherError
@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     _json(p)
     p.set_defaults(run=commands.keys)
+
+    hub_cmd.register(sub, _common, _json)
     return parser
 
 

@@ -1,0 +1,286 @@
+"""The OpenAPI 3.1 document of the hub's REST surface, served at /v1/openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aetherfs import __version__
+
+_ERROR = {"$ref": "#/components/responses/Error"}
+_DATASET = {
+    "name": "dataset",
+    "in": "path",
+    "required": True,
+    "description": "dataset name; its '/' separators are kept as they are (team/geo-db)",
+    "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$"},
+}
+_TAG = {
+    "name": "tag",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,127}$"},
+}
+_MANIFEST = {
+    "name": "manifest",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _op(
+    summary: str,
+    responses: dict[str, Any],
+    params: list[dict[str, Any]] | None = None,
+    body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {**responses, "400": _ERROR, "401": _ERROR, "403": _ERROR, "404": _ERROR},
+    }
+    if params:
+        op["parameters"] = params
+    if body:
+        op["requestBody"] = body
+    return op
+
+
+def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+TAG = {"$ref": "#/components/schemas/Tag"}
+
+
+def openapi_document() -> dict[str, Any]:
+    d = "/v1/datasets/{dataset}/-"
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "AetherFS hub", "version": __version__},
+        "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "an API token (afs_...) or an OIDC access/ID token (JWT)",
+                }
+            },
+            "responses": {
+                "Error": _json(
+                    {
+                        "type": "object",
+                        "required": ["error"],
+                        "properties": {
+                            "error": {
+                                "type": "object",
+                                "properties": {
+                                    "code": {"type": "string"},
+                                    "message": {"type": "string"},
+                                },
+                            }
+                        },
+                    },
+                    "an error, with a reason",
+                )
+            },
+            "schemas": {
+                "Tag": {
+                    "type": "object",
+                    "required": ["dataset", "tag", "manifest", "seq", "time", "signer", "signed"],
+                    "properties": {
+                        "dataset": {"type": "string"},
+                        "tag": {"type": "string"},
+                        "manifest": {"type": "string"},
+                        "seq": {"type": "integer"},
+                        "time": {"type": "number"},
+                        "signer": {"type": "string", "description": "Ed25519 public key, hex"},
+                        "signed": {"type": "string", "description": "signed record, base64"},
+                    },
+                },
+            },
+        },
+        "security": [{"bearer": []}, {}],
+        "paths": {
+            "/v1/info": {
+                "get": _op(
+                    "store id and the registry's signing key", {"200": _json({"type": "object"})}
+                )
+            },
+            "/v1/whoami": {
+                "get": _op("the authenticated principal", {"200": _json({"type": "object"})})
+            },
+            "/v1/datasets": {
+                "get": _op("datasets the caller may read", {"200": _json({"type": "array"})}),
+                "post": _op(
+                    "create a dataset (hub admins); the creator becomes its admin",
+                    {"201": _json({"type": "object"}), "409": _ERROR, "413": _ERROR},
+                    body=_json_body(
+                        {
+                            "type": "object",
+                            "required": ["name"],
+                            "properties": {"name": {"type": "string"}},
+                        }
+                    ),
+                ),
+            },
+            "/v1/datasets/{dataset}": {
+                "get": _op(
+                    "a dataset and its tags", {"200": _json({"type": "object"})}, [_DATASET]
+                ),
+                "delete": _op(
+                    "forget a dataset's tags and grants (admin)",
+                    {"204": {"description": "gone"}},
+                    [_DATASET],
+                ),
+            },
+            f"{d}/tags": {
+                "get": _op(
+                    "current record of each tag",
+                    {"200": _json({"type": "object", "additionalProperties": TAG})},
+                    [_DATASET],
+                )
+            },
+            f"{d}/tags/{{tag}}": {
+                "get": _op("one tag's current record", {"200": _json(TAG)}, [_DATASET, _TAG]),
+                "put": _op(
+                    "point a tag at a manifest (write); compare-and-swap on expect_seq",
+                    {"200": _json(TAG), "409": _ERROR, "413": _ERROR},
+                    [_DATASET, _TAG],
+                    _json_body(
+                        {
+                            "type": "object",
+                            "required": ["manifest"],
+                            "properties": {
+                                "manifest": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                                "expect_seq": {
+                                    "type": "integer",
+                                    "minimum": 0,
+                                    "description": "the seq the caller last saw; 0: must not exist",
+                                },
+                            },
+                        }
+                    ),
+                ),
+            },
+            f"{d}/tags/{{tag}}/history": {
+                "get": _op(
+                    "every record the tag has had, oldest first",
+                    {"200": _json({"type": "array", "items": TAG})},
+                    [_DATASET, _TAG],
+                )
+            },
+            f"{d}/manifests/{{manifest}}": {
+                "get": _op(
+                    "a sealed manifest's stored bytes",
+                    {"200": {"description": "bytes", "content": {"application/octet-stream": {}}}},
+                    [_DATASET, _MANIFEST],
+                ),
+                "put": _op(
+                    "store a sealed manifest (write); checked against its id and the dataset key",
+                    {
+                        "200": _json({"type": "object"}),
+                        "201": _json({"type": "object"}),
+                        "413": _ERROR,
+                        "422": _ERROR,
+                    },
+                    [_DATASET, _MANIFEST],
+                    {"required": True, "content": {"application/octet-stream": {}}},
+                ),
+            },
+            f"{d}/keys": {
+                "get": _op(
+                    "the dataset key (read); plus the convergence secret (write)",
+                    {"200": _json({"type": "object"})},
+                    [_DATASET],
+                )
+            },
+            f"{d}/grants": {
+                "get": _op(
+                    "the dataset's grants (admin)", {"200": _json({"type": "object"})}, [_DATASET]
+                ),
+                "put": _op(
+                    "grant a role to a subject, or remove it with role null (admin)",
+                    {"200": _json({"type": "object"}), "413": _ERROR},
+                    [_DATASET],
+                    _json_body(
+                        {
+                            "type": "object",
+                            "required": ["subject"],
+                            "properties": {
+                                "subject": {"type": "string"},
+                                "role": {"enum": ["read", "write", "admin", None]},
+                            },
+                        }
+                    ),
+                ),
+            },
+            f"{d}/watch": {
+                "get": _op(
+                    "server-sent events: the current heads, then every tag move",
+                    {"200": {"description": "event stream", "content": {"text/event-stream": {}}}},
+                    [
+                        _DATASET,
+                        {
+                            "name": "tag",
+                            "in": "query",
+                            "schema": {"type": "array", "items": {"type": "string"}},
+                        },
+                    ],
+                )
+            },
+            "/v1/agents": {
+                "get": _op(
+                    "every agent's last status report (admin)", {"200": _json({"type": "array"})}
+                )
+            },
+            "/v1/agents/{agent}/status": {
+                "get": _op(
+                    "one agent's last report",
+                    {"200": _json({"type": "object"})},
+                    [
+                        {
+                            "name": "agent",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                ),
+                "put": _op(
+                    "an agent reports its status (the agent itself)",
+                    {"204": {"description": "stored"}, "413": _ERROR},
+                    [
+                        {
+                            "name": "agent",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    _json_body({"type": "object"}),
+                ),
+            },
+            "/v1/audit": {
+                "get": _op(
+                    "audit log entries of one day (hub admins)",
+                    {"200": _json({"type": "array"})},
+                    [
+                        {
+                            "name": "day",
+                            "in": "query",
+                            "schema": {"type": "string", "format": "date"},
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+                        },
+                    ],
+                )
+            },
+        },
+    }
