@@ -169,7 +169,6 @@ class OidcVerifier:
     """Verify JWTs from one issuer: discovery document, then JWKS, refreshed on unknown kids."""
 
     REFRESH_AFTER = 300.0  # re-read the JWKS at most this often unless a kid is unknown
-    MIN_REFETCH = 5.0  # and never more often than this (a flood of bad kids costs nothing)
 
     def __init__(self, config: OidcConfig, http: httpx.AsyncClient) -> None:
         self.config = config
@@ -206,7 +205,10 @@ class OidcVerifier:
         async with self._lock:
             now = time.monotonic()
             stale = now - self._jwks.fetched > self.REFRESH_AFTER
-            missing = kid not in self._jwks.keys and now - self._jwks.fetched > self.MIN_REFETCH
+            missing = (
+                kid not in self._jwks.keys
+                and now - self._jwks.fetched > self.config.jwks_min_refetch
+            )
             if stale or missing:
                 doc = await self._get_json(await self._discover())
                 keys = {}

@@ -24,6 +24,8 @@ class OidcConfig:
     admin_groups: tuple[str, ...] = ()
     algorithms: tuple[str, ...] = ("RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA")
     leeway: float = 30.0
+    # Re-read the JWKS for an unknown key id at most this often (a flood of bad kids is cheap).
+    jwks_min_refetch: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,6 +136,8 @@ class HubService:
     # Tags ---------------------------------------------------------------------------------
     def list_tags(self, principal: Principal | None, dataset: str) -> dict[str, Any]:
         self.require(principal, dataset, "read")
+        if not self.dataset_exists(dataset):
+            raise NotFound(f"dataset {dataset} does not exist")
         return {t: tag_json(h.current) for t, h in sorted(self.repo.list_tags(dataset).items())}
 
     def tag_heads(self, dataset: str) -> dict[str, tuple[int, str]]:

@@ -41,7 +41,7 @@ def open_repo(store_url: str, keys: Path, s3_endpoint: str | None = None) -> Rep
 async def start_hub(
     nursery: trio.Nursery, repo: Repository, config: HubConfig | None = None
 ) -> RunningHub:
-    config = config or HubConfig(listen="127.0.0.1:0", poll_interval=0.2)
+    config = config or HubConfig(listen="127.0.0.1:0", poll_interval=0.2, token_cache_seconds=0.3)
     scope = trio.CancelScope()
 
     async def run(task_status: trio.TaskStatus[HubAddresses]) -> None:
@@ -61,7 +61,9 @@ def make_tree(root: Path, seed: int = 1, size: int = 300_000) -> None:
     (root / "README").write_text(f"version {seed}\n")
 
 
-def publish(repo: Repository, root: Path, dataset: str, tags: list[str], seed: int = 1) -> PushResult:
+def publish(
+    repo: Repository, root: Path, dataset: str, tags: list[str], seed: int = 1
+) -> PushResult:
     """Publish straight to the store (a producer with the keyring), as test setup."""
     make_tree(root, seed)
     return push_directory(repo, root, dataset, tags)
