@@ -47,6 +47,7 @@ class HubConfig:
     poll_interval: float = 1.0  # how often watched datasets' tags are re-read from the store
     token_cache_seconds: float = 2.0  # revocation takes effect within this
     store_threads: int = 32
+    grpc_threads: int = 64  # each open Watch stream holds one
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:

@@ -15,6 +15,7 @@ from hypercorn.trio import serve
 
 from aetherfs.hub.app import Hub, build_app
 from aetherfs.hub.config import HubConfig
+from aetherfs.hub.grpc_server import serve_grpc
 from aetherfs.repo import Repository
 
 
@@ -52,4 +53,6 @@ async def serve_hub(
             partial(serve, app, hypercorn_config(config, config.listen), mode="asgi")
         )
         grpc_address = None
+        if config.grpc_listen:
+            grpc_address = await nursery.start(serve_grpc, hub, config.grpc_listen)
         task_status.started(HubAddresses(binds[0], grpc_address))
