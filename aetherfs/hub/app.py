@@ -232,6 +232,10 @@ def build_app(hub: Hub, extra_routes: list[BaseRoute] | None = None) -> Starlett
                 subject = str(_field(doc, "subject", str))
                 role = _field(doc, "role", str, optional=True)
                 return JSONResponse(await hub.run(service.grant, who, name, subject, role))
+        elif parts == ["diff"] and method == "GET":
+            a = check_tag(request.query_params.get("a", ""))
+            b = check_tag(request.query_params.get("b", ""))
+            return JSONResponse(await hub.run(service.diff, who, name, a, b))
         elif parts == ["watch"] and method == "GET":
             return await watch(request, who, name)
         if method not in ("GET", "HEAD", "PUT", "POST", "DELETE"):

@@ -191,6 +191,27 @@ def openapi_document() -> dict[str, Any]:
                     {"required": True, "content": {"application/octet-stream": {}}},
                 ),
             },
+            f"{d}/diff": {
+                "get": _op(
+                    "files changed from tag a to tag b, and the bytes b costs a holder of a",
+                    {"200": _json({"type": "object"})},
+                    [
+                        _DATASET,
+                        {
+                            "name": "a",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "b",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                )
+            },
             f"{d}/keys": {
                 "get": _op(
                     "the dataset key (read); plus the convergence secret (write)",

@@ -16,6 +16,7 @@ from hypercorn.trio import serve
 from aetherfs.hub.app import Hub, build_app
 from aetherfs.hub.config import HubConfig
 from aetherfs.hub.grpc_server import serve_grpc
+from aetherfs.hub.web import web_routes
 from aetherfs.repo import Repository
 
 
@@ -48,7 +49,7 @@ async def serve_hub(
         hub = Hub.create(config, repo, http)
         await nursery.start(hub.watch.run)
         # Starlette's ASGI types are looser than Hypercorn's; the app is a plain ASGI 3 app.
-        app: Any = build_app(hub)
+        app: Any = build_app(hub, web_routes(hub))
         binds = await nursery.start(
             partial(serve, app, hypercorn_config(config, config.listen), mode="asgi")
         )

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from aetherfs.core.ids import ManifestId
-from aetherfs.core.manifest import MAX_MANIFEST_BYTES, open_manifest
+from aetherfs.core.manifest import MAX_MANIFEST_BYTES, Manifest, open_manifest
 from aetherfs.core.names import check_dataset_name, check_tag
 from aetherfs.core.tags import SignedTag, TagHistory, TagRecord
 from aetherfs.errors import Conflict, Forbidden, IntegrityError, InvalidInput, NotFound
@@ -22,6 +22,7 @@ from aetherfs.hub.acl import AclStore, check_subject
 from aetherfs.hub.audit import AuditLog
 from aetherfs.hub.auth import Principal, TokenRegistry
 from aetherfs.hub.errors import Unauthenticated
+from aetherfs.ops import compare
 from aetherfs.repo import Repository
 from aetherfs.store import layout
 
@@ -213,6 +214,24 @@ class HubService:
             )
             return tag_json(signed)
         raise Conflict(f"{dataset}:{tag} is being updated by many writers at once; retry")
+
+    # Versions -----------------------------------------------------------------------------
+    def version(
+        self, principal: Principal | None, dataset: str, tag: str
+    ) -> tuple[Manifest, ManifestId]:
+        """The decrypted manifest a tag names (for the file server and the web pages)."""
+        self.require(principal, dataset, "read")
+        manifest_id = self.repo.resolve(dataset, check_tag(tag)).record.manifest_id
+        return self.repo.get_manifest(dataset, manifest_id), manifest_id
+
+    def diff(self, principal: Principal | None, dataset: str, a: str, b: str) -> dict[str, Any]:
+        """What changed from tag A to tag B, and what B costs a holder of A."""
+        manifest_a, id_a = self.version(principal, dataset, a)
+        manifest_b, id_b = self.version(principal, dataset, b)
+        result = compare.diff(manifest_a, manifest_b)
+        result["a"] = {"tag": a, "manifest": id_a.hex()}
+        result["b"] = {"tag": b, "manifest": id_b.hex()}
+        return result
 
     # Manifests ----------------------------------------------------------------------------
     def _open_manifest(self, dataset: str, manifest_id: ManifestId) -> bytes:
