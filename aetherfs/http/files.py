@@ -150,7 +150,13 @@ async def _stream(
 
 
 def listing(
-    request: Request, title: str, nodes: list[Node], base_href: str, head: str = ""
+    request: Request,
+    title: str,
+    nodes: list[Node],
+    base_href: str,
+    head: str = "",
+    banner: str = "",
+    parent: bool = False,
 ) -> Response:
     if wants_json(request):
         return JSONResponse(
@@ -165,7 +171,7 @@ def listing(
                 for n in nodes
             ]
         )
-    rows = []
+    rows = ['<tr><td><a href="../">../</a></td><td></td><td>parent</td></tr>'] if parent else []
     for n in nodes:
         name = n.path.rpartition("/")[2]
         href = quote(name) + ("/" if n.kind == DIRECTORY else "")
@@ -178,7 +184,7 @@ def listing(
         )
     body = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"{head}</head><body><main><h1>{html.escape(title)}</h1>"
+        f"{head}</head><body>{banner}<main><h1>{html.escape(title)}</h1>"
         "<table><thead><tr><th>name</th><th>size</th><th>kind</th></tr></thead><tbody>"
         + "".join(rows)
         + "</tbody></table></main></body></html>"
@@ -193,6 +199,7 @@ async def serve_path(
     limiter: trio.CapacityLimiter,
     title: Callable[[str], str] = lambda p: f"/{p}",
     head: str = "",
+    banner: str = "",
 ) -> Response:
     """Answer GET or HEAD for `path` (already checked by check_url_path) in `tree`."""
     node = await trio.to_thread.run_sync(tree.lookup, path, limiter=limiter)
@@ -210,7 +217,7 @@ async def serve_path(
             # Relative links in the listing need the trailing slash.
             return Response(status_code=301, headers={"Location": request.url.path + "/"})
         nodes = await trio.to_thread.run_sync(tree.children, node.path, limiter=limiter)
-        return listing(request, title(node.path), nodes, "", head)
+        return listing(request, title(node.path), nodes, "", head, banner, bool(node.path))
 
     etag = f'"{node.etag}"'
     common = {"ETag": etag, "Accept-Ranges": "bytes", "Cache-Control": "private, max-age=0"}

@@ -68,18 +68,23 @@ def e(text: object) -> str:
     return html.escape(str(text))
 
 
-def page(title: str, body: str, who: Principal | None, status: int = 200) -> HTMLResponse:
+def banner(who: Principal | None) -> str:
     user = (
         f"{e(who.subject)} &middot; <a href='/ui/logout'>log out</a>"
         if who
         else "<a href='/ui/login'>log in</a>"
     )
+    return (
+        "<header><a href='/ui/'>AetherFS hub</a><a href='/ui/'>datasets</a>"
+        f"<a href='/ui/fleet'>fleet</a><span class='who'>{user}</span></header>"
+    )
+
+
+def page(title: str, body: str, who: Principal | None, status: int = 200) -> HTMLResponse:
     return HTMLResponse(
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>{e(title)} &middot; AetherFS hub</title><style>{CSS}</style></head><body>"
-        "<header><a href='/ui/'>AetherFS hub</a><a href='/ui/'>datasets</a>"
-        f"<a href='/ui/fleet'>fleet</a><span class='who'>{user}</span></header>"
-        f"<main><h1>{e(title)}</h1>{body}</main></body></html>",
+        f"{banner(who)}<main><h1>{e(title)}</h1>{body}</main></body></html>",
         status,
     )
 
@@ -360,6 +365,7 @@ def web_routes(hub: Hub) -> list[BaseRoute]:
             hub.limiter,
             title=lambda p: f"{name}:{tag}/{p}",
             head=f"<style>{CSS}</style>",
+            banner=banner(who),
         )
 
     return [
