@@ -291,6 +291,36 @@ def build_app(hub: Hub, extra_routes: list[BaseRoute] | None = None) -> Starlett
             raise InvalidInput("limit must be a number from 1 to 10000")
         return JSONResponse(await hub.run(service.audit_entries, who, day, int(limit_text)))
 
+    async def fleet(request: Request) -> Response:
+        return JSONResponse(await hub.run(service.fleet_info))
+
+    async def join_tokens(request: Request) -> Response:
+        who = await hub.principal(request)
+        doc = await read_json(request, limits.json_body)
+        ttl = _field(doc, "ttl_seconds", int, optional=True)
+        return JSONResponse(await hub.run(service.create_join_token, who, float(ttl or 3600)), 201)
+
+    async def enrol(request: Request) -> Response:
+        doc = await read_json(request, limits.json_body)
+        join_token = str(_field(doc, "join_token", str))
+        agent = str(_field(doc, "agent", str))
+        key_hex = str(_field(doc, "public_key", str))
+        try:
+            public_key = bytes.fromhex(key_hex)
+        except ValueError:
+            raise InvalidInput("public_key must be hex") from None
+        issued = await hub.run(service.enrol, join_token, agent, public_key)
+        return JSONResponse(issued, 201, headers={"Cache-Control": "no-store"})
+
+    async def revocations(request: Request) -> Response:
+        who = await hub.principal(request)
+        if request.method == "POST":
+            doc = await read_json(request, limits.json_body)
+            serial = _field(doc, "serial", str, optional=True)
+            agent = _field(doc, "agent", str, optional=True)
+            return JSONResponse(await hub.run(service.revoke_certificates, who, serial, agent))
+        return JSONResponse(await hub.run(service.revocations, who))
+
     async def on_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, AetherError)
         return error_response(exc)
@@ -306,6 +336,10 @@ def build_app(hub: Hub, extra_routes: list[BaseRoute] | None = None) -> Starlett
         Route("/v1/agents", agents, methods=["GET"]),
         Route("/v1/agents/{agent}/status", agent_status, methods=["GET", "PUT"]),
         Route("/v1/audit", audit, methods=["GET"]),
+        Route("/v1/fleet", fleet, methods=["GET"]),
+        Route("/v1/fleet/join-tokens", join_tokens, methods=["POST"]),
+        Route("/v1/fleet/enrol", enrol, methods=["POST"]),
+        Route("/v1/fleet/revocations", revocations, methods=["GET", "POST"]),
         *(extra_routes or []),
     ]
     return Starlette(routes=routes, exception_handlers={AetherError: on_error})

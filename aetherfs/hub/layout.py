@@ -45,3 +45,17 @@ def audit_key(when: float, unique: str) -> str:
     """One object per entry, named so a lexical listing is chronological."""
     day = time.strftime("%Y/%m/%d", time.gmtime(when))
     return f"{AUDIT}{day}/{int(when * 1e9):020d}-{unique}.json"
+
+
+FLEET = "hub/fleet/"
+JOIN_TOKENS = "hub/fleet/join/"
+CERTS = "hub/fleet/certs/"
+REVOCATIONS = "hub/fleet/revocations"  # the signed revocation list, replaced by CAS
+
+
+def join_token_key(token_hash: str) -> str:
+    return f"{JOIN_TOKENS}{token_hash}.json"
+
+
+def cert_key(serial: str) -> str:
+    return f"{CERTS}{serial}.json"

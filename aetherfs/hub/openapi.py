@@ -285,6 +285,54 @@ def openapi_document() -> dict[str, Any]:
                     _json_body({"type": "object"}),
                 ),
             },
+            "/v1/fleet": {
+                "get": _op("the fleet id and its public key", {"200": _json({"type": "object"})})
+            },
+            "/v1/fleet/join-tokens": {
+                "post": _op(
+                    "make a single-use join token (hub admins)",
+                    {"201": _json({"type": "object"}), "413": _ERROR},
+                    body=_json_body(
+                        {
+                            "type": "object",
+                            "properties": {"ttl_seconds": {"type": "integer", "minimum": 1}},
+                        }
+                    ),
+                )
+            },
+            "/v1/fleet/enrol": {
+                "post": _op(
+                    "trade a join token for a certificate over the agent key, plus an agent token",
+                    {"201": _json({"type": "object"}), "413": _ERROR},
+                    body=_json_body(
+                        {
+                            "type": "object",
+                            "required": ["join_token", "agent", "public_key"],
+                            "properties": {
+                                "join_token": {"type": "string"},
+                                "agent": {"type": "string"},
+                                "public_key": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                            },
+                        }
+                    ),
+                )
+            },
+            "/v1/fleet/revocations": {
+                "get": _op("the signed revocation list", {"200": _json({"type": "object"})}),
+                "post": _op(
+                    "revoke a certificate by serial, or every certificate of an agent (hub admins)",
+                    {"200": _json({"type": "object"}), "413": _ERROR},
+                    body=_json_body(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "serial": {"type": "string"},
+                                "agent": {"type": "string"},
+                            },
+                        }
+                    ),
+                ),
+            },
             "/v1/audit": {
                 "get": _op(
                     "audit log entries of one day (hub admins)",

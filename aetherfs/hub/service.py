@@ -21,6 +21,7 @@ from aetherfs.hub import layout as hub_layout
 from aetherfs.hub.acl import AclStore, check_subject
 from aetherfs.hub.audit import AuditLog
 from aetherfs.hub.auth import Principal, TokenRegistry
+from aetherfs.hub.enrol import Enrolment
 from aetherfs.hub.errors import Unauthenticated
 from aetherfs.ops import compare
 from aetherfs.repo import Repository
@@ -57,6 +58,7 @@ class HubService:
         self.tokens = TokenRegistry(repo.store)
         self.acls = AclStore(repo.store)
         self.audit = AuditLog(repo.store)
+        self.enrolment = Enrolment(repo)
 
     # Access -------------------------------------------------------------------------------
     def require(self, principal: Principal | None, dataset: str, role: str) -> None:
@@ -332,6 +334,43 @@ class HubService:
                 except NotFound:
                     continue
         return found
+
+    # Fleet: enrolment and revocation ---------------------------------------------------
+    def fleet_info(self) -> dict[str, Any]:
+        return {
+            "fleet": self.enrolment.fleet_id,
+            "fleet_public_key": self.enrolment.fleet_public.hex(),
+        }
+
+    def create_join_token(self, principal: Principal | None, ttl: float) -> dict[str, Any]:
+        who = self.require_admin(principal)
+        made = self.enrolment.create_join_token(who, ttl)
+        self.audit.record(who, "fleet.join_token", None, expires=made["expires"])
+        return made
+
+    def enrol(self, join_token: str, agent: str, public_key: bytes) -> dict[str, Any]:
+        issued = self.enrolment.enrol(join_token, agent, public_key)
+        self.audit.record(
+            Principal("agent", agent, via="join"), "fleet.enrol", None, serial=issued["serial"]
+        )
+        return issued
+
+    def revoke_certificates(
+        self, principal: Principal | None, serial: str | None, agent: str | None
+    ) -> dict[str, Any]:
+        who = self.require_admin(principal)
+        revoked = self.enrolment.revoke(serial, agent)
+        self.audit.record(who, "fleet.revoke", None, serial=serial, agent=agent)
+        return {"seq": revoked.seq, "serials": sorted(revoked.serials)}
+
+    def revocations(self, principal: Principal | None) -> dict[str, Any]:
+        _need_login(principal)
+        held, signed = self.enrolment.revocations()
+        return {
+            "seq": held.seq,
+            "serials": sorted(held.serials),
+            "signed": base64.b64encode(signed).decode(),
+        }
 
     # Audit --------------------------------------------------------------------------------
     def audit_entries(
