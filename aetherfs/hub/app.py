@@ -133,6 +133,8 @@ def _field(doc: dict[str, Any], name: str, kind: type[T], optional: bool = False
     value = doc.get(name)
     if value is None and optional:
         return None
+    if kind is int and isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON has one number type: 3.0 is the integer 3
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise InvalidInput(f"field {name!r} must be a {kind.__name__}")
     return value

@@ -7,19 +7,50 @@ from typing import Any
 from aetherfs import __version__
 
 _ERROR = {"$ref": "#/components/responses/Error"}
+DATASET_NAME = {
+    "type": "string",
+    "maxLength": 200,
+    "pattern": "^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$",
+}
+# A version tag (SemVer without build metadata, or CalVer), or a channel that does not look
+# like a malformed version.
+TAG_NAME = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 128,
+    "anyOf": [
+        {
+            "type": "string",
+            "pattern": "^(0|[1-9][0-9]*)[.](0|[1-9][0-9]*)[.](0|[1-9][0-9]*)"
+            "(-(0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)"
+            "([.](0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*))*)?$",
+        },
+        {
+            "type": "string",
+            "pattern": "^[0-9]{4}[.](0[1-9]|1[0-2])[.](0[1-9]|[12][0-9]|3[01])"
+            "([.](0|[1-9][0-9]*))?$",
+        },
+        {
+            "type": "string",
+            "pattern": "^[a-z0-9][a-z0-9._-]{0,127}$",
+            "not": {"pattern": "^[0-9]+([.][0-9]+)*(-.*)?$"},
+        },
+    ],
+}
+AGENT_ID = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,127}$"}
+SUBJECT = {
+    "type": "string",
+    "pattern": "^(anyone|(user|group|agent):[A-Za-z0-9@._-]{1,128})$",
+}
 _DATASET = {
     "name": "dataset",
     "in": "path",
     "required": True,
     "description": "dataset name; its '/' separators are kept as they are (team/geo-db)",
-    "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$"},
+    "schema": DATASET_NAME,
 }
-_TAG = {
-    "name": "tag",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,127}$"},
-}
+_TAG = {"name": "tag", "in": "path", "required": True, "schema": TAG_NAME}
+_AGENT = {"name": "agent", "in": "path", "required": True, "schema": AGENT_ID}
 _MANIFEST = {
     "name": "manifest",
     "in": "path",
@@ -122,7 +153,7 @@ def openapi_document() -> dict[str, Any]:
                         {
                             "type": "object",
                             "required": ["name"],
-                            "properties": {"name": {"type": "string"}},
+                            "properties": {"name": DATASET_NAME},
                         }
                     ),
                 ),
@@ -197,18 +228,8 @@ def openapi_document() -> dict[str, Any]:
                     {"200": _json({"type": "object"})},
                     [
                         _DATASET,
-                        {
-                            "name": "a",
-                            "in": "query",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        },
-                        {
-                            "name": "b",
-                            "in": "query",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        },
+                        {"name": "a", "in": "query", "required": True, "schema": TAG_NAME},
+                        {"name": "b", "in": "query", "required": True, "schema": TAG_NAME},
                     ],
                 )
             },
@@ -232,8 +253,11 @@ def openapi_document() -> dict[str, Any]:
                             "type": "object",
                             "required": ["subject"],
                             "properties": {
-                                "subject": {"type": "string"},
-                                "role": {"enum": ["read", "write", "admin", None]},
+                                "subject": SUBJECT,
+                                "role": {
+                                    "enum": ["read", "write", "admin", None],
+                                    "description": "`anyone` can only be granted read",
+                                },
                             },
                         }
                     ),
@@ -248,7 +272,7 @@ def openapi_document() -> dict[str, Any]:
                         {
                             "name": "tag",
                             "in": "query",
-                            "schema": {"type": "array", "items": {"type": "string"}},
+                            "schema": {"type": "array", "items": TAG_NAME},
                         },
                     ],
                 )
@@ -262,26 +286,12 @@ def openapi_document() -> dict[str, Any]:
                 "get": _op(
                     "one agent's last report",
                     {"200": _json({"type": "object"})},
-                    [
-                        {
-                            "name": "agent",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        }
-                    ],
+                    [_AGENT],
                 ),
                 "put": _op(
                     "an agent reports its status (the agent itself)",
                     {"204": {"description": "stored"}, "413": _ERROR},
-                    [
-                        {
-                            "name": "agent",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        }
-                    ],
+                    [_AGENT],
                     _json_body({"type": "object"}),
                 ),
             },
@@ -295,7 +305,9 @@ def openapi_document() -> dict[str, Any]:
                     body=_json_body(
                         {
                             "type": "object",
-                            "properties": {"ttl_seconds": {"type": "integer", "minimum": 1}},
+                            "properties": {
+                                "ttl_seconds": {"type": "integer", "minimum": 1, "maximum": 2592000}
+                            },
                         }
                     ),
                 )
@@ -310,7 +322,7 @@ def openapi_document() -> dict[str, Any]:
                             "required": ["join_token", "agent", "public_key"],
                             "properties": {
                                 "join_token": {"type": "string"},
-                                "agent": {"type": "string"},
+                                "agent": AGENT_ID,
                                 "public_key": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
                             },
                         }
@@ -327,7 +339,7 @@ def openapi_document() -> dict[str, Any]:
                             "type": "object",
                             "properties": {
                                 "serial": {"type": "string"},
-                                "agent": {"type": "string"},
+                                "agent": AGENT_ID,
                             },
                         }
                     ),
@@ -341,7 +353,7 @@ def openapi_document() -> dict[str, Any]:
                         {
                             "name": "day",
                             "in": "query",
-                            "schema": {"type": "string", "format": "date"},
+                            "schema": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
                         },
                         {
                             "name": "limit",
