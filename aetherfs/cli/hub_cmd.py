@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import trio
 
 from aetherfs.cli.context import Context
 from aetherfs.cli.output import print_json, table, when
+from aetherfs.config import Settings
 from aetherfs.errors import InvalidInput
 from aetherfs.hub.acl import AclStore, role_level
 from aetherfs.hub.audit import AuditLog
 from aetherfs.hub.auth import TokenRegistry
+from aetherfs.hub.client import HubClient, save_token, saved_token
 from aetherfs.hub.config import HubConfig, OidcConfig
+from aetherfs.hub.remote import HubRepository
 from aetherfs.hub.server import HubAddresses, serve_hub
+from aetherfs.repo import Repository
 
 EXAMPLES = """\
 examples:
@@ -140,6 +147,56 @@ def grant(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass(frozen=True, slots=True)
+class HubContext(Context):
+    """A Context whose repository is a hub (`--hub URL` or AETHERFS_HUB)."""
+
+    hub_url: str = ""
+    token: str | None = None
+    ca_file: str | None = None
+
+    def repository(self, create: bool = False) -> Repository:
+        return HubRepository(HubClient(self.hub_url, self.token, self.ca_file))
+
+
+def make_context(args: argparse.Namespace, settings: Settings, json_out: bool) -> Context:
+    """The context of a command: through a hub when one is named, else on the store."""
+    hub_url = getattr(args, "hub", None) or os.environ.get("AETHERFS_HUB")
+    if not hub_url or args.command in ("hub", "login"):
+        return Context(settings, json=json_out)
+    if getattr(args, "store", None):
+        raise InvalidInput("give --store or --hub, not both")
+    return HubContext(
+        settings,
+        json=json_out,
+        hub_url=hub_url,
+        token=saved_token(os.environ, hub_url),
+        ca_file=os.environ.get("AETHERFS_HUB_CA") or None,
+    )
+
+
+def login(ctx: Context, args: argparse.Namespace) -> int:
+    hub_url = args.hub or os.environ.get("AETHERFS_HUB")
+    if not hub_url:
+        raise InvalidInput("name the hub: aetherfs login --hub URL (or set AETHERFS_HUB)")
+    token = args.token
+    if token is None:
+        token = getpass.getpass("token: ") if sys.stdin.isatty() else sys.stdin.readline().strip()
+    if not token:
+        raise InvalidInput("no token given")
+    client = HubClient(hub_url, token, os.environ.get("AETHERFS_HUB_CA") or None)
+    try:
+        who = client.whoami()
+    finally:
+        client.close()
+    path = save_token(os.environ, hub_url, token)
+    if ctx.json:
+        print_json({"hub": hub_url, "subject": who["subject"], "saved": str(path)})
+    else:
+        print(f"logged in to {hub_url} as {who['subject']} (token kept in {path})")
+    return 0
+
+
 def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
     common: Callable[[argparse.ArgumentParser], None],
@@ -205,6 +262,12 @@ def register(
     common(p)
     json_flag(p)
     p.set_defaults(run=token_list)
+
+    p = sub.add_parser("login", help="check a hub token and keep it for --hub commands")
+    p.add_argument("--hub", metavar="URL", help="the hub (default: AETHERFS_HUB)")
+    p.add_argument("--token", help="the token (default: asked for, or read from stdin)")
+    json_flag(p)
+    p.set_defaults(run=login, store=None, keys=None)
 
     p = actions.add_parser("grant", help="grant a role on a dataset (role `none` removes)")
     p.add_argument("dataset", metavar="NAME")

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 from aetherfs import __version__
 from aetherfs.cli import commands, hub_cmd
-from aetherfs.cli.context import Context
 from aetherfs.config import Settings, parse_size
 from aetherfs.errors import AetherError
 
@@ -39,6 +38,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="keyring file (default: AETHERFS_KEYS, "
         "else one per store under XDG_CONFIG_HOME/aetherfs/keys)",
     )
+    parser.add_argument("--hub", metavar="URL", help="work through this hub (or AETHERFS_HUB)")
 
 
 def _json(parser: argparse.ArgumentParser) -> None:
@@ -140,8 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as exc:
         parser.error(str(exc))
-    context = Context(settings, json=getattr(args, "json", False))
     try:
+        context = hub_cmd.make_context(args, settings, getattr(args, "json", False))
         code: int = args.run(context, args)
     except AetherError as exc:
         print(f"aetherfs: error: {exc}", file=sys.stderr)

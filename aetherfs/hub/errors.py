@@ -8,7 +8,7 @@ from aetherfs.errors import AetherError, InvalidInput
 class Unauthenticated(AetherError):
     """No credentials, or credentials the hub cannot accept (HTTP 401)."""
 
-    exit_code = 9
+    exit_code = 10
 
 
 class TooLarge(InvalidInput):
