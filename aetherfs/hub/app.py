@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from aetherfs.core.ids import ManifestId
+from aetherfs.core.ids import ManifestId, PackId
 from aetherfs.core.names import check_dataset_name, check_tag
 from aetherfs.errors import (
     AetherError,
@@ -32,6 +32,7 @@ from aetherfs.errors import (
     NotFound,
     StoreUnavailable,
 )
+from aetherfs.http.files import Unsatisfiable, parse_range
 from aetherfs.hub.auth import Authenticator, OidcVerifier, Principal, bearer
 from aetherfs.hub.config import HubConfig
 from aetherfs.hub.errors import TooLarge, Unauthenticated
@@ -222,6 +223,8 @@ def build_app(hub: Hub, extra_routes: list[BaseRoute] | None = None) -> Starlett
                 return JSONResponse(
                     {"manifest": manifest_id.hex(), "created": created}, 201 if created else 200
                 )
+        elif len(parts) == 2 and parts[0] == "packs":
+            return await pack(request, who, name, PackId.from_hex(parts[1]))
         elif parts == ["keys"] and method == "GET":
             return JSONResponse(
                 await hub.run(service.keys, who, name), headers={"Cache-Control": "no-store"}
@@ -243,6 +246,40 @@ def build_app(hub: Hub, extra_routes: list[BaseRoute] | None = None) -> Starlett
         if method not in ("GET", "HEAD", "PUT", "POST", "DELETE"):
             return JSONResponse({"error": {"code": "method", "message": "method not allowed"}}, 405)
         raise NotFound(f"no such resource: {request.url.path}")
+
+    async def pack(request: Request, who: Principal | None, name: str, pack_id: PackId) -> Response:
+        method = request.method
+        if method == "PUT":
+            await hub.run(service.require, who, name, "write")  # before reading a large body
+            body = await read_body(request, limits.pack)
+            created = await hub.run(service.put_pack, who, name, pack_id, body)
+            return JSONResponse(
+                {"pack": pack_id.hex(), "created": created}, 201 if created else 200
+            )
+        if method not in ("GET", "HEAD"):
+            return JSONResponse({"error": {"code": "method", "message": "method not allowed"}}, 405)
+        size = await hub.run(service.pack_size, who, name, pack_id)
+        headers = {
+            "ETag": f'"{pack_id.hex()}"',
+            "Accept-Ranges": "bytes",
+            "Cache-Control": "private, max-age=31536000, immutable",
+        }
+        try:
+            wanted = parse_range(request.headers.get("range"), size)
+        except Unsatisfiable:
+            return Response(
+                status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"}
+            )
+        start, length, status = (
+            (0, size, 200) if wanted is None else (wanted.start, wanted.length, 206)
+        )
+        if wanted is not None:
+            headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{size}"
+        if method == "HEAD":
+            headers["Content-Length"] = str(length)
+            return Response(status_code=status, headers=headers)
+        data = await hub.run(service.get_pack_range, who, name, pack_id, start, length)
+        return Response(data, status, headers=headers, media_type="application/octet-stream")
 
     async def watch(request: Request, who: Principal | None, name: str) -> Response:
         await hub.run(service.require, who, name, "read")

@@ -169,6 +169,22 @@ class HubClient:
         path = self.dataset_path(dataset, f"manifests/{manifest}")
         return bool(self.json("PUT", path, content=stored)["created"])
 
+    def has_pack(self, dataset: str, pack: str) -> bool:
+        try:
+            self.request("HEAD", self.dataset_path(dataset, f"packs/{pack}"))
+        except NotFound:
+            return False
+        return True
+
+    def put_pack(self, dataset: str, pack: str, data: bytes) -> bool:
+        path = self.dataset_path(dataset, f"packs/{pack}")
+        return bool(self.json("PUT", path, content=data)["created"])
+
+    def get_pack_range(self, dataset: str, pack: str, start: int, length: int) -> bytes:
+        headers = {"Range": f"bytes={start}-{start + length - 1}"}
+        response = self.request("GET", self.dataset_path(dataset, f"packs/{pack}"), headers=headers)
+        return response.content
+
     def keys(self, dataset: str) -> dict[str, Any]:
         doc: dict[str, Any] = self.json("GET", self.dataset_path(dataset, "keys"))
         return doc

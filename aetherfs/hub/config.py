@@ -32,7 +32,7 @@ class OidcConfig:
 class Limits:
     json_body: int = 1 * MiB
     manifest: int = 64 * MiB
-    block: int = 80 * MiB
+    pack: int = 80 * MiB  # packs are ~16 MiB (PACK_TARGET); one big block can exceed that
     status_report: int = 256 * 1024
 
 

@@ -18,9 +18,9 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 import trio
 
-from aetherfs.core.ids import ManifestId
+from aetherfs.core.ids import ManifestId, PackId
 from aetherfs.core.names import check_tag
-from aetherfs.errors import AetherError, InvalidInput
+from aetherfs.errors import AetherError, InvalidInput, NotFound
 from aetherfs.hub.app import Hub, error_status
 from aetherfs.hub.auth import Principal, bearer
 from aetherfs.hub.config import split_host_port
@@ -166,6 +166,36 @@ class HubServicer(pb_grpc.HubServicer):
 
         return pb.PutReply(created=self._call(context, run))
 
+    def StatPack(self, request: pb.PackRef, context: grpc.ServicerContext) -> pb.PackInfo:
+        def run(who: Principal | None) -> pb.PackInfo:
+            try:
+                size = self.service.pack_size(who, request.dataset, PackId(request.pack))
+            except NotFound:
+                return pb.PackInfo(present=False)
+            return pb.PackInfo(present=True, size=size)
+
+        return self._call(context, run)
+
+    def GetPackRange(self, request: pb.PackRange, context: grpc.ServicerContext) -> pb.Blob:
+        def run(who: Principal | None) -> bytes:
+            pack_id = PackId(request.pack)
+            length = request.length
+            if length == 0:
+                length = self.service.pack_size(who, request.dataset, pack_id) - request.start
+            if length > self.hub.config.limits.pack:
+                raise TooLarge("ask for at most the pack size limit in one range")
+            return self.service.get_pack_range(
+                who, request.dataset, pack_id, request.start, max(0, length)
+            )
+
+        return pb.Blob(data=self._call(context, run))
+
+    def PutPack(self, request: pb.PutPackRequest, context: grpc.ServicerContext) -> pb.PutReply:
+        def run(who: Principal | None) -> bool:
+            return self.service.put_pack(who, request.dataset, PackId(request.pack), request.data)
+
+        return pb.PutReply(created=self._call(context, run))
+
     def GetKeys(self, request: pb.DatasetRef, context: grpc.ServicerContext) -> pb.Keys:
         keys = self._call(context, lambda who: self.service.keys(who, request.dataset))
         return pb.Keys(
@@ -239,7 +269,7 @@ async def serve_grpc(
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve gRPC on `address` (HOST:PORT, port 0 for any) until cancelled."""
-    limit = hub.config.limits.block + 1024 * 1024
+    limit = hub.config.limits.pack + 1024 * 1024
     server = grpc.server(
         ThreadPoolExecutor(max_workers=hub.config.grpc_threads, thread_name_prefix="grpc"),
         options=[

@@ -51,6 +51,12 @@ _DATASET = {
 }
 _TAG = {"name": "tag", "in": "path", "required": True, "schema": TAG_NAME}
 _AGENT = {"name": "agent", "in": "path", "required": True, "schema": AGENT_ID}
+_PACK = {
+    "name": "pack",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+}
 _MANIFEST = {
     "name": "manifest",
     "in": "path",
@@ -232,6 +238,39 @@ def openapi_document() -> dict[str, Any]:
                         {"name": "b", "in": "query", "required": True, "schema": TAG_NAME},
                     ],
                 )
+            },
+            f"{d}/packs/{{pack}}": {
+                "get": _op(
+                    "a pack's bytes; one range with `Range: bytes=a-b`",
+                    {
+                        "200": {
+                            "description": "bytes",
+                            "content": {"application/octet-stream": {}},
+                        },
+                        "206": {
+                            "description": "a range",
+                            "content": {"application/octet-stream": {}},
+                        },
+                        "416": {"description": "the range starts past the end"},
+                    },
+                    [_DATASET, _PACK],
+                ),
+                "head": _op(
+                    "whether the pack is stored, and its size",
+                    {"200": {"description": "there"}},
+                    [_DATASET, _PACK],
+                ),
+                "put": _op(
+                    "store a pack (write); its bytes must hash to its id",
+                    {
+                        "200": _json({"type": "object"}),
+                        "201": _json({"type": "object"}),
+                        "413": _ERROR,
+                        "422": _ERROR,
+                    },
+                    [_DATASET, _PACK],
+                    {"required": True, "content": {"application/octet-stream": {}}},
+                ),
             },
             f"{d}/keys": {
                 "get": _op(

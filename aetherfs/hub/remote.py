@@ -15,9 +15,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from aetherfs.core.ids import ManifestId
+from aetherfs.core.blocks import BlockRef, verify_block
+from aetherfs.core.ids import ManifestId, PackId
 from aetherfs.core.manifest import Manifest, open_manifest, seal_manifest
 from aetherfs.core.names import check_dataset_name, check_tag
+from aetherfs.core.packs import ReadRange
 from aetherfs.core.tags import SignedTag, TagHistory
 from aetherfs.errors import Forbidden, IntegrityError, InvalidInput, KeyringError, NotFound
 from aetherfs.hub.client import HubClient
@@ -49,8 +51,9 @@ class HubKeyring(Keyring):
         for keys in self.granted.values():
             if keys.get("convergence_secret"):
                 return bytes.fromhex(keys["convergence_secret"])
-        raise KeyringError(
-            "the hub gave no convergence secret: this token may not write to the dataset"
+        raise Forbidden(
+            "not allowed: the hub gives the convergence secret to writers only; ask an admin "
+            "of the dataset for the write role"
         )
 
     @property
@@ -97,6 +100,9 @@ class HubEndpoint:
     def size(self, key: str) -> int:
         return self._refuse(key)  # type: ignore[no-any-return]
 
+    def mtime(self, key: str) -> float:
+        return self._refuse(key)  # type: ignore[no-any-return]
+
 
 class HubRepository(Repository):
     def __init__(self, client: HubClient) -> None:
@@ -112,6 +118,32 @@ class HubRepository(Repository):
         )
         super().__init__(HubEndpoint(client.url), keyring)
         self.hub_keyring = keyring
+        # Packs are reached through a dataset's path (its ACL decides); the ops work on one
+        # dataset at a time, so the last one named is the one to go through.
+        self._dataset: str | None = None
+
+    def _through(self) -> str:
+        if self._dataset is None:
+            raise InvalidInput("name a dataset before reading or writing packs through a hub")
+        return self._dataset
+
+    # Packs ------------------------------------------------------------------------------
+    def put_pack(self, pack_id: PackId, data: bytes) -> bool:
+        if PackId.of(data) != pack_id:
+            raise IntegrityError(f"pack {pack_id.short()} does not match its id")
+        return self.client.put_pack(self._through(), pack_id.hex(), data)
+
+    def has_pack(self, pack_id: PackId) -> bool:
+        return self.client.has_pack(self._through(), pack_id.hex())
+
+    def read_range(self, read: ReadRange) -> Iterator[tuple[BlockRef, bytes]]:
+        """One ranged GET through the hub; each block checked against its id."""
+        data = self.client.get_pack_range(self._through(), read.pack.hex(), read.start, read.length)
+        if len(data) != read.length:
+            raise IntegrityError(f"pack {read.pack.short()} is shorter than its manifest says")
+        for ref, stored in read.cut(data):
+            verify_block(ref.id, stored)
+            yield ref, stored
 
     # Tags -------------------------------------------------------------------------------
     def _verify(self, doc: dict[str, Any], dataset: str, tag: str) -> SignedTag:
@@ -133,6 +165,7 @@ class HubRepository(Repository):
 
     def resolve(self, dataset: str, tag: str) -> SignedTag:
         check_tag(tag)
+        self._dataset = dataset
         doc = self.client.json("GET", self.client.dataset_path(dataset, f"tags/{tag}"))
         return self._verify(doc, dataset, tag)
 
@@ -159,6 +192,7 @@ class HubRepository(Repository):
                     "datasets: ask one to create it and grant you write"
                 ) from None
         self.hub_keyring.keys_for(dataset)  # the writer's keys, before anything is sealed
+        self._dataset = dataset
 
     # Manifests --------------------------------------------------------------------------
     def put_manifest(self, manifest: Manifest) -> ManifestId:
@@ -168,5 +202,6 @@ class HubRepository(Repository):
         return manifest_id
 
     def get_manifest(self, dataset: str, manifest_id: ManifestId) -> Manifest:
+        self._dataset = dataset
         stored = self.client.get_manifest(dataset, manifest_id.hex())
         return open_manifest(manifest_id, stored, dataset, self.keyring.dataset_key(dataset))

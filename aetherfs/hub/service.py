@@ -12,7 +12,7 @@ import re
 import time
 from typing import Any
 
-from aetherfs.core.ids import ManifestId
+from aetherfs.core.ids import ManifestId, PackId
 from aetherfs.core.manifest import MAX_MANIFEST_BYTES, Manifest, open_manifest
 from aetherfs.core.names import check_dataset_name, check_tag
 from aetherfs.core.tags import SignedTag, TagHistory, TagRecord
@@ -267,10 +267,50 @@ class HubService:
             raise InvalidInput("manifest too large")
         if ManifestId.of(stored) != manifest_id:
             raise IntegrityError(f"the bytes sent do not hash to manifest {manifest_id.short()}")
-        open_manifest(manifest_id, stored, dataset, self.repo.keyring.dataset_key(dataset))
+        manifest = open_manifest(
+            manifest_id, stored, dataset, self.repo.keyring.dataset_key(dataset)
+        )
+        # No manifest (so no tag) may name a block the store cannot serve.
+        packs: set[PackId] = set()
+        for ref in manifest.unique_blocks().values():
+            if ref.pack is None:
+                raise IntegrityError(f"block {ref.id.short()} has no pack: upload packs first")
+            packs.add(ref.pack)
+        for pack_id in sorted(packs):
+            if not self.store.exists(layout.pack_key(pack_id)):
+                raise NotFound(f"pack {pack_id.short()} is not in the store: upload it first")
         created = self.store.put_if_absent(layout.manifest_key(manifest_id), stored)
         if created:
             self.audit.record(principal, "manifest.put", dataset, manifest=manifest_id.hex())
+        return created
+
+    # Packs --------------------------------------------------------------------------------
+    # Packs hold the namespace's blocks (ciphertext; keys are in manifests); a dataset's
+    # readers read them and its writers add them, through the dataset's path.
+    def pack_size(self, principal: Principal | None, dataset: str, pack_id: PackId) -> int:
+        self.require(principal, dataset, "read")
+        try:
+            return self.store.size(layout.pack_key(pack_id))
+        except NotFound:
+            raise NotFound(f"pack {pack_id.short()} is not in the store") from None
+
+    def get_pack_range(
+        self, principal: Principal | None, dataset: str, pack_id: PackId, start: int, length: int
+    ) -> bytes:
+        self.require(principal, dataset, "read")
+        try:
+            return self.store.get_range(layout.pack_key(pack_id), start, length)
+        except NotFound:
+            raise NotFound(f"pack {pack_id.short()} is not in the store") from None
+
+    def put_pack(
+        self, principal: Principal | None, dataset: str, pack_id: PackId, data: bytes
+    ) -> bool:
+        """Store a pack after checking its bytes against its id; False if already there."""
+        self.require(principal, dataset, "write")
+        created = self.repo.put_pack(pack_id, data)  # IntegrityError if the id does not match
+        if created:
+            self.audit.record(principal, "pack.put", dataset, pack=pack_id.hex(), size=len(data))
         return created
 
     # Keys ---------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import blake3
 
@@ -20,34 +20,44 @@ from aetherfs.http import files
 
 _KINDS = {FILE: files.FILE, DIRECTORY: files.DIRECTORY, SYMLINK: files.SYMLINK}
 
-ReadBlock = Callable[[BlockRef], bytes]  # verified plaintext of one block
+# Verified plaintext of each block asked for, by id: one call may merge neighbouring blocks of
+# a pack into one ranged read.
+ReadBlocks = Callable[[Sequence[BlockRef]], dict[BlockId, bytes]]
+BATCH_BYTES = 4 * 1024 * 1024  # stored bytes asked for at once while streaming a file
 
 
 class BlockLru:
     """Plaintext of recently read blocks, bounded in bytes; thread-safe."""
 
-    def __init__(self, read: ReadBlock, limit: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, read: ReadBlocks, limit: int = 64 * 1024 * 1024) -> None:
         self._read = read
         self.limit = limit
         self._blocks: OrderedDict[BlockId, bytes] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
 
-    def __call__(self, ref: BlockRef) -> bytes:
+    def __call__(self, refs: Sequence[BlockRef]) -> dict[BlockId, bytes]:
+        found: dict[BlockId, bytes] = {}
         with self._lock:
-            hit = self._blocks.get(ref.id)
-            if hit is not None:
-                self._blocks.move_to_end(ref.id)
-                return hit
-        data = self._read(ref)
-        with self._lock:
-            if ref.id not in self._blocks and len(data) <= self.limit // 4:
-                self._blocks[ref.id] = data
-                self._size += len(data)
+            for ref in refs:
+                hit = self._blocks.get(ref.id)
+                if hit is not None:
+                    self._blocks.move_to_end(ref.id)
+                    found[ref.id] = hit
+        missing = [ref for ref in refs if ref.id not in found]
+        if missing:
+            fetched = self._read(missing)
+            found.update(fetched)
+            with self._lock:
+                for block_id, data in fetched.items():
+                    if block_id in self._blocks or len(data) > self.limit // 4:
+                        continue
+                    self._blocks[block_id] = data
+                    self._size += len(data)
                 while self._size > self.limit:
                     _, dropped = self._blocks.popitem(last=False)
                     self._size -= len(dropped)
-        return data
+        return found
 
 
 def file_etag(entry: FileEntry) -> str:
@@ -59,10 +69,12 @@ def file_etag(entry: FileEntry) -> str:
 
 
 class ManifestTree:
-    def __init__(self, manifest: Manifest, manifest_id: ManifestId, read_block: ReadBlock) -> None:
+    def __init__(
+        self, manifest: Manifest, manifest_id: ManifestId, read_blocks: ReadBlocks
+    ) -> None:
         self.manifest = manifest
         self.manifest_id = manifest_id
-        self._read_block = read_block
+        self._read_blocks = read_blocks
         self._entries = {e.path: e for e in manifest.files}
         self._children: dict[str, set[str]] = {"": set()}
         for path in self._entries:
@@ -108,12 +120,23 @@ class ManifestTree:
             self._offsets[path] = offsets
         end = min(start + length, entry.size)
         index = max(0, bisect.bisect_right(offsets, start) - 1)
-        while start < end and index < len(entry.blocks):
-            ref = entry.blocks[index]
-            block_start = offsets[index]
-            data = self._read_block(ref)
-            piece = data[start - block_start : min(end, block_start + ref.size) - block_start]
-            if piece:
-                yield piece
-                start += len(piece)
-            index += 1
+        blocks = entry.blocks
+        while start < end and index < len(blocks):
+            batch: list[BlockRef] = []
+            stored = 0
+            while (
+                index + len(batch) < len(blocks)
+                and offsets[index + len(batch)] < end
+                and (not batch or stored + blocks[index + len(batch)].stored_size <= BATCH_BYTES)
+            ):
+                stored += blocks[index + len(batch)].stored_size
+                batch.append(blocks[index + len(batch)])
+            plaintexts = self._read_blocks(batch)
+            for ref in batch:
+                block_start = offsets[index]
+                data = plaintexts[ref.id]
+                piece = data[start - block_start : min(end, block_start + ref.size) - block_start]
+                if piece:
+                    yield piece
+                    start += len(piece)
+                index += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -19,7 +20,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from aetherfs.core.blocks import BlockRef, open_block
-from aetherfs.core.ids import ManifestId
+from aetherfs.core.ids import BlockId, ManifestId
 from aetherfs.core.names import check_dataset_name, check_tag
 from aetherfs.errors import AetherError, Forbidden, InvalidInput
 from aetherfs.http import files
@@ -131,10 +132,11 @@ def web_routes(hub: Hub) -> list[BaseRoute]:
     service = hub.service
     repo = hub.repo
 
-    def read_block(ref: BlockRef) -> bytes:
-        return open_block(ref, repo.get_block(ref.id))
+    def read_blocks(refs: Sequence[BlockRef]) -> dict[BlockId, bytes]:
+        stored = repo.get_blocks(refs)  # ranged reads of packs, each block verified
+        return {ref.id: open_block(ref, stored[ref.id]) for ref in refs}
 
-    blocks = BlockLru(read_block)
+    blocks = BlockLru(read_blocks)
     trees = TreeCache()
 
     async def principal(request: Request) -> Principal | None:

@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 import trio
 
+from aetherfs.core.blocks import seal_block
+from aetherfs.core.chunking import DEFAULT_PARAMS
+from aetherfs.core.ids import PackId
+from aetherfs.core.manifest import FILE, FileEntry, Manifest, seal_manifest
 from aetherfs.hub.config import HubConfig, Limits
 from aetherfs.repo import Repository
 from tests.hub.helpers import RunningHub, publish, start_hub
@@ -117,3 +121,50 @@ async def test_racing_tag_sets_one_wins(hub: RunningHub, tmp_path: Path) -> None
         history = (await c.get(url + "/history")).json()
         assert [h["seq"] for h in history] == list(range(1, len(history) + 1))
         assert len(history) >= 6
+
+
+async def test_pack_bytes_must_match_id(hub: RunningHub, tmp_path: Path) -> None:
+    publish(hub.repo, tmp_path / "v1", "team/geo-db", ["1.0.0"])
+    reader = hub.token("rita")
+    data = bytes(range(256)) * 40
+    right = PackId.of(data).hex()
+    base = "/v1/datasets/team/geo-db/-/packs/"
+    async with hub.client(hub.admin) as c:
+        await c.put(
+            "/v1/datasets/team/geo-db/-/grants", json={"subject": "user:rita", "role": "read"}
+        )
+        wrong = await c.put(base + PackId.of(b"other").hex(), content=data)
+        assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "integrity"
+        assert (await c.head(base + PackId.of(b"other").hex())).status_code == 404
+        assert (await c.put(base + right, content=data)).status_code == 201
+        again = await c.put(base + right, content=data)
+        assert again.status_code == 200 and again.json()["created"] is False
+        head = await c.head(base + right)
+        assert head.status_code == 200 and head.headers["content-length"] == str(len(data))
+        part = await c.get(base + right, headers={"Range": "bytes=10-19"})
+        assert part.status_code == 206 and part.content == data[10:20]
+        assert (await c.get(base + right)).content == data
+        past = await c.get(base + right, headers={"Range": f"bytes={len(data)}-"})
+        assert past.status_code == 416
+    async with hub.client(reader) as r:
+        assert (await r.get(base + right, headers={"Range": "bytes=0-0"})).status_code == 206
+        assert (await r.put(base + right, content=data)).status_code == 403
+
+
+async def test_manifest_naming_a_missing_pack_is_refused(hub: RunningHub, tmp_path: Path) -> None:
+    publish(hub.repo, tmp_path / "v1", "team/geo-db", ["1.0.0"])
+    plaintext = b"hello"
+    sealed = seal_block(plaintext, hub.repo.keyring.convergence_secret)
+    ref = sealed.ref.located(PackId.of(b"never uploaded"), 0)
+    manifest = Manifest(
+        "team/geo-db", 0.0, DEFAULT_PARAMS, (FileEntry("a.txt", FILE, 0o644, 5, (ref,)),)
+    )
+    manifest_id, stored = seal_manifest(manifest, hub.repo.keyring.dataset_key("team/geo-db"))
+    async with hub.client(hub.admin) as c:
+        r = await c.put(f"/v1/datasets/team/geo-db/-/manifests/{manifest_id.hex()}", content=stored)
+        assert r.status_code == 404 and "pack" in r.json()["error"]["message"]
+        # So no tag can ever name it.
+        t = await c.put(
+            "/v1/datasets/team/geo-db/-/tags/stable", json={"manifest": manifest_id.hex()}
+        )
+        assert t.status_code == 404

@@ -4,7 +4,6 @@ store, with no keyring and no store access on the client side."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -16,9 +15,9 @@ from tests.hub.helpers import make_tree
 StartHub = Callable[..., AbstractContextManager[HubProcess]]
 
 
-def client_cli(cli: Cli, hub_url: str) -> Cli:
-    """The same user, on another machine: no store, no keyring, only the hub."""
-    home = cli.home.parent / "client-home"
+def client_cli(cli: Cli, hub_url: str, name: str) -> Cli:
+    """A user on another machine: no store, no keyring, only the hub."""
+    home = cli.home.parent / f"{name}-home"
     home.mkdir(exist_ok=True)
     env = {k: v for k, v in cli.env.items() if k != "AETHERFS_STORE"}
     env.update(
@@ -48,7 +47,7 @@ def test_login_and_read_commands_through_the_hub(
     cli("hub", "grant", "team/geo-db", "user:will", "write")
     direct_inspect = json.loads(cli("inspect", "team/geo-db:stable", "--json").out)
     with start_hub_process() as hub:
-        rita = client_cli(cli, hub.url)
+        rita = client_cli(cli, hub.url, "rita")
         assert "no datasets" in rita("ls").out  # anonymous: only public datasets
         anonymous = rita("inspect", "team/geo-db:stable", check=False)
         assert anonymous.code == 10 and "aetherfs login" in anonymous.err
@@ -71,11 +70,24 @@ def test_login_and_read_commands_through_the_hub(
 
         refused = rita("tag", "team/geo-db:1.1.0", "stable", check=False)
         assert refused.code == 4 and "write role" in refused.err
-        will = client_cli(cli, hub.url)
-        shutil.rmtree(will.home / "config", ignore_errors=True)
+        will = client_cli(cli, hub.url, "will")
         will.env["AETHERFS_HUB_TOKEN"] = writer
         moved = json.loads(will("tag", "team/geo-db:1.1.0", "stable", "--json").out)
         assert moved["seq"] == 2
+
+        # Push through the hub: packs, manifest and tags go through it; dedup still works.
+        with (src / "sub/table.csv").open("a") as f:
+            f.write("appended,row\n" * 50)
+        pushed = json.loads(will("push", str(src), "team/geo-db:1.2.0", "--json").out)
+        assert 0 < pushed["new_bytes"] < pushed["bytes"] / 4
+        assert rita("push", str(src), "team/geo-db:1.3.0", check=False).code == 4
+        # Pull through the hub into a fresh directory: the same tree, bytes from the hub.
+        target = tmp_path / "pulled"
+        pulled = json.loads(rita("pull", "team/geo-db:1.2.0", str(target), "--json").out)
+        assert pulled["manifest"] == pushed["manifest"]
+        for path in src.rglob("*"):
+            if path.is_file():
+                assert (target / path.relative_to(src)).read_bytes() == path.read_bytes()
     # The move is on the store, signed by the registry key: a direct reader sees it.
     direct = json.loads(cli("tags", "team/geo-db", "--json").out)
     assert direct["stable"][0]["manifest"] == moved["manifest"]

@@ -12,6 +12,8 @@ import grpc
 import pytest
 import trio
 
+from aetherfs.core.blocks import verify_block
+from aetherfs.core.ids import PackId
 from aetherfs.core.tags import SignedTag
 from aetherfs.hub.config import HubConfig
 from aetherfs.hub.grpc_gen import hub_pb2 as pb
@@ -158,3 +160,48 @@ async def test_grpc_watch_streams_moves(grpc_hub: RunningHub, tmp_path: Path) ->
         stream.cancel()
         await trio.to_thread.run_sync(reader.join, 5)
         channel.close()
+
+
+async def test_grpc_packs(grpc_hub: RunningHub, tmp_path: Path) -> None:
+    v1 = publish(grpc_hub.repo, tmp_path / "v1", "team/geo-db", ["1.0.0"])
+    manifest = grpc_hub.repo.get_manifest("team/geo-db", v1.manifest_id)
+    ref = next(iter(manifest.unique_blocks().values()))
+    assert ref.pack is not None
+    pack = ref.pack
+    admin = auth(grpc_hub.admin)
+
+    def calls() -> None:
+        channel, hub = stub(grpc_hub)
+        with channel:
+            info = hub.StatPack(pb.PackRef(dataset="team/geo-db", pack=pack.digest), metadata=admin)
+            assert info.present and info.size >= ref.offset + ref.stored_size
+            missing = hub.StatPack(
+                pb.PackRef(dataset="team/geo-db", pack=b"\0" * 32), metadata=admin
+            )
+            assert not missing.present
+            blob = hub.GetPackRange(
+                pb.PackRange(
+                    dataset="team/geo-db",
+                    pack=pack.digest,
+                    start=ref.offset,
+                    length=ref.stored_size,
+                ),
+                metadata=admin,
+            )
+            verify_block(ref.id, blob.data)
+            data = b"some pack bytes"
+            try:
+                hub.PutPack(
+                    pb.PutPackRequest(dataset="team/geo-db", pack=b"\1" * 32, data=data),
+                    metadata=admin,
+                )
+                raise AssertionError("a pack not matching its id was accepted")
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.FAILED_PRECONDITION
+            made = hub.PutPack(
+                pb.PutPackRequest(dataset="team/geo-db", pack=PackId.of(data).digest, data=data),
+                metadata=admin,
+            )
+            assert made.created
+
+    await trio.to_thread.run_sync(calls)

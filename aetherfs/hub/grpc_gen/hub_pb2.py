@@ -20,7 +20,7 @@ _sym_db = _symbol_database.Default()
 
 
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(
-    b'\n\thub.proto\x12\x0f\x61\x65therfs.hub.v1"\x07\n\x05\x45mpty"\r\n\x0bInfoRequest"\x0f\n\rWhoAmIRequest"F\n\tInfoReply\x12\x10\n\x08store_id\x18\x01 \x01(\t\x12\x0e\n\x06signer\x18\x02 \x01(\x0c\x12\x17\n\x0ftrusted_signers\x18\x03 \x03(\x0c"H\n\tPrincipal\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06groups\x18\x02 \x03(\t\x12\r\n\x05\x61\x64min\x18\x03 \x01(\x08\x12\x0b\n\x03via\x18\x04 \x01(\t"\x1d\n\nDatasetRef\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t"\x15\n\x13ListDatasetsRequest"\x84\x01\n\x0e\x44\x61tasetSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x37\n\x04tags\x18\x02 \x03(\x0b\x32).aetherfs.hub.v1.DatasetSummary.TagsEntry\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01"F\n\x11ListDatasetsReply\x12\x31\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x1f.aetherfs.hub.v1.DatasetSummary"&\n\x06TagRef\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t"p\n\x03Tag\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x10\n\x08manifest\x18\x03 \x01(\x0c\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x0c\n\x04time\x18\x05 \x01(\x01\x12\x0e\n\x06signer\x18\x06 \x01(\x0c\x12\x0e\n\x06signed\x18\x07 \x01(\x0c"-\n\x07TagList\x12"\n\x04tags\x18\x01 \x03(\x0b\x32\x14.aetherfs.hub.v1.Tag"g\n\rSetTagRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x10\n\x08manifest\x18\x03 \x01(\x0c\x12\x17\n\nexpect_seq\x18\x04 \x01(\x04H\x00\x88\x01\x01\x42\r\n\x0b_expect_seq"0\n\x0bManifestRef\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08manifest\x18\x02 \x01(\x0c"G\n\x12PutManifestRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08manifest\x18\x02 \x01(\x0c\x12\x0e\n\x06stored\x18\x03 \x01(\x0c"*\n\x08\x42lockRef\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\r\n\x05\x62lock\x18\x02 \x01(\x0c"3\n\x10HasBlocksRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0e\n\x06\x62locks\x18\x02 \x03(\x0c"!\n\x0eHasBlocksReply\x12\x0f\n\x07present\x18\x01 \x03(\x08"A\n\x0fPutBlockRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\r\n\x05\x62lock\x18\x02 \x01(\x0c\x12\x0e\n\x06stored\x18\x03 \x01(\x0c"\x14\n\x04\x42lob\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c"\x1b\n\x08PutReply\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08"s\n\x04Keys\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08store_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x61taset_key\x18\x03 \x01(\x0c\x12\x1a\n\x12\x63onvergence_secret\x18\x04 \x01(\x0c\x12\x17\n\x0ftrusted_signers\x18\x05 \x03(\x0c"\x19\n\x08\x41gentRef\x12\r\n\x05\x61gent\x18\x01 \x01(\t"D\n\x0cStatusReport\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x13\n\x0breport_json\x18\x02 \x01(\t\x12\x10\n\x08received\x18\x03 \x01(\x01"-\n\x0cWatchRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0c\n\x04tags\x18\x02 \x03(\t"G\n\x08TagEvent\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x10\n\x08manifest\x18\x04 \x01(\x0c\x32\xef\t\n\x03Hub\x12@\n\x04Info\x12\x1c.aetherfs.hub.v1.InfoRequest\x1a\x1a.aetherfs.hub.v1.InfoReply\x12\x44\n\x06WhoAmI\x12\x1e.aetherfs.hub.v1.WhoAmIRequest\x1a\x1a.aetherfs.hub.v1.Principal\x12X\n\x0cListDatasets\x12$.aetherfs.hub.v1.ListDatasetsRequest\x1a".aetherfs.hub.v1.ListDatasetsReply\x12I\n\rCreateDataset\x12\x1b.aetherfs.hub.v1.DatasetRef\x1a\x1b.aetherfs.hub.v1.DatasetRef\x12\x44\n\rDeleteDataset\x12\x1b.aetherfs.hub.v1.DatasetRef\x1a\x16.aetherfs.hub.v1.Empty\x12\x41\n\x08ListTags\x12\x1b.aetherfs.hub.v1.DatasetRef\x1a\x18.aetherfs.hub.v1.TagList\x12\x37\n\x06GetTag\x12\x17.aetherfs.hub.v1.TagRef\x1a\x14.aetherfs.hub.v1.Tag\x12>\n\x06SetTag\x12\x1e.aetherfs.hub.v1.SetTagRequest\x1a\x14.aetherfs.hub.v1.Tag\x12?\n\nTagHistory\x12\x17.aetherfs.hub.v1.TagRef\x1a\x18.aetherfs.hub.v1.TagList\x12\x42\n\x0bGetManifest\x12\x1c.aetherfs.hub.v1.ManifestRef\x1a\x15.aetherfs.hub.v1.Blob\x12M\n\x0bPutManifest\x12#.aetherfs.hub.v1.PutManifestRequest\x1a\x19.aetherfs.hub.v1.PutReply\x12O\n\tHasBlocks\x12!.aetherfs.hub.v1.HasBlocksRequest\x1a\x1f.aetherfs.hub.v1.HasBlocksReply\x12<\n\x08GetBlock\x12\x19.aetherfs.hub.v1.BlockRef\x1a\x15.aetherfs.hub.v1.Blob\x12G\n\x08PutBlock\x12 .aetherfs.hub.v1.PutBlockRequest\x1a\x19.aetherfs.hub.v1.PutReply\x12=\n\x07GetKeys\x12\x1b.aetherfs.hub.v1.DatasetRef\x1a\x15.aetherfs.hub.v1.Keys\x12\x42\n\tPutStatus\x12\x1d.aetherfs.hub.v1.StatusReport\x1a\x16.aetherfs.hub.v1.Empty\x12\x45\n\tGetStatus\x12\x19.aetherfs.hub.v1.AgentRef\x1a\x1d.aetherfs.hub.v1.StatusReport\x12\x43\n\x05Watch\x12\x1d.aetherfs.hub.v1.WatchRequest\x1a\x19.aetherfs.hub.v1.TagEvent0\x01\x62\x06proto3'
+    b'\n\thub.proto\x12\x0f\x61\x65therfs.hub.v1"\x07\n\x05\x45mpty"\r\n\x0bInfoRequest"\x0f\n\rWhoAmIRequest"F\n\tInfoReply\x12\x10\n\x08store_id\x18\x01 \x01(\t\x12\x0e\n\x06signer\x18\x02 \x01(\x0c\x12\x17\n\x0ftrusted_signers\x18\x03 \x03(\x0c"H\n\tPrincipal\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06groups\x18\x02 \x03(\t\x12\r\n\x05\x61\x64min\x18\x03 \x01(\x08\x12\x0b\n\x03via\x18\x04 \x01(\t"\x1d\n\nDatasetRef\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t"\x15\n\x13ListDatasetsRequest"\x84\x01\n\x0e\x44\x61tasetSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x37\n\x04tags\x18\x02 \x03(\x0b\x32).aetherfs.hub.v1.DatasetSummary.TagsEntry\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01"F\n\x11ListDatasetsReply\x12\x31\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x1f.aetherfs.hub.v1.DatasetSummary"&\n\x06TagRef\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t"p\n\x03Tag\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x10\n\x08manifest\x18\x03 \x01(\x0c\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x0c\n\x04time\x18\x05 \x01(\x01\x12\x0e\n\x06signer\x18\x06 \x01(\x0c\x12\x0e\n\x06signed\x18\x07 \x01(\x0c"-\n\x07TagList\x12"\n\x04tags\x18\x01 \x03(\x0b\x32\x14.aetherfs.hub.v1.Tag"g\n\rSetTagRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x10\n\x08manifest\x18\x03 \x01(\x0c\x12\x17\n\nexpect_seq\x18\x04 \x01(\x04H\x00\x88\x01\x01\x42\r\n\x0b_expect_seq"0\n\x0bManifestRef\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08manifest\x18\x02 \x01(\x0c"G\n\x12PutManifestRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08manifest\x18\x02 \x01(\x0c\x12\x0e\n\x06stored\x18\x03 \x01(\x0c"(\n\x07PackRef\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0c\n\x04pack\x18\x02 \x01(\x0c")\n\x08PackInfo\x12\x0f\n\x07present\x18\x01 \x01(\x08\x12\x0c\n\x04size\x18\x02 \x01(\x04"I\n\tPackRange\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0c\n\x04pack\x18\x02 \x01(\x0c\x12\r\n\x05start\x18\x03 \x01(\x04\x12\x0e\n\x06length\x18\x04 \x01(\x04"=\n\x0ePutPackRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0c\n\x04pack\x18\x02 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c"\x14\n\x04\x42lob\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c"\x1b\n\x08PutReply\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08"s\n\x04Keys\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08store_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x61taset_key\x18\x03 \x01(\x0c\x12\x1a\n\x12\x63onvergence_secret\x18\x04 \x01(\x0c\x12\x17\n\x0ftrusted_signers\x18\x05 \x03(\x0c"\x19\n\x08\x41gentRef\x12\r\n\x05\x61gent\x18\x01 \x01(\t"D\n\x0cStatusReport\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x13\n\x0breport_json\x18\x02 \x01(\t\x12\x10\n\x08received\x18\x03 \x01(\x01"-\n\x0cWatchRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0c\n\x04tags\x18\x02 \x03(\t"G\n\x08TagEvent\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x10\n\x08manifest\x18\x04 \x01(\x0c\x32\xe2\t\n\x03Hub\x12@\n\x04Info\x12\x1c.aetherfs.hub.v1.InfoRequest\x1a\x1a.aetherfs.hub.v1.InfoReply\x12\x44\n\x06WhoAmI\x12\x1e.aetherfs.hub.v1.WhoAmIRequest\x1a\x1a.aetherfs.hub.v1.Principal\x12X\n\x0cListDatasets\x12$.aetherfs.hub.v1.ListDatasetsRequest\x1a".aetherfs.hub.v1.ListDatasetsReply\x12I\n\rCreateDataset\x12\x1b.aetherfs.hub.v1.DatasetRef\x1a\x1b.aetherfs.hub.v1.DatasetRef\x12\x44\n\rDeleteDataset\x12\x1b.aetherfs.hub.v1.DatasetRef\x1a\x16.aetherfs.hub.v1.Empty\x12\x41\n\x08ListTags\x12\x1b.aetherfs.hub.v1.DatasetRef\x1a\x18.aetherfs.hub.v1.TagList\x12\x37\n\x06GetTag\x12\x17.aetherfs.hub.v1.TagRef\x1a\x14.aetherfs.hub.v1.Tag\x12>\n\x06SetTag\x12\x1e.aetherfs.hub.v1.SetTagRequest\x1a\x14.aetherfs.hub.v1.Tag\x12?\n\nTagHistory\x12\x17.aetherfs.hub.v1.TagRef\x1a\x18.aetherfs.hub.v1.TagList\x12\x42\n\x0bGetManifest\x12\x1c.aetherfs.hub.v1.ManifestRef\x1a\x15.aetherfs.hub.v1.Blob\x12M\n\x0bPutManifest\x12#.aetherfs.hub.v1.PutManifestRequest\x1a\x19.aetherfs.hub.v1.PutReply\x12?\n\x08StatPack\x12\x18.aetherfs.hub.v1.PackRef\x1a\x19.aetherfs.hub.v1.PackInfo\x12\x41\n\x0cGetPackRange\x12\x1a.aetherfs.hub.v1.PackRange\x1a\x15.aetherfs.hub.v1.Blob\x12\x45\n\x07PutPack\x12\x1f.aetherfs.hub.v1.PutPackRequest\x1a\x19.aetherfs.hub.v1.PutReply\x12=\n\x07GetKeys\x12\x1b.aetherfs.hub.v1.DatasetRef\x1a\x15.aetherfs.hub.v1.Keys\x12\x42\n\tPutStatus\x12\x1d.aetherfs.hub.v1.StatusReport\x1a\x16.aetherfs.hub.v1.Empty\x12\x45\n\tGetStatus\x12\x19.aetherfs.hub.v1.AgentRef\x1a\x1d.aetherfs.hub.v1.StatusReport\x12\x43\n\x05Watch\x12\x1d.aetherfs.hub.v1.WatchRequest\x1a\x19.aetherfs.hub.v1.TagEvent0\x01\x62\x06proto3'
 )
 
 _globals = globals()
@@ -62,28 +62,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
     _globals["_MANIFESTREF"]._serialized_end = 832
     _globals["_PUTMANIFESTREQUEST"]._serialized_start = 834
     _globals["_PUTMANIFESTREQUEST"]._serialized_end = 905
-    _globals["_BLOCKREF"]._serialized_start = 907
-    _globals["_BLOCKREF"]._serialized_end = 949
-    _globals["_HASBLOCKSREQUEST"]._serialized_start = 951
-    _globals["_HASBLOCKSREQUEST"]._serialized_end = 1002
-    _globals["_HASBLOCKSREPLY"]._serialized_start = 1004
-    _globals["_HASBLOCKSREPLY"]._serialized_end = 1037
-    _globals["_PUTBLOCKREQUEST"]._serialized_start = 1039
-    _globals["_PUTBLOCKREQUEST"]._serialized_end = 1104
-    _globals["_BLOB"]._serialized_start = 1106
-    _globals["_BLOB"]._serialized_end = 1126
-    _globals["_PUTREPLY"]._serialized_start = 1128
-    _globals["_PUTREPLY"]._serialized_end = 1155
-    _globals["_KEYS"]._serialized_start = 1157
-    _globals["_KEYS"]._serialized_end = 1272
-    _globals["_AGENTREF"]._serialized_start = 1274
-    _globals["_AGENTREF"]._serialized_end = 1299
-    _globals["_STATUSREPORT"]._serialized_start = 1301
-    _globals["_STATUSREPORT"]._serialized_end = 1369
-    _globals["_WATCHREQUEST"]._serialized_start = 1371
-    _globals["_WATCHREQUEST"]._serialized_end = 1416
-    _globals["_TAGEVENT"]._serialized_start = 1418
-    _globals["_TAGEVENT"]._serialized_end = 1489
-    _globals["_HUB"]._serialized_start = 1492
-    _globals["_HUB"]._serialized_end = 2755
+    _globals["_PACKREF"]._serialized_start = 907
+    _globals["_PACKREF"]._serialized_end = 947
+    _globals["_PACKINFO"]._serialized_start = 949
+    _globals["_PACKINFO"]._serialized_end = 990
+    _globals["_PACKRANGE"]._serialized_start = 992
+    _globals["_PACKRANGE"]._serialized_end = 1065
+    _globals["_PUTPACKREQUEST"]._serialized_start = 1067
+    _globals["_PUTPACKREQUEST"]._serialized_end = 1128
+    _globals["_BLOB"]._serialized_start = 1130
+    _globals["_BLOB"]._serialized_end = 1150
+    _globals["_PUTREPLY"]._serialized_start = 1152
+    _globals["_PUTREPLY"]._serialized_end = 1179
+    _globals["_KEYS"]._serialized_start = 1181
+    _globals["_KEYS"]._serialized_end = 1296
+    _globals["_AGENTREF"]._serialized_start = 1298
+    _globals["_AGENTREF"]._serialized_end = 1323
+    _globals["_STATUSREPORT"]._serialized_start = 1325
+    _globals["_STATUSREPORT"]._serialized_end = 1393
+    _globals["_WATCHREQUEST"]._serialized_start = 1395
+    _globals["_WATCHREQUEST"]._serialized_end = 1440
+    _globals["_TAGEVENT"]._serialized_start = 1442
+    _globals["_TAGEVENT"]._serialized_end = 1513
+    _globals["_HUB"]._serialized_start = 1516
+    _globals["_HUB"]._serialized_end = 2766
 # @@protoc_insertion_point(module_scope)

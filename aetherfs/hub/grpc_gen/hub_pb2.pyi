@@ -169,43 +169,53 @@ class PutManifestRequest(_message.Message):
         stored: _Optional[bytes] = ...,
     ) -> None: ...
 
-class BlockRef(_message.Message):
-    __slots__ = ("dataset", "block")
+class PackRef(_message.Message):
+    __slots__ = ("dataset", "pack")
     DATASET_FIELD_NUMBER: _ClassVar[int]
-    BLOCK_FIELD_NUMBER: _ClassVar[int]
+    PACK_FIELD_NUMBER: _ClassVar[int]
     dataset: str
-    block: bytes
-    def __init__(self, dataset: _Optional[str] = ..., block: _Optional[bytes] = ...) -> None: ...
+    pack: bytes
+    def __init__(self, dataset: _Optional[str] = ..., pack: _Optional[bytes] = ...) -> None: ...
 
-class HasBlocksRequest(_message.Message):
-    __slots__ = ("dataset", "blocks")
-    DATASET_FIELD_NUMBER: _ClassVar[int]
-    BLOCKS_FIELD_NUMBER: _ClassVar[int]
-    dataset: str
-    blocks: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(
-        self, dataset: _Optional[str] = ..., blocks: _Optional[_Iterable[bytes]] = ...
-    ) -> None: ...
-
-class HasBlocksReply(_message.Message):
-    __slots__ = ("present",)
+class PackInfo(_message.Message):
+    __slots__ = ("present", "size")
     PRESENT_FIELD_NUMBER: _ClassVar[int]
-    present: _containers.RepeatedScalarFieldContainer[bool]
-    def __init__(self, present: _Optional[_Iterable[bool]] = ...) -> None: ...
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    present: bool
+    size: int
+    def __init__(self, present: _Optional[bool] = ..., size: _Optional[int] = ...) -> None: ...
 
-class PutBlockRequest(_message.Message):
-    __slots__ = ("dataset", "block", "stored")
+class PackRange(_message.Message):
+    __slots__ = ("dataset", "pack", "start", "length")
     DATASET_FIELD_NUMBER: _ClassVar[int]
-    BLOCK_FIELD_NUMBER: _ClassVar[int]
-    STORED_FIELD_NUMBER: _ClassVar[int]
+    PACK_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
     dataset: str
-    block: bytes
-    stored: bytes
+    pack: bytes
+    start: int
+    length: int
     def __init__(
         self,
         dataset: _Optional[str] = ...,
-        block: _Optional[bytes] = ...,
-        stored: _Optional[bytes] = ...,
+        pack: _Optional[bytes] = ...,
+        start: _Optional[int] = ...,
+        length: _Optional[int] = ...,
+    ) -> None: ...
+
+class PutPackRequest(_message.Message):
+    __slots__ = ("dataset", "pack", "data")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    PACK_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    pack: bytes
+    data: bytes
+    def __init__(
+        self,
+        dataset: _Optional[str] = ...,
+        pack: _Optional[bytes] = ...,
+        data: _Optional[bytes] = ...,
     ) -> None: ...
 
 class Blob(_message.Message):

@@ -102,21 +102,21 @@ class HubStub:
             response_deserializer=hub__pb2.PutReply.FromString,
             _registered_method=True,
         )
-        self.HasBlocks = channel.unary_unary(
-            "/aetherfs.hub.v1.Hub/HasBlocks",
-            request_serializer=hub__pb2.HasBlocksRequest.SerializeToString,
-            response_deserializer=hub__pb2.HasBlocksReply.FromString,
+        self.StatPack = channel.unary_unary(
+            "/aetherfs.hub.v1.Hub/StatPack",
+            request_serializer=hub__pb2.PackRef.SerializeToString,
+            response_deserializer=hub__pb2.PackInfo.FromString,
             _registered_method=True,
         )
-        self.GetBlock = channel.unary_unary(
-            "/aetherfs.hub.v1.Hub/GetBlock",
-            request_serializer=hub__pb2.BlockRef.SerializeToString,
+        self.GetPackRange = channel.unary_unary(
+            "/aetherfs.hub.v1.Hub/GetPackRange",
+            request_serializer=hub__pb2.PackRange.SerializeToString,
             response_deserializer=hub__pb2.Blob.FromString,
             _registered_method=True,
         )
-        self.PutBlock = channel.unary_unary(
-            "/aetherfs.hub.v1.Hub/PutBlock",
-            request_serializer=hub__pb2.PutBlockRequest.SerializeToString,
+        self.PutPack = channel.unary_unary(
+            "/aetherfs.hub.v1.Hub/PutPack",
+            request_serializer=hub__pb2.PutPackRequest.SerializeToString,
             response_deserializer=hub__pb2.PutReply.FromString,
             _registered_method=True,
         )
@@ -215,19 +215,19 @@ class HubServicer:
         context.set_details("Method not implemented!")
         raise NotImplementedError("Method not implemented!")
 
-    def HasBlocks(self, request, context):
+    def StatPack(self, request, context):
+        """Packs: blocks laid end to end in one store object, read by range."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details("Method not implemented!")
+        raise NotImplementedError("Method not implemented!")
+
+    def GetPackRange(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details("Method not implemented!")
         raise NotImplementedError("Method not implemented!")
 
-    def GetBlock(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details("Method not implemented!")
-        raise NotImplementedError("Method not implemented!")
-
-    def PutBlock(self, request, context):
+    def PutPack(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details("Method not implemented!")
@@ -315,19 +315,19 @@ def add_HubServicer_to_server(servicer, server):
             request_deserializer=hub__pb2.PutManifestRequest.FromString,
             response_serializer=hub__pb2.PutReply.SerializeToString,
         ),
-        "HasBlocks": grpc.unary_unary_rpc_method_handler(
-            servicer.HasBlocks,
-            request_deserializer=hub__pb2.HasBlocksRequest.FromString,
-            response_serializer=hub__pb2.HasBlocksReply.SerializeToString,
+        "StatPack": grpc.unary_unary_rpc_method_handler(
+            servicer.StatPack,
+            request_deserializer=hub__pb2.PackRef.FromString,
+            response_serializer=hub__pb2.PackInfo.SerializeToString,
         ),
-        "GetBlock": grpc.unary_unary_rpc_method_handler(
-            servicer.GetBlock,
-            request_deserializer=hub__pb2.BlockRef.FromString,
+        "GetPackRange": grpc.unary_unary_rpc_method_handler(
+            servicer.GetPackRange,
+            request_deserializer=hub__pb2.PackRange.FromString,
             response_serializer=hub__pb2.Blob.SerializeToString,
         ),
-        "PutBlock": grpc.unary_unary_rpc_method_handler(
-            servicer.PutBlock,
-            request_deserializer=hub__pb2.PutBlockRequest.FromString,
+        "PutPack": grpc.unary_unary_rpc_method_handler(
+            servicer.PutPack,
+            request_deserializer=hub__pb2.PutPackRequest.FromString,
             response_serializer=hub__pb2.PutReply.SerializeToString,
         ),
         "GetKeys": grpc.unary_unary_rpc_method_handler(
@@ -693,7 +693,7 @@ class Hub:
         )
 
     @staticmethod
-    def HasBlocks(
+    def StatPack(
         request,
         target,
         options=(),
@@ -708,9 +708,9 @@ class Hub:
         return grpc.experimental.unary_unary(
             request,
             target,
-            "/aetherfs.hub.v1.Hub/HasBlocks",
-            hub__pb2.HasBlocksRequest.SerializeToString,
-            hub__pb2.HasBlocksReply.FromString,
+            "/aetherfs.hub.v1.Hub/StatPack",
+            hub__pb2.PackRef.SerializeToString,
+            hub__pb2.PackInfo.FromString,
             options,
             channel_credentials,
             insecure,
@@ -723,7 +723,7 @@ class Hub:
         )
 
     @staticmethod
-    def GetBlock(
+    def GetPackRange(
         request,
         target,
         options=(),
@@ -738,8 +738,8 @@ class Hub:
         return grpc.experimental.unary_unary(
             request,
             target,
-            "/aetherfs.hub.v1.Hub/GetBlock",
-            hub__pb2.BlockRef.SerializeToString,
+            "/aetherfs.hub.v1.Hub/GetPackRange",
+            hub__pb2.PackRange.SerializeToString,
             hub__pb2.Blob.FromString,
             options,
             channel_credentials,
@@ -753,7 +753,7 @@ class Hub:
         )
 
     @staticmethod
-    def PutBlock(
+    def PutPack(
         request,
         target,
         options=(),
@@ -768,8 +768,8 @@ class Hub:
         return grpc.experimental.unary_unary(
             request,
             target,
-            "/aetherfs.hub.v1.Hub/PutBlock",
-            hub__pb2.PutBlockRequest.SerializeToString,
+            "/aetherfs.hub.v1.Hub/PutPack",
+            hub__pb2.PutPackRequest.SerializeToString,
             hub__pb2.PutReply.FromString,
             options,
             channel_credentials,
