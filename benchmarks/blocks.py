@@ -92,7 +92,7 @@ class Version:
     """The block sequence of one version, in push order (files sorted, chunks in order)."""
 
     blocks: list[Block] = field(default_factory=list)  # every occurrence, in order
-    bytes: int = 0
+    size: int = 0
 
     def unique(self) -> dict[bytes, Block]:
         seen: dict[bytes, Block] = {}
@@ -126,7 +126,7 @@ def scan(root: Path, chunker: Chunker, sizes: dict[bytes, int]) -> Version:
             if stored is None:
                 stored = sizes[digest] = stored_size(piece)
             version.blocks.append(Block(digest, len(piece), stored))
-            version.bytes += len(piece)
+            version.size += len(piece)
     return version
 
 
@@ -238,7 +238,7 @@ def delta(
     fresh_gets, fresh_read = ranged_gets(v1_packs + v2_packs, set(v2_unique), merge_gap)
     return Delta(
         chunker=chunker.name,
-        v2_bytes=v2.bytes,
+        v2_bytes=v2.size,
         v2_blocks=len(v2.blocks),
         v2_unique_blocks=len(v2_unique),
         new_blocks=len(new),

@@ -16,7 +16,8 @@ import socketserver
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from io import BufferedReader
+from typing import cast
 from urllib.parse import parse_qs, urlsplit
 
 _BUFFER = 1024 * 1024
@@ -63,7 +64,7 @@ def classify(method: str, target: str, headers: dict[str, str]) -> str:
     return method
 
 
-def _read_head(reader: BinaryIO) -> list[bytes]:
+def _read_head(reader: BufferedReader) -> list[bytes]:
     lines: list[bytes] = []
     size = 0
     while True:
@@ -90,7 +91,7 @@ def _headers(lines: list[bytes]) -> dict[str, str]:
     return found
 
 
-def _copy_exact(reader: BinaryIO, sock: socket.socket, length: int) -> int:
+def _copy_exact(reader: BufferedReader, sock: socket.socket, length: int) -> int:
     left = length
     while left > 0:
         piece = reader.read(min(_BUFFER, left))
@@ -101,7 +102,7 @@ def _copy_exact(reader: BinaryIO, sock: socket.socket, length: int) -> int:
     return length
 
 
-def _copy_chunked(reader: BinaryIO, sock: socket.socket) -> int:
+def _copy_chunked(reader: BufferedReader, sock: socket.socket) -> int:
     """Forward a chunked body as it is; return its payload size."""
     payload = 0
     while True:
@@ -120,9 +121,9 @@ def _copy_chunked(reader: BinaryIO, sock: socket.socket) -> int:
         sock.sendall(reader.readline(_MAX_HEAD))  # CRLF after the chunk
 
 
-def _copy_to_close(reader: BinaryIO, sock: socket.socket) -> int:
+def _copy_to_close(reader: BufferedReader, sock: socket.socket) -> int:
     total = 0
-    while piece := reader.read1(_BUFFER):  # type: ignore[attr-defined]
+    while piece := reader.read1(_BUFFER):
         sock.sendall(piece)
         total += len(piece)
     return total
@@ -134,9 +135,9 @@ class _Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         client: socket.socket = self.request
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        reader = client.makefile("rb", buffering=_BUFFER)
+        reader = cast(BufferedReader, client.makefile("rb", buffering=_BUFFER))
         upstream: socket.socket | None = None
-        up_reader: BinaryIO | None = None
+        up_reader: BufferedReader | None = None
         try:
             while True:
                 try:
@@ -153,7 +154,7 @@ class _Handler(socketserver.BaseRequestHandler):
                 if upstream is None:
                     upstream = socket.create_connection(self.server.upstream)
                     upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    up_reader = upstream.makefile("rb", buffering=_BUFFER)
+                    up_reader = cast(BufferedReader, upstream.makefile("rb", buffering=_BUFFER))
                 assert up_reader is not None
                 upstream.sendall(b"".join(head) + b"\r\n")
                 if "chunked" in headers.get("transfer-encoding", "").lower():
