@@ -43,23 +43,40 @@ class Run:
         return json.loads(self.stdout)
 
 
+def _peak_rss(pid: int) -> int | None:
+    """The process's resident-memory high-water mark (VmHWM), in bytes."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def run(cmd: Sequence[str | Path], env: dict[str, str], cwd: Path | None = None) -> Run:
-    """Run `cmd` to completion; raise BenchmarkError if it fails. Measures this child only."""
+    """Run `cmd` to completion; raise BenchmarkError if it fails.
+
+    Peak memory is the child's VmHWM, sampled every few milliseconds until it exits (a high
+    water mark: any sample after the peak holds it). rusage's ru_maxrss cannot be used: a
+    child forked from this (large) process starts with this process's high-water mark.
+    """
     args = [str(c) for c in cmd]
+    peak = 0
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.monotonic()
         process = subprocess.Popen(args, env=env, cwd=cwd, stdout=out, stderr=err)
-        # wait4 gives this child's own peak RSS (ru_maxrss, KiB on Linux).
-        _, status, usage = os.wait4(process.pid, 0)
+        while process.poll() is None:
+            peak = max(peak, _peak_rss(process.pid) or 0)
+            time.sleep(0.005)
         seconds = time.monotonic() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         stdout = out.read().decode(errors="replace")
         stderr = err.read().decode(errors="replace")
     if process.returncode != 0:
         raise BenchmarkError(f"{' '.join(args)} exited with {process.returncode}: {stderr[-2000:]}")
-    return Run(seconds, usage.ru_maxrss * 1024, stdout, stderr)
+    return Run(seconds, peak, stdout, stderr)
 
 
 def base_env(home: Path) -> dict[str, str]:
