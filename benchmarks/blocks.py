@@ -14,7 +14,9 @@ Requests are modelled for two store layouts:
      run of needed blocks in a pack, runs closer than `merge_gap` bytes merged into one
      (reading the gap too). The default gap is where the two prices meet: reading a gap of
      unwanted bytes costs more egress than a GET request once it exceeds about 4.7 KB.
-Manifest and tag requests (a handful per operation, the same for every choice) are left out.
+Manifest and tag requests (a handful per operation, the same for every choice) are left out,
+but not the manifest's size: it lists every block (id, key, plaintext digest, two sizes: about
+`MANIFEST_BYTES_PER_BLOCK` in msgpack) and a pull fetches it whole, so small blocks make it big.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from benchmarks.pricing import AWS, Prices
 KiB = 1024
 MiB = 1024 * KiB
 
+MANIFEST_BYTES_PER_BLOCK = 113  # msgpack of three 32-byte strings and two integers
 _ZSTD_LEVEL = 3
 _MIN_SAVING = 0.05
 _FLAG = 1
@@ -200,6 +203,11 @@ class Delta:
     pull_bytes_packed: int
     fresh_gets_packed: int
     fresh_bytes_packed: int
+
+    @property
+    def manifest_bytes(self) -> int:
+        """Estimated size of v2's manifest, fetched whole by every pull."""
+        return self.v2_blocks * MANIFEST_BYTES_PER_BLOCK
 
     @property
     def mean_block(self) -> float:

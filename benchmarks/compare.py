@@ -344,7 +344,7 @@ def main() -> None:
         "and fixed-size blocks are computed (no S3 client): one request per chunk.",
         "",
     ]
-    work = args.work / "compare"
+    work = args.work.absolute() / "compare"
     work.mkdir(parents=True, exist_ok=True)
     with s3_server(work, args.s3_endpoint) as endpoint, CountingProxy(endpoint) as proxy:
         for name, pair in pairs.items():

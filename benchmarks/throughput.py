@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--s3-endpoint", help="use this S3 server instead of starting SeaweedFS")
     args = parser.parse_args()
     started = time.monotonic()
-    work = args.work / "throughput"
+    work = args.work.absolute() / "throughput"
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
