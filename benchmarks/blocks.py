@@ -217,9 +217,12 @@ class Delta:
         return prices.cost(puts=self.push_puts_packed if packed else self.push_puts_single)
 
     def pull_cost(self, prices: Prices, packed: bool) -> float:
+        """Fetching the blocks v1 lacks, and v2's manifest (one GET)."""
         if packed:
-            return prices.cost(gets=self.pull_gets_packed, egress=self.pull_bytes_packed)
-        return prices.cost(gets=self.pull_gets_single, egress=self.new_stored_bytes)
+            gets, egress = self.pull_gets_packed, self.pull_bytes_packed
+        else:
+            gets, egress = self.pull_gets_single, self.new_stored_bytes
+        return prices.cost(gets=gets + 1, egress=egress + self.manifest_bytes)
 
 
 def delta(

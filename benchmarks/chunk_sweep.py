@@ -117,7 +117,7 @@ def main() -> None:
         "Manifest and tag requests are left out (a few per operation for every choice). "
         "'fresh pull' is a pull of v2 by a host that holds nothing. The v2 manifest (estimated "
         "at 113 bytes per block: id, key, digest, sizes) is fetched whole by every pull, on top "
-        "of the bytes moved.",
+        "of the bytes moved; pull prices include it.",
         "",
     ]
     summary: list[str] = []

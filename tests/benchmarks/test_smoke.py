@@ -116,15 +116,16 @@ def test_compare_script(tmp_path: Path, seaweedfs: SeaweedFS) -> None:
 @pytest.mark.s3
 def test_throughput_script(tmp_path: Path, seaweedfs: SeaweedFS) -> None:
     args: list[str | Path] = ["--work", tmp_path / "work", "--out", tmp_path / "out"]
-    args += ["--total-mib", "6", "--small-mib", "2", "--files", "10"]
+    args += ["--total-mib", "6", "--small-mib", "2", "--files", "10", "--repeat", "1"]
     script("throughput", *args, "--s3-endpoint", seaweedfs.endpoint)
     report = json.loads((tmp_path / "out/throughput.json").read_text())
     names = [m["what"] for m in report["measures"]]
-    assert names[2:] == [
+    assert names[2:6] == [
         "push, local store",
         "pull, local store",
         "push, SeaweedFS",
         "pull, SeaweedFS",
     ]
+    assert names[6].startswith("rclone copy up")
     for m in report["measures"][2:] + report["small"]:
         assert m["mb_per_s"] > 0 and m["max_rss"] > 10 << 20
