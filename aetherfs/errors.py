@@ -46,6 +46,12 @@ class StoreUnavailable(AetherError):
     exit_code = 7
 
 
+class LocalIOError(AetherError):
+    """A local file or directory could not be read or written (full disk, permissions)."""
+
+    exit_code = 9
+
+
 class KeyringError(AetherError):
     """A key is missing or is not the key the data was written with."""
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from aetherfs.core.blocks import SealedBlock, verify_block
-from aetherfs.core.ids import BlockId, ManifestId
+from aetherfs.core.blocks import BlockRef, verify_block
+from aetherfs.core.ids import BlockId, ManifestId, PackId
 from aetherfs.core.manifest import Manifest, open_manifest, seal_manifest
 from aetherfs.core.names import check_dataset_name, check_tag
+from aetherfs.core.packs import ReadRange, plan_reads
 from aetherfs.core.tags import SignedTag, TagHistory, TagRecord
 from aetherfs.errors import Conflict, IntegrityError, KeyringError, NotFound
 from aetherfs.keys import Keyring, keyring_path, load_keyring, save_keyring
@@ -92,24 +94,36 @@ class Repository:
         self.store = store
         self.keyring = keyring
 
-    # Blocks -----------------------------------------------------------------------------
-    def has_block(self, block_id: BlockId) -> bool:
-        return self.store.exists(layout.block_key(block_id))
+    # Packs and blocks -------------------------------------------------------------------
+    def put_pack(self, pack_id: PackId, data: bytes) -> bool:
+        """Store a pack of sealed blocks; False if it was already there."""
+        if PackId.of(data) != pack_id:
+            raise IntegrityError(f"pack {pack_id.short()} does not match its id")
+        return self.store.put_if_absent(layout.pack_key(pack_id), data)
 
-    def put_block(self, block: SealedBlock) -> bool:
-        """Store a sealed block; False if it was already there."""
-        return self.store.put_if_absent(layout.block_key(block.ref.id), block.stored)
+    def has_pack(self, pack_id: PackId) -> bool:
+        return self.store.exists(layout.pack_key(pack_id))
 
-    def get_block(self, block_id: BlockId) -> bytes:
-        """The stored (encrypted) bytes of a block, verified against its id."""
+    def read_range(self, read: ReadRange) -> Iterator[tuple[BlockRef, bytes]]:
+        """One ranged GET; each block in it checked against its id."""
         try:
-            stored = self.store.get(layout.block_key(block_id))
+            data = self.store.get_range(layout.pack_key(read.pack), read.start, read.length)
         except NotFound:
             raise NotFound(
-                f"block {block_id.short()} is missing from the store {self.store.url}"
+                f"pack {read.pack.short()} is missing from the store {self.store.url}"
             ) from None
-        verify_block(block_id, stored)
-        return stored
+        if len(data) != read.length:
+            raise IntegrityError(f"pack {read.pack.short()} is shorter than its manifest says")
+        for ref, stored in read.cut(data):
+            verify_block(ref.id, stored)
+            yield ref, stored
+
+    def get_blocks(self, refs: Iterable[BlockRef]) -> dict[BlockId, bytes]:
+        """The stored bytes of each block, verified, in as few ranged reads as pays."""
+        found: dict[BlockId, bytes] = {}
+        for read in plan_reads(refs):
+            found.update((ref.id, stored) for ref, stored in self.read_range(read))
+        return found
 
     # Manifests --------------------------------------------------------------------------
     def put_manifest(self, manifest: Manifest) -> ManifestId:
@@ -149,6 +163,14 @@ class Repository:
         if (current.dataset, current.tag) != (dataset, tag):
             raise IntegrityError(f"the record stored for {dataset}:{tag} names another tag")
         return history
+
+    def known_blocks(self, dataset: str) -> dict[BlockId, BlockRef]:
+        """Located blocks of every version a tag of `dataset` names: already on the store."""
+        known: dict[BlockId, BlockRef] = {}
+        manifests = {h.current.record.manifest_id for h in self.list_tags(dataset).values()}
+        for manifest_id in manifests:
+            known.update(self.get_manifest(dataset, manifest_id).unique_blocks())
+        return known
 
     def resolve(self, dataset: str, tag: str) -> SignedTag:
         return self.tag_history(dataset, tag).current

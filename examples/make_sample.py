@@ -1,4 +1,4 @@
-"""Write a small sample dataset: an SQLite database and a CSV; version 2 adds 1% rows and corrects a few."""
+"""Write a small sample dataset (SQLite and CSV); version 2 adds 1% rows and corrects a few."""
 
 from __future__ import annotations
 

@@ -22,9 +22,13 @@ python3 -m venv .venv
 .venv/bin/pip install -q -e '.[test]'
 export PATH="$PWD/.venv/bin:$PATH"
 
+lint_dirs=()
+for dir in aetherfs tests benchmarks simulations examples; do
+  [ -d "$dir" ] && lint_dirs+=("$dir")
+done
 echo "== ruff"
-ruff check aetherfs tests benchmarks simulations examples
-ruff format --check aetherfs tests benchmarks simulations examples
+ruff check "${lint_dirs[@]}"
+ruff format --check "${lint_dirs[@]}"
 echo "== mypy"
 mypy
 echo "== pytest"

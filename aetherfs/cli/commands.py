@@ -14,6 +14,7 @@ from aetherfs.errors import InvalidInput, NotFound
 from aetherfs.fetch.sources import BlockSource, CacheSource, StoreSource
 from aetherfs.ops.compare import describe
 from aetherfs.ops.compare import diff as diff_manifests
+from aetherfs.ops.gc import collect_garbage
 from aetherfs.ops.pull import pull_manifest
 from aetherfs.ops.push import push_directory
 from aetherfs.ops.scan import scan_directory
@@ -27,7 +28,8 @@ def push(ctx: Context, args: argparse.Namespace) -> int:
     if not args.no_latest and LATEST not in tags:
         tags.append(LATEST)
     directory = Path(args.directory)
-    total = sum(e.size for e in scan_directory(directory))
+    entries = scan_directory(directory)
+    total = sum(e.size for e in entries)
     repo = ctx.repository(create=True)
     with byte_progress(total, f"push {ref}") as progress:
         result = push_directory(
@@ -37,6 +39,7 @@ def push(ctx: Context, args: argparse.Namespace) -> int:
             list(dict.fromkeys(tags)),
             workers=args.workers,
             progress=progress,
+            entries=entries,
         )
     s = result.stats
     if ctx.json:
@@ -277,6 +280,31 @@ def diff(ctx: Context, args: argparse.Namespace) -> int:
         f"a holder of {a.tag} fetches {result['blocks_to_fetch']} blocks, "
         f"{human_bytes(result['bytes_to_fetch'])} of {human_bytes(result['total_stored_bytes'])}"
         f" ({result['saving']:.1%} saved)"
+    )
+    return 0
+
+
+def gc(ctx: Context, args: argparse.Namespace) -> int:
+    if args.grace < 0:
+        raise InvalidInput("--grace cannot be negative")
+    result = collect_garbage(ctx.repository(), args.grace * 3600, dry_run=args.dry_run)
+    if ctx.json:
+        print_json(
+            {
+                "live_manifests": result.live_manifests,
+                "live_packs": result.live_packs,
+                "removed_manifests": list(result.removed_manifests),
+                "removed_packs": list(result.removed_packs),
+                "freed_bytes": result.freed_bytes,
+                "dry_run": result.dry_run,
+            }
+        )
+        return 0
+    verb = "would remove" if result.dry_run else "removed"
+    print(
+        f"{verb} {len(result.removed_packs)} packs and {len(result.removed_manifests)} "
+        f"manifests ({human_bytes(result.freed_bytes)}); kept {result.live_packs} packs of "
+        f"{result.live_manifests} tagged versions"
     )
     return 0
 

@@ -118,6 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
     _json(p)
     p.set_defaults(run=commands.diff)
 
+    p = sub.add_parser("gc", help="remove packs and manifests that no tag has ever named")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=24.0,
+        metavar="HOURS",
+        help="spare objects younger than this (a push may be uploading them)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    _common(p)
+    _json(p)
+    p.set_defaults(run=commands.gc)
+
     p = sub.add_parser("keys", help="show where the keyring of a store is")
     _common(p)
     _json(p)
@@ -144,6 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AetherError as exc:
         print(f"aetherfs: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a last resort: our own code translates the ones it expects
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"aetherfs: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 9
     except KeyboardInterrupt:
         print("aetherfs: interrupted", file=sys.stderr)
         return 130

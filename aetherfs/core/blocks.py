@@ -6,13 +6,13 @@ is zstd-compressed. Block id = BLAKE3(stored bytes), so anyone can verify a bloc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import blake3
 import zstandard
 
 from aetherfs.core import crypto
-from aetherfs.core.ids import BlockId
+from aetherfs.core.ids import BlockId, PackId
 from aetherfs.errors import IntegrityError
 
 _RAW = b"\x00"
@@ -33,6 +33,11 @@ class BlockRef:
     size: int  # plaintext length
     digest: bytes  # BLAKE3 of the plaintext: lets a reader reuse local bytes it already has
     stored_size: int  # bytes on the store and on the wire (compressed, encrypted)
+    pack: PackId | None = None  # the store object holding it, once packed
+    offset: int = 0  # where its stored bytes start inside the pack
+
+    def located(self, pack: PackId, offset: int) -> BlockRef:
+        return replace(self, pack=pack, offset=offset)
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,13 @@ class BlockId(_Digest):
 
 
 @dataclass(frozen=True, slots=True, order=True)
+class PackId(_Digest):
+    """BLAKE3 of a pack object: many stored blocks laid end to end."""
+
+    kind: ClassVar[str] = "pack"
+
+
+@dataclass(frozen=True, slots=True, order=True)
 class ManifestId(_Digest):
     """BLAKE3 of a manifest's stored (encrypted) bytes."""
 

@@ -17,7 +17,7 @@ import msgpack
 from aetherfs.core import crypto
 from aetherfs.core.blocks import BlockRef
 from aetherfs.core.chunking import ChunkParams
-from aetherfs.core.ids import BlockId, ManifestId
+from aetherfs.core.ids import BlockId, ManifestId, PackId
 from aetherfs.core.paths import check_link_target, check_relative_path
 from aetherfs.errors import IntegrityError
 
@@ -38,6 +38,7 @@ class FileEntry:
     size: int = 0
     blocks: tuple[BlockRef, ...] = ()
     target: str = ""  # symlink target, relative
+    chunking: ChunkParams | None = None  # how this file was cut, if not the manifest default
 
     @property
     def block_ids(self) -> tuple[BlockId, ...]:
@@ -112,17 +113,17 @@ def _entry_to_wire(entry: FileEntry) -> dict[str, Any]:
     wire: dict[str, Any] = {"p": entry.path, "k": entry.kind, "m": entry.mode}
     if entry.kind == FILE:
         wire["s"] = entry.size
-        wire["b"] = [[r.id.digest, r.key, r.size, r.digest, r.stored_size] for r in entry.blocks]
+        wire["b"] = [_ref_to_wire(r) for r in entry.blocks]
+        if entry.chunking is not None:
+            wire["c"] = entry.chunking.as_list()
     elif entry.kind == SYMLINK:
         wire["t"] = entry.target
     return wire
 
 
 def _entry_from_wire(wire: dict[str, Any]) -> FileEntry:
-    blocks = tuple(
-        BlockRef(BlockId(bytes(i)), bytes(k), int(s), bytes(d), int(z))
-        for i, k, s, d, z in wire.get("b", [])
-    )
+    blocks = tuple(_ref_from_wire(item) for item in wire.get("b", []))
+    chunking = wire.get("c")
     return FileEntry(
         path=str(wire["p"]),
         kind=str(wire["k"]),
@@ -130,6 +131,34 @@ def _entry_from_wire(wire: dict[str, Any]) -> FileEntry:
         size=int(wire.get("s", 0)),
         blocks=blocks,
         target=str(wire.get("t", "")),
+        chunking=ChunkParams.from_list(chunking) if chunking else None,
+    )
+
+
+def _ref_to_wire(ref: BlockRef) -> list[Any]:
+    if ref.pack is None:
+        raise ValueError(f"block {ref.id.short()} has no pack: pack blocks before the manifest")
+    return [
+        ref.id.digest,
+        ref.key,
+        ref.size,
+        ref.digest,
+        ref.stored_size,
+        ref.pack.digest,
+        ref.offset,
+    ]
+
+
+def _ref_from_wire(item: list[Any]) -> BlockRef:
+    block_id, key, size, digest, stored_size, pack, offset = item
+    return BlockRef(
+        BlockId(bytes(block_id)),
+        bytes(key),
+        int(size),
+        bytes(digest),
+        int(stored_size),
+        PackId(bytes(pack)),
+        int(offset),
     )
 
 
@@ -157,7 +186,7 @@ def decode(raw: bytes) -> Manifest:
         manifest = Manifest(
             dataset=str(document["dataset"]),
             created=float(document["created"]),
-            chunking=ChunkParams.from_list([int(x) for x in document["chunking"]]),
+            chunking=ChunkParams.from_list(list(document["chunking"])),
             files=tuple(_entry_from_wire(e) for e in document["files"]),
             meta={str(k): str(v) for k, v in document.get("meta", {}).items()},
         )
@@ -202,3 +231,7 @@ def open_manifest(
     if manifest.dataset != dataset:
         raise IntegrityError(f"manifest {manifest_id.short()} belongs to {manifest.dataset}")
     return manifest
+
+
+def chunking_of(manifest: Manifest, entry: FileEntry) -> ChunkParams:
+    return entry.chunking or manifest.chunking

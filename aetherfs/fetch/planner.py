@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from aetherfs.cache import BlockCache
 from aetherfs.core.blocks import BlockRef, open_block
+from aetherfs.core.ids import BlockId
 from aetherfs.errors import NotFound
 from aetherfs.fetch.sources import BlockSource
 from aetherfs.ops.reuse import LocalChunk, read_local_chunk
@@ -22,8 +23,8 @@ class SourceCounts:
     blocks: dict[str, int] = field(default_factory=dict)
     bytes: dict[str, int] = field(default_factory=dict)  # bytes moved from each source
 
-    def add(self, source: str, size: int) -> None:
-        self.blocks[source] = self.blocks.get(source, 0) + 1
+    def add(self, source: str, blocks: int, size: int) -> None:
+        self.blocks[source] = self.blocks.get(source, 0) + blocks
         self.bytes[source] = self.bytes.get(source, 0) + size
 
 
@@ -41,25 +42,47 @@ class BlockFetcher:
         self._lock = threading.Lock()
 
     def plaintext(self, ref: BlockRef) -> bytes:
-        """The block's verified plaintext; NotFound if no source has it."""
-        chunk = self.local.get(ref.digest)
-        if chunk is not None:
-            data = read_local_chunk(chunk, ref.digest)
-            if data is not None:
-                self._count("local", len(data))
-                return data
-        for source in self.sources:
-            stored = source.fetch(ref.id)
-            if stored is None:
-                continue
-            plaintext = open_block(ref, stored)
-            if self.cache is not None and source.name != "cache":
-                self.cache.put(ref.id, stored)
-            self._count(source.name, len(stored))
-            return plaintext
-        names = ", ".join(s.name for s in self.sources)
-        raise NotFound(f"block {ref.id.short()} is in none of the sources ({names})")
+        """One block's verified plaintext; NotFound if no source has it."""
+        return self.plaintexts([ref])[ref.id]
 
-    def _count(self, source: str, size: int) -> None:
+    def plaintexts(self, refs: Sequence[BlockRef]) -> dict[BlockId, bytes]:
+        """Verified plaintext of every block in `refs`; NotFound if a source-less one remains."""
+        result: dict[BlockId, bytes] = {}
+        wanted: list[BlockRef] = []
+        for ref in refs:
+            chunk = self.local.get(ref.digest)
+            data = read_local_chunk(chunk, ref.digest) if chunk is not None else None
+            if data is not None:
+                result[ref.id] = data
+                self._count("local", 1, len(data))
+            else:
+                wanted.append(ref)
+        for source in self.sources:
+            if not wanted:
+                break
+            found = source.fetch(wanted)
+            still: list[BlockRef] = []
+            moved = 0
+            for ref in wanted:
+                stored = found.get(ref.id)
+                if stored is None:
+                    still.append(ref)
+                    continue
+                result[ref.id] = open_block(ref, stored)
+                if self.cache is not None and source.name != "cache":
+                    self.cache.put(ref.id, stored)
+                moved += len(stored)
+            if len(still) < len(wanted):
+                self._count(source.name, len(wanted) - len(still), moved)
+            wanted = still
+        if wanted:
+            names = ", ".join(s.name for s in self.sources)
+            raise NotFound(
+                f"{len(wanted)} blocks (first {wanted[0].id.short()}) are in none of the "
+                f"sources ({names})"
+            )
+        return result
+
+    def _count(self, source: str, blocks: int, size: int) -> None:
         with self._lock:
-            self.counts.add(source, size)
+            self.counts.add(source, blocks, size)

@@ -1,25 +1,25 @@
-"""The BlockSource seam: anything that can hand over a block's stored bytes by id.
+"""The BlockSource seam: anything that can hand over blocks' stored bytes, in batches.
 
-Every source returns bytes already verified against the id, or None if it has no such block.
+Every source returns bytes already verified against their ids, and only for the blocks it has.
 Peers slot in beside the cache and the store without the callers changing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from aetherfs.cache import BlockCache
-from aetherfs.core.blocks import verify_block
+from aetherfs.core.blocks import BlockRef
 from aetherfs.core.ids import BlockId
-from aetherfs.errors import NotFound
 from aetherfs.repo import Repository
 
 
 class BlockSource(Protocol):
     name: str
 
-    def fetch(self, block_id: BlockId) -> bytes | None:
-        """The verified stored bytes of `block_id`, or None if this source lacks it."""
+    def fetch(self, refs: Sequence[BlockRef]) -> dict[BlockId, bytes]:
+        """Verified stored bytes of those of `refs` this source has."""
         ...
 
 
@@ -29,20 +29,22 @@ class CacheSource:
     def __init__(self, cache: BlockCache) -> None:
         self.cache = cache
 
-    def fetch(self, block_id: BlockId) -> bytes | None:
-        return self.cache.get(block_id)
+    def fetch(self, refs: Sequence[BlockRef]) -> dict[BlockId, bytes]:
+        found = {}
+        for ref in refs:
+            stored = self.cache.get(ref.id)
+            if stored is not None:
+                found[ref.id] = stored
+        return found
 
 
 class StoreSource:
+    """The seed every other source falls back to: packs on the store, read by range."""
+
     name = "store"
 
     def __init__(self, repo: Repository) -> None:
         self.repo = repo
 
-    def fetch(self, block_id: BlockId) -> bytes | None:
-        try:
-            stored = self.repo.get_block(block_id)
-        except NotFound:
-            return None
-        verify_block(block_id, stored)
-        return stored
+    def fetch(self, refs: Sequence[BlockRef]) -> dict[BlockId, bytes]:
+        return self.repo.get_blocks(refs)

@@ -11,6 +11,7 @@ from pathlib import Path
 from aetherfs.core.blocks import BlockRef
 from aetherfs.core.ids import BlockId
 from aetherfs.core.manifest import DIRECTORY, FILE, SYMLINK, Manifest
+from aetherfs.core.packs import plan_reads
 from aetherfs.fetch.planner import BlockFetcher
 from aetherfs.ops.atomic import fsync_dir
 
@@ -46,24 +47,31 @@ def build_tree(
             with path.open("wb") as f:
                 f.truncate(entry.size)
 
-    def place(ref: BlockRef, spots: list[tuple[str, int]]) -> None:
-        data = fetcher.plaintext(ref)
-        for rel, offset in spots:
-            fd = os.open(target / rel, os.O_WRONLY)
-            try:
-                os.pwrite(fd, data, offset)
-            finally:
-                os.close(fd)
-        if progress:
-            progress(len(data) * len(spots))
+    placements = _placements(manifest)
 
+    def place(batch: tuple[BlockRef, ...]) -> None:
+        plaintexts = fetcher.plaintexts(batch)
+        for ref in batch:
+            data = plaintexts[ref.id]
+            spots = placements[ref.id][1]
+            for rel, offset in spots:
+                fd = os.open(target / rel, os.O_WRONLY)
+                try:
+                    os.pwrite(fd, data, offset)
+                finally:
+                    os.close(fd)
+            if progress:
+                progress(len(data) * len(spots))
+
+    # Batches follow the store's packs, so a batch the store serves is one ranged GET.
+    batches = [read.blocks for read in plan_reads(ref for ref, _ in placements.values())]
     in_flight: deque[Future[None]] = deque()
     with ThreadPoolExecutor(workers, thread_name_prefix="fetch") as pool:
         try:
-            for ref, spots in _placements(manifest).values():
-                while len(in_flight) >= workers * 2:
+            for batch in batches:
+                while len(in_flight) >= workers + 2:
                     in_flight.popleft().result()
-                in_flight.append(pool.submit(place, ref, spots))
+                in_flight.append(pool.submit(place, batch))
             while in_flight:
                 in_flight.popleft().result()
         except BaseException:

@@ -8,6 +8,7 @@ first, so a pull killed half-way resumes without fetching them again.
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 from aetherfs.cache import BlockCache
 from aetherfs.core.ids import ManifestId
 from aetherfs.core.manifest import Manifest
-from aetherfs.errors import InvalidInput
+from aetherfs.errors import InvalidInput, LocalIOError
 from aetherfs.fetch.planner import BlockFetcher, SourceCounts
 from aetherfs.fetch.sources import BlockSource
 from aetherfs.ops.atomic import exchange, fsync_dir
@@ -38,6 +39,17 @@ class PullResult:
     bytes: int
     counts: SourceCounts
     seconds: float
+
+
+def local_io_error(exc: OSError, target: Path, needed: int) -> LocalIOError:
+    if exc.errno == errno.ENOSPC:
+        return LocalIOError(
+            f"no space left on the device of {target} (this version needs {needed} bytes); "
+            f"{target} is unchanged. Free some space and pull again."
+        )
+    return LocalIOError(
+        f"cannot write {exc.filename or target}: {exc.strerror}; {target} is unchanged"
+    )
 
 
 def staging_path(target: Path) -> Path:
@@ -73,9 +85,15 @@ def pull_manifest(
     wanted = {ref.digest for ref in manifest.iter_blocks()}
     local = index_directory(target, manifest.chunking, wanted, skip=frozenset({MARKER}))
     fetcher = BlockFetcher(sources, cache, local)
-    build_tree(manifest, staging, fetcher, workers=workers, progress=progress)
-    marker = {"dataset": manifest.dataset, "manifest": manifest_id.hex(), "time": time.time()}
-    (staging / MARKER).write_text(json.dumps(marker) + "\n")
+    try:
+        build_tree(manifest, staging, fetcher, workers=workers, progress=progress)
+        marker = {"dataset": manifest.dataset, "manifest": manifest_id.hex(), "time": time.time()}
+        (staging / MARKER).write_text(json.dumps(marker) + "\n")
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)  # give the space back; DIR is untouched
+        if isinstance(exc, OSError):
+            raise local_io_error(exc, target, manifest.total_size) from None
+        raise
     if target.exists():
         exchange(staging, target)
         shutil.rmtree(staging)  # now the old tree

@@ -1,7 +1,8 @@
-"""Publish a directory as a new version: chunk, seal, upload what the store lacks, tag.
+"""Publish a directory as a new version: chunk, seal, pack what the store lacks, upload, tag.
 
-Chunks are sealed and uploaded by a pool of threads (PyNaCl, BLAKE3, zstd and boto3 release
-the GIL), with a bound on chunks in flight so memory stays flat however large the files are.
+Chunks are sealed by a pool of threads (PyNaCl, BLAKE3, zstd and boto3 release the GIL), with
+a bound on chunks in flight; new blocks are gathered into packs of PACK_TARGET bytes, each
+written with one PUT, so memory stays flat however large the files are.
 """
 
 from __future__ import annotations
@@ -11,19 +12,21 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from aetherfs.core.blocks import BlockRef, seal_block
-from aetherfs.core.chunking import DEFAULT_PARAMS, ChunkParams, chunk_stream
+from aetherfs.core.chunking import DEFAULT_PARAMS, ChunkParams, choose_params, chunk_stream
 from aetherfs.core.ids import BlockId, ManifestId
 from aetherfs.core.manifest import FILE, FileEntry, Manifest
 from aetherfs.core.names import check_dataset_name, check_tag, is_version_tag
+from aetherfs.core.packs import PACK_TARGET, PackBuilder
 from aetherfs.errors import Conflict, NotFound
-from aetherfs.ops.scan import scan_directory
+from aetherfs.ops.scan import LocalEntry, scan_directory
 from aetherfs.repo import Repository
 
 Progress = Callable[[int], None]
+_HEADER = 100  # enough to recognise an SQLite file and read its page size
 
 
 @dataclass(slots=True)
@@ -33,7 +36,8 @@ class PushStats:
     blocks: int = 0
     unique_blocks: int = 0
     new_blocks: int = 0
-    new_bytes: int = 0  # stored bytes uploaded
+    new_bytes: int = 0  # stored bytes uploaded in packs
+    packs: int = 0
     seconds: float = 0.0
 
     @property
@@ -50,34 +54,50 @@ class PushResult:
     stats: PushStats
 
 
-@dataclass(slots=True)
-class _Uploader:
-    repo: Repository
-    known: set[BlockId]
-    stats: PushStats
-    lock: threading.Lock = field(default_factory=threading.Lock)
+class _Packer:
+    """Seals chunks and packs the blocks the store lacks; safe to call from many threads."""
 
-    def seal_and_upload(self, data: bytes) -> BlockRef:
-        block = seal_block(data, self.repo.keyring.convergence_secret)
-        block_id = block.ref.id
-        with self.lock:
-            fresh = block_id not in self.known
-            self.known.add(block_id)
-        # A HEAD costs less than a PUT and uploads nothing: check before sending.
-        if fresh and not self.repo.has_block(block_id) and self.repo.put_block(block):
-            with self.lock:
-                self.stats.new_blocks += 1
-                self.stats.new_bytes += len(block.stored)
+    def __init__(
+        self, repo: Repository, known: dict[BlockId, BlockRef], stats: PushStats, target: int
+    ) -> None:
+        self.repo = repo
+        self.located = dict(known)
+        self.stats = stats
+        self.target = target
+        self._pending: set[BlockId] = set()
+        self._builder = PackBuilder()
+        self._lock = threading.Lock()
+        self._secret = repo.keyring.convergence_secret
+
+    def add(self, data: bytes) -> BlockRef:
+        block = seal_block(data, self._secret)
+        full = None
+        with self._lock:
+            if block.ref.id in self.located or block.ref.id in self._pending:
+                return block.ref
+            self._pending.add(block.ref.id)
+            self._builder.add(block)
+            if self._builder.size >= self.target:
+                full, self._builder = self._builder, PackBuilder()
+        if full is not None:
+            self._upload(full)
         return block.ref
 
+    def finish(self) -> None:
+        with self._lock:
+            last, self._builder = self._builder, PackBuilder()
+        if len(last):
+            self._upload(last)
 
-def known_blocks(repo: Repository, dataset: str, tag: str = "latest") -> set[BlockId]:
-    """Blocks of the current `latest`: certainly in the store, so no need to ask."""
-    try:
-        signed = repo.resolve(dataset, tag)
-        return set(repo.get_manifest(dataset, signed.record.manifest_id).unique_blocks())
-    except NotFound:
-        return set()
+    def _upload(self, builder: PackBuilder) -> None:
+        pack_id, data, located = builder.seal()
+        self.repo.put_pack(pack_id, data)
+        with self._lock:
+            self.located.update(located)
+            self._pending.difference_update(located)
+            self.stats.new_blocks += len(located)
+            self.stats.new_bytes += len(data)
+            self.stats.packs += 1
 
 
 def _refuse_taken_version_tags(repo: Repository, dataset: str, tags: list[str]) -> None:
@@ -104,49 +124,65 @@ def push_directory(
     workers: int = 4,
     progress: Progress | None = None,
     meta: dict[str, str] | None = None,
+    pack_target: int = PACK_TARGET,
+    entries: list[LocalEntry] | None = None,
 ) -> PushResult:
+    """Publish `root` as a new version of `dataset` and point `tags` at it.
+
+    `entries` is the result of `scan_directory(root)` if the caller already has it.
+    """
     started = time.monotonic()
     check_dataset_name(dataset)
     for tag in tags:
         check_tag(tag)
-    entries = scan_directory(root)
+    entries = scan_directory(root) if entries is None else entries
     _refuse_taken_version_tags(repo, dataset, tags)
     repo.ensure_dataset(dataset)
     stats = PushStats()
-    uploader = _Uploader(repo, known_blocks(repo, dataset), stats)
+    packer = _Packer(repo, repo.known_blocks(dataset), stats, pack_target)
     max_in_flight = workers * 2
     in_flight: deque[Future[BlockRef]] = deque()
     planned: list[tuple[FileEntry, list[Future[BlockRef]]]] = []
     with ThreadPoolExecutor(workers, thread_name_prefix="push") as pool:
         for entry in entries:
             futures: list[Future[BlockRef]] = []
-            planned.append(
-                (FileEntry(entry.path, entry.kind, entry.mode, target=entry.target), futures)
+            chunking = None
+            if entry.kind == FILE:
+                with (root / entry.path).open("rb") as stream:
+                    chosen = choose_params(stream.read(_HEADER), params)
+                    chunking = chosen if chosen != params else None
+                    stream.seek(0)
+                    for chunk in chunk_stream(stream, chosen):
+                        while len(in_flight) >= max_in_flight:
+                            in_flight.popleft().result()  # bounds memory: chunks in flight
+                        future = pool.submit(packer.add, chunk.data)
+                        futures.append(future)
+                        in_flight.append(future)
+                        if progress:
+                            progress(len(chunk.data))
+            skeleton = FileEntry(
+                entry.path, entry.kind, entry.mode, target=entry.target, chunking=chunking
             )
-            if entry.kind != FILE:
-                continue
-            with (root / entry.path).open("rb") as stream:
-                for chunk in chunk_stream(stream, params):
-                    while len(in_flight) >= max_in_flight:
-                        in_flight.popleft().result()  # bounds memory: at most this many chunks
-                    future = pool.submit(uploader.seal_and_upload, chunk.data)
-                    futures.append(future)
-                    in_flight.append(future)
-                    if progress:
-                        progress(len(chunk.data))
+            planned.append((skeleton, futures))
+        for future in in_flight:
+            future.result()
+    packer.finish()
+
     files: list[FileEntry] = []
     seen: set[BlockId] = set()
     for skeleton, futures in planned:
         if skeleton.kind != FILE:
             files.append(skeleton)
             continue
-        refs = tuple(future.result() for future in futures)
+        refs = tuple(packer.located[future.result().id] for future in futures)
         size = sum(ref.size for ref in refs)
         stats.files += 1
         stats.bytes += size
         stats.blocks += len(refs)
         seen.update(ref.id for ref in refs)
-        files.append(FileEntry(skeleton.path, FILE, skeleton.mode, size, refs))
+        files.append(
+            FileEntry(skeleton.path, FILE, skeleton.mode, size, refs, chunking=skeleton.chunking)
+        )
     stats.unique_blocks = len(seen)
     manifest = Manifest(dataset, time.time(), params, tuple(files), meta or {})
     manifest_id = repo.put_manifest(manifest)

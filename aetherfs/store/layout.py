@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from aetherfs.core.ids import BlockId, ManifestId
+from aetherfs.core.ids import ManifestId, PackId
 
 STORE_INFO = "aetherfs.json"
-BLOCKS = "blocks/"
+PACKS = "packs/"
 MANIFESTS = "manifests/"
 TAGS = "tags/"
 DATASETS = "datasets/"
 
 
-def block_key(block_id: BlockId) -> str:
+def pack_key(pack_id: PackId) -> str:
     # Two hex digits of fan-out keep local directories small and spread S3 partitions.
-    h = block_id.hex()
-    return f"{BLOCKS}{h[:2]}/{h}"
+    h = pack_id.hex()
+    return f"{PACKS}{h[:2]}/{h}"
 
 
 def manifest_key(manifest_id: ManifestId) -> str:

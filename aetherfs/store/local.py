@@ -67,6 +67,12 @@ class LocalStore:
         except FileNotFoundError:
             raise NotFound(f"{key} is not in the store {self.url}") from None
 
+    def mtime(self, key: str) -> float:
+        try:
+            return self._path(key).stat().st_mtime
+        except FileNotFoundError:
+            raise NotFound(f"{key} is not in the store {self.url}") from None
+
     def _write_temp(self, data: bytes) -> Path:
         fd, name = tempfile.mkstemp(dir=self.root / _TMP)
         try:

@@ -100,6 +100,10 @@ class S3Store:
     def size(self, key: str) -> int:
         return int(self._call("head_object", key, Key=self._key(key))["ContentLength"])
 
+    def mtime(self, key: str) -> float:
+        response = self._call("head_object", key, Key=self._key(key))
+        return float(response["LastModified"].timestamp())
+
     def put(self, key: str, data: bytes) -> None:
         self._call("put_object", key, Key=self._key(key), Body=data)
 

@@ -2,7 +2,7 @@ import pytest
 
 from aetherfs.core.blocks import seal_block
 from aetherfs.core.chunking import ChunkParams
-from aetherfs.core.ids import ManifestId
+from aetherfs.core.ids import ManifestId, PackId
 from aetherfs.core.manifest import (
     DIRECTORY,
     FILE,
@@ -21,9 +21,12 @@ def manifest(*files: FileEntry, dataset: str = "team/geo") -> Manifest:
     return Manifest(dataset, 1.0, ChunkParams(), files)
 
 
+PACK = PackId(b"\5" * 32)
+
+
 def a_file(path: str) -> FileEntry:
     block = seal_block(b"hello", bytes(32))
-    return FileEntry(path, FILE, 0o644, 5, (block.ref,))
+    return FileEntry(path, FILE, 0o644, 5, (block.ref.located(PACK, 0),))
 
 
 def test_round_trip() -> None:
@@ -84,9 +87,9 @@ def test_file_under_a_symlink_is_refused() -> None:
 
 
 def test_setuid_mode_is_refused() -> None:
-    block = seal_block(b"hello", bytes(32))
+    block = seal_block(b"hello", bytes(32)).ref.located(PACK, 0)
     with pytest.raises(IntegrityError, match="mode"):
-        seal_manifest(manifest(FileEntry("x", FILE, 0o4755, 5, (block.ref,))), KEY)
+        seal_manifest(manifest(FileEntry("x", FILE, 0o4755, 5, (block,))), KEY)
 
 
 def test_symlink_through_another_symlink_is_refused() -> None:

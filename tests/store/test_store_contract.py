@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,7 @@ def test_put_get_exists_list_delete(store: Store) -> None:
     assert store.get("blocks/aa/x") == b"hello"
     assert store.get_range("blocks/ab/y", 1, 3) == b"orl"
     assert store.size("blocks/ab/y") == 6
+    assert abs(store.mtime("blocks/ab/y") - time.time()) < 60
     assert list(store.list("blocks/")) == ["blocks/aa/x", "blocks/ab/y"]
     assert list(store.list("blocks/ab")) == ["blocks/ab/y"]
     store.delete("blocks/aa/x")
