@@ -88,7 +88,7 @@ def test_chunk_sweep_script(tmp_path: Path) -> None:
     script("chunk_sweep", "--work", tmp_path / "work", "--out", tmp_path / "out", *TINY)
     report = json.loads((tmp_path / "out/chunk_sweep.json").read_text())
     assert set(report["pairs"]) == {"sqlite", "files", "sqlite+index"}
-    assert len(report["pairs"]["sqlite"]["results"]) == 6
+    assert len(report["pairs"]["sqlite"]["results"]) == 7  # 4 FastCDC, 3 page sizes
     assert "## Summary" in (tmp_path / "out/chunk_sweep.md").read_text()
 
 
