@@ -15,8 +15,9 @@ Requests are modelled for two store layouts:
      (reading the gap too). The default gap is where the two prices meet: reading a gap of
      unwanted bytes costs more egress than a GET request once it exceeds about 4.7 KB.
 Manifest and tag requests (a handful per operation, the same for every choice) are left out,
-but not the manifest's size: it lists every block (id, key, plaintext digest, two sizes: about
-`MANIFEST_BYTES_PER_BLOCK` in msgpack) and a pull fetches it whole, so small blocks make it big.
+but not the manifest's size: it lists every block (id, key, plaintext digest, pack, sizes:
+about `MANIFEST_BYTES_PER_BLOCK` in msgpack) and a pull fetches it whole, so small blocks make
+it big.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ from benchmarks.pricing import AWS, Prices
 KiB = 1024
 MiB = 1024 * KiB
 
-MANIFEST_BYTES_PER_BLOCK = 113  # msgpack of three 32-byte strings and two integers
+# msgpack of a block's entry in the manifest: id, key, plaintext digest, pack id (32 bytes
+# each), plaintext size, stored size, offset in the pack.
+MANIFEST_BYTES_PER_BLOCK = 152
 _ZSTD_LEVEL = 3
 _MIN_SAVING = 0.05
 _FLAG = 1

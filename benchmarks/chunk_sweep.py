@@ -116,8 +116,8 @@ def main() -> None:
         f"merged across gaps up to {gap:,} bytes (where a GET costs as much as the gap's egress). "
         "Manifest and tag requests are left out (a few per operation for every choice). "
         "'fresh pull' is a pull of v2 by a host that holds nothing. The v2 manifest (estimated "
-        "at 113 bytes per block: id, key, digest, sizes) is fetched whole by every pull, on top "
-        "of the bytes moved; pull prices include it.",
+        "at 152 bytes per block: id, key, digest, pack, sizes) is fetched whole by every pull, "
+        "on top of the bytes moved; pull prices include it.",
         "",
     ]
     summary: list[str] = []
@@ -142,12 +142,13 @@ def main() -> None:
         }
         fewest = min(results, key=lambda d: d.new_stored_bytes)
         with_manifest = min(results, key=lambda d: d.new_stored_bytes + d.manifest_bytes)
+        pulled = with_manifest.new_stored_bytes + with_manifest.manifest_bytes
         cheapest = min(results, key=lambda d: d.push_cost(AWS, True) + d.pull_cost(AWS, True))
         single = min(results, key=lambda d: d.push_cost(AWS, False) + d.pull_cost(AWS, False))
         summary.append(
             f"- {name}: fewest bytes moved: {fewest.chunker} ({_mib(fewest.new_stored_bytes)}); "
             f"counting the v2 manifest a pull fetches: {with_manifest.chunker} "
-            f"({_mib(with_manifest.new_stored_bytes + with_manifest.manifest_bytes)}); "
+            f"({_mib(pulled)}, {with_manifest.manifest_bytes / pulled:.0%} of it the manifest); "
             f"cheapest push + pull, packed: {cheapest.chunker} "
             f"({dollars(cheapest.push_cost(AWS, True) + cheapest.pull_cost(AWS, True))}); "
             f"cheapest, one object per block: {single.chunker} "

@@ -232,15 +232,17 @@ def main() -> None:
         f"{small_files} files):",
         "",
         "| operation | peak RSS at "
-        f"{tree_size(small) / MiB:,.0f} MiB | peak RSS at {big_size / MiB:,.0f} MiB |",
-        "|---|---|---|",
+        f"{tree_size(small) / MiB:,.0f} MiB | peak RSS at {big_size / MiB:,.0f} MiB "
+        "| growth per GiB of data |",
+        "|---|---|---|---|",
     ]
+    small_size = tree_size(small)
     for kind in ("push", "pull"):
         a = next(m for m in small_runs if m.what.startswith(kind))
         b = next(m for m in measures if m.what == f"{kind}, local store")
-        lines.append(
-            f"| {kind} | {(a.max_rss or 0) / MiB:,.0f} MiB | {(b.max_rss or 0) / MiB:,.0f} MiB |"
-        )
+        rss_a, rss_b = (a.max_rss or 0) / MiB, (b.max_rss or 0) / MiB
+        slope = (rss_b - rss_a) / ((big_size - small_size) / 1024**3)
+        lines.append(f"| {kind} | {rss_a:,.0f} MiB | {rss_b:,.0f} MiB | {slope:+,.0f} MiB |")
     lines += ["", f"Run time: {time.monotonic() - started:.0f} s."]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "throughput.md").write_text("\n".join(lines) + "\n")
