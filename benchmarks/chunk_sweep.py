@@ -163,6 +163,7 @@ def main() -> None:
     lines += ["## Summary", "", *summary, "", f"Run time: {time.monotonic() - started:.0f} s."]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "chunk_sweep.md").write_text("\n".join(lines) + "\n")
+    report["seconds"] = time.monotonic() - started
     (args.out / "chunk_sweep.json").write_text(json.dumps(report, indent=2) + "\n")
     print("\n".join(lines))
 

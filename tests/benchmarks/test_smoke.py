@@ -21,6 +21,12 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY: list[str | Path] = ["--rows", "5000", "--total-mib", "4", "--files", "12"]
 
 
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One results directory for the three scripts, so the report test can read them all."""
+    return tmp_path_factory.mktemp("results")
+
+
 def script(name: str, *args: str | Path, timeout: int = 120) -> str:
     env = dict(os.environ) | CREDENTIALS | {"PYTHONPATH": str(ROOT)}
     done = subprocess.run(
@@ -84,41 +90,41 @@ def test_proxy_counts_requests_and_bytes(seaweedfs: SeaweedFS) -> None:
     assert seen.up >= 3000 and seen.down >= 3000
 
 
-def test_chunk_sweep_script(tmp_path: Path) -> None:
-    script("chunk_sweep", "--work", tmp_path / "work", "--out", tmp_path / "out", *TINY)
-    report = json.loads((tmp_path / "out/chunk_sweep.json").read_text())
+def test_chunk_sweep_script(tmp_path: Path, results: Path) -> None:
+    script("chunk_sweep", "--work", tmp_path / "work", "--out", results, *TINY)
+    report = json.loads((results / "chunk_sweep.json").read_text())
     assert set(report["pairs"]) == {"sqlite", "files", "sqlite+index"}
     assert len(report["pairs"]["sqlite"]["results"]) == 7  # 4 FastCDC, 3 page sizes
-    assert "## Summary" in (tmp_path / "out/chunk_sweep.md").read_text()
+    assert "## Summary" in (results / "chunk_sweep.md").read_text()
 
 
 @pytest.mark.s3
-def test_compare_script(tmp_path: Path, seaweedfs: SeaweedFS) -> None:
-    args: list[str | Path] = ["--work", tmp_path / "work", "--out", tmp_path / "out", *TINY]
+def test_compare_script(tmp_path: Path, results: Path, seaweedfs: SeaweedFS) -> None:
+    args: list[str | Path] = ["--work", tmp_path / "work", "--out", results, *TINY]
     script("compare", *args, "--s3-endpoint", seaweedfs.endpoint)
-    report = json.loads((tmp_path / "out/compare.json").read_text())
+    report = json.loads((results / "compare.json").read_text())
     for pair in ("sqlite", "files"):
-        results = {r["tool"]: r for r in report["pairs"][pair]["results"]}
-        assert set(results) == {
+        tools = {r["tool"]: r for r in report["pairs"][pair]["results"]}
+        assert set(tools) == {
             "AetherFS", "fixed 64 KiB blocks", "fixed 1 MiB blocks", "casync", "rclone", "s5cmd"
         }  # fmt: skip
-        ours = results["AetherFS"]
+        ours = tools["AetherFS"]
         assert ours["push"]["bytes"] > 0 and ours["pull"]["bytes"] > 0
         if pair == "files":  # too small a database for a delta below one block
             assert ours["push"]["bytes"] < ours["first_push"]["bytes"] / 3
             assert ours["pull"]["bytes"] < ours["first_pull"]["bytes"] / 3
         assert ours["push"]["requests"].get("PUT", 0) > 0
         for tool in ("rclone", "s5cmd"):  # whole files: at least the changed files move
-            assert results[tool]["pull"]["bytes"] > 0
-    assert "| AetherFS |" in (tmp_path / "out/compare.md").read_text()
+            assert tools[tool]["pull"]["bytes"] > 0
+    assert "| AetherFS |" in (results / "compare.md").read_text()
 
 
 @pytest.mark.s3
-def test_throughput_script(tmp_path: Path, seaweedfs: SeaweedFS) -> None:
-    args: list[str | Path] = ["--work", tmp_path / "work", "--out", tmp_path / "out"]
+def test_throughput_script(tmp_path: Path, results: Path, seaweedfs: SeaweedFS) -> None:
+    args: list[str | Path] = ["--work", tmp_path / "work", "--out", results]
     args += ["--total-mib", "6", "--small-mib", "2", "--files", "10", "--repeat", "1"]
     script("throughput", *args, "--s3-endpoint", seaweedfs.endpoint)
-    report = json.loads((tmp_path / "out/throughput.json").read_text())
+    report = json.loads((results / "throughput.json").read_text())
     names = [m["what"] for m in report["measures"]]
     assert names[2:6] == [
         "push, local store",
@@ -129,3 +135,13 @@ def test_throughput_script(tmp_path: Path, seaweedfs: SeaweedFS) -> None:
     assert names[6].startswith("rclone copy up")
     for m in report["measures"][2:] + report["small"]:
         assert m["mb_per_s"] > 0 and m["max_rss"] > 10 << 20
+
+
+def test_report_checks_the_goals_against_the_results(tmp_path: Path, results: Path) -> None:
+    """Runs last: the three scripts above wrote `results`."""
+    script("report", "--results", results, "--out", tmp_path / "benchmarks.md")
+    page = (tmp_path / "benchmarks.md").read_text()
+    for goal in ("fewer bytes than casync", "5x fewer bytes than rclone", "single-core limit"):
+        assert goal in page
+    assert "memory flat in the size of the data" in page
+    assert "### files" in page and "### sqlite" in page
