@@ -99,6 +99,8 @@ class Version:
 
     blocks: list[Block] = field(default_factory=list)  # every occurrence, in order
     size: int = 0
+    files: dict[str, bytes] = field(default_factory=dict)  # path -> hash of its block list
+    file_blocks: dict[str, int] = field(default_factory=dict)  # path -> number of blocks
 
     def unique(self) -> dict[bytes, Block]:
         seen: dict[bytes, Block] = {}
@@ -126,6 +128,8 @@ def scan(root: Path, chunker: Chunker, sizes: dict[bytes, int]) -> Version:
     """Chunk and hash every file under `root`; `sizes` caches stored sizes by digest."""
     version = Version()
     for path in iter_files(root):
+        listing = blake3.blake3()
+        count = 0
         for piece in _chunks(path, chunker):
             digest = blake3.blake3(piece).digest()
             stored = sizes.get(digest)
@@ -133,6 +137,11 @@ def scan(root: Path, chunker: Chunker, sizes: dict[bytes, int]) -> Version:
                 stored = sizes[digest] = stored_size(piece)
             version.blocks.append(Block(digest, len(piece), stored))
             version.size += len(piece)
+            listing.update(digest)
+            count += 1
+        rel = path.relative_to(root).as_posix()
+        version.files[rel] = listing.digest()
+        version.file_blocks[rel] = count
     return version
 
 
@@ -195,6 +204,7 @@ class Delta:
     v2_unique_blocks: int
     new_blocks: int
     new_stored_bytes: int  # pushed, and pulled over v1
+    changed_file_blocks: int  # blocks listed by the files whose block list changed
     # (i) one object per block
     push_puts_single: int
     pull_gets_single: int
@@ -211,6 +221,12 @@ class Delta:
     def manifest_bytes(self) -> int:
         """Estimated size of v2's manifest, fetched whole by every pull."""
         return self.v2_blocks * MANIFEST_BYTES_PER_BLOCK
+
+    @property
+    def changed_manifest_bytes(self) -> int:
+        """The manifest entries of changed files only: what a manifest shared per file between
+        versions (unchanged files' block lists stored once, content-addressed) would move."""
+        return self.changed_file_blocks * MANIFEST_BYTES_PER_BLOCK
 
     @property
     def mean_block(self) -> float:
@@ -257,6 +273,9 @@ def delta(
         v2_unique_blocks=len(v2_unique),
         new_blocks=len(new),
         new_stored_bytes=new_bytes,
+        changed_file_blocks=sum(
+            n for p, n in v2.file_blocks.items() if v1.files.get(p) != v2.files[p]
+        ),
         push_puts_single=len(new),
         pull_gets_single=len(new),
         fresh_gets_single=len(v2_unique),
