@@ -66,7 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also point this tag at the new version (repeatable)",
     )
     p.add_argument("--no-latest", action="store_true", help="do not move the `latest` channel")
-    p.add_argument("--workers", type=int, default=4, help="parallel seal/upload threads")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=max(2, os.cpu_count() or 2),
+        help="parallel seal/upload threads (default: one per core, at least 2)",
+    )
     _common(p)
     _json(p)
     p.set_defaults(run=commands.push)

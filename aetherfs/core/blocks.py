@@ -6,6 +6,7 @@ is zstd-compressed. Block id = BLAKE3(stored bytes), so anyone can verify a bloc
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, replace
 
 import blake3
@@ -22,6 +23,7 @@ _ZSTD = b"\x01"
 _MIN_SAVING = 0.05
 _ZSTD_LEVEL = 3
 MAX_BLOCK_PLAINTEXT = 64 * 1024 * 1024
+_SAMPLE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +51,11 @@ class SealedBlock:
 def seal_block(plaintext: bytes, convergence_secret: bytes) -> SealedBlock:
     """Compress (if it pays) and encrypt one chunk; deterministic for a given secret."""
     key = crypto.convergent_key(convergence_secret, plaintext)
-    compressed = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(plaintext)
-    if len(compressed) <= len(plaintext) * (1 - _MIN_SAVING):
-        body = _ZSTD + compressed
-    else:
-        body = _RAW + plaintext
+    body = _RAW + plaintext
+    if _worth_compressing(plaintext):
+        compressed = _compressor().compress(plaintext)
+        if len(compressed) <= len(plaintext) * (1 - _MIN_SAVING):
+            body = _ZSTD + compressed
     stored = crypto.seal(body, key, crypto.convergent_nonce(key))
     ref = BlockRef(
         id=BlockId.of(stored),
@@ -63,6 +65,25 @@ def seal_block(plaintext: bytes, convergence_secret: bytes) -> SealedBlock:
         stored_size=len(stored),
     )
     return SealedBlock(ref, stored)
+
+
+_local = threading.local()
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    """One compressor per thread: making one allocates its whole working memory."""
+    compressor: zstandard.ZstdCompressor | None = getattr(_local, "compressor", None)
+    if compressor is None:
+        compressor = _local.compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
+    return compressor
+
+
+def _worth_compressing(plaintext: bytes) -> bool:
+    """Try a sample first: already-compressed data (Parquet pages, images) skips zstd."""
+    if len(plaintext) <= 2 * _SAMPLE:
+        return True
+    sample = plaintext[:_SAMPLE]
+    return len(_compressor().compress(sample)) <= _SAMPLE * (1 - _MIN_SAVING)
 
 
 def verify_block(block_id: BlockId, stored: bytes) -> None:

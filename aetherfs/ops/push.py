@@ -27,6 +27,7 @@ from aetherfs.repo import Repository
 
 Progress = Callable[[int], None]
 _HEADER = 100  # enough to recognise an SQLite file and read its page size
+BATCH_BYTES = 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -82,6 +83,9 @@ class _Packer:
         if full is not None:
             self._upload(full)
         return block.ref
+
+    def add_batch(self, batch: list[bytes]) -> list[BlockRef]:
+        return [self.add(data) for data in batch]
 
     def finish(self) -> None:
         with self._lock:
@@ -140,32 +144,46 @@ def push_directory(
     repo.ensure_dataset(dataset)
     stats = PushStats()
     packer = _Packer(repo, repo.known_blocks(dataset), stats, pack_target)
+    # Chunks go to the pool in batches of about BATCH_BYTES: one hand-off per small chunk
+    # would cost as much thread wake-up as the sealing itself.
     max_in_flight = workers * 2
-    in_flight: deque[Future[BlockRef]] = deque()
-    planned: list[tuple[FileEntry, list[Future[BlockRef]]]] = []
+    in_flight: deque[Future[list[BlockRef]]] = deque()
+    planned: list[tuple[FileEntry, list[Future[list[BlockRef]]]]] = []
     with ThreadPoolExecutor(workers, thread_name_prefix="push") as pool:
+
+        def submit(batch: list[bytes], futures: list[Future[list[BlockRef]]]) -> None:
+            while len(in_flight) >= max_in_flight:
+                in_flight.popleft().result()  # bounds memory: batches in flight
+            future = pool.submit(packer.add_batch, batch)
+            futures.append(future)
+            in_flight.append(future)
+
         for entry in entries:
-            futures: list[Future[BlockRef]] = []
+            futures: list[Future[list[BlockRef]]] = []
             chunking = None
             if entry.kind == FILE:
                 with (root / entry.path).open("rb") as stream:
                     chosen = choose_params(stream.read(_HEADER), params)
                     chunking = chosen if chosen != params else None
                     stream.seek(0)
+                    batch: list[bytes] = []
+                    batch_bytes = 0
                     for chunk in chunk_stream(stream, chosen):
-                        while len(in_flight) >= max_in_flight:
-                            in_flight.popleft().result()  # bounds memory: chunks in flight
-                        future = pool.submit(packer.add, chunk.data)
-                        futures.append(future)
-                        in_flight.append(future)
+                        batch.append(chunk.data)
+                        batch_bytes += len(chunk.data)
+                        if batch_bytes >= BATCH_BYTES:
+                            submit(batch, futures)
+                            batch, batch_bytes = [], 0
                         if progress:
                             progress(len(chunk.data))
+                    if batch:
+                        submit(batch, futures)
             skeleton = FileEntry(
                 entry.path, entry.kind, entry.mode, target=entry.target, chunking=chunking
             )
             planned.append((skeleton, futures))
-        for future in in_flight:
-            future.result()
+        for pending in in_flight:
+            pending.result()
     packer.finish()
 
     files: list[FileEntry] = []
@@ -174,7 +192,7 @@ def push_directory(
         if skeleton.kind != FILE:
             files.append(skeleton)
             continue
-        refs = tuple(packer.located[future.result().id] for future in futures)
+        refs = tuple(packer.located[ref.id] for f in futures for ref in f.result())
         size = sum(ref.size for ref in refs)
         stats.files += 1
         stats.bytes += size
