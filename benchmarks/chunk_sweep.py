@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 from benchmarks.blocks import Chunker, Delta, break_even_gap, delta
 from benchmarks.datasets import MiB, changed_files, make_files_pair, make_sqlite_pair, tree_size
+from benchmarks.harness import machine
 from benchmarks.pricing import AWS, dollars
 
 KiB = 1024
@@ -51,10 +50,6 @@ def ensure_pairs(work: Path, rows: int, total_mib: int, files: int, index: bool)
             make_sqlite_pair(root, rows=rows, index=name == "sqlite+index")
         marker.write_text(json.dumps(stamp))
     return pairs
-
-
-def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def _mib(n: float) -> str:

