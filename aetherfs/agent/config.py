@@ -1,0 +1,202 @@
+"""Agent configuration: TOML file and flags, parsed once into frozen values.
+
+Every other module of the agent takes an `AgentConfig`; nothing below here reads the
+environment or a file of settings.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aetherfs.config import parse_size
+from aetherfs.core.names import Ref, check_dataset_name, check_tag
+from aetherfs.errors import InvalidInput
+
+DEFAULT_HTTP = "127.0.0.1:7420"
+DEFAULT_GRPC = "127.0.0.1:7421"
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    dataset: str
+    channel: str
+
+    @classmethod
+    def parse(cls, text: str) -> Subscription:
+        try:
+            ref = Ref.parse(text, default_tag="latest")
+        except InvalidInput as exc:
+            raise InvalidInput(f"subscription {text!r}: {exc}") from None
+        return cls(check_dataset_name(ref.dataset), check_tag(ref.tag))
+
+    def __str__(self) -> str:
+        return f"{self.dataset}:{self.channel}"
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """Where the status API answers. Empty strings switch an endpoint off."""
+
+    http: str  # host:port on loopback, REST + /metrics + files
+    socket: Path | None  # Unix socket, REST
+    grpc: str  # host:port on loopback, gRPC AgentService
+    grpc_socket: Path | None  # Unix socket, gRPC AgentService
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    store_url: str
+    s3_endpoint: str | None
+    s3_region: str | None
+    keys_path: Path | None
+    keys_dir: Path
+    data_root: Path
+    cache_dir: Path
+    cache_limit: int
+    subscriptions: tuple[Subscription, ...]
+    listen: Listen
+    keep_versions: int  # old versions kept per dataset beyond the live ones
+    poll_interval: float  # seconds between tag checks
+    retry_max: float  # longest wait between retries after an error
+    fetch_workers: int  # blocks fetched at once
+    store_rate: int  # bytes/s cap on store reads, 0 = none
+    wait_for_lock: bool  # wait for another agent to release the data root instead of failing
+    read_only: bool  # a shared data root another agent writes: follow its links, fetch nothing
+
+    @property
+    def state_dir(self) -> Path:
+        return self.data_root / ".agent"
+
+
+def _listen_path(value: Any, default: Path) -> Path | None:
+    if value is None:
+        return default
+    if value == "":
+        return None
+    return Path(str(value)).expanduser()
+
+
+def _host_port(value: str, what: str) -> str:
+    if value == "":
+        return value
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise InvalidInput(f"{what} must be HOST:PORT (e.g. 127.0.0.1:7420), not {value!r}")
+    if host not in ("127.0.0.1", "localhost", "::1", "[::1]"):
+        raise InvalidInput(
+            f"{what} {value!r} is not a loopback address: the status API is local only"
+        )
+    return value
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise InvalidInput(f"no agent config at {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(f"{path} is not valid TOML: {exc}") from None
+
+
+def build_config(
+    file: Mapping[str, Any],
+    flags: Mapping[str, Any],
+    env: Mapping[str, str],
+    keys_dir: Path,
+    default_store: str,
+) -> AgentConfig:
+    """Merge TOML values with flags (flags win) and the few environment defaults."""
+
+    def pick(name: str, default: Any = None) -> Any:
+        value = flags.get(name)
+        if value is not None and value != [] and value != ():
+            return value
+        return file.get(name, default)
+
+    known = {
+        "store",
+        "keys",
+        "data_root",
+        "cache_dir",
+        "cache_limit",
+        "subscribe",
+        "listen",
+        "keep_versions",
+        "poll_interval",
+        "retry_max",
+        "fetch_workers",
+        "store_rate",
+        "wait_for_lock",
+        "read_only",
+        "s3_endpoint",
+        "s3_region",
+    }
+    unknown = sorted(set(file) - known)
+    if unknown:
+        raise InvalidInput(f"unknown agent settings: {', '.join(unknown)}")
+
+    data_root_value = pick("data_root")
+    if not data_root_value:
+        raise InvalidInput("the agent needs a data root: --data-root DIR or data_root = in TOML")
+    data_root = Path(str(data_root_value)).expanduser().absolute()
+    subs_raw: Sequence[str] = pick("subscribe", [])
+    if isinstance(subs_raw, str):
+        subs_raw = [subs_raw]
+    subs = tuple(dict.fromkeys(Subscription.parse(s) for s in subs_raw))
+    listen_file: Mapping[str, Any] = file.get("listen", {})
+    state_dir = data_root / ".agent"
+    read_only = bool(pick("read_only", False))
+
+    def listen_value(name: str, default: Any) -> Any:
+        flag = flags.get(f"listen_{name}")
+        if flag is not None:
+            return flag
+        return listen_file.get(name, default)
+
+    listen = Listen(
+        http=_host_port(str(listen_value("http", DEFAULT_HTTP)), "listen.http"),
+        # A reader shares the data root with a writer: its sockets are off unless named.
+        socket=_listen_path(
+            listen_value("socket", "" if read_only else None), state_dir / "agent.sock"
+        ),
+        grpc=_host_port(str(listen_value("grpc", DEFAULT_GRPC)), "listen.grpc"),
+        grpc_socket=_listen_path(
+            listen_value("grpc_socket", "" if read_only else None), state_dir / "grpc.sock"
+        ),
+    )
+    try:
+        cache_limit = parse_size(str(pick("cache_limit", "4G")))
+        store_rate = parse_size(str(pick("store_rate", "0")))
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    keep = int(pick("keep_versions", 1))
+    poll = float(pick("poll_interval", 10.0))
+    workers = int(pick("fetch_workers", 8))
+    if keep < 0 or poll <= 0 or workers < 1:
+        raise InvalidInput("keep_versions >= 0, poll_interval > 0 and fetch_workers >= 1, please")
+    keys = pick("keys") or env.get("AETHERFS_KEYS")
+    cache_dir = pick("cache_dir")
+    return AgentConfig(
+        store_url=str(pick("store") or env.get("AETHERFS_STORE") or default_store),
+        s3_endpoint=pick("s3_endpoint") or env.get("AETHERFS_S3_ENDPOINT") or None,
+        s3_region=pick("s3_region") or env.get("AETHERFS_S3_REGION") or None,
+        keys_path=Path(str(keys)).expanduser() if keys else None,
+        keys_dir=keys_dir,
+        data_root=data_root,
+        cache_dir=Path(str(cache_dir)).expanduser() if cache_dir else state_dir / "cache",
+        cache_limit=cache_limit,
+        subscriptions=subs,
+        listen=listen,
+        keep_versions=keep,
+        poll_interval=poll,
+        retry_max=float(pick("retry_max", 60.0)),
+        fetch_workers=workers,
+        store_rate=store_rate,
+        wait_for_lock=bool(pick("wait_for_lock", False)),
+        read_only=read_only,
+    )

@@ -1,0 +1,263 @@
+"""The agent's data root on disk, and the only code that changes it.
+
+DATA_ROOT/
+  team/geo-db/stable -> ../../.versions/<manifest-id>   (symlink, switched by rename)
+  .versions/<manifest-id>/...                          (one materialised version, read-only use)
+  .versions/.staging-<manifest-id>                     (being built; removed at start)
+  .agent/lock                                          (flock: one writing agent)
+  .agent/versions/<manifest-id>.json                   (dataset, blocks to pin, when built)
+  .agent/cache/                                        (block cache, by default)
+  .agent/agent.sock, .agent/grpc.sock                  (status API)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aetherfs.core.ids import BlockId, ManifestId
+from aetherfs.errors import AetherError, Conflict
+from aetherfs.ops.atomic import fsync_dir
+
+VERSIONS = ".versions"
+STAGING_PREFIX = ".staging-"
+
+
+class DataRootBusy(Conflict):
+    """Another agent holds the data root's write lock."""
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    manifest_id: ManifestId
+    dataset: str
+    built: float
+    blocks: tuple[BlockId, ...]
+    files: int
+    size: int
+    fingerprints: dict[str, str]  # file fingerprint -> a path with those bytes (hard links)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "manifest": self.manifest_id.hex(),
+                "dataset": self.dataset,
+                "built": self.built,
+                "blocks": [b.hex() for b in self.blocks],
+                "files": self.files,
+                "size": self.size,
+                "fingerprints": self.fingerprints,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> VersionInfo:
+        doc = json.loads(text)
+        return cls(
+            ManifestId.from_hex(doc["manifest"]),
+            str(doc["dataset"]),
+            float(doc["built"]),
+            tuple(BlockId.from_hex(h) for h in doc["blocks"]),
+            int(doc["files"]),
+            int(doc["size"]),
+            {str(k): str(v) for k, v in doc.get("fingerprints", {}).items()},
+        )
+
+
+class DataRoot:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.versions = root / VERSIONS
+        self.state = root / ".agent"
+        self.meta = self.state / "versions"
+        self._lock_fd: int | None = None
+
+    # Lock -------------------------------------------------------------------------------
+    def lock(self, wait: bool) -> None:
+        """Take the write lock (flock, also honoured over NFSv4 and bind mounts)."""
+        self.state.mkdir(parents=True, exist_ok=True)
+        path = self.state / "lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            os.lseek(fd, 0, os.SEEK_SET)
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise DataRootBusy(
+                f"the data root {self.root} is in use by another agent ({holder}); one agent "
+                "writes a data root at a time. Stop it, use another --data-root, or pass "
+                "--wait-for-lock to take over when it stops"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # Layout -----------------------------------------------------------------------------
+    def prepare(self) -> list[Path]:
+        """Create the layout; remove half-built versions left by a crash. Returns those."""
+        self.versions.mkdir(parents=True, exist_ok=True)
+        self.meta.mkdir(parents=True, exist_ok=True)
+        removed = []
+        for entry in self.versions.iterdir():
+            if entry.name.startswith(STAGING_PREFIX):
+                remove_tree(entry)
+                removed.append(entry)
+        for entry in self.meta.iterdir():
+            if entry.name.startswith(".tmp-"):
+                entry.unlink()
+        return removed
+
+    def version_dir(self, manifest_id: ManifestId) -> Path:
+        return self.versions / manifest_id.hex()
+
+    def staging_dir(self, manifest_id: ManifestId) -> Path:
+        return self.versions / f"{STAGING_PREFIX}{manifest_id.hex()}"
+
+    def channel_link(self, dataset: str, channel: str) -> Path:
+        return self.root / dataset / channel
+
+    def has_version(self, manifest_id: ManifestId) -> bool:
+        return (
+            self.version_dir(manifest_id).is_dir()
+            and (self.meta / f"{manifest_id.hex()}.json").is_file()
+        )
+
+    def live(self, dataset: str, channel: str) -> ManifestId | None:
+        """The manifest the channel's link points at, if any."""
+        link = self.channel_link(dataset, channel)
+        try:
+            target = os.readlink(link)
+        except (FileNotFoundError, OSError):
+            return None
+        try:
+            return ManifestId.from_hex(Path(target).name)
+        except (ValueError, AetherError):
+            return None
+
+    # Versions ---------------------------------------------------------------------------
+    def publish_version(self, staging: Path, info: VersionInfo) -> Path:
+        """Move a fully built, fsynced tree into place; its record is written first."""
+        final = self.version_dir(info.manifest_id)
+        tmp = self.meta / f".tmp-{info.manifest_id.hex()}"
+        tmp.write_text(info.to_json())
+        with tmp.open("rb") as f:
+            os.fsync(f.fileno())
+        if final.exists():
+            remove_tree(final)  # a directory without a record: a crash between the two renames
+        os.rename(staging, final)
+        os.rename(tmp, self.meta / f"{info.manifest_id.hex()}.json")
+        fsync_dir(self.versions)
+        fsync_dir(self.meta)
+        return final
+
+    def version_info(self, manifest_id: ManifestId) -> VersionInfo | None:
+        try:
+            return VersionInfo.from_json((self.meta / f"{manifest_id.hex()}.json").read_text())
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def all_versions(self) -> list[VersionInfo]:
+        found = []
+        for path in self.meta.glob("*.json"):
+            try:
+                found.append(VersionInfo.from_json(path.read_text()))
+            except (OSError, ValueError, KeyError):
+                continue
+        return found
+
+    def switch(self, dataset: str, channel: str, manifest_id: ManifestId) -> Path:
+        """Point DATA_ROOT/dataset/channel at the version: new symlink renamed over the old."""
+        link = self.channel_link(dataset, channel)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        target = os.path.relpath(self.version_dir(manifest_id), link.parent)
+        tmp = link.parent / f".{channel}.tmp-{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        os.symlink(target, tmp)
+        os.rename(tmp, link)
+        fsync_dir(link.parent)
+        return link
+
+    def live_links(self) -> dict[tuple[str, str], ManifestId]:
+        """Every channel link under the root and the manifest it names."""
+        links: dict[tuple[str, str], ManifestId] = {}
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            rel = Path(dirpath).relative_to(self.root)
+            if rel.parts[:1] in ((VERSIONS,), (".agent",)):
+                dirnames[:] = []
+                continue
+            for name in [*filenames, *dirnames]:
+                path = Path(dirpath) / name
+                if name.startswith(".") or not path.is_symlink():
+                    continue
+                manifest = self.live(rel.as_posix(), name)
+                if manifest is not None:
+                    links[(rel.as_posix(), name)] = manifest
+            dirnames[:] = [d for d in dirnames if not (Path(dirpath) / d).is_symlink()]
+        return links
+
+    def collect(self, keep: int) -> list[ManifestId]:
+        """Remove versions no channel points at, keeping the `keep` newest per dataset."""
+        live = set(self.live_links().values())
+        by_dataset: dict[str, list[VersionInfo]] = {}
+        for info in self.all_versions():
+            if info.manifest_id not in live:
+                by_dataset.setdefault(info.dataset, []).append(info)
+        removed = []
+        for infos in by_dataset.values():
+            infos.sort(key=lambda i: i.built, reverse=True)
+            for info in infos[keep:]:
+                self.remove_version(info.manifest_id)
+                removed.append(info.manifest_id)
+        return removed
+
+    def remove_version(self, manifest_id: ManifestId) -> None:
+        # The record goes first: a version without one is not trusted (and is rebuilt).
+        with contextlib.suppress(FileNotFoundError):
+            (self.meta / f"{manifest_id.hex()}.json").unlink()
+        path = self.version_dir(manifest_id)
+        if path.exists():
+            remove_tree(path)
+
+    def pinned_blocks(self) -> set[BlockId]:
+        """Blocks of every kept version: the cache must not evict them."""
+        pinned: set[BlockId] = set()
+        for info in self.all_versions():
+            pinned.update(info.blocks)
+        return pinned
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a tree even where a version made directories read-only."""
+
+    def fix(func: object, p: str, _exc: object) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(p), 0o700)
+            os.chmod(p, 0o700)
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p, onerror=fix)
+            else:
+                os.unlink(p)
+
+    # Python 3.11: `onerror` (3.12 renamed it `onexc`).
+    shutil.rmtree(path, onerror=fix)
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,79 @@
+"""Prometheus metrics, drawn from the agent's state at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from aetherfs.agent.state import AgentState
+
+
+class _StateCollector(Collector):
+    def __init__(self, state: AgentState) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.state.snapshot()
+        fetched = CounterMetricFamily(
+            "aetherfs_agent_fetched_bytes",
+            "Stored block bytes fetched, by source",
+            labels=["source"],
+        )
+        blocks = CounterMetricFamily(
+            "aetherfs_agent_fetched_blocks", "Blocks fetched, by source", labels=["source"]
+        )
+        for source, n in snap["bytes_by_source"].items():
+            fetched.add_metric([source], n)
+        for source, n in snap["blocks_by_source"].items():
+            blocks.add_metric([source], n)
+        yield fetched
+        yield blocks
+        cache = snap["cache"]
+        yield GaugeMetricFamily(
+            "aetherfs_agent_cache_bytes", "Bytes in the block cache", cache["bytes"]
+        )
+        yield GaugeMetricFamily("aetherfs_agent_cache_limit_bytes", "Cache bound", cache["limit"])
+        yield CounterMetricFamily(
+            "aetherfs_agent_cache_corrupt_dropped",
+            "Cache blocks found altered and dropped",
+            cache["corrupt_dropped"],
+        )
+        live = GaugeMetricFamily(
+            "aetherfs_agent_channel_live",
+            "1 when the channel has a live version",
+            labels=["subscription", "manifest"],
+        )
+        downloading = GaugeMetricFamily(
+            "aetherfs_agent_channel_download_fraction",
+            "Fraction of the version being downloaded that is written",
+            labels=["subscription"],
+        )
+        retries = GaugeMetricFamily(
+            "aetherfs_agent_channel_retries", "Consecutive failed checks", labels=["subscription"]
+        )
+        for ch in snap["subscriptions"]:
+            manifest = ch["live"]["manifest"] if ch["live"] else ""
+            live.add_metric([ch["subscription"], manifest], 1 if manifest else 0)
+            progress = ch["progress"]
+            downloading.add_metric([ch["subscription"]], progress["fraction"] if progress else 0)
+            retries.add_metric([ch["subscription"]], ch["retries"])
+        yield live
+        yield downloading
+        yield retries
+        reads = CounterMetricFamily(
+            "aetherfs_agent_file_reads", "Files served over HTTP", labels=["subscription", "path"]
+        )
+        for row in snap["file_reads"]:
+            reads.add_metric([row["ref"], row["path"]], row["reads"])
+        yield reads
+        yield GaugeMetricFamily("aetherfs_agent_uptime_seconds", "Uptime", snap["agent"]["uptime"])
+
+
+def render_metrics(state: AgentState) -> tuple[bytes, str]:
+    registry = CollectorRegistry()
+    registry.register(_StateCollector(state))
+    return generate_latest(registry), CONTENT_TYPE_LATEST

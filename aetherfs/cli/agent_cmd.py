@@ -1,0 +1,252 @@
+"""`aetherfs agent` (run the daemon in the foreground) and `aetherfs status` (ask it)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from aetherfs.agent.config import AgentConfig, build_config, load_toml
+from aetherfs.agent.daemon import run_agent
+from aetherfs.cli.context import Context
+from aetherfs.cli.output import human_bytes, print_json, table, when
+from aetherfs.errors import AetherError, InvalidInput, StoreUnavailable
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "agent",
+        help="run the agent daemon in the foreground: keep subscribed datasets live here",
+        description="Keep subscribed channels materialised under DATA_ROOT/NAME/CHANNEL, "
+        "switched atomically when a channel moves. Flags override the TOML config.",
+    )
+    p.add_argument("--config", metavar="FILE", help="TOML config (see docs/agent.md)")
+    p.add_argument("--store", metavar="URL", help="store URL (default: AETHERFS_STORE)")
+    p.add_argument("--keys", metavar="FILE", help="keyring file (default: AETHERFS_KEYS)")
+    p.add_argument("--data-root", metavar="DIR", help="where versions are materialised")
+    p.add_argument(
+        "--subscribe",
+        action="append",
+        default=[],
+        metavar="NAME:CHANNEL",
+        help="keep this channel live (repeatable)",
+    )
+    p.add_argument(
+        "--cache-dir", metavar="DIR", help="block cache (default DATA_ROOT/.agent/cache)"
+    )
+    p.add_argument("--cache-limit", metavar="SIZE", help="block cache bound (default 4G)")
+    p.add_argument("--keep-versions", type=int, metavar="N", help="old versions kept (default 1)")
+    p.add_argument("--poll-interval", type=float, metavar="SECONDS", help="default 10")
+    p.add_argument("--retry-max", type=float, metavar="SECONDS", help="longest backoff (60)")
+    p.add_argument("--fetch-workers", type=int, metavar="N", help="blocks fetched at once (8)")
+    p.add_argument("--store-rate", metavar="SIZE", help="cap store reads at SIZE per second")
+    p.add_argument("--listen-http", metavar="HOST:PORT", help="loopback REST ('' = off)")
+    p.add_argument("--listen-socket", metavar="PATH", help="Unix socket REST ('' = off)")
+    p.add_argument("--listen-grpc", metavar="HOST:PORT", help="loopback gRPC ('' = off)")
+    p.add_argument("--listen-grpc-socket", metavar="PATH", help="Unix socket gRPC ('' = off)")
+    p.add_argument(
+        "--wait-for-lock",
+        action="store_true",
+        default=None,
+        help="wait for another agent on the data root to stop instead of failing",
+    )
+    p.add_argument(
+        "--read-only",
+        action="store_true",
+        default=None,
+        help="follow a data root another agent writes (a shared mount): serve, fetch nothing",
+    )
+    p.set_defaults(run=agent)
+
+    p = sub.add_parser("status", help="what the local agent holds and how it is doing")
+    p.add_argument("--config", metavar="FILE", help="the agent's TOML config (finds its socket)")
+    p.add_argument("--data-root", metavar="DIR", help="the agent's data root (finds its socket)")
+    p.add_argument("--socket", metavar="PATH", help="the agent's REST Unix socket")
+    p.add_argument("--url", metavar="URL", help="the agent's loopback REST URL")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--store", help=argparse.SUPPRESS)
+    p.add_argument("--keys", help=argparse.SUPPRESS)
+    p.set_defaults(run=status)
+
+
+def agent_config(context: Context, args: argparse.Namespace) -> AgentConfig:
+    file = load_toml(Path(args.config)) if getattr(args, "config", None) else {}
+    flags = {
+        "store": args.store,
+        "keys": args.keys,
+        "data_root": args.data_root,
+        "subscribe": getattr(args, "subscribe", []),
+        "cache_dir": getattr(args, "cache_dir", None),
+        "cache_limit": getattr(args, "cache_limit", None),
+        "keep_versions": getattr(args, "keep_versions", None),
+        "poll_interval": getattr(args, "poll_interval", None),
+        "retry_max": getattr(args, "retry_max", None),
+        "fetch_workers": getattr(args, "fetch_workers", None),
+        "store_rate": getattr(args, "store_rate", None),
+        "wait_for_lock": getattr(args, "wait_for_lock", None),
+        "read_only": getattr(args, "read_only", None),
+        "listen_http": getattr(args, "listen_http", None),
+        "listen_socket": getattr(args, "listen_socket", None),
+        "listen_grpc": getattr(args, "listen_grpc", None),
+        "listen_grpc_socket": getattr(args, "listen_grpc_socket", None),
+    }
+    s = context.settings
+    env = {
+        k: v
+        for k, v in {
+            "AETHERFS_KEYS": str(s.keys_path) if s.keys_path else None,
+            "AETHERFS_S3_ENDPOINT": s.s3_endpoint,
+            "AETHERFS_S3_REGION": s.s3_region,
+        }.items()
+        if v
+    }
+    return build_config(file, flags, env, s.keys_dir, s.store_url)
+
+
+def _single(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+class AgentFailed(AetherError):
+    """The daemon could not start or keep running (a port taken, a socket path unusable)."""
+
+
+def agent(context: Context, args: argparse.Namespace) -> int:
+    config = agent_config(context, args)
+    try:
+        trio.run(run_agent, config)
+    except BaseExceptionGroup as group:
+        # Task failures arrive grouped; one AetherError or OSError is said plainly.
+        inner = _single(group)
+        if isinstance(inner, AetherError):
+            raise inner from None
+        if isinstance(inner, OSError):
+            raise AgentFailed(
+                f"the agent stopped: {inner} (check the --listen-* addresses and paths)"
+            ) from None
+        raise
+    return 0
+
+
+def _client(context: Context, args: argparse.Namespace) -> tuple[httpx.Client, str]:
+    if args.url:
+        return httpx.Client(base_url=args.url, timeout=10), args.url
+    if args.socket:
+        sock = Path(args.socket)
+    else:
+        if not (args.config or args.data_root):
+            raise InvalidInput(
+                "say where the agent is: --data-root DIR, --config FILE, --socket PATH or --url URL"
+            )
+        args.subscribe = []
+        config = agent_config(context, args)
+        if config.listen.socket is None:
+            url = f"http://{config.listen.http}"
+            return httpx.Client(base_url=url, timeout=10), url
+        sock = config.listen.socket
+    transport = httpx.HTTPTransport(uds=str(sock))
+    return httpx.Client(transport=transport, base_url="http://agent", timeout=10), str(sock)
+
+
+def status(context: Context, args: argparse.Namespace) -> int:
+    client, where = _client(context, args)
+    try:
+        with client:
+            response = client.get("/v1/status")
+            response.raise_for_status()
+            snap: dict[str, Any] = response.json()
+    except (httpx.HTTPError, OSError) as exc:
+        raise StoreUnavailable(
+            f"no agent answers at {where} ({exc}); is `aetherfs agent` running?"
+        ) from None
+    if args.json:
+        print_json(snap)
+    else:
+        print(render_status(snap))
+    return 0
+
+
+def _ago(t: float | None) -> str:
+    if not t:
+        return "-"
+    seconds = max(0, time.time() - t)
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    return when(t)
+
+
+def render_status(snap: dict[str, Any]) -> str:
+    a = snap["agent"]
+    lines = [
+        f"agent {a['version']}  pid {a['pid']}  up {a['uptime']:.0f}s  data root {a['data_root']}",
+        f"store {a['store']}"
+        + ("  (unreachable: retrying)" if a.get("store_reachable") is False else ""),
+        "",
+    ]
+    rows = []
+    for ch in snap["subscriptions"]:
+        live = ch["live"]
+        p = ch["progress"]
+        progress = "-"
+        if p:
+            progress = (
+                f"{p['fraction'] * 100:.0f}% of {human_bytes(p['bytes_total'])}"
+                f" ({p['blocks_missing']} blocks to fetch, {p['files_linked']} files linked)"
+            )
+        state = ch["state"]
+        if ch["retries"]:
+            state += (
+                f" (x{ch['retries']}, next {max(0, (ch['next_retry'] or 0) - time.time()):.0f}s)"
+            )
+        rows.append(
+            [
+                ch["subscription"],
+                state,
+                live["manifest"][:12] if live else "(none)",
+                _ago(live["since"]) if live else "-",
+                progress,
+            ]
+        )
+    if rows:
+        lines.append(table(rows, ["SUBSCRIPTION", "STATE", "LIVE", "SINCE", "DOWNLOAD"]))
+    else:
+        lines.append("no subscriptions")
+    for ch in snap["subscriptions"]:
+        if ch["live"]:
+            lines.append(f"  {ch['subscription']} -> {ch['live']['path']}")
+    for ch in snap["subscriptions"]:
+        if ch["last_error"]:
+            lines.append(f"  {ch['subscription']} error: {ch['last_error']}")
+    src = snap["bytes_by_source"]
+    lines += [
+        "",
+        "bytes by source: "
+        + ", ".join(
+            f"{name} {human_bytes(src.get(name, 0))}" for name in ("cache", "peers", "store")
+        )
+        + (f", local {human_bytes(src['local'])}" if src.get("local") else ""),
+    ]
+    c = snap["cache"]
+    lines.append(
+        f"cache: {human_bytes(c['bytes'])} of {human_bytes(c['limit'])} ({c['blocks']} blocks), "
+        f"{human_bytes(c['evicted_bytes'])} evicted, {c['corrupt_dropped']} altered blocks dropped"
+    )
+    lines.append(f"peers: {len(snap['peers']) or 'none'}")
+    lines.append(f"versions on disk: {len(snap['versions'])}")
+    reads = sorted(snap.get("file_reads", []), key=lambda r: -r["reads"])[:5]
+    if reads:
+        lines.append(
+            "most read over HTTP: "
+            + ", ".join(f"{r['ref']}/{r['path']} ({r['reads']})" for r in reads)
+        )
+    if snap["last_error"]:
+        lines.append(f"last error ({_ago(snap['last_error_time'])}): {snap['last_error']}")
+    return "\n".join(lines)

@@ -1,0 +1,70 @@
+"""The data root: atomic switches, version collection, safe resolution of served paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from aetherfs.agent.api import resolve_live_file
+from aetherfs.agent.dataroot import DataRoot, VersionInfo
+from aetherfs.core.ids import ManifestId
+
+
+def make_version(root: DataRoot, n: int, dataset: str, built: float) -> ManifestId:
+    manifest_id = ManifestId.of(f"v{n}".encode())
+    staging = root.staging_dir(manifest_id)
+    staging.mkdir()
+    (staging / "data.txt").write_text(f"version {n}\n")
+    info = VersionInfo(manifest_id, dataset, built, (), 1, 10, {})
+    root.publish_version(staging, info)
+    return manifest_id
+
+
+def test_switch_collect_and_crash_leftovers(tmp_path: Path) -> None:
+    root = DataRoot(tmp_path)
+    root.prepare()
+    ids = [make_version(root, n, "team/a", built=n) for n in range(4)]
+    other = make_version(root, 9, "team/b", built=0)
+    root.switch("team/a", "stable", ids[0])
+    link = tmp_path / "team/a/stable"
+    assert (link / "data.txt").read_text() == "version 0\n"
+    root.switch("team/a", "stable", ids[3])  # replaces the link in one rename
+    assert root.live("team/a", "stable") == ids[3]
+    assert not os.path.isabs(os.readlink(link))
+    root.switch("team/b", "canary", other)
+
+    removed = root.collect(keep=1)
+    # Live: ids[3] and other. Newest non-live of team/a kept: ids[2].
+    assert set(removed) == {ids[0], ids[1]}
+    assert {p.name for p in root.versions.iterdir()} == {ids[2].hex(), ids[3].hex(), other.hex()}
+    assert root.live_links() == {("team/a", "stable"): ids[3], ("team/b", "canary"): other}
+
+    # A crash mid-build leaves a staging dir; the next start removes it.
+    leftover = root.staging_dir(ManifestId.of(b"half"))
+    (leftover / "sub").mkdir(parents=True)
+    (leftover / "sub").chmod(0o500)
+    assert root.prepare() == [leftover]
+    assert not leftover.exists()
+
+
+def test_served_paths_stay_inside_live_versions(tmp_path: Path) -> None:
+    root = DataRoot(tmp_path)
+    root.prepare()
+    manifest_id = make_version(root, 1, "team/a", built=1)
+    root.switch("team/a", "stable", manifest_id)
+    (tmp_path / "secret").write_text("no")
+    (root.version_dir(manifest_id) / "escape").symlink_to(tmp_path / "secret")
+    found = resolve_live_file(tmp_path, "team/a/stable/data.txt")
+    assert found is not None
+    ref, inner, path, manifest = found
+    assert (ref, inner, manifest) == ("team/a:stable", "data.txt", manifest_id.hex())
+    assert path.read_text() == "version 1\n"
+    for bad in [
+        "team/a/stable/escape",
+        "team/a/stable/../../secret",
+        "team/a/stable",
+        ".versions/" + manifest_id.hex() + "/data.txt",
+        "team/a/nope/data.txt",
+        "team/a/stable/missing",
+    ]:
+        assert resolve_live_file(tmp_path, bad) is None, bad
