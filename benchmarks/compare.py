@@ -33,6 +33,7 @@ from benchmarks.harness import (
     BUCKET,
     aetherfs_cmd,
     base_env,
+    commit,
     machine,
     mib,
     now,
@@ -335,7 +336,12 @@ def main() -> None:
     wanted = set(args.tools.split(","))
     started = time.monotonic()
     pairs = ensure_pairs(args.work, args.rows, args.total_mib, args.files, index=False)
-    report: dict[str, object] = {"date": now(), "machine": machine(), "pairs": {}}
+    report: dict[str, object] = {
+        "date": now(),
+        "machine": machine(),
+        "commit": commit(),
+        "pairs": {},
+    }
     lines = [
         "# Side by side: AetherFS, fixed-size blocks, casync, rclone, s5cmd",
         "",

@@ -151,6 +151,23 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {system}"
 
 
+def commit() -> str:
+    """The commit being measured (with a mark if the tree has changes), or '?' outside git."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "aetherfs"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "?"
+    return (head or "?") + (" (aetherfs/ modified)" if dirty else "")
+
+
 def now() -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
 

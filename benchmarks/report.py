@@ -26,8 +26,9 @@ FLAT_MIB_PER_GIB = 10.0
 INTRO = """\
 # Benchmarks
 
-The figures issue 2 asks for, measured on {machine}, {date}; a machine shared with other
-work, so times vary from run to run (throughput figures are the median of three rounds).
+The figures issue 2 asks for, measured at commit {commit} on {machine}, {date}; a machine
+shared with other work, so times vary from run to run (throughput figures are the median of
+three rounds).
 
 Reproduce everything (about {minutes} minutes on 2 cores), then rewrite this page from the
 results:
@@ -178,7 +179,12 @@ def render(results: Path) -> str:
     notes_file = results / "notes.md"
     notes = notes_file.read_text() if notes_file.exists() else ""
     parts = [
-        INTRO.format(machine=compare["machine"], date=compare["date"], minutes=minutes or "?"),
+        INTRO.format(
+            machine=compare["machine"],
+            date=compare["date"],
+            commit=compare.get("commit", "?"),
+            minutes=minutes or "?",
+        ),
         "## The goals of issue 2, checked against these figures\n",
         "| goal | where | figure | met |",
         "|---|---|---|---|",

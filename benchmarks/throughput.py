@@ -34,6 +34,7 @@ from benchmarks.harness import (
     BUCKET,
     aetherfs_cmd,
     base_env,
+    commit,
     machine,
     now,
     run,
@@ -249,6 +250,7 @@ def main() -> None:
     report = {
         "date": now(),
         "machine": machine(),
+        "commit": commit(),
         "bytes": big_size,
         "measures": [asdict(m) | {"mb_per_s": m.mb_per_s} for m in measures],
         "small": [asdict(m) | {"mb_per_s": m.mb_per_s} for m in small_runs],
