@@ -27,6 +27,7 @@ class Settings:
     keys_path: Path | None  # one keyring file given explicitly
     keys_dir: Path  # where keyrings are found by store id
     cache_dir: Path
+    manifest_cache_dir: Path
     cache_limit: int  # bytes
 
     @classmethod
@@ -50,6 +51,7 @@ class Settings:
             keys_path=Path(keys).expanduser() if keys else None,
             keys_dir=config_home / "keys",
             cache_dir=cache_home / "blocks",
+            manifest_cache_dir=cache_home / "manifests",
             cache_limit=parse_size(str(limit)) if limit is not None else 4 * 1024**3,
         )
 

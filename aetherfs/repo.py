@@ -7,16 +7,25 @@ tag signatures and sequence numbers enforced, and tag updates done by compare-an
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from aetherfs.core.blocks import BlockRef, verify_block
 from aetherfs.core.ids import BlockId, ManifestId, PackId
-from aetherfs.core.manifest import Manifest, open_manifest, seal_manifest
+from aetherfs.core.manifest import (
+    MAX_DEPTH,
+    Manifest,
+    apply_delta,
+    open_manifest,
+    seal_manifest,
+)
 from aetherfs.core.names import check_dataset_name, check_tag
 from aetherfs.core.packs import ReadRange, plan_reads
 from aetherfs.core.tags import SignedTag, TagHistory, TagRecord
@@ -89,10 +98,18 @@ def open_keyring(store: Store, keys_dir: Path, keys_path: Path | None, create: b
     return keyring
 
 
+_OPENED_MANIFESTS = 16  # resolved manifests kept in memory: a delta's base is often reused
+
+
 class Repository:
-    def __init__(self, store: Store, keyring: Keyring) -> None:
+    def __init__(self, store: Store, keyring: Keyring, manifest_cache: Path | None = None) -> None:
         self.store = store
         self.keyring = keyring
+        # Sealed manifests kept on local disk (verified by id on read): a reader holding v1
+        # then fetches only v2's delta, not every block list again.
+        self.manifest_cache = manifest_cache
+        self._opened: OrderedDict[ManifestId, Manifest] = OrderedDict()
+        self._opened_lock = threading.Lock()
 
     # Packs and blocks -------------------------------------------------------------------
     def put_pack(self, pack_id: PackId, data: bytes) -> bool:
@@ -128,15 +145,65 @@ class Repository:
     # Manifests --------------------------------------------------------------------------
     def put_manifest(self, manifest: Manifest) -> ManifestId:
         manifest_id, stored = seal_manifest(manifest, self.keyring.dataset_key(manifest.dataset))
-        self.store.put_if_absent(layout.manifest_key(manifest_id), stored)
+        self._store_manifest(manifest.dataset, manifest_id, stored)
+        self._keep_local(manifest_id, stored)
         return manifest_id
 
-    def get_manifest(self, dataset: str, manifest_id: ManifestId) -> Manifest:
+    def _store_manifest(self, dataset: str, manifest_id: ManifestId, stored: bytes) -> None:
+        self.store.put_if_absent(layout.manifest_key(manifest_id), stored)
+
+    def _fetch_manifest(self, dataset: str, manifest_id: ManifestId) -> bytes:
+        """The sealed bytes of a manifest, from the store (a hub overrides this)."""
         try:
-            stored = self.store.get(layout.manifest_key(manifest_id))
+            return self.store.get(layout.manifest_key(manifest_id))
         except NotFound:
             raise NotFound(f"manifest {manifest_id.short()} of {dataset} is missing") from None
+
+    def _keep_local(self, manifest_id: ManifestId, stored: bytes) -> None:
+        if self.manifest_cache is None:
+            return
+        with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
+            self.manifest_cache.mkdir(parents=True, exist_ok=True)
+            tmp = self.manifest_cache / f".{manifest_id.hex()}.{threading.get_ident()}"
+            tmp.write_bytes(stored)
+            tmp.replace(self.manifest_cache / manifest_id.hex())
+
+    def _sealed_manifest(self, dataset: str, manifest_id: ManifestId) -> bytes:
+        if self.manifest_cache is not None:
+            with contextlib.suppress(OSError):
+                stored = (self.manifest_cache / manifest_id.hex()).read_bytes()
+                if ManifestId.of(stored) == manifest_id:
+                    return stored
+        stored = self._fetch_manifest(dataset, manifest_id)
+        self._keep_local(manifest_id, stored)
+        return stored
+
+    def open_stored_manifest(self, dataset: str, manifest_id: ManifestId) -> Manifest:
+        """One stored manifest as it is: a delta stays a delta."""
+        stored = self._sealed_manifest(dataset, manifest_id)
         return open_manifest(manifest_id, stored, dataset, self.keyring.dataset_key(dataset))
+
+    def get_manifest(self, dataset: str, manifest_id: ManifestId) -> Manifest:
+        """The whole version: a delta is resolved against its chain of bases."""
+        with self._opened_lock:
+            if manifest_id in self._opened:
+                self._opened.move_to_end(manifest_id)
+                opened = self._opened[manifest_id]
+                if opened.dataset == dataset:
+                    return opened
+        chain = [self.open_stored_manifest(dataset, manifest_id)]
+        while chain[-1].base is not None:
+            if len(chain) > MAX_DEPTH + 1:
+                raise IntegrityError(f"manifest {manifest_id.short()} has too long a chain")
+            chain.append(self.open_stored_manifest(dataset, chain[-1].base))
+        manifest = chain.pop()
+        while chain:
+            manifest = apply_delta(manifest, chain.pop())
+        with self._opened_lock:
+            self._opened[manifest_id] = manifest
+            while len(self._opened) > _OPENED_MANIFESTS:
+                self._opened.popitem(last=False)
+        return manifest
 
     # Datasets ---------------------------------------------------------------------------
     def ensure_dataset(self, dataset: str) -> None:

@@ -19,7 +19,7 @@ class Context:
         s = self.settings
         store = open_store(s.store_url, s.s3_endpoint, s.s3_region)
         keyring = open_keyring(store, s.keys_dir, s.keys_path, create=create)
-        return Repository(store, keyring)
+        return Repository(store, keyring, manifest_cache=s.manifest_cache_dir)
 
     def cache(self) -> BlockCache:
         return BlockCache(self.settings.cache_dir, self.settings.cache_limit)

@@ -52,6 +52,15 @@ class Manifest:
     chunking: ChunkParams
     files: tuple[FileEntry, ...]
     meta: dict[str, str] = field(default_factory=dict)
+    # A delta: `files` are only the entries added or changed since `base`, and `removed` the
+    # paths gone. Readers resolve it against the base they (usually) already hold.
+    base: ManifestId | None = None
+    removed: tuple[str, ...] = ()
+    depth: int = 0  # deltas between this and the nearest full manifest
+
+    @property
+    def is_delta(self) -> bool:
+        return self.base is not None
 
     @property
     def total_size(self) -> int:
@@ -70,8 +79,60 @@ class Manifest:
         return sum(r.stored_size for r in self.unique_blocks().values() if r.id not in exclude)
 
 
+MAX_DEPTH = 32  # a chain of deltas longer than this is cut by a full manifest
+
+
+def apply_delta(base: Manifest, delta: Manifest) -> Manifest:
+    """The full manifest a delta describes, validated as a whole."""
+    entries = {entry.path: entry for entry in base.files}
+    for path in delta.removed:
+        entries.pop(path, None)
+    entries.update((entry.path, entry) for entry in delta.files)
+    full = Manifest(
+        delta.dataset,
+        delta.created,
+        delta.chunking,
+        tuple(sorted(entries.values(), key=lambda e: e.path)),
+        delta.meta,
+        depth=delta.depth,
+    )
+    validate(full)
+    return full
+
+
+def make_delta(base_id: ManifestId, base: Manifest, full: Manifest) -> Manifest:
+    """`full` as a delta on `base` when that is much smaller, else `full` itself.
+
+    Unchanged files then cost nothing to a reader who holds the base: a version that rewrites
+    2% of 200 files ships 2% of the block lists, not all of them.
+    """
+    before = {entry.path: entry for entry in base.files}
+    now = {entry.path for entry in full.files}
+    changed = tuple(e for e in full.files if before.get(e.path) != e)
+    removed = tuple(sorted(path for path in before if path not in now))
+    if base.depth + 1 > MAX_DEPTH or len(changed) + len(removed) > len(full.files) // 2:
+        return full
+    return Manifest(
+        full.dataset,
+        full.created,
+        full.chunking,
+        changed,
+        full.meta,
+        base=base_id,
+        removed=removed,
+        depth=base.depth + 1,
+    )
+
+
 def validate(manifest: Manifest) -> None:
-    """Refuse anything that could write outside the dataset or be ambiguous."""
+    """Refuse anything that could write outside the dataset or be ambiguous.
+
+    A delta is checked entry by entry here, and as a whole once applied to its base.
+    """
+    for path in manifest.removed:
+        check_relative_path(path)
+    if manifest.depth > MAX_DEPTH or (manifest.is_delta and manifest.depth < 1):
+        raise IntegrityError(f"manifest of {manifest.dataset} has a bad delta depth")
     kinds: dict[str, str] = {}
     for entry in manifest.files:
         check_relative_path(entry.path)
@@ -86,6 +147,8 @@ def validate(manifest: Manifest) -> None:
             check_link_target(entry.path, entry.target)
         if entry.kind == FILE and sum(ref.size for ref in entry.blocks) != entry.size:
             raise IntegrityError(f"manifest entry {entry.path!r}: block sizes do not add up")
+    if manifest.is_delta:
+        return
     for entry in manifest.files:
         if entry.kind == SYMLINK:
             _check_no_link_chain(entry.path, entry.target, kinds)
@@ -172,6 +235,10 @@ def encode(manifest: Manifest) -> bytes:
         "files": [_entry_to_wire(e) for e in manifest.files],
         "meta": manifest.meta,
     }
+    if manifest.base is not None:
+        document["base"] = manifest.base.digest
+        document["removed"] = list(manifest.removed)
+        document["depth"] = manifest.depth
     return msgpack.packb(document, use_bin_type=True)
 
 
@@ -189,6 +256,9 @@ def decode(raw: bytes) -> Manifest:
             chunking=ChunkParams.from_list(list(document["chunking"])),
             files=tuple(_entry_from_wire(e) for e in document["files"]),
             meta={str(k): str(v) for k, v in document.get("meta", {}).items()},
+            base=ManifestId(bytes(document["base"])) if "base" in document else None,
+            removed=tuple(str(p) for p in document.get("removed", [])),
+            depth=int(document.get("depth", 0)),
         )
     except IntegrityError:
         raise

@@ -17,7 +17,7 @@ from typing import Any
 
 from aetherfs.core.blocks import BlockRef, verify_block
 from aetherfs.core.ids import ManifestId, PackId
-from aetherfs.core.manifest import Manifest, open_manifest, seal_manifest
+from aetherfs.core.manifest import Manifest
 from aetherfs.core.names import check_dataset_name, check_tag
 from aetherfs.core.packs import ReadRange
 from aetherfs.core.tags import SignedTag, TagHistory
@@ -195,13 +195,13 @@ class HubRepository(Repository):
         self._dataset = dataset
 
     # Manifests --------------------------------------------------------------------------
-    def put_manifest(self, manifest: Manifest) -> ManifestId:
-        key = self.keyring.dataset_key(manifest.dataset)
-        manifest_id, stored = seal_manifest(manifest, key)
-        self.client.put_manifest(manifest.dataset, manifest_id.hex(), stored)
-        return manifest_id
+    def _store_manifest(self, dataset: str, manifest_id: ManifestId, stored: bytes) -> None:
+        self.client.put_manifest(dataset, manifest_id.hex(), stored)
+
+    def _fetch_manifest(self, dataset: str, manifest_id: ManifestId) -> bytes:
+        self._dataset = dataset
+        return self.client.get_manifest(dataset, manifest_id.hex())
 
     def get_manifest(self, dataset: str, manifest_id: ManifestId) -> Manifest:
         self._dataset = dataset
-        stored = self.client.get_manifest(dataset, manifest_id.hex())
-        return open_manifest(manifest_id, stored, dataset, self.keyring.dataset_key(dataset))
+        return super().get_manifest(dataset, manifest_id)

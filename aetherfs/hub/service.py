@@ -270,7 +270,12 @@ class HubService:
         manifest = open_manifest(
             manifest_id, stored, dataset, self.repo.keyring.dataset_key(dataset)
         )
-        # No manifest (so no tag) may name a block the store cannot serve.
+        # No manifest (so no tag) may name a block, or a base, the store cannot serve.
+        if manifest.base is not None and not self.store.exists(layout.manifest_key(manifest.base)):
+            raise NotFound(
+                f"manifest {manifest_id.short()} is a delta on {manifest.base.short()}, which "
+                "is not in the store: put the base first"
+            )
         packs: set[PackId] = set()
         for ref in manifest.unique_blocks().values():
             if ref.pack is None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from aetherfs.core.blocks import BlockRef, seal_block
 from aetherfs.core.chunking import DEFAULT_PARAMS, ChunkParams, choose_params, chunk_stream
 from aetherfs.core.ids import BlockId, ManifestId
-from aetherfs.core.manifest import FILE, FileEntry, Manifest
+from aetherfs.core.manifest import FILE, FileEntry, Manifest, make_delta
 from aetherfs.core.names import check_dataset_name, check_tag, is_version_tag
 from aetherfs.core.packs import PACK_TARGET, PackBuilder
 from aetherfs.errors import Conflict, NotFound
@@ -26,6 +26,7 @@ from aetherfs.ops.scan import LocalEntry, scan_directory
 from aetherfs.repo import Repository
 
 Progress = Callable[[int], None]
+LATEST = "latest"
 _HEADER = 100  # enough to recognise an SQLite file and read its page size
 BATCH_BYTES = 1024 * 1024
 
@@ -102,6 +103,15 @@ class _Packer:
             self.stats.new_blocks += len(located)
             self.stats.new_bytes += len(data)
             self.stats.packs += 1
+
+
+def _as_delta_on_latest(repo: Repository, dataset: str, manifest: Manifest) -> Manifest:
+    """Store the new version as a delta on `latest` when that is much smaller."""
+    try:
+        base_id = repo.resolve(dataset, LATEST).record.manifest_id
+    except NotFound:
+        return manifest
+    return make_delta(base_id, repo.get_manifest(dataset, base_id), manifest)
 
 
 def _refuse_taken_version_tags(repo: Repository, dataset: str, tags: list[str]) -> None:
@@ -203,7 +213,7 @@ def push_directory(
         )
     stats.unique_blocks = len(seen)
     manifest = Manifest(dataset, time.time(), params, tuple(files), meta or {})
-    manifest_id = repo.put_manifest(manifest)
+    manifest_id = repo.put_manifest(_as_delta_on_latest(repo, dataset, manifest))
     for tag in tags:
         repo.set_tag(dataset, tag, manifest_id)
     stats.seconds = time.monotonic() - started
