@@ -13,8 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from aetherfs import __version__
-from aetherfs.cli import agent_cmd, commands
-from aetherfs.cli.context import Context
+from aetherfs.cli import agent_cmd, commands, hub_cmd
 from aetherfs.config import Settings, parse_size
 from aetherfs.errors import AetherError
 
@@ -39,6 +38,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="keyring file (default: AETHERFS_KEYS, "
         "else one per store under XDG_CONFIG_HOME/aetherfs/keys)",
     )
+    parser.add_argument("--hub", metavar="URL", help="work through this hub (or AETHERFS_HUB)")
 
 
 def _json(parser: argparse.ArgumentParser) -> None:
@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=commands.keys)
 
     agent_cmd.register(sub)
+    hub_cmd.register(sub, _common, _json)
     return parser
 
 
@@ -158,8 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as exc:
         parser.error(str(exc))
-    context = Context(settings, json=getattr(args, "json", False))
     try:
+        context = hub_cmd.make_context(args, settings, getattr(args, "json", False))
         code: int = args.run(context, args)
     except AetherError as exc:
         print(f"aetherfs: error: {exc}", file=sys.stderr)

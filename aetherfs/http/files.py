@@ -1,0 +1,247 @@
+"""Serve the files of one version over HTTP: GET/HEAD, Range, ETag, directory listings.
+
+Anything that can look up a path, list a directory and read a byte range implements `Tree`
+(a version on the hub read from the store, or a version an agent has materialised), and
+`serve_path` turns a request for a path in it into a response:
+
+- `Range: bytes=a-b` (one range) -> 206 with Content-Range; past the end -> 416; a range
+  header that does not parse is ignored (the whole file, 200), as RFC 9110 allows;
+- strong ETags from the content (equal files in two versions share one), `If-None-Match`
+  -> 304, `If-Range` honoured;
+- directories: HTML for browsers, JSON when the client asks for `application/json`.
+
+Path tricks are refused before any lookup: encoded slashes or backslashes, NUL, `.` or `..`
+segments, empty segments.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import quote
+
+import trio
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+
+from aetherfs.errors import InvalidInput, NotFound
+
+FILE = "file"
+DIRECTORY = "directory"
+SYMLINK = "symlink"
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    path: str  # "" for the root; no leading or trailing '/'
+    kind: str  # FILE, DIRECTORY or SYMLINK
+    size: int = 0
+    mode: int = 0o644
+    etag: str = ""  # strong validator for files, without quotes
+    target: str = ""  # a symlink's target, relative to its directory
+
+
+class Tree(Protocol):
+    """A read-only tree of files. Blocking: callers run it in a worker thread."""
+
+    def lookup(self, path: str) -> Node | None: ...
+
+    def children(self, path: str) -> list[Node]: ...
+
+    def read(self, path: str, start: int, length: int) -> Iterator[bytes]:
+        """Plaintext bytes of the file from `start`, `length` of them, in pieces."""
+        ...
+
+
+_BAD_ENCODED = re.compile(rb"%(2f|5c|00)", re.IGNORECASE)
+
+
+def check_url_path(raw_path: bytes, path: str) -> str:
+    """Validate the path part after the version (`sub/table.csv`, `` or `sub/`)."""
+    if _BAD_ENCODED.search(raw_path) or "\\" in path or "\0" in path:
+        raise InvalidInput("encoded slashes, backslashes and NUL are not allowed in file paths")
+    stripped = path[:-1] if path.endswith("/") else path
+    if stripped:
+        for segment in stripped.split("/"):
+            if segment in ("", ".", ".."):
+                raise InvalidInput("'.', '..' and empty segments are not allowed in file paths")
+    return stripped
+
+
+def join_link(path: str, target: str) -> str | None:
+    """The path a relative symlink at `path` names, or None if it would leave the tree."""
+    parts = path.split("/")[:-1]
+    for step in target.split("/"):
+        if step in ("", "."):
+            continue
+        if step == "..":
+            if not parts:
+                return None
+            parts.pop()
+        else:
+            parts.append(step)
+    return "/".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    start: int
+    length: int
+
+
+class Unsatisfiable(Exception):
+    pass
+
+
+def parse_range(header: str | None, size: int) -> ByteRange | None:
+    """One satisfiable range, None to serve everything, Unsatisfiable for 416."""
+    if header is None:
+        return None
+    unit, _, spec = header.strip().partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None  # other units and multiple ranges: serve the whole file
+    first, dash, last = spec.strip().partition("-")
+    if not dash or not (first.isdigit() or first == "") or not (last.isdigit() or last == ""):
+        return None
+    if first == "":
+        if last == "":
+            return None
+        suffix = int(last)
+        if suffix == 0:
+            raise Unsatisfiable
+        start = max(0, size - suffix)
+        return ByteRange(start, size - start)
+    start = int(first)
+    end = int(last) if last else max(start, size - 1)
+    if end < start:
+        return None  # invalid: ignored
+    if start >= size:
+        raise Unsatisfiable
+    end = min(end, size - 1)
+    return ByteRange(start, end - start + 1)
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if header is None:
+        return False
+    if header.strip() == "*":
+        return True
+    candidates = [c.strip().removeprefix("W/") for c in header.split(",")]
+    return f'"{etag}"' in candidates
+
+
+def wants_json(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+async def _stream(
+    tree: Tree, path: str, start: int, length: int, limiter: trio.CapacityLimiter
+) -> AsyncIterator[bytes]:
+    pieces = await trio.to_thread.run_sync(tree.read, path, start, length, limiter=limiter)
+    while True:
+        piece = await trio.to_thread.run_sync(next, pieces, None, limiter=limiter)
+        if piece is None:
+            return
+        yield piece
+
+
+def listing(
+    request: Request,
+    title: str,
+    nodes: list[Node],
+    base_href: str,
+    head: str = "",
+    banner: str = "",
+    parent: bool = False,
+) -> Response:
+    if wants_json(request):
+        return JSONResponse(
+            [
+                {
+                    "name": n.path.rpartition("/")[2],
+                    "path": n.path,
+                    "kind": n.kind,
+                    "size": n.size,
+                    **({"target": n.target} if n.target else {}),
+                }
+                for n in nodes
+            ]
+        )
+    rows = ['<tr><td><a href="../">../</a></td><td></td><td>parent</td></tr>'] if parent else []
+    for n in nodes:
+        name = n.path.rpartition("/")[2]
+        href = quote(name) + ("/" if n.kind == DIRECTORY else "")
+        label = html.escape(name) + ("/" if n.kind == DIRECTORY else "")
+        extra = f" &rarr; {html.escape(n.target)}" if n.target else ""
+        size = f"{n.size:,}" if n.kind == FILE else ""
+        rows.append(
+            f'<tr><td><a href="{base_href}{href}">{label}</a>{extra}</td>'
+            f'<td class="num">{size}</td><td>{n.kind}</td></tr>'
+        )
+    body = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"{head}</head><body>{banner}<main><h1>{html.escape(title)}</h1>"
+        "<table><thead><tr><th>name</th><th>size</th><th>kind</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table></main></body></html>"
+    )
+    return HTMLResponse(body)
+
+
+async def serve_path(
+    request: Request,
+    tree: Tree,
+    path: str,
+    limiter: trio.CapacityLimiter,
+    title: Callable[[str], str] = lambda p: f"/{p}",
+    head: str = "",
+    banner: str = "",
+) -> Response:
+    """Answer GET or HEAD for `path` (already checked by check_url_path) in `tree`."""
+    node = await trio.to_thread.run_sync(tree.lookup, path, limiter=limiter)
+    if node is not None and node.kind == SYMLINK:
+        resolved = join_link(node.path, node.target)
+        node = None
+        if resolved is not None:
+            node = await trio.to_thread.run_sync(tree.lookup, resolved, limiter=limiter)
+            if node is not None and node.kind == SYMLINK:
+                node = None  # manifests refuse link chains; never follow one
+    if node is None:
+        raise NotFound(f"no such file: /{path}")
+    if node.kind == DIRECTORY:
+        if not request.url.path.endswith("/"):
+            # Relative links in the listing need the trailing slash.
+            return Response(status_code=301, headers={"Location": request.url.path + "/"})
+        nodes = await trio.to_thread.run_sync(tree.children, node.path, limiter=limiter)
+        return listing(request, title(node.path), nodes, "", head, banner, bool(node.path))
+
+    etag = f'"{node.etag}"'
+    common = {"ETag": etag, "Accept-Ranges": "bytes", "Cache-Control": "private, max-age=0"}
+    if _etag_matches(request.headers.get("if-none-match"), node.etag):
+        return Response(status_code=304, headers=common)
+    wanted: ByteRange | None
+    try:
+        wanted = parse_range(request.headers.get("range"), node.size)
+    except Unsatisfiable:
+        return Response(
+            status_code=416, headers={**common, "Content-Range": f"bytes */{node.size}"}
+        )
+    if_range = request.headers.get("if-range")
+    if wanted is not None and if_range is not None and if_range.strip() != etag:
+        wanted = None  # the client's copy is stale: send it all
+    status, start, length = 200, 0, node.size
+    headers = {**common}
+    if wanted is not None:
+        status, start, length = 206, wanted.start, wanted.length
+        headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{node.size}"
+    headers["Content-Length"] = str(length)
+    media = "application/octet-stream"
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers, media_type=media)
+    return StreamingResponse(
+        _stream(tree, node.path, start, length, limiter), status, headers, media_type=media
+    )

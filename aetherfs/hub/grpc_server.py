@@ -1,0 +1,296 @@
+"""The hub's gRPC service (protocol/hub.proto) on grpcio's own threads.
+
+grpcio has no trio integration, so its server runs a thread pool of its own; each call
+authenticates by crossing into the hub's trio loop (`trio.from_thread.run` with the loop's
+token), then runs HubService in the gRPC thread, which may block on the store. Watch
+subscribes in the trio loop and pulls events across one at a time.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+import trio
+
+from aetherfs.core.ids import ManifestId, PackId
+from aetherfs.core.names import check_tag
+from aetherfs.errors import AetherError, InvalidInput, NotFound
+from aetherfs.hub.app import Hub, error_status
+from aetherfs.hub.auth import Principal, bearer
+from aetherfs.hub.config import split_host_port
+from aetherfs.hub.errors import TooLarge, Unauthenticated
+from aetherfs.hub.grpc_gen import hub_pb2 as pb
+from aetherfs.hub.grpc_gen import hub_pb2_grpc as pb_grpc
+from aetherfs.hub.watch import Subscription
+
+T = TypeVar("T")
+
+_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.ABORTED,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    422: grpc.StatusCode.FAILED_PRECONDITION,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
+WATCH_TICK = 0.5  # how often a Watch stream checks that its client is still there
+
+
+def _tag(doc: dict[str, Any]) -> pb.Tag:
+    return pb.Tag(
+        dataset=doc["dataset"],
+        tag=doc["tag"],
+        manifest=bytes.fromhex(doc["manifest"]),
+        seq=doc["seq"],
+        time=doc["time"],
+        signer=bytes.fromhex(doc["signer"]),
+        signed=base64.b64decode(doc["signed"]),
+    )
+
+
+def _manifest_id(raw: bytes) -> ManifestId:
+    return ManifestId(raw)  # InvalidInput unless 32 bytes
+
+
+class HubServicer(pb_grpc.HubServicer):
+    def __init__(self, hub: Hub, trio_token: trio.lowlevel.TrioToken) -> None:
+        self.hub = hub
+        self.service = hub.service
+        self.token = trio_token
+
+    # Plumbing ---------------------------------------------------------------------------
+    def _abort(self, context: grpc.ServicerContext, exc: AetherError) -> NoReturn:
+        status, _ = error_status(exc)
+        context.abort(_CODES.get(status, grpc.StatusCode.INTERNAL), str(exc))
+        raise AssertionError("unreachable")  # context.abort raises
+
+    def _principal(self, context: grpc.ServicerContext) -> Principal | None:
+        header = dict(context.invocation_metadata()).get("authorization")
+        credential = bearer(header if isinstance(header, str) else None)
+        return trio.from_thread.run(self.hub.auth.authenticate, credential, trio_token=self.token)
+
+    def _call(self, context: grpc.ServicerContext, fn: Callable[[Principal | None], T]) -> T:
+        try:
+            return fn(self._principal(context))
+        except AetherError as exc:
+            self._abort(context, exc)
+
+    # Operations -------------------------------------------------------------------------
+    def Info(self, request: pb.InfoRequest, context: grpc.ServicerContext) -> pb.InfoReply:
+        info = self.service.info()
+        return pb.InfoReply(
+            store_id=info["store_id"],
+            signer=bytes.fromhex(info["signer"]),
+            trusted_signers=[bytes.fromhex(k) for k in info["trusted_signers"]],
+        )
+
+    def WhoAmI(self, request: pb.WhoAmIRequest, context: grpc.ServicerContext) -> pb.Principal:
+        def run(who: Principal | None) -> pb.Principal:
+            if who is None:
+                raise Unauthenticated("authentication required: send `authorization: Bearer TOKEN`")
+            return pb.Principal(
+                subject=who.subject, groups=sorted(who.groups), admin=who.admin, via=who.via
+            )
+
+        return self._call(context, run)
+
+    def ListDatasets(
+        self, request: pb.ListDatasetsRequest, context: grpc.ServicerContext
+    ) -> pb.ListDatasetsReply:
+        found = self._call(context, self.service.list_datasets)
+        return pb.ListDatasetsReply(
+            datasets=[pb.DatasetSummary(name=d["name"], tags=d["tags"]) for d in found]
+        )
+
+    def CreateDataset(self, request: pb.DatasetRef, context: grpc.ServicerContext) -> pb.DatasetRef:
+        self._call(context, lambda who: self.service.create_dataset(who, request.dataset))
+        return pb.DatasetRef(dataset=request.dataset)
+
+    def DeleteDataset(self, request: pb.DatasetRef, context: grpc.ServicerContext) -> pb.Empty:
+        self._call(context, lambda who: self.service.delete_dataset(who, request.dataset))
+        return pb.Empty()
+
+    def ListTags(self, request: pb.DatasetRef, context: grpc.ServicerContext) -> pb.TagList:
+        tags = self._call(context, lambda who: self.service.list_tags(who, request.dataset))
+        return pb.TagList(tags=[_tag(doc) for doc in tags.values()])
+
+    def GetTag(self, request: pb.TagRef, context: grpc.ServicerContext) -> pb.Tag:
+        return _tag(
+            self._call(context, lambda who: self.service.get_tag(who, request.dataset, request.tag))
+        )
+
+    def TagHistory(self, request: pb.TagRef, context: grpc.ServicerContext) -> pb.TagList:
+        records = self._call(
+            context, lambda who: self.service.tag_history(who, request.dataset, request.tag)
+        )
+        return pb.TagList(tags=[_tag(doc) for doc in records])
+
+    def SetTag(self, request: pb.SetTagRequest, context: grpc.ServicerContext) -> pb.Tag:
+        expect = request.expect_seq if request.HasField("expect_seq") else None
+
+        def run(who: Principal | None) -> dict[str, Any]:
+            return self.service.set_tag(
+                who, request.dataset, request.tag, _manifest_id(request.manifest), expect
+            )
+
+        doc = self._call(context, run)
+        trio.from_thread.run_sync(self.hub.watch.kick, request.dataset, trio_token=self.token)
+        return _tag(doc)
+
+    def GetManifest(self, request: pb.ManifestRef, context: grpc.ServicerContext) -> pb.Blob:
+        data = self._call(
+            context,
+            lambda who: self.service.get_manifest(
+                who, request.dataset, _manifest_id(request.manifest)
+            ),
+        )
+        return pb.Blob(data=data)
+
+    def PutManifest(
+        self, request: pb.PutManifestRequest, context: grpc.ServicerContext
+    ) -> pb.PutReply:
+        def run(who: Principal | None) -> bool:
+            if len(request.stored) > self.hub.config.limits.manifest:
+                raise TooLarge("the manifest is over the size limit")
+            return self.service.put_manifest(
+                who, request.dataset, _manifest_id(request.manifest), request.stored
+            )
+
+        return pb.PutReply(created=self._call(context, run))
+
+    def StatPack(self, request: pb.PackRef, context: grpc.ServicerContext) -> pb.PackInfo:
+        def run(who: Principal | None) -> pb.PackInfo:
+            try:
+                size = self.service.pack_size(who, request.dataset, PackId(request.pack))
+            except NotFound:
+                return pb.PackInfo(present=False)
+            return pb.PackInfo(present=True, size=size)
+
+        return self._call(context, run)
+
+    def GetPackRange(self, request: pb.PackRange, context: grpc.ServicerContext) -> pb.Blob:
+        def run(who: Principal | None) -> bytes:
+            pack_id = PackId(request.pack)
+            length = request.length
+            if length == 0:
+                length = self.service.pack_size(who, request.dataset, pack_id) - request.start
+            if length > self.hub.config.limits.pack:
+                raise TooLarge("ask for at most the pack size limit in one range")
+            return self.service.get_pack_range(
+                who, request.dataset, pack_id, request.start, max(0, length)
+            )
+
+        return pb.Blob(data=self._call(context, run))
+
+    def PutPack(self, request: pb.PutPackRequest, context: grpc.ServicerContext) -> pb.PutReply:
+        def run(who: Principal | None) -> bool:
+            return self.service.put_pack(who, request.dataset, PackId(request.pack), request.data)
+
+        return pb.PutReply(created=self._call(context, run))
+
+    def GetKeys(self, request: pb.DatasetRef, context: grpc.ServicerContext) -> pb.Keys:
+        keys = self._call(context, lambda who: self.service.keys(who, request.dataset))
+        return pb.Keys(
+            dataset=keys["dataset"],
+            store_id=keys["store_id"],
+            dataset_key=bytes.fromhex(keys["dataset_key"]),
+            convergence_secret=bytes.fromhex(keys.get("convergence_secret", "")),
+            trusted_signers=[bytes.fromhex(k) for k in keys["trusted_signers"]],
+        )
+
+    def PutStatus(self, request: pb.StatusReport, context: grpc.ServicerContext) -> pb.Empty:
+        def run(who: Principal | None) -> None:
+            if len(request.report_json) > self.hub.config.limits.status_report:
+                raise TooLarge("the status report is over the size limit")
+            try:
+                report = json.loads(request.report_json)
+            except ValueError:
+                raise InvalidInput("report_json is not valid JSON") from None
+            if not isinstance(report, dict):
+                raise InvalidInput("report_json must be a JSON object")
+            self.service.put_status(who, request.agent, report)
+
+        self._call(context, run)
+        return pb.Empty()
+
+    def GetStatus(self, request: pb.AgentRef, context: grpc.ServicerContext) -> pb.StatusReport:
+        doc = self._call(context, lambda who: self.service.get_status(who, request.agent))
+        return pb.StatusReport(
+            agent=doc["agent"], report_json=json.dumps(doc["report"]), received=doc["received"]
+        )
+
+    def Watch(
+        self, request: pb.WatchRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.TagEvent]:
+        def check(who: Principal | None) -> None:
+            self.service.require(who, request.dataset, "read")
+            for tag in request.tags:
+                check_tag(tag)
+
+        self._call(context, check)
+        tags = frozenset(request.tags) or None
+        subscription: Subscription = trio.from_thread.run_sync(
+            self.hub.watch.subscribe, request.dataset, tags, trio_token=self.token
+        )
+        try:
+            while context.is_active():
+                event = trio.from_thread.run(subscription.next, WATCH_TICK, trio_token=self.token)
+                if event is not None:
+                    yield pb.TagEvent(
+                        dataset=event.dataset,
+                        tag=event.tag,
+                        seq=event.seq,
+                        manifest=bytes.fromhex(event.manifest),
+                    )
+        except (trio.EndOfChannel, trio.RunFinishedError):
+            return
+        finally:
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(subscription.close, trio_token=self.token)
+
+
+def server_credentials(cert: str, key: str) -> grpc.ServerCredentials:
+    with open(key, "rb") as k, open(cert, "rb") as c:
+        return grpc.ssl_server_credentials([(k.read(), c.read())])
+
+
+async def serve_grpc(
+    hub: Hub,
+    address: str,
+    *,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve gRPC on `address` (HOST:PORT, port 0 for any) until cancelled."""
+    limit = hub.config.limits.pack + 1024 * 1024
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=hub.config.grpc_threads, thread_name_prefix="grpc"),
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+        ],
+    )
+    servicer = HubServicer(hub, trio.lowlevel.current_trio_token())
+    pb_grpc.add_HubServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    host, _ = split_host_port(address)
+    config = hub.config
+    if config.tls_cert and config.tls_key:
+        port = server.add_secure_port(address, server_credentials(config.tls_cert, config.tls_key))
+    else:
+        port = server.add_insecure_port(address)
+    server.start()
+    try:
+        task_status.started(f"{host}:{port}")
+        await trio.sleep_forever()
+    finally:
+        # Stop accepting; give calls in flight a moment, without blocking the loop.
+        done = server.stop(grace=0.5)
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(done.wait, 2.0)

@@ -1,0 +1,61 @@
+"""Where the hub keeps its own state on the store, beside the core layout (aetherfs.store.layout).
+
+Everything lives under `hub/`, so a bare-store reader never trips over it and several hubs
+over one bucket share it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from aetherfs.errors import InvalidInput
+
+HUB = "hub/"
+TOKENS = "hub/tokens/"
+ACLS = "hub/acl/"
+AGENTS = "hub/agents/"
+AUDIT = "hub/audit/"
+
+_AGENT_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
+
+
+def token_key(token_hash: str) -> str:
+    return f"{TOKENS}{token_hash}.json"
+
+
+def acl_key(dataset: str) -> str:
+    return f"{ACLS}{dataset}/@acl.json"
+
+
+def check_agent_id(agent_id: str) -> str:
+    if not _AGENT_ID.fullmatch(agent_id):
+        raise InvalidInput(
+            f"bad agent id {agent_id!r}: lower case letters, digits, '.', '_' or '-' "
+            "(at most 128), starting with a letter or digit"
+        )
+    return agent_id
+
+
+def agent_status_key(agent_id: str) -> str:
+    return f"{AGENTS}{check_agent_id(agent_id)}/status.json"
+
+
+def audit_key(when: float, unique: str) -> str:
+    """One object per entry, named so a lexical listing is chronological."""
+    day = time.strftime("%Y/%m/%d", time.gmtime(when))
+    return f"{AUDIT}{day}/{int(when * 1e9):020d}-{unique}.json"
+
+
+FLEET = "hub/fleet/"
+JOIN_TOKENS = "hub/fleet/join/"
+CERTS = "hub/fleet/certs/"
+REVOCATIONS = "hub/fleet/revocations"  # the signed revocation list, replaced by CAS
+
+
+def join_token_key(token_hash: str) -> str:
+    return f"{JOIN_TOKENS}{token_hash}.json"
+
+
+def cert_key(serial: str) -> str:
+    return f"{CERTS}{serial}.json"

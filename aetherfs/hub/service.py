@@ -1,0 +1,422 @@
+"""The hub's operations, one method each, shared by REST and gRPC: checks, then the store.
+
+Every method takes the calling Principal (None: anonymous), checks its role on the dataset
+before touching anything, and blocks on the store: async callers run it in a thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from typing import Any
+
+from aetherfs.core.ids import ManifestId, PackId
+from aetherfs.core.manifest import MAX_MANIFEST_BYTES, Manifest, open_manifest
+from aetherfs.core.names import check_dataset_name, check_tag
+from aetherfs.core.tags import SignedTag, TagHistory, TagRecord
+from aetherfs.errors import Conflict, Forbidden, IntegrityError, InvalidInput, NotFound
+from aetherfs.hub import layout as hub_layout
+from aetherfs.hub.acl import AclStore, check_subject
+from aetherfs.hub.audit import AuditLog
+from aetherfs.hub.auth import Principal, TokenRegistry
+from aetherfs.hub.enrol import Enrolment
+from aetherfs.hub.errors import Unauthenticated
+from aetherfs.ops import compare
+from aetherfs.repo import Repository
+from aetherfs.store import layout
+
+_CAS_ATTEMPTS = 50
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def tag_json(signed: SignedTag) -> dict[str, Any]:
+    r = signed.record
+    return {
+        "dataset": r.dataset,
+        "tag": r.tag,
+        "manifest": r.manifest_id.hex(),
+        "seq": r.seq,
+        "time": r.time,
+        "signer": r.signer.hex(),
+        # The signed record itself, so a client (or a peer it relays to) can verify it.
+        "signed": base64.b64encode(signed.signed).decode(),
+    }
+
+
+def _need_login(principal: Principal | None) -> Principal:
+    if principal is None:
+        raise Unauthenticated("authentication required: send `Authorization: Bearer TOKEN`")
+    return principal
+
+
+class HubService:
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        self.store = repo.store
+        self.tokens = TokenRegistry(repo.store)
+        self.acls = AclStore(repo.store)
+        self.audit = AuditLog(repo.store)
+        self.enrolment = Enrolment(repo)
+
+    # Access -------------------------------------------------------------------------------
+    def require(self, principal: Principal | None, dataset: str, role: str) -> None:
+        check_dataset_name(dataset)
+        if not self.acls.allowed(principal, dataset, role):
+            _need_login(principal)  # anonymous: 401 (log in), not 403
+            self.acls.require(principal, dataset, role)
+
+    def require_admin(self, principal: Principal | None) -> Principal:
+        who = _need_login(principal)
+        if not who.admin:
+            raise Forbidden("not allowed: this needs a hub admin")
+        return who
+
+    def info(self) -> dict[str, Any]:
+        keyring = self.repo.keyring
+        return {
+            "store_id": keyring.store_id,
+            "signer": (keyring.signer_public or b"").hex(),
+            "trusted_signers": [k.hex() for k in keyring.trusted],
+        }
+
+    # Datasets -----------------------------------------------------------------------------
+    def dataset_exists(self, dataset: str) -> bool:
+        return self.store.exists(layout.dataset_key(dataset))
+
+    def list_datasets(self, principal: Principal | None) -> list[dict[str, Any]]:
+        found = []
+        for name in self.repo.list_datasets():
+            if not self.acls.allowed(principal, name, "read"):
+                continue
+            tags = self.repo.list_tags(name)
+            found.append(
+                {
+                    "name": name,
+                    "tags": {
+                        t: h.current.record.manifest_id.hex() for t, h in sorted(tags.items())
+                    },
+                    "updated": max((h.current.record.time for h in tags.values()), default=None),
+                }
+            )
+        return found
+
+    def get_dataset(self, principal: Principal | None, dataset: str) -> dict[str, Any]:
+        self.require(principal, dataset, "read")
+        try:
+            meta = json.loads(self.store.get(layout.dataset_key(dataset)))
+        except NotFound:
+            raise NotFound(f"dataset {dataset} does not exist") from None
+        tags = self.repo.list_tags(dataset)
+        return {
+            "name": dataset,
+            "created": meta.get("created"),
+            "tags": {t: tag_json(h.current) for t, h in sorted(tags.items())},
+        }
+
+    def create_dataset(self, principal: Principal | None, dataset: str) -> dict[str, Any]:
+        who = self.require_admin(principal)
+        check_dataset_name(dataset)
+        if self.dataset_exists(dataset):
+            raise Conflict(f"dataset {dataset} already exists")
+        self.repo.ensure_dataset(dataset)
+        self.acls.set(dataset, who.subject, "admin")
+        self.audit.record(who, "dataset.create", dataset)
+        return {"name": dataset}
+
+    def delete_dataset(self, principal: Principal | None, dataset: str) -> None:
+        """Forget the dataset's tags, metadata and grants (blocks and manifests stay)."""
+        self.require(principal, dataset, "admin")
+        if not self.dataset_exists(dataset):
+            raise NotFound(f"dataset {dataset} does not exist")
+        for key in list(self.store.list(layout.tags_prefix(dataset))):
+            self.store.delete(key)
+        self.store.delete(layout.dataset_key(dataset))
+        self.acls.drop(dataset)
+        self.audit.record(principal, "dataset.delete", dataset)
+
+    # Tags ---------------------------------------------------------------------------------
+    def list_tags(self, principal: Principal | None, dataset: str) -> dict[str, Any]:
+        self.require(principal, dataset, "read")
+        if not self.dataset_exists(dataset):
+            raise NotFound(f"dataset {dataset} does not exist")
+        return {t: tag_json(h.current) for t, h in sorted(self.repo.list_tags(dataset).items())}
+
+    def tag_heads(self, dataset: str) -> dict[str, tuple[int, str]]:
+        """tag -> (seq, manifest hex), unchecked access: the watcher's cheap view."""
+        return {
+            t: (h.current.record.seq, h.current.record.manifest_id.hex())
+            for t, h in self.repo.list_tags(dataset).items()
+        }
+
+    def get_tag(self, principal: Principal | None, dataset: str, tag: str) -> dict[str, Any]:
+        self.require(principal, dataset, "read")
+        return tag_json(self.repo.resolve(dataset, check_tag(tag)))
+
+    def tag_history(
+        self, principal: Principal | None, dataset: str, tag: str
+    ) -> list[dict[str, Any]]:
+        self.require(principal, dataset, "read")
+        return [tag_json(r) for r in self.repo.tag_history(dataset, check_tag(tag)).records]
+
+    def set_tag(
+        self,
+        principal: Principal | None,
+        dataset: str,
+        tag: str,
+        manifest_id: ManifestId,
+        expect_seq: int | None = None,
+    ) -> dict[str, Any]:
+        """Point the tag at a manifest, signed by the registry key, by compare-and-swap.
+
+        With `expect_seq` (0: the tag must not exist yet) the write only happens if the tag is
+        still at that seq, so a client that read it and decided cannot overwrite a move it
+        did not see; Conflict tells it to re-read.
+        """
+        self.require(principal, dataset, "write")
+        check_tag(tag)
+        if not self.dataset_exists(dataset):
+            raise NotFound(f"dataset {dataset} does not exist: an admin creates it first")
+        # The manifest must be there (and be this dataset's) before any tag names it.
+        self._open_manifest(dataset, manifest_id)
+        key = layout.tag_key(dataset, tag)
+        keyring = self.repo.keyring
+        for _ in range(_CAS_ATTEMPTS):
+            try:
+                current = self.store.get_versioned(key)
+                history: TagHistory | None = TagHistory.from_bytes(current.data, keyring.trusted)
+                version: str | None = current.version
+            except NotFound:
+                history, version = None, None
+            seq = history.current.record.seq if history else 0
+            if expect_seq is not None and expect_seq != seq:
+                raise Conflict(
+                    f"{dataset}:{tag} is at seq {seq}, not {expect_seq}: it moved meanwhile; "
+                    "read it again and retry"
+                )
+            if history and history.current.record.manifest_id == manifest_id:
+                return tag_json(history.current)
+            record = TagRecord(
+                dataset,
+                tag,
+                manifest_id,
+                seq + 1,
+                time.time(),
+                bytes(keyring.signing_key.verify_key),
+            )
+            signed = SignedTag.sign(record, keyring.signing_key)
+            updated = history.advanced(signed) if history else TagHistory((signed,))
+            try:
+                self.store.put_if_version(key, updated.to_bytes(), version)
+            except Conflict:
+                continue
+            self.audit.record(
+                principal, "tag.set", dataset, tag=tag, manifest=manifest_id.hex(), seq=seq + 1
+            )
+            return tag_json(signed)
+        raise Conflict(f"{dataset}:{tag} is being updated by many writers at once; retry")
+
+    # Versions -----------------------------------------------------------------------------
+    def version(
+        self, principal: Principal | None, dataset: str, tag: str
+    ) -> tuple[Manifest, ManifestId]:
+        """The decrypted manifest a tag names (for the file server and the web pages)."""
+        self.require(principal, dataset, "read")
+        manifest_id = self.repo.resolve(dataset, check_tag(tag)).record.manifest_id
+        return self.repo.get_manifest(dataset, manifest_id), manifest_id
+
+    def diff(self, principal: Principal | None, dataset: str, a: str, b: str) -> dict[str, Any]:
+        """What changed from tag A to tag B, and what B costs a holder of A."""
+        manifest_a, id_a = self.version(principal, dataset, a)
+        manifest_b, id_b = self.version(principal, dataset, b)
+        result = compare.diff(manifest_a, manifest_b)
+        result["a"] = {"tag": a, "manifest": id_a.hex()}
+        result["b"] = {"tag": b, "manifest": id_b.hex()}
+        return result
+
+    # Manifests ----------------------------------------------------------------------------
+    def _open_manifest(self, dataset: str, manifest_id: ManifestId) -> bytes:
+        try:
+            stored = self.store.get(layout.manifest_key(manifest_id))
+        except NotFound:
+            raise NotFound(
+                f"manifest {manifest_id.short()} is not in the store; put it first"
+            ) from None
+        try:
+            open_manifest(manifest_id, stored, dataset, self.repo.keyring.dataset_key(dataset))
+        except IntegrityError:
+            # Another dataset's manifest (or a damaged one): not this dataset's to serve.
+            raise NotFound(
+                f"manifest {manifest_id.short()} is not a manifest of {dataset}"
+            ) from None
+        return stored
+
+    def get_manifest(
+        self, principal: Principal | None, dataset: str, manifest_id: ManifestId
+    ) -> bytes:
+        self.require(principal, dataset, "read")
+        return self._open_manifest(dataset, manifest_id)
+
+    def put_manifest(
+        self, principal: Principal | None, dataset: str, manifest_id: ManifestId, stored: bytes
+    ) -> bool:
+        """Store a sealed manifest after checking its id, its key and every path in it."""
+        self.require(principal, dataset, "write")
+        if len(stored) > MAX_MANIFEST_BYTES:
+            raise InvalidInput("manifest too large")
+        if ManifestId.of(stored) != manifest_id:
+            raise IntegrityError(f"the bytes sent do not hash to manifest {manifest_id.short()}")
+        manifest = open_manifest(
+            manifest_id, stored, dataset, self.repo.keyring.dataset_key(dataset)
+        )
+        # No manifest (so no tag) may name a block the store cannot serve.
+        packs: set[PackId] = set()
+        for ref in manifest.unique_blocks().values():
+            if ref.pack is None:
+                raise IntegrityError(f"block {ref.id.short()} has no pack: upload packs first")
+            packs.add(ref.pack)
+        for pack_id in sorted(packs):
+            if not self.store.exists(layout.pack_key(pack_id)):
+                raise NotFound(f"pack {pack_id.short()} is not in the store: upload it first")
+        created = self.store.put_if_absent(layout.manifest_key(manifest_id), stored)
+        if created:
+            self.audit.record(principal, "manifest.put", dataset, manifest=manifest_id.hex())
+        return created
+
+    # Packs --------------------------------------------------------------------------------
+    # Packs hold the namespace's blocks (ciphertext; keys are in manifests); a dataset's
+    # readers read them and its writers add them, through the dataset's path.
+    def pack_size(self, principal: Principal | None, dataset: str, pack_id: PackId) -> int:
+        self.require(principal, dataset, "read")
+        try:
+            return self.store.size(layout.pack_key(pack_id))
+        except NotFound:
+            raise NotFound(f"pack {pack_id.short()} is not in the store") from None
+
+    def get_pack_range(
+        self, principal: Principal | None, dataset: str, pack_id: PackId, start: int, length: int
+    ) -> bytes:
+        self.require(principal, dataset, "read")
+        try:
+            return self.store.get_range(layout.pack_key(pack_id), start, length)
+        except NotFound:
+            raise NotFound(f"pack {pack_id.short()} is not in the store") from None
+
+    def put_pack(
+        self, principal: Principal | None, dataset: str, pack_id: PackId, data: bytes
+    ) -> bool:
+        """Store a pack after checking its bytes against its id; False if already there."""
+        self.require(principal, dataset, "write")
+        created = self.repo.put_pack(pack_id, data)  # IntegrityError if the id does not match
+        if created:
+            self.audit.record(principal, "pack.put", dataset, pack=pack_id.hex(), size=len(data))
+        return created
+
+    # Keys ---------------------------------------------------------------------------------
+    def keys(self, principal: Principal | None, dataset: str) -> dict[str, Any]:
+        """The dataset key for readers; the namespace's convergence secret for writers too."""
+        self.require(principal, dataset, "read")
+        keyring = self.repo.keyring
+        found: dict[str, Any] = {
+            "dataset": dataset,
+            "store_id": keyring.store_id,
+            "dataset_key": keyring.dataset_key(dataset).hex(),
+            "trusted_signers": [k.hex() for k in keyring.trusted],
+        }
+        if self.acls.allowed(principal, dataset, "write"):
+            found["convergence_secret"] = keyring.convergence_secret.hex()
+        self.audit.record(principal, "keys.get", dataset, writer="convergence_secret" in found)
+        return found
+
+    # Grants -------------------------------------------------------------------------------
+    def grants(self, principal: Principal | None, dataset: str) -> dict[str, Any]:
+        self.require(principal, dataset, "admin")
+        return self.acls.get(dataset).to_json()
+
+    def grant(
+        self, principal: Principal | None, dataset: str, subject: str, role: str | None
+    ) -> dict[str, Any]:
+        self.require(principal, dataset, "admin")
+        check_subject(subject)
+        acl = self.acls.set(dataset, subject, role)
+        self.audit.record(principal, "grant.set", dataset, subject=subject, role=role)
+        return acl.to_json()
+
+    # Agents -------------------------------------------------------------------------------
+    def put_status(
+        self, principal: Principal | None, agent_id: str, report: dict[str, Any]
+    ) -> None:
+        who = _need_login(principal)
+        hub_layout.check_agent_id(agent_id)
+        if not who.admin and who.subject != f"agent:{agent_id}":
+            raise Forbidden("not allowed: an agent reports its own status only")
+        doc = {"agent": agent_id, "received": time.time(), "report": report}
+        self.store.put(hub_layout.agent_status_key(agent_id), json.dumps(doc).encode())
+
+    def get_status(self, principal: Principal | None, agent_id: str) -> dict[str, Any]:
+        who = _need_login(principal)
+        if not who.admin and who.subject != f"agent:{hub_layout.check_agent_id(agent_id)}":
+            raise Forbidden("not allowed: this needs a hub admin")
+        try:
+            doc: dict[str, Any] = json.loads(self.store.get(hub_layout.agent_status_key(agent_id)))
+        except NotFound:
+            raise NotFound(f"agent {agent_id} has not reported") from None
+        return doc
+
+    def fleet(self, principal: Principal | None) -> list[dict[str, Any]]:
+        self.require_admin(principal)
+        found = []
+        for key in self.store.list(hub_layout.AGENTS):
+            if key.endswith("/status.json"):
+                try:
+                    found.append(json.loads(self.store.get(key)))
+                except NotFound:
+                    continue
+        return found
+
+    # Fleet: enrolment and revocation ---------------------------------------------------
+    def fleet_info(self) -> dict[str, Any]:
+        return {
+            "fleet": self.enrolment.fleet_id,
+            "fleet_public_key": self.enrolment.fleet_public.hex(),
+        }
+
+    def create_join_token(self, principal: Principal | None, ttl: float) -> dict[str, Any]:
+        who = self.require_admin(principal)
+        made = self.enrolment.create_join_token(who, ttl)
+        self.audit.record(who, "fleet.join_token", None, expires=made["expires"])
+        return made
+
+    def enrol(self, join_token: str, agent: str, public_key: bytes) -> dict[str, Any]:
+        issued = self.enrolment.enrol(join_token, agent, public_key)
+        self.audit.record(
+            Principal("agent", agent, via="join"), "fleet.enrol", None, serial=issued["serial"]
+        )
+        return issued
+
+    def revoke_certificates(
+        self, principal: Principal | None, serial: str | None, agent: str | None
+    ) -> dict[str, Any]:
+        who = self.require_admin(principal)
+        revoked = self.enrolment.revoke(serial, agent)
+        self.audit.record(who, "fleet.revoke", None, serial=serial, agent=agent)
+        return {"seq": revoked.seq, "serials": sorted(revoked.serials)}
+
+    def revocations(self, principal: Principal | None) -> dict[str, Any]:
+        _need_login(principal)
+        held, signed = self.enrolment.revocations()
+        return {
+            "seq": held.seq,
+            "serials": sorted(held.serials),
+            "signed": base64.b64encode(signed).decode(),
+        }
+
+    # Audit --------------------------------------------------------------------------------
+    def audit_entries(
+        self, principal: Principal | None, day: str | None, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        self.require_admin(principal)
+        if day is not None and not _DAY.fullmatch(day):
+            raise InvalidInput(f"day must be YYYY-MM-DD, not {day!r}")
+        return self.audit.entries(day, limit)
