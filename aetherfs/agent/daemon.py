@@ -29,6 +29,7 @@ from aetherfs.agent.state import AgentState
 from aetherfs.agent.watch import RepoHandle, StorePoller, TagWatcher
 from aetherfs.cache import BlockCache
 from aetherfs.core.ids import ManifestId
+from aetherfs.repo import Repository
 
 T = TypeVar("T")
 
@@ -135,9 +136,16 @@ def _size(path: Path) -> int:
         return 0
 
 
-async def run_agent(config: AgentConfig, log: Logger | None = None) -> None:
+async def run_agent(
+    config: AgentConfig,
+    log: Logger | None = None,
+    open_repo: Callable[[], Repository] | None = None,
+) -> None:
+    """Run until cancelled or asked to stop. `open_repo` replaces opening the store (a hub)."""
     log = log or Logger()
     agent = Agent(config, log)
+    if open_repo is not None:
+        agent.repos.opener = open_repo
     dataroot = agent.dataroot
     if not config.read_only:
         await trio.to_thread.run_sync(dataroot.lock, config.wait_for_lock)
