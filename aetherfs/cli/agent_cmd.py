@@ -34,6 +34,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="URL",
         help="work through this hub instead of a store (or AETHERFS_HUB; `aetherfs login` first)",
     )
+    p.add_argument(
+        "--report-interval",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="through a hub with an agent's token: report status this often (default 15)",
+    )
     p.add_argument("--data-root", metavar="DIR", help="where versions are materialised")
     p.add_argument(
         "--subscribe",
@@ -132,7 +139,7 @@ def agent(context: Context, args: argparse.Namespace) -> int:
     if hub:
         config = dataclasses.replace(config, store_url=context.hub_url)  # type: ignore[attr-defined]
     try:
-        trio.run(run_agent, config, None, context.repository if hub else None)
+        trio.run(run_agent, config, None, context.repository if hub else None, args.report_interval)
     except BaseExceptionGroup as group:
         # Task failures arrive grouped; one AetherError or OSError is said plainly.
         inner = _single(group)
