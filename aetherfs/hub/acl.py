@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from dataclasses import dataclass
 
 from aetherfs.errors import Conflict, Forbidden, IntegrityError, InvalidInput, NotFound
@@ -67,14 +69,35 @@ def forbidden(role: str) -> Forbidden:
 
 
 class AclStore:
-    def __init__(self, store: Store) -> None:
+    """Grants on the store, read through a short cache: a grant or a revocation made through
+    another hub takes effect within `cache_seconds` (0: read every time)."""
+
+    def __init__(self, store: Store, cache_seconds: float = 0.0) -> None:
         self.store = store
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, Acl]] = {}
+        self._lock = threading.Lock()
 
     def get(self, dataset: str) -> Acl:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(dataset)
+        if hit is not None and now - hit[0] < self.cache_seconds:
+            return hit[1]
         try:
-            return Acl.from_bytes(self.store.get(layout.acl_key(dataset)))
+            acl = Acl.from_bytes(self.store.get(layout.acl_key(dataset)))
         except NotFound:
-            return Acl()
+            acl = Acl()
+        if self.cache_seconds > 0:
+            with self._lock:
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[dataset] = (now, acl)
+        return acl
+
+    def forget(self, dataset: str) -> None:
+        with self._lock:
+            self._cache.pop(dataset, None)
 
     def allowed(self, principal: Principal | None, dataset: str, role: str) -> bool:
         if principal is not None and principal.admin:
@@ -107,8 +130,10 @@ class AclStore:
                 self.store.put_if_version(key, updated.to_bytes(), version)
             except Conflict:
                 continue
+            self.forget(dataset)
             return updated
         raise Conflict(f"the access list of {dataset} is being changed by many at once; retry")
 
     def drop(self, dataset: str) -> None:
         self.store.delete(layout.acl_key(dataset))
+        self.forget(dataset)

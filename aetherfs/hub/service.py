@@ -52,11 +52,11 @@ def _need_login(principal: Principal | None) -> Principal:
 
 
 class HubService:
-    def __init__(self, repo: Repository) -> None:
+    def __init__(self, repo: Repository, acl_cache_seconds: float = 0.0) -> None:
         self.repo = repo
         self.store = repo.store
         self.tokens = TokenRegistry(repo.store)
-        self.acls = AclStore(repo.store)
+        self.acls = AclStore(repo.store, acl_cache_seconds)
         self.audit = AuditLog(repo.store)
         self.enrolment = Enrolment(repo)
 

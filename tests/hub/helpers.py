@@ -41,7 +41,9 @@ def open_repo(store_url: str, keys: Path, s3_endpoint: str | None = None) -> Rep
 async def start_hub(
     nursery: trio.Nursery, repo: Repository, config: HubConfig | None = None
 ) -> RunningHub:
-    config = config or HubConfig(listen="127.0.0.1:0", poll_interval=0.2, token_cache_seconds=0.3)
+    config = config or HubConfig(
+        listen="127.0.0.1:0", poll_interval=0.2, token_cache_seconds=0.3, acl_cache_seconds=0.3
+    )
     scope = trio.CancelScope()
 
     async def run(task_status: trio.TaskStatus[HubAddresses]) -> None:

