@@ -13,16 +13,20 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import blake3
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from aetherfs.agent.dataroot import VERSIONS
+from aetherfs.agent.files import VersionTree
 from aetherfs.agent.metrics import render_metrics
+from aetherfs.core.ids import ManifestId
+from aetherfs.errors import InvalidInput, NotFound
+from aetherfs.http.files import check_url_path, serve_path
 
 if TYPE_CHECKING:
     from aetherfs.agent.daemon import Agent
@@ -45,18 +49,27 @@ def build_app(agent: Agent) -> Starlette:
         return Response(body, media_type=content_type)
 
     async def files(request: Request) -> Response:
-        rel = str(request.path_params["rest"])
-        found = resolve_live_file(agent.config.data_root, rel)
+        rest = str(request.path_params["rest"])
+        raw = request.scope.get("raw_path", b"")
+        found = resolve_live_version(agent.config.data_root, rest)
         if found is None:
-            return JSONResponse({"error": f"no live file at {rel}"}, status_code=404)
-        ref, inner, path, manifest = found
-        # Versions are immutable: (manifest, path) names the bytes for good.
-        etag = '"' + blake3.blake3(f"{manifest}/{inner}".encode()).hexdigest()[:32] + '"'
-        cache = {"etag": etag, "cache-control": "no-cache"}
-        if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
-            return Response(status_code=304, headers=cache)
-        agent.state.count_read(ref, inner)
-        return FileResponse(path, headers=cache)
+            return JSONResponse({"error": f"no live version at /files/{rest}"}, status_code=404)
+        ref, inner, version = found
+        try:
+            inner = check_url_path(raw, inner)
+            tree = await trio.to_thread.run_sync(
+                version_tree, agent, version, limiter=agent.disk_limiter
+            )
+            response = await serve_path(
+                request, tree, inner, agent.disk_limiter, title=lambda p: f"{ref}/{p}"
+            )
+        except InvalidInput as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        except NotFound as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        if isinstance(response, StreamingResponse) and request.method == "GET":
+            agent.state.count_read(ref, inner)
+        return response
 
     return Starlette(
         routes=[
@@ -64,34 +77,38 @@ def build_app(agent: Agent) -> Starlette:
             Route("/v1/poll", poll, methods=["POST"]),
             Route("/v1/shutdown", shutdown, methods=["POST"]),
             Route("/metrics", metrics),
-            Route("/files/{rest:path}", files),
+            Route("/files/{rest:path}", files, methods=["GET", "HEAD"]),
         ]
     )
 
 
-def resolve_live_file(root: Path, rel: str) -> tuple[str, str, Path, str] | None:
-    """`team/geo-db/stable/a/b.db` -> ("team/geo-db:stable", "a/b.db", real path, manifest).
+def resolve_live_version(root: Path, rel: str) -> tuple[str, str, Path] | None:
+    """`team/geo-db/stable/a/b.db` -> ("team/geo-db:stable", "a/b.db", version dir), if live.
 
-    The channel is the first path component that is a symlink into .versions; the rest is
-    resolved inside that version and must stay inside it.
+    The channel is the first path component that is a symlink into .versions; what follows is
+    looked up inside that version by the file server, which refuses `..` and link escapes.
     """
-    parts = [p for p in rel.split("/") if p]
-    if any(p in (".", "..") or p.startswith(".") for p in parts[:-1]) or len(parts) < 3:
-        return None
-    for i in range(2, len(parts)):
+    parts = rel.split("/")
+    versions = (root / VERSIONS).resolve()
+    for i in range(1, len(parts) + 1):
+        name = parts[i - 1]
+        if name in ("", ".", "..") or name.startswith("."):
+            return None
         link = root.joinpath(*parts[:i])
-        if link.is_symlink():
+        if i >= 2 and link.is_symlink():
             version = link.resolve()
-            if version.parent != (root / ".versions").resolve():
+            if version.parent != versions or not version.is_dir():
                 return None
-            target = (version / "/".join(parts[i:])).resolve()
-            if not target.is_relative_to(version) or not target.is_file():
-                return None
-            ref = f"{'/'.join(parts[: i - 1])}:{parts[i - 1]}"
-            return ref, "/".join(parts[i:]), target, version.name
-        if not link.is_dir():
+            return f"{'/'.join(parts[: i - 1])}:{name}", "/".join(parts[i:]), version
+        if not link.is_dir() or link.is_symlink():
             return None
     return None
+
+
+def version_tree(agent: Agent, version: Path) -> VersionTree:
+    info = agent.dataroot.version_info(ManifestId.from_hex(version.name))
+    prints = {path: fp for fp, path in info.fingerprints.items()} if info else {}
+    return VersionTree(version, version.name, prints)
 
 
 async def serve_http(

@@ -24,11 +24,13 @@ from aetherfs.agent.channel import ChannelLoop
 from aetherfs.agent.config import AgentConfig
 from aetherfs.agent.dataroot import DataRoot
 from aetherfs.agent.log import Logger
+from aetherfs.agent.report import REPORT_EVERY, report_to_hub
 from aetherfs.agent.sources import RateLimit
 from aetherfs.agent.state import AgentState
 from aetherfs.agent.watch import RepoHandle, StorePoller, TagWatcher
 from aetherfs.cache import BlockCache
 from aetherfs.core.ids import ManifestId
+from aetherfs.repo import Repository
 
 T = TypeVar("T")
 
@@ -53,6 +55,7 @@ class Agent:
         self.layout_lock = trio.Lock()  # publish, switch and collect never interleave
         self._manifest_locks: dict[ManifestId, trio.Lock] = {}
         self.building = 0
+        self.report_every = 0.0  # status reports to a hub: only when working through one
         self.loops = [ChannelLoop(self, ch) for ch in self.state.channels.values()]
         self.cancel_scope: trio.CancelScope | None = None
         self.nursery: trio.Nursery | None = None
@@ -135,9 +138,18 @@ def _size(path: Path) -> int:
         return 0
 
 
-async def run_agent(config: AgentConfig, log: Logger | None = None) -> None:
+async def run_agent(
+    config: AgentConfig,
+    log: Logger | None = None,
+    open_repo: Callable[[], Repository] | None = None,
+    report_every: float = REPORT_EVERY,
+) -> None:
+    """Run until cancelled or asked to stop. `open_repo` replaces opening the store (a hub)."""
     log = log or Logger()
     agent = Agent(config, log)
+    if open_repo is not None:
+        agent.repos.opener = open_repo
+        agent.report_every = report_every
     dataroot = agent.dataroot
     if not config.read_only:
         await trio.to_thread.run_sync(dataroot.lock, config.wait_for_lock)
@@ -178,6 +190,8 @@ async def _serve(agent: Agent) -> None:
         if grpc_binds:
             await nursery.start(serve_grpc, agent, grpc_binds)
         nursery.start_soon(_cache_stats, agent)
+        if agent.report_every:
+            nursery.start_soon(report_to_hub, agent, agent.report_every)
         for loop in agent.loops:
             nursery.start_soon(loop.run)
         log.info(

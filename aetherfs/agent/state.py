@@ -112,6 +112,7 @@ class AgentState:
         self.last_error_time: float | None = None
         self.store_reachable: bool | None = None
         self.versions: list[dict[str, Any]] = []
+        self.hub_report: dict[str, Any] = {}
         self._listeners: set[trio.MemorySendChannel[VersionLive]] = set()
 
     # Counters from fetch threads -------------------------------------------------------
@@ -188,6 +189,7 @@ class AgentState:
             "peers": [],
             "versions": self.versions,
             "file_reads": reads,
+            "hub_report": self.hub_report or None,
             "last_error": self.last_error,
             "last_error_time": self.last_error_time,
         }

@@ -6,6 +6,7 @@ client with a long-poll or streaming watch endpoint implements the same protocol
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import trio
@@ -30,6 +31,7 @@ class RepoHandle:
         self.limiter = limiter
         self._repo: Repository | None = None
         self._lock = trio.Lock()
+        self.opener: Callable[[], Repository] = self._open
 
     def _open(self) -> Repository:
         c = self.config
@@ -40,7 +42,7 @@ class RepoHandle:
     async def get(self) -> Repository:
         async with self._lock:
             if self._repo is None:
-                self._repo = await trio.to_thread.run_sync(self._open, limiter=self.limiter)
+                self._repo = await trio.to_thread.run_sync(self.opener, limiter=self.limiter)
             return self._repo
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import trio
 from aetherfs.agent.config import AgentConfig, build_config, load_toml
 from aetherfs.agent.daemon import run_agent
 from aetherfs.cli.context import Context
+from aetherfs.cli.hub_cmd import HubContext
 from aetherfs.cli.output import human_bytes, print_json, table, when
 from aetherfs.errors import AetherError, InvalidInput, StoreUnavailable
 
@@ -27,6 +29,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML config (see docs/agent.md)")
     p.add_argument("--store", metavar="URL", help="store URL (default: AETHERFS_STORE)")
     p.add_argument("--keys", metavar="FILE", help="keyring file (default: AETHERFS_KEYS)")
+    p.add_argument(
+        "--hub",
+        metavar="URL",
+        help="work through this hub instead of a store (or AETHERFS_HUB; `aetherfs login` first)",
+    )
+    p.add_argument(
+        "--report-interval",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="through a hub with an agent's token: report status this often (default 15)",
+    )
     p.add_argument("--data-root", metavar="DIR", help="where versions are materialised")
     p.add_argument(
         "--subscribe",
@@ -119,8 +133,13 @@ class AgentFailed(AetherError):
 
 def agent(context: Context, args: argparse.Namespace) -> int:
     config = agent_config(context, args)
+    # Through a hub (--hub / AETHERFS_HUB), the context's repository is the hub's client:
+    # tags, manifests and blocks come from it, verified as from a store.
+    hub = isinstance(context, HubContext)
+    if hub:
+        config = dataclasses.replace(config, store_url=context.hub_url)  # type: ignore[attr-defined]
     try:
-        trio.run(run_agent, config)
+        trio.run(run_agent, config, None, context.repository if hub else None, args.report_interval)
     except BaseExceptionGroup as group:
         # Task failures arrive grouped; one AetherError or OSError is said plainly.
         inner = _single(group)

@@ -104,13 +104,17 @@ def test_rest_files_range_etag_metrics(
         assert part.status_code == 206 and part.content == big[10:20]
         same = client.get("/files/team/geo-db/stable/big.bin", headers={"If-None-Match": etag})
         assert same.status_code == 304
-        for bad in (
-            "team/geo-db/stable/../../../etc/passwd",
-            "team/geo-db/stable/nope",
-            ".versions/x/big.bin",
-            "team/geo-db/stable/%2e%2e/x",
+        for bad, code in (
+            ("team/geo-db/stable/nope", 404),
+            (".versions/x/big.bin", 404),
+            ("team/geo-db/stable/%2e%2e/x", 400),
+            ("team/geo-db/stable/sub%2fsmall.txt", 400),
         ):
-            assert client.get(f"/files/{bad}").status_code == 404, bad
+            assert client.get(f"/files/{bad}").status_code == code, bad
+        listing = client.get("/files/team/geo-db/stable/", headers={"Accept": "application/json"})
+        assert {n["path"] for n in listing.json()} == {"big.bin", "sub"}
+        head = client.head("/files/team/geo-db/stable/big.bin")
+        assert head.status_code == 200 and head.headers["content-length"] == str(len(big))
         metrics = client.get("/metrics").text
         assert (
             'aetherfs_agent_file_reads_total{path="big.bin",subscription="team/geo-db:stable"} 2.0'
@@ -118,6 +122,14 @@ def test_rest_files_range_etag_metrics(
         )
         assert 'aetherfs_agent_fetched_bytes_total{source="store"}' in metrics
         assert f'manifest="{v1}"' in metrics
+        # A new version with big.bin unchanged: its ETag survives the switch.
+        (src / "sub/small.txt").write_text("v2\n")
+        v2 = push(local_store, src, "team/geo-db:1.1.0", "stable")
+        agent.wait_live("team/geo-db:stable", v2)
+        again = client.get("/files/team/geo-db/stable/big.bin", headers={"If-None-Match": etag})
+        assert again.status_code == 304
+        small = client.get("/files/team/geo-db/stable/sub/small.txt")
+        assert small.text == "v2\n"
     curl = shutil.which("curl")
     if curl:
         out = subprocess.run(
@@ -126,7 +138,7 @@ def test_rest_files_range_etag_metrics(
             check=True,
             timeout=10,
         )
-        assert json.loads(out.stdout)["subscriptions"][0]["live"]["manifest"] == v1
+        assert json.loads(out.stdout)["subscriptions"][0]["live"]["manifest"] == v2
     human = local_store("status", "--url", agent.url).out
     assert "most read over HTTP: team/geo-db:stable/big.bin (2)" in human
     response = httpx.post(f"{agent.url}/v1/shutdown", timeout=10)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from aetherfs.agent.api import resolve_live_file
+from aetherfs.agent.api import resolve_live_version
 from aetherfs.agent.dataroot import DataRoot, VersionInfo
+from aetherfs.agent.files import VersionTree
 from aetherfs.core.ids import ManifestId
+from aetherfs.http.files import FILE, SYMLINK, join_link
 
 
 def make_version(root: DataRoot, n: int, dataset: str, built: float) -> ManifestId:
@@ -52,19 +54,35 @@ def test_served_paths_stay_inside_live_versions(tmp_path: Path) -> None:
     root.prepare()
     manifest_id = make_version(root, 1, "team/a", built=1)
     root.switch("team/a", "stable", manifest_id)
+    version = root.version_dir(manifest_id)
     (tmp_path / "secret").write_text("no")
-    (root.version_dir(manifest_id) / "escape").symlink_to(tmp_path / "secret")
-    found = resolve_live_file(tmp_path, "team/a/stable/data.txt")
-    assert found is not None
-    ref, inner, path, manifest = found
-    assert (ref, inner, manifest) == ("team/a:stable", "data.txt", manifest_id.hex())
-    assert path.read_text() == "version 1\n"
+    (version / "escape").symlink_to(tmp_path / "secret")
+    (version / "up").symlink_to("../../secret")
+    assert resolve_live_version(tmp_path, "team/a/stable/data.txt") == (
+        "team/a:stable",
+        "data.txt",
+        version.resolve(),
+    )
+    assert resolve_live_version(tmp_path, "team/a/stable") == (
+        "team/a:stable",
+        "",
+        version.resolve(),
+    )
     for bad in [
-        "team/a/stable/escape",
-        "team/a/stable/../../secret",
-        "team/a/stable",
         ".versions/" + manifest_id.hex() + "/data.txt",
         "team/a/nope/data.txt",
-        "team/a/stable/missing",
+        "team/../team/a/stable/data.txt",
+        "team/a/.stable.tmp/x",
+        "team",
     ]:
-        assert resolve_live_file(tmp_path, bad) is None, bad
+        assert resolve_live_version(tmp_path, bad) is None, bad
+    tree = VersionTree(version.resolve(), manifest_id.hex(), {})
+    data = tree.lookup("data.txt")
+    assert data is not None and data.kind == FILE and data.size == len("version 1\n")
+    assert b"".join(tree.read("data.txt", 8, 10)) == b"1\n"
+    # Links are reported as links (the file server only follows them inside the tree).
+    escape = tree.lookup("escape")
+    assert escape is not None and escape.kind == SYMLINK
+    assert join_link("up", "../../secret") is None
+    assert tree.lookup("escape/x") is None
+    assert [n.path for n in tree.children("")] == ["data.txt", "escape", "up"]
