@@ -26,12 +26,7 @@ class InfoReply(_message.Message):
     store_id: str
     signer: bytes
     trusted_signers: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(
-        self,
-        store_id: _Optional[str] = ...,
-        signer: _Optional[bytes] = ...,
-        trusted_signers: _Optional[_Iterable[bytes]] = ...,
-    ) -> None: ...
+    def __init__(self, store_id: _Optional[str] = ..., signer: _Optional[bytes] = ..., trusted_signers: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class Principal(_message.Message):
     __slots__ = ("subject", "groups", "admin", "via")
@@ -43,13 +38,7 @@ class Principal(_message.Message):
     groups: _containers.RepeatedScalarFieldContainer[str]
     admin: bool
     via: str
-    def __init__(
-        self,
-        subject: _Optional[str] = ...,
-        groups: _Optional[_Iterable[str]] = ...,
-        admin: _Optional[bool] = ...,
-        via: _Optional[str] = ...,
-    ) -> None: ...
+    def __init__(self, subject: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., admin: _Optional[bool] = ..., via: _Optional[str] = ...) -> None: ...
 
 class DatasetRef(_message.Message):
     __slots__ = ("dataset",)
@@ -70,22 +59,17 @@ class DatasetSummary(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
-
     NAME_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     name: str
     tags: _containers.ScalarMap[str, str]
-    def __init__(
-        self, name: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ...
-    ) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ListDatasetsReply(_message.Message):
     __slots__ = ("datasets",)
     DATASETS_FIELD_NUMBER: _ClassVar[int]
     datasets: _containers.RepeatedCompositeFieldContainer[DatasetSummary]
-    def __init__(
-        self, datasets: _Optional[_Iterable[_Union[DatasetSummary, _Mapping]]] = ...
-    ) -> None: ...
+    def __init__(self, datasets: _Optional[_Iterable[_Union[DatasetSummary, _Mapping]]] = ...) -> None: ...
 
 class TagRef(_message.Message):
     __slots__ = ("dataset", "tag")
@@ -111,16 +95,7 @@ class Tag(_message.Message):
     time: float
     signer: bytes
     signed: bytes
-    def __init__(
-        self,
-        dataset: _Optional[str] = ...,
-        tag: _Optional[str] = ...,
-        manifest: _Optional[bytes] = ...,
-        seq: _Optional[int] = ...,
-        time: _Optional[float] = ...,
-        signer: _Optional[bytes] = ...,
-        signed: _Optional[bytes] = ...,
-    ) -> None: ...
+    def __init__(self, dataset: _Optional[str] = ..., tag: _Optional[str] = ..., manifest: _Optional[bytes] = ..., seq: _Optional[int] = ..., time: _Optional[float] = ..., signer: _Optional[bytes] = ..., signed: _Optional[bytes] = ...) -> None: ...
 
 class TagList(_message.Message):
     __slots__ = ("tags",)
@@ -138,13 +113,7 @@ class SetTagRequest(_message.Message):
     tag: str
     manifest: bytes
     expect_seq: int
-    def __init__(
-        self,
-        dataset: _Optional[str] = ...,
-        tag: _Optional[str] = ...,
-        manifest: _Optional[bytes] = ...,
-        expect_seq: _Optional[int] = ...,
-    ) -> None: ...
+    def __init__(self, dataset: _Optional[str] = ..., tag: _Optional[str] = ..., manifest: _Optional[bytes] = ..., expect_seq: _Optional[int] = ...) -> None: ...
 
 class ManifestRef(_message.Message):
     __slots__ = ("dataset", "manifest")
@@ -162,12 +131,7 @@ class PutManifestRequest(_message.Message):
     dataset: str
     manifest: bytes
     stored: bytes
-    def __init__(
-        self,
-        dataset: _Optional[str] = ...,
-        manifest: _Optional[bytes] = ...,
-        stored: _Optional[bytes] = ...,
-    ) -> None: ...
+    def __init__(self, dataset: _Optional[str] = ..., manifest: _Optional[bytes] = ..., stored: _Optional[bytes] = ...) -> None: ...
 
 class PackRef(_message.Message):
     __slots__ = ("dataset", "pack")
@@ -195,13 +159,7 @@ class PackRange(_message.Message):
     pack: bytes
     start: int
     length: int
-    def __init__(
-        self,
-        dataset: _Optional[str] = ...,
-        pack: _Optional[bytes] = ...,
-        start: _Optional[int] = ...,
-        length: _Optional[int] = ...,
-    ) -> None: ...
+    def __init__(self, dataset: _Optional[str] = ..., pack: _Optional[bytes] = ..., start: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
 
 class PutPackRequest(_message.Message):
     __slots__ = ("dataset", "pack", "data")
@@ -211,12 +169,7 @@ class PutPackRequest(_message.Message):
     dataset: str
     pack: bytes
     data: bytes
-    def __init__(
-        self,
-        dataset: _Optional[str] = ...,
-        pack: _Optional[bytes] = ...,
-        data: _Optional[bytes] = ...,
-    ) -> None: ...
+    def __init__(self, dataset: _Optional[str] = ..., pack: _Optional[bytes] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class Blob(_message.Message):
     __slots__ = ("data",)
@@ -242,14 +195,7 @@ class Keys(_message.Message):
     dataset_key: bytes
     convergence_secret: bytes
     trusted_signers: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(
-        self,
-        dataset: _Optional[str] = ...,
-        store_id: _Optional[str] = ...,
-        dataset_key: _Optional[bytes] = ...,
-        convergence_secret: _Optional[bytes] = ...,
-        trusted_signers: _Optional[_Iterable[bytes]] = ...,
-    ) -> None: ...
+    def __init__(self, dataset: _Optional[str] = ..., store_id: _Optional[str] = ..., dataset_key: _Optional[bytes] = ..., convergence_secret: _Optional[bytes] = ..., trusted_signers: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class AgentRef(_message.Message):
     __slots__ = ("agent",)
@@ -265,12 +211,7 @@ class StatusReport(_message.Message):
     agent: str
     report_json: str
     received: float
-    def __init__(
-        self,
-        agent: _Optional[str] = ...,
-        report_json: _Optional[str] = ...,
-        received: _Optional[float] = ...,
-    ) -> None: ...
+    def __init__(self, agent: _Optional[str] = ..., report_json: _Optional[str] = ..., received: _Optional[float] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
     __slots__ = ("dataset", "tags")
@@ -278,9 +219,7 @@ class WatchRequest(_message.Message):
     TAGS_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     tags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(
-        self, dataset: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ...
-    ) -> None: ...
+    def __init__(self, dataset: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TagEvent(_message.Message):
     __slots__ = ("dataset", "tag", "seq", "manifest")
@@ -292,10 +231,4 @@ class TagEvent(_message.Message):
     tag: str
     seq: int
     manifest: bytes
-    def __init__(
-        self,
-        dataset: _Optional[str] = ...,
-        tag: _Optional[str] = ...,
-        seq: _Optional[int] = ...,
-        manifest: _Optional[bytes] = ...,
-    ) -> None: ...
+    def __init__(self, dataset: _Optional[str] = ..., tag: _Optional[str] = ..., seq: _Optional[int] = ..., manifest: _Optional[bytes] = ...) -> None: ...
