@@ -347,7 +347,9 @@ def web_routes(hub: Hub) -> list[BaseRoute]:
                 check_dataset_name(name)
             except InvalidInput:
                 continue
-            if service.acls.allowed(who, name, "read") and service.dataset_exists(name):
+            if service.acls.allowed(who, name, "read") and service.dataset_exists(
+                name, cached=True
+            ):
                 return name, segments[i], "/".join(segments[i + 1 :])
         if who is None:
             raise Unauthenticated("authentication required: send `Authorization: Bearer TOKEN`")
