@@ -45,7 +45,11 @@ class Node:
 
 
 class Tree(Protocol):
-    """A read-only tree of files. Blocking: callers run it in a worker thread."""
+    """A read-only tree of files. Blocking: callers run it in a worker thread.
+
+    A tree whose `lookup` and `children` never block may say so with a class attribute
+    `blocking_lookups = False`; they are then called straight from the event loop.
+    """
 
     def lookup(self, path: str) -> Node | None: ...
 
@@ -141,12 +145,29 @@ def wants_json(request: Request) -> bool:
 async def _stream(
     tree: Tree, path: str, start: int, length: int, limiter: trio.CapacityLimiter
 ) -> AsyncIterator[bytes]:
-    pieces = await trio.to_thread.run_sync(tree.read, path, start, length, limiter=limiter)
-    while True:
-        piece = await trio.to_thread.run_sync(next, pieces, None, limiter=limiter)
-        if piece is None:
-            return
+    """The pieces of `tree.read`, one trip to a worker thread each (the first also opens it).
+
+    Stops as soon as `length` bytes went out, without asking for the end of the iterator.
+    """
+
+    def first() -> tuple[Iterator[bytes], bytes | None]:
+        pieces = tree.read(path, start, length)
+        return pieces, next(pieces, None)
+
+    left = length
+    pieces, piece = await trio.to_thread.run_sync(first, limiter=limiter)
+    while piece is not None:
         yield piece
+        left -= len(piece)
+        if left <= 0:
+            return
+        piece = await trio.to_thread.run_sync(next, pieces, None, limiter=limiter)
+
+
+async def _lookup(tree: Tree, path: str, limiter: trio.CapacityLimiter) -> Node | None:
+    if getattr(tree, "blocking_lookups", True):
+        return await trio.to_thread.run_sync(tree.lookup, path, limiter=limiter)
+    return tree.lookup(path)
 
 
 def listing(
@@ -202,12 +223,12 @@ async def serve_path(
     banner: str = "",
 ) -> Response:
     """Answer GET or HEAD for `path` (already checked by check_url_path) in `tree`."""
-    node = await trio.to_thread.run_sync(tree.lookup, path, limiter=limiter)
+    node = await _lookup(tree, path, limiter)
     if node is not None and node.kind == SYMLINK:
         resolved = join_link(node.path, node.target)
         node = None
         if resolved is not None:
-            node = await trio.to_thread.run_sync(tree.lookup, resolved, limiter=limiter)
+            node = await _lookup(tree, resolved, limiter)
             if node is not None and node.kind == SYMLINK:
                 node = None  # manifests refuse link chains; never follow one
     if node is None:

@@ -103,11 +103,13 @@ class HubService:
 
     # Datasets -----------------------------------------------------------------------------
     def dataset_exists(self, dataset: str, cached: bool = False) -> bool:
-        if cached and self._existing.get(dataset):
-            return True
+        """`cached`: an answer up to `tag_cache_seconds` old will do (the file server's)."""
+        if cached:
+            known = self._existing.get(dataset)
+            if known is not None:
+                return known
         exists = self.store.exists(layout.dataset_key(dataset))
-        if exists:
-            self._existing.put(dataset, True)
+        self._existing.put(dataset, exists)
         return exists
 
     def list_datasets(self, principal: Principal | None) -> list[dict[str, Any]]:
@@ -146,6 +148,7 @@ class HubService:
         if self.dataset_exists(dataset):
             raise Conflict(f"dataset {dataset} already exists")
         self.repo.ensure_dataset(dataset)
+        self._existing.put(dataset, True)
         self.acls.set(dataset, who.subject, "admin")
         self.audit.record(who, "dataset.create", dataset)
         return {"name": dataset}
@@ -159,7 +162,7 @@ class HubService:
             self.store.delete(key)
         self.store.delete(layout.dataset_key(dataset))
         self.acls.drop(dataset)
-        self._existing.drop(lambda name: name == dataset)
+        self._existing.put(dataset, False)
         self._heads.drop(lambda key: key[0] == dataset)
         self.packs.drop(dataset)
         self.audit.record(principal, "dataset.delete", dataset)

@@ -360,8 +360,12 @@ def web_routes(hub: Hub) -> list[BaseRoute]:
         rest = request.path_params["rest"]
         raw = request.scope.get("raw_path") or request.url.path.encode()
         path = files.check_url_path(raw, rest)
-        name, tag, sub = await hub.run(resolve, who, path.split("/"))
-        tree = await hub.run(open_version, who, name, check_tag(tag))
+
+        def find() -> tuple[str, str, str, ManifestTree]:
+            name, tag, sub = resolve(who, path.split("/"))
+            return name, tag, sub, open_version(who, name, check_tag(tag))
+
+        name, tag, sub, tree = await hub.run(find)  # one trip to a worker thread
         return await files.serve_path(
             request,
             tree,
