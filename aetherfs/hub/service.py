@@ -160,6 +160,8 @@ class HubService:
             raise NotFound(f"dataset {dataset} does not exist")
         for key in list(self.store.list(layout.tags_prefix(dataset))):
             self.store.delete(key)
+        for key in list(self.store.list(hub_layout.uploads_prefix(dataset))):
+            self.store.delete(key)
         self.store.delete(layout.dataset_key(dataset))
         self.acls.drop(dataset)
         self._existing.put(dataset, False)
@@ -317,15 +319,23 @@ class HubService:
         manifest = open_manifest(
             manifest_id, stored, dataset, self.repo.keyring.dataset_key(dataset)
         )
-        # No manifest (so no tag) may name a block the store cannot serve.
+        # No manifest (so no tag) may name a block the store cannot serve, nor a pack that is
+        # neither the dataset's already nor sent through its path: else a writer who learnt
+        # another dataset's pack id could tag a manifest naming it, then read it from here.
         packs: set[PackId] = set()
         for ref in manifest.unique_blocks().values():
             if ref.pack is None:
                 raise IntegrityError(f"block {ref.id.short()} has no pack: upload packs first")
             packs.add(ref.pack)
         for pack_id in sorted(packs):
-            if not self.store.exists(layout.pack_key(pack_id)):
-                raise NotFound(f"pack {pack_id.short()} is not in the store: upload it first")
+            if not self.store.exists(layout.pack_key(pack_id)) or not (
+                self.store.exists(hub_layout.upload_key(dataset, pack_id.hex()))
+                or self.packs.allows(dataset, pack_id)
+            ):
+                raise NotFound(
+                    f"pack {pack_id.short()} is not in the store as a pack of {dataset}: "
+                    f"upload it through {dataset} first"
+                )
         created = self.store.put_if_absent(layout.manifest_key(manifest_id), stored)
         if created:
             self.audit.record(principal, "manifest.put", dataset, manifest=manifest_id.hex())
@@ -363,6 +373,8 @@ class HubService:
         """Store a pack after checking its bytes against its id; False if already there."""
         self.require(principal, dataset, "write")
         created = self.repo.put_pack(pack_id, data)  # IntegrityError if the id does not match
+        # The writer holds these bytes: its manifests may name the pack (see put_manifest).
+        self.store.put_if_absent(hub_layout.upload_key(dataset, pack_id.hex()), b"{}")
         if created:
             self.audit.record(principal, "pack.put", dataset, pack=pack_id.hex(), size=len(data))
         return created

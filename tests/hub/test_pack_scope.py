@@ -10,9 +10,11 @@ import pytest
 import trio
 
 from aetherfs.core.ids import PackId
+from aetherfs.core.manifest import Manifest, seal_manifest
 from aetherfs.hub.config import HubConfig
 from aetherfs.hub.grpc_gen import hub_pb2 as pb
 from aetherfs.repo import Repository
+from aetherfs.store.layout import pack_key
 from tests.hub.helpers import RunningHub, publish, start_hub
 from tests.hub.test_grpc import auth, stub
 
@@ -141,3 +143,37 @@ async def test_packs_of_past_and_new_versions(scoped_hub: RunningHub, tmp_path: 
         for pack in untagged:
             assert (await c.head(url("team/a", pack))).status_code == 404
             assert (await c.head(url("team/other", pack))).status_code == 404
+
+
+async def test_a_writer_cannot_pull_another_datasets_pack_in_by_manifest(
+    scoped_hub: RunningHub, tmp_path: Path
+) -> None:
+    hub = scoped_hub
+    publish(hub.repo, tmp_path / "a", "team/a", ["1.0.0"], seed=1)
+    publish(hub.repo, tmp_path / "b", "team/b", ["1.0.0"], seed=2)
+    theirs = sorted(packs_of(hub.repo, "team/b", "1.0.0") - packs_of(hub.repo, "team/a", "1.0.0"))
+    b_manifest = hub.repo.get_manifest(
+        "team/b", hub.repo.resolve("team/b", "1.0.0").record.manifest_id
+    )
+    # A manifest of team/a naming team/b's blocks where they are stored (a writer of team/a
+    # who learnt the pack ids and block ids).
+    forged = Manifest("team/a", 0.0, b_manifest.chunking, b_manifest.files)
+    forged_id, sealed = seal_manifest(forged, hub.repo.keyring.dataset_key("team/a"))
+    will = hub.token("will")
+    async with hub.client(hub.admin) as admin:
+        r = await admin.put(
+            "/v1/datasets/team/a/-/grants", json={"subject": "user:will", "role": "write"}
+        )
+        assert r.status_code == 200
+    manifest_url = f"/v1/datasets/team/a/-/manifests/{forged_id.hex()}"
+    async with hub.client(will) as c:
+        refused = await c.put(manifest_url, content=sealed)
+        assert refused.status_code == 404 and "upload it through team/a" in refused.text
+        tag = await c.put("/v1/datasets/team/a/-/tags/stolen", json={"manifest": forged_id.hex()})
+        assert tag.status_code == 404
+        assert (await c.get(url("team/a", theirs[0]))).status_code == 404
+        # Whoever sends the bytes through team/a holds them already: then the manifest is fine.
+        for pack in theirs:
+            data = hub.repo.store.get(pack_key(pack))
+            assert (await c.put(url("team/a", pack), content=data)).status_code == 200
+        assert (await c.put(manifest_url, content=sealed)).status_code == 201
