@@ -177,3 +177,25 @@ async def test_a_writer_cannot_pull_another_datasets_pack_in_by_manifest(
             data = hub.repo.store.get(pack_key(pack))
             assert (await c.put(url("team/a", pack), content=data)).status_code == 200
         assert (await c.put(manifest_url, content=sealed)).status_code == 201
+
+
+async def test_file_server_follows_tag_moves(scoped_hub: RunningHub, tmp_path: Path) -> None:
+    hub = scoped_hub
+    publish(hub.repo, tmp_path / "v1", "team/a", ["1.0.0", "stable"], seed=1)
+    v2 = publish(hub.repo, tmp_path / "v2", "team/a", ["2.0.0"], seed=2)
+    v3 = publish(hub.repo, tmp_path / "v3", "team/a", ["3.0.0"], seed=3)
+    readme = "/files/team/a/stable/README"
+    async with hub.client(hub.admin) as c:
+        assert (await c.get(readme)).text == "version 1\n"
+        # Moved through this hub: served at once.
+        moved = await c.put(
+            "/v1/datasets/team/a/-/tags/stable", json={"manifest": v2.manifest_id.hex()}
+        )
+        assert moved.status_code == 200
+        assert (await c.get(readme)).text == "version 2\n"
+        # Moved on the store (as through another hub): within tag_cache_seconds.
+        hub.repo.set_tag("team/a", "stable", v3.manifest_id)
+        deadline = trio.current_time() + HubConfig().tag_cache_seconds + 1.0
+        while (await c.get(readme)).text != "version 3\n":
+            assert trio.current_time() < deadline, "the file server kept an old tag head"
+            await trio.sleep(0.05)
