@@ -8,8 +8,8 @@
 The hub runs as its own process (`aetherfs hub`), over a SeaweedFS bucket; this process is the
 load generator (httpx, N concurrent requests). Everything stays on 127.0.0.1, bounded in count
 and time. Run: `python -m benchmarks.hub_serving [--seconds 5] [--size-mib 64]`; it prints a
-Markdown table for docs/benchmarks.md. `--ranges-only --profile FILE` samples the hub with
-py-spy during the random-range load (collapsed stacks, one line per stack).
+Markdown table for docs/benchmarks.md. `--only ranges --profile FILE` samples the hub with
+py-spy during that load (collapsed stacks, one line per stack).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ async def _rate(seconds: float, call: Callable[[], Awaitable[int]]) -> tuple[flo
 
 
 async def measure(
-    hub_url: str, token: str, s3_url: str, size: int, seconds: float, ranges_only: bool
+    hub_url: str, token: str, s3_url: str, size: int, seconds: float, only: str | None
 ) -> list[str]:
     rng = random.Random(1)
     auth = {"Authorization": f"Bearer {token}"}
@@ -105,19 +105,23 @@ async def measure(
 
             return call
 
-        if not ranges_only:
+        if only in (None, "tags"):
             hub_tags, _ = await _rate(seconds, lambda: get(tag_url, auth))
             s3_tags, _ = await _rate(seconds, lambda: get(s3_tag))
             rows.append(f"| tag lookups | {hub_tags:,.0f} req/s | {s3_tags:,.0f} req/s |")
+        if only in (None, "whole"):
             _, hub_whole = await _rate(seconds, lambda: get(file_url, auth))
             _, s3_whole = await _rate(seconds, lambda: get(s3_file))
             rows.append(
                 f"| whole {size >> 20} MiB file | {hub_whole / 2**20:,.0f} MiB/s | "
                 f"{s3_whole / 2**20:,.0f} MiB/s |"
             )
-        hub_ranges, _ = await _rate(seconds, ranged(file_url, auth))
-        s3_ranges, _ = await _rate(seconds, ranged(s3_file, {}))
-        rows.append(f"| random 64 KiB ranges | {hub_ranges:,.0f} req/s | {s3_ranges:,.0f} req/s |")
+        if only in (None, "ranges"):
+            hub_ranges, _ = await _rate(seconds, ranged(file_url, auth))
+            s3_ranges, _ = await _rate(seconds, ranged(s3_file, {}))
+            rows.append(
+                f"| random 64 KiB ranges | {hub_ranges:,.0f} req/s | {s3_ranges:,.0f} req/s |"
+            )
     return rows
 
 
@@ -125,7 +129,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--size-mib", type=int, default=64)
-    parser.add_argument("--ranges-only", action="store_true", help="measure only the ranges")
+    parser.add_argument(
+        "--only", choices=["tags", "whole", "ranges"], help="measure only this (default: all)"
+    )
     parser.add_argument(
         "--profile",
         metavar="FILE",
@@ -136,7 +142,7 @@ def main() -> int:
     size = args.size_mib << 20
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "weed").mkdir()
-        rows = _run(Path(tmp), size, args.seconds, args.ranges_only, args.profile)
+        rows = _run(Path(tmp), size, args.seconds, args.only, args.profile)
     print(f"| {CONCURRENCY} concurrent requests | hub | SeaweedFS S3 |")
     print("| --- | --- | --- |")
     for row in rows:
@@ -146,7 +152,7 @@ def main() -> int:
 
 
 def _run(
-    root: Path, size: int, seconds: float, ranges_only: bool, profile: Path | None
+    root: Path, size: int, seconds: float, only: str | None, profile: Path | None
 ) -> list[str]:
     with run_seaweedfs(root / "weed") as weed:
         prefix = weed.new_prefix()
@@ -191,7 +197,7 @@ def _run(
                 f"{weed.endpoint}/{weed.bucket}/{prefix}",
                 size,
                 seconds,
-                ranges_only,
+                only,
             )
             if spy is not None:
                 spy.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
