@@ -8,7 +8,8 @@
 The hub runs as its own process (`aetherfs hub`), over a SeaweedFS bucket; this process is the
 load generator (httpx, N concurrent requests). Everything stays on 127.0.0.1, bounded in count
 and time. Run: `python -m benchmarks.hub_serving [--seconds 5] [--size-mib 64]`; it prints a
-Markdown table for docs/benchmarks.md.
+Markdown table for docs/benchmarks.md. `--only ranges --profile FILE` samples the hub with
+py-spy during that load (collapsed stacks, one line per stack).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -78,7 +80,9 @@ async def _rate(seconds: float, call: Callable[[], Awaitable[int]]) -> tuple[flo
     return count / elapsed, total / elapsed
 
 
-async def measure(hub_url: str, token: str, s3_url: str, size: int, seconds: float) -> list[str]:
+async def measure(
+    hub_url: str, token: str, s3_url: str, size: int, seconds: float, only: str | None
+) -> list[str]:
     rng = random.Random(1)
     auth = {"Authorization": f"Bearer {token}"}
     limits = httpx.Limits(max_connections=CONCURRENCY * 2)
@@ -101,18 +105,23 @@ async def measure(hub_url: str, token: str, s3_url: str, size: int, seconds: flo
 
             return call
 
-        hub_tags, _ = await _rate(seconds, lambda: get(tag_url, auth))
-        s3_tags, _ = await _rate(seconds, lambda: get(s3_tag))
-        rows.append(f"| tag lookups | {hub_tags:,.0f} req/s | {s3_tags:,.0f} req/s |")
-        _, hub_whole = await _rate(seconds, lambda: get(file_url, auth))
-        _, s3_whole = await _rate(seconds, lambda: get(s3_file))
-        rows.append(
-            f"| whole {size >> 20} MiB file | {hub_whole / 2**20:,.0f} MiB/s | "
-            f"{s3_whole / 2**20:,.0f} MiB/s |"
-        )
-        hub_ranges, _ = await _rate(seconds, ranged(file_url, auth))
-        s3_ranges, _ = await _rate(seconds, ranged(s3_file, {}))
-        rows.append(f"| random 64 KiB ranges | {hub_ranges:,.0f} req/s | {s3_ranges:,.0f} req/s |")
+        if only in (None, "tags"):
+            hub_tags, _ = await _rate(seconds, lambda: get(tag_url, auth))
+            s3_tags, _ = await _rate(seconds, lambda: get(s3_tag))
+            rows.append(f"| tag lookups | {hub_tags:,.0f} req/s | {s3_tags:,.0f} req/s |")
+        if only in (None, "whole"):
+            _, hub_whole = await _rate(seconds, lambda: get(file_url, auth))
+            _, s3_whole = await _rate(seconds, lambda: get(s3_file))
+            rows.append(
+                f"| whole {size >> 20} MiB file | {hub_whole / 2**20:,.0f} MiB/s | "
+                f"{s3_whole / 2**20:,.0f} MiB/s |"
+            )
+        if only in (None, "ranges"):
+            hub_ranges, _ = await _rate(seconds, ranged(file_url, auth))
+            s3_ranges, _ = await _rate(seconds, ranged(s3_file, {}))
+            rows.append(
+                f"| random 64 KiB ranges | {hub_ranges:,.0f} req/s | {s3_ranges:,.0f} req/s |"
+            )
     return rows
 
 
@@ -120,11 +129,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--size-mib", type=int, default=64)
+    parser.add_argument(
+        "--only", choices=["tags", "whole", "ranges"], help="measure only this (default: all)"
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        type=Path,
+        help="sample the hub with py-spy (pip install py-spy) into FILE (collapsed stacks)",
+    )
     args = parser.parse_args()
     size = args.size_mib << 20
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "weed").mkdir()
-        rows = _run(Path(tmp), size, args.seconds)
+        rows = _run(Path(tmp), size, args.seconds, args.only, args.profile)
     print(f"| {CONCURRENCY} concurrent requests | hub | SeaweedFS S3 |")
     print("| --- | --- | --- |")
     for row in rows:
@@ -133,7 +151,9 @@ def main() -> int:
     return 0
 
 
-def _run(root: Path, size: int, seconds: float) -> list[str]:
+def _run(
+    root: Path, size: int, seconds: float, only: str | None, profile: Path | None
+) -> list[str]:
     with run_seaweedfs(root / "weed") as weed:
         prefix = weed.new_prefix()
         env = _env(root / "home", f"s3://{weed.bucket}/{prefix}", weed.endpoint)
@@ -155,9 +175,34 @@ def _run(root: Path, size: int, seconds: float) -> list[str]:
             assert hub.stdout is not None
             line = hub.stdout.readline()
             hub_url = line.split()[-1]
-            return trio.run(
-                measure, hub_url, token, f"{weed.endpoint}/{weed.bucket}/{prefix}", size, seconds
+            spy = None
+            if profile is not None:
+                spy = subprocess.Popen(
+                    [
+                        "py-spy",
+                        "record",
+                        "--gil",
+                        "--format",
+                        "raw",
+                        "--pid",
+                        str(hub.pid),
+                        "-o",
+                        str(profile),
+                    ]
+                )
+            rows = trio.run(
+                measure,
+                hub_url,
+                token,
+                f"{weed.endpoint}/{weed.bucket}/{prefix}",
+                size,
+                seconds,
+                only,
             )
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
+                spy.wait(60)
+            return rows
         finally:
             hub.terminate()
             hub.wait(10)

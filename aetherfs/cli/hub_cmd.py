@@ -199,7 +199,7 @@ def login(ctx: Context, args: argparse.Namespace) -> int:
 
 def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: Callable[[argparse.ArgumentParser], None],
+    common: Callable[..., None],
     json_flag: Callable[[argparse.ArgumentParser], None],
 ) -> None:
     hub = sub.add_parser(
@@ -251,15 +251,15 @@ def register(
     p.add_argument("--admin", action="store_true", help="a hub admin: every role everywhere")
     p.add_argument("--agent", action="store_true", help="the token of an agent (agent:NAME)")
     p.add_argument("--group", action="append", default=[], help="a group it belongs to")
-    common(p)
+    common(p, nested=True)
     json_flag(p)
     p.set_defaults(run=token_create)
     p = token_actions.add_parser("revoke", help="delete every token with this name")
     p.add_argument("--name", required=True)
-    common(p)
+    common(p, nested=True)
     p.set_defaults(run=token_revoke)
     p = token_actions.add_parser("list", help="list tokens (names, never secrets)")
-    common(p)
+    common(p, nested=True)
     json_flag(p)
     p.set_defaults(run=token_list)
 
@@ -273,6 +273,6 @@ def register(
     p.add_argument("dataset", metavar="NAME")
     p.add_argument("subject", metavar="SUBJECT", help="user:NAME, group:NAME, agent:ID, anyone")
     p.add_argument("role", choices=["read", "write", "admin", "none"])
-    common(p)
+    common(p, nested=True)
     json_flag(p)
     p.set_defaults(run=grant)

@@ -26,19 +26,29 @@ examples:
 """
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, nested: bool = False) -> None:
+    """--store, --keys, --hub. `nested`: on a sub-action whose parent has them too.
+
+    A sub-action's defaults would overwrite what was given before it (`hub --store X token
+    create`), so there they default to nothing at all (SUPPRESS) and the parent's stand.
+    """
+    default = argparse.SUPPRESS if nested else None
     parser.add_argument(
         "--store",
         metavar="URL",
+        default=default,
         help="store URL (default: AETHERFS_STORE, else an embedded store under XDG_DATA_HOME)",
     )
     parser.add_argument(
         "--keys",
         metavar="FILE",
+        default=default,
         help="keyring file (default: AETHERFS_KEYS, "
         "else one per store under XDG_CONFIG_HOME/aetherfs/keys)",
     )
-    parser.add_argument("--hub", metavar="URL", help="work through this hub (or AETHERFS_HUB)")
+    parser.add_argument(
+        "--hub", metavar="URL", default=default, help="work through this hub (or AETHERFS_HUB)"
+    )
 
 
 def _json(parser: argparse.ArgumentParser) -> None:

@@ -85,7 +85,7 @@ class Hub:
 
     @classmethod
     def create(cls, config: HubConfig, repo: Repository, http: httpx.AsyncClient) -> Hub:
-        service = HubService(repo, config.acl_cache_seconds)
+        service = HubService(repo, config.acl_cache_seconds, config.tag_cache_seconds)
         limiter = trio.CapacityLimiter(config.store_threads)
         oidc = OidcVerifier(config.oidc, http) if config.oidc else None
         auth = Authenticator(service.tokens, oidc, limiter, config.token_cache_seconds)

@@ -47,6 +47,8 @@ class HubConfig:
     poll_interval: float = 1.0  # how often watched datasets' tags are re-read from the store
     token_cache_seconds: float = 2.0  # revocation takes effect within this
     acl_cache_seconds: float = 2.0  # and grants made through another hub within this
+    # The file server's view of tag heads: moves through another hub are served within this.
+    tag_cache_seconds: float = 1.0
     store_threads: int = 32
     grpc_threads: int = 64  # each open Watch stream holds one
     limits: Limits = field(default_factory=Limits)

@@ -16,6 +16,7 @@ TOKENS = "hub/tokens/"
 ACLS = "hub/acl/"
 AGENTS = "hub/agents/"
 AUDIT = "hub/audit/"
+UPLOADS = "hub/uploads/"
 
 _AGENT_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 
@@ -26,6 +27,15 @@ def token_key(token_hash: str) -> str:
 
 def acl_key(dataset: str) -> str:
     return f"{ACLS}{dataset}/@acl.json"
+
+
+def uploads_prefix(dataset: str) -> str:
+    return f"{UPLOADS}{dataset}/@packs/"
+
+
+def upload_key(dataset: str, pack_hex: str) -> str:
+    """That a writer of `dataset` sent this pack's bytes through its path (proof it holds them)."""
+    return f"{uploads_prefix(dataset)}{pack_hex}"
 
 
 def check_agent_id(agent_id: str) -> str:

@@ -21,6 +21,7 @@ from aetherfs.hub import layout as hub_layout
 from aetherfs.hub.acl import AclStore, check_subject
 from aetherfs.hub.audit import AuditLog
 from aetherfs.hub.auth import Principal, TokenRegistry
+from aetherfs.hub.caches import Lru, ManifestCache, PackScope
 from aetherfs.hub.enrol import Enrolment
 from aetherfs.hub.errors import Unauthenticated
 from aetherfs.ops import compare
@@ -45,6 +46,13 @@ def tag_json(signed: SignedTag) -> dict[str, Any]:
     }
 
 
+def _no_such_pack(dataset: str, pack_id: PackId) -> NotFound:
+    return NotFound(
+        f"pack {pack_id.short()} is not a stored pack of {dataset}: only packs that "
+        "manifests named by its tags use are served through its path"
+    )
+
+
 def _need_login(principal: Principal | None) -> Principal:
     if principal is None:
         raise Unauthenticated("authentication required: send `Authorization: Bearer TOKEN`")
@@ -52,13 +60,25 @@ def _need_login(principal: Principal | None) -> Principal:
 
 
 class HubService:
-    def __init__(self, repo: Repository, acl_cache_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        acl_cache_seconds: float = 0.0,
+        tag_cache_seconds: float = 0.0,
+        pack_scope_seconds: float = 30.0,
+    ) -> None:
         self.repo = repo
         self.store = repo.store
         self.tokens = TokenRegistry(repo.store)
         self.acls = AclStore(repo.store, acl_cache_seconds)
         self.audit = AuditLog(repo.store)
         self.enrolment = Enrolment(repo)
+        # Opened manifests (immutable); tag heads and existing datasets for the file server
+        # (short-lived; this hub's own moves replace them at once); each dataset's packs.
+        self.manifests = ManifestCache(repo.get_manifest)
+        self._heads: Lru[tuple[str, str], SignedTag] = Lru(1024, tag_cache_seconds)
+        self._existing: Lru[str, bool] = Lru(1024, tag_cache_seconds)
+        self.packs = PackScope(repo.list_tags, self.manifests, pack_scope_seconds)
 
     # Access -------------------------------------------------------------------------------
     def require(self, principal: Principal | None, dataset: str, role: str) -> None:
@@ -82,8 +102,15 @@ class HubService:
         }
 
     # Datasets -----------------------------------------------------------------------------
-    def dataset_exists(self, dataset: str) -> bool:
-        return self.store.exists(layout.dataset_key(dataset))
+    def dataset_exists(self, dataset: str, cached: bool = False) -> bool:
+        """`cached`: an answer up to `tag_cache_seconds` old will do (the file server's)."""
+        if cached:
+            known = self._existing.get(dataset)
+            if known is not None:
+                return known
+        exists = self.store.exists(layout.dataset_key(dataset))
+        self._existing.put(dataset, exists)
+        return exists
 
     def list_datasets(self, principal: Principal | None) -> list[dict[str, Any]]:
         found = []
@@ -121,6 +148,7 @@ class HubService:
         if self.dataset_exists(dataset):
             raise Conflict(f"dataset {dataset} already exists")
         self.repo.ensure_dataset(dataset)
+        self._existing.put(dataset, True)
         self.acls.set(dataset, who.subject, "admin")
         self.audit.record(who, "dataset.create", dataset)
         return {"name": dataset}
@@ -132,8 +160,13 @@ class HubService:
             raise NotFound(f"dataset {dataset} does not exist")
         for key in list(self.store.list(layout.tags_prefix(dataset))):
             self.store.delete(key)
+        for key in list(self.store.list(hub_layout.uploads_prefix(dataset))):
+            self.store.delete(key)
         self.store.delete(layout.dataset_key(dataset))
         self.acls.drop(dataset)
+        self._existing.put(dataset, False)
+        self._heads.drop(lambda key: key[0] == dataset)
+        self.packs.drop(dataset)
         self.audit.record(principal, "dataset.delete", dataset)
 
     # Tags ---------------------------------------------------------------------------------
@@ -144,10 +177,18 @@ class HubService:
         return {t: tag_json(h.current) for t, h in sorted(self.repo.list_tags(dataset).items())}
 
     def tag_heads(self, dataset: str) -> dict[str, tuple[int, str]]:
-        """tag -> (seq, manifest hex), unchecked access: the watcher's cheap view."""
+        """tag -> (seq, manifest hex), unchecked access: the watcher's cheap view.
+
+        The watcher calls this every poll: what it reads also refreshes the dataset's pack
+        set and the file server's tag heads.
+        """
+        read_at = time.monotonic()
+        tags = self.repo.list_tags(dataset)
+        self.packs.update(dataset, tags, read_at)
+        for tag, history in tags.items():
+            self._heads.put((dataset, tag), history.current)
         return {
-            t: (h.current.record.seq, h.current.record.manifest_id.hex())
-            for t, h in self.repo.list_tags(dataset).items()
+            t: (h.current.record.seq, h.current.record.manifest_id.hex()) for t, h in tags.items()
         }
 
     def get_tag(self, principal: Principal | None, dataset: str, tag: str) -> dict[str, Any]:
@@ -214,6 +255,7 @@ class HubService:
             self.audit.record(
                 principal, "tag.set", dataset, tag=tag, manifest=manifest_id.hex(), seq=seq + 1
             )
+            self._heads.put((dataset, tag), signed)
             return tag_json(signed)
         raise Conflict(f"{dataset}:{tag} is being updated by many writers at once; retry")
 
@@ -221,10 +263,17 @@ class HubService:
     def version(
         self, principal: Principal | None, dataset: str, tag: str
     ) -> tuple[Manifest, ManifestId]:
-        """The decrypted manifest a tag names (for the file server and the web pages)."""
+        """The decrypted manifest a tag names (for the file server and the web pages).
+
+        The tag's head may be up to `tag_cache_seconds` old when moved through another hub.
+        """
         self.require(principal, dataset, "read")
-        manifest_id = self.repo.resolve(dataset, check_tag(tag)).record.manifest_id
-        return self.repo.get_manifest(dataset, manifest_id), manifest_id
+        head = self._heads.get((dataset, check_tag(tag)))
+        if head is None:
+            head = self.repo.resolve(dataset, tag)
+            self._heads.put((dataset, tag), head)
+        manifest_id = head.record.manifest_id
+        return self.manifests.get(dataset, manifest_id), manifest_id
 
     def diff(self, principal: Principal | None, dataset: str, a: str, b: str) -> dict[str, Any]:
         """What changed from tag A to tag B, and what B costs a holder of A."""
@@ -270,43 +319,58 @@ class HubService:
         manifest = open_manifest(
             manifest_id, stored, dataset, self.repo.keyring.dataset_key(dataset)
         )
-        # No manifest (so no tag) may name a block, or a base, the store cannot serve.
         if manifest.base is not None and not self.store.exists(layout.manifest_key(manifest.base)):
             raise NotFound(
                 f"manifest {manifest_id.short()} is a delta on {manifest.base.short()}, which "
                 "is not in the store: put the base first"
             )
+        # No manifest (so no tag) may name a block the store cannot serve, nor a pack that is
+        # neither the dataset's already nor sent through its path: else a writer who learnt
+        # another dataset's pack id could tag a manifest naming it, then read it from here.
         packs: set[PackId] = set()
         for ref in manifest.unique_blocks().values():
             if ref.pack is None:
                 raise IntegrityError(f"block {ref.id.short()} has no pack: upload packs first")
             packs.add(ref.pack)
         for pack_id in sorted(packs):
-            if not self.store.exists(layout.pack_key(pack_id)):
-                raise NotFound(f"pack {pack_id.short()} is not in the store: upload it first")
+            if not self.store.exists(layout.pack_key(pack_id)) or not (
+                self.store.exists(hub_layout.upload_key(dataset, pack_id.hex()))
+                or self.packs.allows(dataset, pack_id)
+            ):
+                raise NotFound(
+                    f"pack {pack_id.short()} is not in the store as a pack of {dataset}: "
+                    f"upload it through {dataset} first"
+                )
         created = self.store.put_if_absent(layout.manifest_key(manifest_id), stored)
         if created:
             self.audit.record(principal, "manifest.put", dataset, manifest=manifest_id.hex())
         return created
 
     # Packs --------------------------------------------------------------------------------
-    # Packs hold the namespace's blocks (ciphertext; keys are in manifests); a dataset's
-    # readers read them and its writers add them, through the dataset's path.
-    def pack_size(self, principal: Principal | None, dataset: str, pack_id: PackId) -> int:
+    # Packs hold the namespace's blocks (ciphertext; keys are in manifests). A dataset's
+    # writers add them through its path; its readers read only the packs its tagged
+    # manifests (current or past) use. Not one of them, or not stored: the same 404.
+    def _require_pack(self, principal: Principal | None, dataset: str, pack_id: PackId) -> str:
         self.require(principal, dataset, "read")
+        if not self.packs.allows(dataset, pack_id):
+            raise _no_such_pack(dataset, pack_id)
+        return layout.pack_key(pack_id)
+
+    def pack_size(self, principal: Principal | None, dataset: str, pack_id: PackId) -> int:
+        key = self._require_pack(principal, dataset, pack_id)
         try:
-            return self.store.size(layout.pack_key(pack_id))
+            return self.store.size(key)
         except NotFound:
-            raise NotFound(f"pack {pack_id.short()} is not in the store") from None
+            raise _no_such_pack(dataset, pack_id) from None
 
     def get_pack_range(
         self, principal: Principal | None, dataset: str, pack_id: PackId, start: int, length: int
     ) -> bytes:
-        self.require(principal, dataset, "read")
+        key = self._require_pack(principal, dataset, pack_id)
         try:
-            return self.store.get_range(layout.pack_key(pack_id), start, length)
+            return self.store.get_range(key, start, length)
         except NotFound:
-            raise NotFound(f"pack {pack_id.short()} is not in the store") from None
+            raise _no_such_pack(dataset, pack_id) from None
 
     def put_pack(
         self, principal: Principal | None, dataset: str, pack_id: PackId, data: bytes
@@ -314,6 +378,8 @@ class HubService:
         """Store a pack after checking its bytes against its id; False if already there."""
         self.require(principal, dataset, "write")
         created = self.repo.put_pack(pack_id, data)  # IntegrityError if the id does not match
+        # The writer holds these bytes: its manifests may name the pack (see put_manifest).
+        self.store.put_if_absent(hub_layout.upload_key(dataset, pack_id.hex()), b"{}")
         if created:
             self.audit.record(principal, "pack.put", dataset, pack=pack_id.hex(), size=len(data))
         return created

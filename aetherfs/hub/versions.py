@@ -69,6 +69,9 @@ def file_etag(entry: FileEntry) -> str:
 
 
 class ManifestTree:
+    # lookup and children are dict reads: the file server calls them without a thread.
+    blocking_lookups = False
+
     def __init__(
         self, manifest: Manifest, manifest_id: ManifestId, read_blocks: ReadBlocks
     ) -> None:
@@ -87,19 +90,25 @@ class ManifestTree:
                 siblings.add(child)
                 child = parent
         self._offsets: dict[str, list[int]] = {}
+        self._nodes: dict[str, files.Node] = {}
 
     def _node(self, path: str) -> files.Node:
+        node = self._nodes.get(path)
+        if node is not None:
+            return node
         entry = self._entries.get(path)
         if entry is None:  # an implicit directory (a parent no entry names)
             return files.Node(path, files.DIRECTORY, mode=0o755)
-        return files.Node(
+        node = files.Node(
             path,
             _KINDS[entry.kind],
             entry.size,
             entry.mode,
-            file_etag(entry) if entry.kind == FILE else "",
+            file_etag(entry) if entry.kind == FILE else "",  # hashes every block id: keep it
             entry.target,
         )
+        self._nodes[path] = node
+        return node
 
     def lookup(self, path: str) -> files.Node | None:
         if path in self._entries or path in self._children:

@@ -347,7 +347,9 @@ def web_routes(hub: Hub) -> list[BaseRoute]:
                 check_dataset_name(name)
             except InvalidInput:
                 continue
-            if service.acls.allowed(who, name, "read") and service.dataset_exists(name):
+            if service.acls.allowed(who, name, "read") and service.dataset_exists(
+                name, cached=True
+            ):
                 return name, segments[i], "/".join(segments[i + 1 :])
         if who is None:
             raise Unauthenticated("authentication required: send `Authorization: Bearer TOKEN`")
@@ -358,8 +360,12 @@ def web_routes(hub: Hub) -> list[BaseRoute]:
         rest = request.path_params["rest"]
         raw = request.scope.get("raw_path") or request.url.path.encode()
         path = files.check_url_path(raw, rest)
-        name, tag, sub = await hub.run(resolve, who, path.split("/"))
-        tree = await hub.run(open_version, who, name, check_tag(tag))
+
+        def find() -> tuple[str, str, str, ManifestTree]:
+            name, tag, sub = resolve(who, path.split("/"))
+            return name, tag, sub, open_version(who, name, check_tag(tag))
+
+        name, tag, sub, tree = await hub.run(find)  # one trip to a worker thread
         return await files.serve_path(
             request,
             tree,

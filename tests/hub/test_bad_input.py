@@ -15,6 +15,7 @@ from aetherfs.core.ids import PackId
 from aetherfs.core.manifest import FILE, FileEntry, Manifest, seal_manifest
 from aetherfs.hub.config import HubConfig, Limits
 from aetherfs.repo import Repository
+from aetherfs.store.layout import pack_key
 from tests.hub.helpers import RunningHub, publish, start_hub
 
 
@@ -124,7 +125,13 @@ async def test_racing_tag_sets_one_wins(hub: RunningHub, tmp_path: Path) -> None
 
 
 async def test_pack_bytes_must_match_id(hub: RunningHub, tmp_path: Path) -> None:
-    publish(hub.repo, tmp_path / "v1", "team/geo-db", ["1.0.0"])
+    v1 = publish(hub.repo, tmp_path / "v1", "team/geo-db", ["1.0.0"])
+    used = min(
+        ref.pack
+        for ref in hub.repo.get_manifest("team/geo-db", v1.manifest_id).unique_blocks().values()
+        if ref.pack is not None
+    )
+    stored = hub.repo.store.get(pack_key(used))
     reader = hub.token("rita")
     data = bytes(range(256)) * 40
     right = PackId.of(data).hex()
@@ -139,15 +146,18 @@ async def test_pack_bytes_must_match_id(hub: RunningHub, tmp_path: Path) -> None
         assert (await c.put(base + right, content=data)).status_code == 201
         again = await c.put(base + right, content=data)
         assert again.status_code == 200 and again.json()["created"] is False
-        head = await c.head(base + right)
-        assert head.status_code == 200 and head.headers["content-length"] == str(len(data))
-        part = await c.get(base + right, headers={"Range": "bytes=10-19"})
-        assert part.status_code == 206 and part.content == data[10:20]
-        assert (await c.get(base + right)).content == data
-        past = await c.get(base + right, headers={"Range": f"bytes={len(data)}-"})
+        # Stored, but no manifest a tag of the dataset names uses it: not served.
+        assert (await c.head(base + right)).status_code == 404
+        assert (await c.get(base + right)).status_code == 404
+        head = await c.head(base + used.hex())
+        assert head.status_code == 200 and head.headers["content-length"] == str(len(stored))
+        part = await c.get(base + used.hex(), headers={"Range": "bytes=10-19"})
+        assert part.status_code == 206 and part.content == stored[10:20]
+        assert (await c.get(base + used.hex())).content == stored
+        past = await c.get(base + used.hex(), headers={"Range": f"bytes={len(stored)}-"})
         assert past.status_code == 416
     async with hub.client(reader) as r:
-        assert (await r.get(base + right, headers={"Range": "bytes=0-0"})).status_code == 206
+        assert (await r.get(base + used.hex(), headers={"Range": "bytes=0-0"})).status_code == 206
         assert (await r.put(base + right, content=data)).status_code == 403
 
 
