@@ -12,7 +12,6 @@ import httpx
 import trio
 
 from aetherfs.agent.config import AgentConfig, build_config, load_toml
-from aetherfs.agent.daemon import run_agent
 from aetherfs.cli.context import Context
 from aetherfs.cli.hub_cmd import HubContext
 from aetherfs.cli.output import human_bytes, print_json, table, when
@@ -139,6 +138,10 @@ def agent(context: Context, args: argparse.Namespace) -> int:
     if hub:
         config = dataclasses.replace(config, store_url=context.hub_url)  # type: ignore[attr-defined]
     try:
+        # Imported here: the daemon pulls in grpc, Hypercorn and Starlette, which every other
+        # command would otherwise pay for at start-up.
+        from aetherfs.agent.daemon import run_agent
+
         trio.run(run_agent, config, None, context.repository if hub else None, args.report_interval)
     except BaseExceptionGroup as group:
         # Task failures arrive grouped; one AetherError or OSError is said plainly.

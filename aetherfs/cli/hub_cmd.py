@@ -22,7 +22,6 @@ from aetherfs.hub.auth import TokenRegistry
 from aetherfs.hub.client import HubClient, save_token, saved_token
 from aetherfs.hub.config import HubConfig, OidcConfig
 from aetherfs.hub.remote import HubRepository
-from aetherfs.hub.server import HubAddresses, serve_hub
 from aetherfs.repo import Repository
 
 EXAMPLES = """\
@@ -68,6 +67,10 @@ def hub_config(args: argparse.Namespace) -> HubConfig:
 
 
 def serve(ctx: Context, args: argparse.Namespace) -> int:
+    # Imported here: the server pulls in grpc, Hypercorn and Starlette, which every other
+    # command would otherwise pay for at start-up.
+    from aetherfs.hub.server import HubAddresses, serve_hub
+
     config = hub_config(args)
     repo = ctx.repository(create=True)
 

@@ -8,7 +8,6 @@ from urllib.parse import unquote, urlparse
 from aetherfs.errors import InvalidInput
 from aetherfs.store.base import Store
 from aetherfs.store.local import LocalStore
-from aetherfs.store.s3 import S3Settings, S3Store
 
 
 def open_store(url: str, s3_endpoint: str | None = None, s3_region: str | None = None) -> Store:
@@ -18,6 +17,9 @@ def open_store(url: str, s3_endpoint: str | None = None, s3_region: str | None =
             raise InvalidInput(f"file store URLs name a local path: file:///path, not {url}")
         return LocalStore(Path(unquote(parsed.path)))
     if parsed.scheme == "s3":
+        # boto3 takes a quarter of a second to import: only S3 users pay for it.
+        from aetherfs.store.s3 import S3Settings, S3Store
+
         if len(parsed.netloc) < 3:
             raise InvalidInput(f"S3 store URL needs a bucket of 3+ characters: {url}")
         return S3Store(
