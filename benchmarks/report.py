@@ -178,6 +178,9 @@ def render(results: Path) -> str:
     rows, costs = goals(compare, throughput)
     notes_file = results / "notes.md"
     notes = notes_file.read_text() if notes_file.exists() else ""
+    # The hub's and the agent's figures (issues 3 and 4), written by hand from their runs.
+    services_file = results / "services.md"
+    services = services_file.read_text() if services_file.exists() else ""
     parts = [
         INTRO.format(
             machine=compare["machine"],
@@ -212,6 +215,7 @@ def render(results: Path) -> str:
         "## Throughput and memory\n",
         _body(results, "throughput"),
         METHOD,
+        services,
         "## Earlier figures\n",
         "`benchmarks/results/before-packs/` holds the same side-by-side and throughput run on "
         "the first core (FastCDC 256K/1M/4M, one store object per block, no page-aligned "
