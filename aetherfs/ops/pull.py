@@ -106,19 +106,22 @@ def _link_sources(manifest: Manifest, trusted: dict[str, TrustedFile]) -> dict[s
     return sources
 
 
-def _settle_clock(probe: Path, newest_ns: int) -> None:
-    """Wait until a file written now gets an mtime later than `newest_ns`.
+def _settle_clock(probe: Path, newest_ns: int) -> int:
+    """Wait (briefly) until a file written now gets an mtime later than `newest_ns`.
 
     File times have a coarse granularity: a file changed right after the pull, within the
     tick of its last write by the pull, would keep its recorded mtime and be trusted wrongly.
-    Once the clock has moved past every recorded mtime, any later change shows (git's
-    "racily clean" problem, solved at write time).
+    Once the clock has moved past a recorded mtime, any later change shows (git's "racily
+    clean" problem, solved at write time). Returns the mtime a file written now gets.
     """
-    deadline = time.monotonic() + 1.0
+    deadline = time.monotonic() + 0.5
     probe.touch()
-    while probe.stat().st_mtime_ns <= newest_ns and time.monotonic() < deadline:
+    now_ns = probe.stat().st_mtime_ns
+    while now_ns <= newest_ns and time.monotonic() < deadline:
         time.sleep(0.001)
         os.utime(probe)
+        now_ns = probe.stat().st_mtime_ns
+    return now_ns
 
 
 def _marker(
@@ -141,12 +144,14 @@ def _marker(
             st = (staging / entry.path).lstat()
             files.append(PulledFile(entry.path, Stamp.of(st), stat.S_IMODE(st.st_mode), blocks))
     written = [f.stamp.mtime_ns for f in files if f.path not in linked]
-    _settle_clock(staging / MARKER, max(written, default=0))
+    now_ns = _settle_clock(staging / MARKER, max(written, default=0))
+    # On a file system with very coarse times the wait can give up: files whose mtime a
+    # change now would not move are left out, so the next pull reads and hashes them.
     return {
         "dataset": manifest.dataset,
         "manifest": manifest_id.hex(),
         "time": time.time(),
-        "files": [pulled_file_to_json(f) for f in files],
+        "files": [pulled_file_to_json(f) for f in files if f.stamp.mtime_ns < now_ns],
     }
 
 
