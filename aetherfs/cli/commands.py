@@ -102,6 +102,8 @@ def pull(ctx: Context, args: argparse.Namespace) -> int:
                 "directory": str(result.target),
                 "files": result.files,
                 "bytes": result.bytes,
+                "linked_files": result.linked_files,
+                "linked_bytes": result.linked_bytes,
                 "blocks_by_source": counts.blocks,
                 "bytes_by_source": counts.bytes,
                 "seconds": result.seconds,
@@ -110,6 +112,11 @@ def pull(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     print(f"pulled {ref} ({manifest_id.short()}) into {result.target}")
     print(f"  files   {result.files}, {human_bytes(result.bytes)}")
+    if result.linked_files:
+        print(
+            f"  linked  {result.linked_files} unchanged files, {human_bytes(result.linked_bytes)}"
+            " (kept from the previous pull, not rewritten)"
+        )
     for source in ("local", "cache", "store"):
         if source in counts.blocks:
             print(

@@ -1,26 +1,77 @@
-"""Write one version's tree into an empty directory, many blocks at once, memory bounded."""
+"""Write one version's tree into an empty directory, many blocks at once, memory bounded.
+
+Files the caller knows to exist already with exactly the right bytes and mode are hard-linked
+instead of written; they are never opened for writing here.
+"""
 
 from __future__ import annotations
 
 import os
+import stat
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from aetherfs.core.blocks import BlockRef
 from aetherfs.core.ids import BlockId
-from aetherfs.core.manifest import DIRECTORY, FILE, SYMLINK, Manifest
+from aetherfs.core.manifest import DIRECTORY, FILE, SYMLINK, FileEntry, Manifest
 from aetherfs.core.packs import plan_reads
 from aetherfs.fetch.planner import BlockFetcher
 from aetherfs.ops.atomic import fsync_dir
+from aetherfs.ops.reuse import Stamp
 
 Progress = Callable[[int], None]
 
 
-def _placements(manifest: Manifest) -> dict[BlockId, tuple[BlockRef, list[tuple[str, int]]]]:
+@dataclass(frozen=True, slots=True)
+class LinkSource:
+    """An existing file vouched to hold exactly an entry's bytes and mode while its stat holds."""
+
+    path: Path
+    stamp: Stamp
+    mode: int
+
+
+def _still_vouched(path: Path, source: LinkSource) -> bool:
+    try:
+        st = path.lstat()
+    except OSError:
+        return False
+    return (
+        stat.S_ISREG(st.st_mode)
+        and Stamp.of(st) == source.stamp
+        and stat.S_IMODE(st.st_mode) == source.mode
+    )
+
+
+def _link(source: LinkSource, path: Path) -> bool:
+    """Hard-link `source` at `path`; False (and nothing at `path`) if that cannot be done."""
+    try:
+        os.link(source.path, path, follow_symlinks=False)
+    except OSError:
+        return False  # e.g. another device: the file is written from blocks instead
+    if _still_vouched(path, source):
+        return True
+    path.unlink()
+    return False
+
+
+def _write_file(entry: FileEntry, path: Path, fetcher: BlockFetcher) -> None:
+    path.unlink()
+    with path.open("wb") as f:
+        for ref in entry.blocks:
+            f.write(fetcher.plaintext(ref))
+
+
+def _placements(
+    manifest: Manifest, skip: set[str]
+) -> dict[BlockId, tuple[BlockRef, list[tuple[str, int]]]]:
     places: dict[BlockId, tuple[BlockRef, list[tuple[str, int]]]] = {}
     for entry in manifest.files:
+        if entry.path in skip:
+            continue
         offset = 0
         for ref in entry.blocks:
             places.setdefault(ref.id, (ref, []))[1].append((entry.path, offset))
@@ -34,8 +85,16 @@ def build_tree(
     fetcher: BlockFetcher,
     workers: int = 8,
     progress: Progress | None = None,
-) -> None:
-    """Create every directory, file and symlink of `manifest` under the empty `target`."""
+    links: Mapping[str, LinkSource] | None = None,
+) -> set[str]:
+    """Create every directory, file and symlink of `manifest` under the empty `target`.
+
+    A file named in `links` is hard-linked from its source when possible (and then neither
+    written, chmod-ed nor fsync-ed: the source already has the mode and is durable). Returns
+    the paths linked.
+    """
+    links = links or {}
+    linked: set[str] = set()
     target.mkdir(parents=True, exist_ok=True)
     for entry in manifest.files:
         if entry.kind == DIRECTORY:
@@ -44,10 +103,16 @@ def build_tree(
         if entry.kind == FILE:
             path = target / entry.path
             path.parent.mkdir(parents=True, exist_ok=True)
+            source = links.get(entry.path)
+            if source is not None and _link(source, path):
+                linked.add(entry.path)
+                if progress:
+                    progress(entry.size)
+                continue
             with path.open("wb") as f:
                 f.truncate(entry.size)
 
-    placements = _placements(manifest)
+    placements = _placements(manifest, skip=linked)
 
     def place(batch: tuple[BlockRef, ...]) -> None:
         plaintexts = fetcher.plaintexts(batch)
@@ -79,12 +144,19 @@ def build_tree(
                 future.cancel()
             raise
 
+    # A linked file shares its inode with the old tree until the swap: if someone changed it
+    # there meanwhile, it no longer holds the version's bytes, so write it afresh.
+    for entry in manifest.files:
+        if entry.path in linked and not _still_vouched(target / entry.path, links[entry.path]):
+            linked.discard(entry.path)
+            _write_file(entry, target / entry.path, fetcher)
+
     for entry in manifest.files:
         path = target / entry.path
         if entry.kind == SYMLINK:
             path.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(entry.target, path)
-        elif entry.kind == FILE:
+        elif entry.kind == FILE and entry.path not in linked:
             fd = os.open(path, os.O_RDONLY)
             try:
                 os.fsync(fd)
@@ -97,3 +169,4 @@ def build_tree(
             os.chmod(target / entry.path, entry.mode | 0o700)
             fsync_dir(target / entry.path)
     fsync_dir(target)
+    return linked

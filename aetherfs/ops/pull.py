@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
+import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,13 +20,21 @@ from pathlib import Path
 
 from aetherfs.cache import BlockCache
 from aetherfs.core.ids import ManifestId
-from aetherfs.core.manifest import Manifest
+from aetherfs.core.manifest import FILE, Manifest
 from aetherfs.errors import InvalidInput, LocalIOError
 from aetherfs.fetch.planner import BlockFetcher, SourceCounts
 from aetherfs.fetch.sources import BlockSource
 from aetherfs.ops.atomic import exchange, fsync_dir
-from aetherfs.ops.materialise import build_tree
-from aetherfs.ops.reuse import index_directory
+from aetherfs.ops.materialise import LinkSource, build_tree
+from aetherfs.ops.reuse import (
+    Blocks,
+    PulledFile,
+    Stamp,
+    TrustedFile,
+    index_pulled_directory,
+    pulled_file_to_json,
+    read_marker,
+)
 from aetherfs.ops.scan import PULL_MARKER as MARKER
 
 Progress = Callable[[int], None]
@@ -39,6 +49,8 @@ class PullResult:
     bytes: int
     counts: SourceCounts
     seconds: float
+    linked_files: int = 0  # unchanged files hard-linked from the previous tree, not rewritten
+    linked_bytes: int = 0
 
 
 def local_io_error(exc: OSError, target: Path, needed: int) -> LocalIOError:
@@ -66,6 +78,83 @@ def _check_target(target: Path, force: bool) -> None:
         )
 
 
+def _link_sources(manifest: Manifest, trusted: dict[str, TrustedFile]) -> dict[str, LinkSource]:
+    """Files of the new version an old, still-vouched file holds exactly (bytes and mode).
+
+    Each old file is linked at most once, preferably at its own path, so no two files of the
+    new tree share an inode.
+    """
+    by_blocks: dict[tuple[Blocks, int], list[TrustedFile]] = {}
+    for item in trusted.values():
+        if item.record.blocks and item.mode == item.record.mode:
+            by_blocks.setdefault((item.record.blocks, item.mode), []).append(item)
+    used: set[str] = set()
+    sources: dict[str, LinkSource] = {}
+    wanted = [(e, tuple((r.digest, r.size) for r in e.blocks)) for e in manifest.files]
+    wanted = [(e, blocks) for e, blocks in wanted if e.kind == FILE and blocks]
+    for same_path in (True, False):
+        for entry, blocks in wanted:
+            if entry.path in sources:
+                continue
+            for item in by_blocks.get((blocks, entry.mode), []):
+                if item.record.path not in used and (
+                    item.record.path == entry.path or not same_path
+                ):
+                    used.add(item.record.path)
+                    sources[entry.path] = LinkSource(item.path, item.record.stamp, item.mode)
+                    break
+    return sources
+
+
+def _settle_clock(probe: Path, newest_ns: int) -> int:
+    """Wait (briefly) until a file written now gets an mtime later than `newest_ns`.
+
+    File times have a coarse granularity: a file changed right after the pull, within the
+    tick of its last write by the pull, would keep its recorded mtime and be trusted wrongly.
+    Once the clock has moved past a recorded mtime, any later change shows (git's "racily
+    clean" problem, solved at write time). Returns the mtime a file written now gets.
+    """
+    deadline = time.monotonic() + 0.5
+    probe.touch()
+    now_ns = probe.stat().st_mtime_ns
+    while now_ns <= newest_ns and time.monotonic() < deadline:
+        time.sleep(0.001)
+        os.utime(probe)
+        now_ns = probe.stat().st_mtime_ns
+    return now_ns
+
+
+def _marker(
+    manifest: Manifest,
+    manifest_id: ManifestId,
+    staging: Path,
+    links: dict[str, LinkSource],
+    linked: set[str],
+) -> dict[str, object]:
+    files: list[PulledFile] = []
+    for entry in manifest.files:
+        if entry.kind != FILE:
+            continue
+        blocks = tuple((ref.digest, ref.size) for ref in entry.blocks)
+        if entry.path in linked:
+            # Its stat as vouched before linking: a change since then must show next time.
+            source = links[entry.path]
+            files.append(PulledFile(entry.path, source.stamp, source.mode, blocks))
+        else:
+            st = (staging / entry.path).lstat()
+            files.append(PulledFile(entry.path, Stamp.of(st), stat.S_IMODE(st.st_mode), blocks))
+    written = [f.stamp.mtime_ns for f in files if f.path not in linked]
+    now_ns = _settle_clock(staging / MARKER, max(written, default=0))
+    # On a file system with very coarse times the wait can give up: files whose mtime a
+    # change now would not move are left out, so the next pull reads and hashes them.
+    return {
+        "dataset": manifest.dataset,
+        "manifest": manifest_id.hex(),
+        "time": time.time(),
+        "files": [pulled_file_to_json(f) for f in files if f.stamp.mtime_ns < now_ns],
+    }
+
+
 def pull_manifest(
     manifest: Manifest,
     manifest_id: ManifestId,
@@ -83,11 +172,17 @@ def pull_manifest(
     if staging.exists() or staging.is_symlink():
         shutil.rmtree(staging)  # left by an interrupted pull; its blocks are in the cache
     wanted = {ref.digest for ref in manifest.iter_blocks()}
-    local = index_directory(target, manifest.chunking, wanted, skip=frozenset({MARKER}))
-    fetcher = BlockFetcher(sources, cache, local)
+    previous = read_marker(target / MARKER) if target.is_dir() else {}
+    local = index_pulled_directory(
+        target, manifest.chunking, wanted, previous, skip=frozenset({MARKER})
+    )
+    links = _link_sources(manifest, local.trusted)
+    fetcher = BlockFetcher(sources, cache, local.chunks)
     try:
-        build_tree(manifest, staging, fetcher, workers=workers, progress=progress)
-        marker = {"dataset": manifest.dataset, "manifest": manifest_id.hex(), "time": time.time()}
+        linked = build_tree(
+            manifest, staging, fetcher, workers=workers, progress=progress, links=links
+        )
+        marker = _marker(manifest, manifest_id, staging, links, linked)
         (staging / MARKER).write_text(json.dumps(marker) + "\n")
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)  # give the space back; DIR is untouched
@@ -102,6 +197,10 @@ def pull_manifest(
     fsync_dir(target.parent)
     if cache is not None:
         cache.evict(pinned=manifest.unique_blocks())
+    linked_entries = [e for e in manifest.files if e.path in linked]
+    linked_bytes = sum(e.size for e in linked_entries)
+    if linked_entries:
+        fetcher.counts.add("linked", sum(len(e.blocks) for e in linked_entries), linked_bytes)
     return PullResult(
         dataset=manifest.dataset,
         manifest_id=manifest_id,
@@ -110,4 +209,6 @@ def pull_manifest(
         bytes=manifest.total_size,
         counts=fetcher.counts,
         seconds=time.monotonic() - started,
+        linked_files=len(linked_entries),
+        linked_bytes=linked_bytes,
     )

@@ -3,17 +3,30 @@
 Chunking the existing files with the manifest's parameters and hashing each chunk gives the
 plaintext digests the manifest records, so matching needs no keys and trusts nothing: a local
 chunk is only used if its BLAKE3 equals the digest in the (authenticated) manifest.
+
+A directory filled by `aetherfs pull` carries a marker recording, per file written, its stat
+(size, mtime_ns, inode, mode) and the digests of its blocks. A file whose stat still matches is
+known to hold those blocks without reading it (rsync's quick check, made race-free at write
+time, see `pull.py`): its chunks are indexed from the record, and a file the new version keeps
+unchanged can be hard-linked instead of rewritten. Any other file is chunked as above.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import blake3
 
 from aetherfs.core.chunking import ChunkParams, chunk_stream
+
+Blocks = tuple[tuple[bytes, int], ...]  # (plaintext digest, size) of each block, in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,28 +36,138 @@ class LocalChunk:
     size: int
 
 
-def index_directory(
-    root: Path, params: ChunkParams, wanted: set[bytes], skip: frozenset[str] = frozenset()
-) -> dict[bytes, LocalChunk]:
-    """Map plaintext digest -> where that chunk lies under `root`, for digests in `wanted`."""
-    found: dict[bytes, LocalChunk] = {}
-    if not root.is_dir() or not wanted:
-        return found
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """What changes when a file's bytes change (short of someone forging the mtime)."""
+
+    size: int
+    mtime_ns: int
+    ino: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> Stamp:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@dataclass(frozen=True, slots=True)
+class PulledFile:
+    """One regular file as a pull wrote it: where, its stat then, its mode and its blocks."""
+
+    path: str  # relative, '/'-separated
+    stamp: Stamp
+    mode: int
+    blocks: Blocks
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedFile:
+    """A file under the directory whose stat still matches its record."""
+
+    path: Path
+    record: PulledFile
+    mode: int  # its permission bits now (a chmod leaves the mtime alone)
+
+
+@dataclass(slots=True)
+class DirectoryIndex:
+    chunks: dict[bytes, LocalChunk]
+    trusted: dict[str, TrustedFile]  # by relative path
+    chunked_files: int = 0  # files read and chunked because no record vouched for them
+
+
+def pulled_file_to_json(item: PulledFile) -> dict[str, Any]:
+    return {
+        "path": item.path,
+        "size": item.stamp.size,
+        "mtime_ns": item.stamp.mtime_ns,
+        "ino": item.stamp.ino,
+        "mode": item.mode,
+        "digests": base64.b64encode(b"".join(d for d, _ in item.blocks)).decode(),
+        "sizes": [size for _, size in item.blocks],
+    }
+
+
+def _pulled_file_from_json(doc: dict[str, Any]) -> PulledFile:
+    digests = base64.b64decode(doc["digests"], validate=True)
+    sizes = [int(s) for s in doc["sizes"]]
+    if len(digests) != 32 * len(sizes) or sum(sizes) != int(doc["size"]):
+        raise ValueError("block list does not add up")
+    blocks = tuple((digests[32 * i : 32 * i + 32], size) for i, size in enumerate(sizes))
+    stamp = Stamp(int(doc["size"]), int(doc["mtime_ns"]), int(doc["ino"]))
+    return PulledFile(str(doc["path"]), stamp, int(doc["mode"]), blocks)
+
+
+def read_marker(path: Path) -> dict[str, PulledFile]:
+    """The files a previous pull recorded in its marker; empty if missing, old or corrupt."""
+    try:
+        doc = json.loads(path.read_text())
+        return {f.path: f for f in map(_pulled_file_from_json, doc["files"])}
+    except (OSError, ValueError, KeyError, TypeError, binascii.Error):
+        return {}  # no usable record: every file is chunked and hashed instead
+
+
+def _chunk_file(
+    path: Path, params: ChunkParams, wanted: set[bytes], found: dict[bytes, LocalChunk]
+) -> None:
+    try:
+        with path.open("rb") as stream:
+            for chunk in chunk_stream(stream, params):
+                digest = blake3.blake3(chunk.data).digest()
+                if digest in wanted and digest not in found:
+                    found[digest] = LocalChunk(path, chunk.offset, len(chunk.data))
+    except OSError:
+        pass  # unreadable local file: fetch those blocks instead
+
+
+def index_pulled_directory(
+    root: Path,
+    params: ChunkParams,
+    wanted: set[bytes],
+    records: dict[str, PulledFile],
+    skip: frozenset[str] = frozenset(),
+) -> DirectoryIndex:
+    """Index `root`: recorded files whose stat matches from their record, the rest by chunking.
+
+    Symlinks are never followed, so a record can only vouch for a regular file inside `root`.
+    """
+    index = DirectoryIndex({}, {})
+    if not root.is_dir():
+        return index
+    unvouched: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
         for name in filenames:
             path = Path(dirpath) / name
-            if name in skip or path.is_symlink() or not path.is_file():
+            if name in skip:
                 continue
             try:
-                with path.open("rb") as stream:
-                    for chunk in chunk_stream(stream, params):
-                        digest = blake3.blake3(chunk.data).digest()
-                        if digest in wanted and digest not in found:
-                            found[digest] = LocalChunk(path, chunk.offset, len(chunk.data))
+                st = path.lstat()
             except OSError:
-                continue  # unreadable local file: fetch those blocks instead
-    return found
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            record = records.get(path.relative_to(root).as_posix())
+            if record is None or Stamp.of(st) != record.stamp:
+                unvouched.append(path)
+                continue
+            index.trusted[record.path] = TrustedFile(path, record, stat.S_IMODE(st.st_mode))
+            offset = 0
+            for digest, size in record.blocks:
+                if digest in wanted and digest not in index.chunks:
+                    index.chunks[digest] = LocalChunk(path, offset, size)
+                offset += size
+    if wanted:
+        for path in unvouched:
+            _chunk_file(path, params, wanted, index.chunks)
+            index.chunked_files += 1
+    return index
+
+
+def index_directory(
+    root: Path, params: ChunkParams, wanted: set[bytes], skip: frozenset[str] = frozenset()
+) -> dict[bytes, LocalChunk]:
+    """Map plaintext digest -> where that chunk lies under `root`, for digests in `wanted`."""
+    return index_pulled_directory(root, params, wanted, {}, skip).chunks
 
 
 def read_local_chunk(chunk: LocalChunk, digest: bytes) -> bytes | None:
