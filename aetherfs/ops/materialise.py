@@ -116,17 +116,23 @@ def build_tree(
 
     def place(batch: tuple[BlockRef, ...]) -> None:
         plaintexts = fetcher.plaintexts(batch)
-        for ref in batch:
-            data = plaintexts[ref.id]
-            spots = placements[ref.id][1]
-            for rel, offset in spots:
-                fd = os.open(target / rel, os.O_WRONLY)
-                try:
+        # A batch is a run of one pack, mostly consecutive blocks of a few files: open each
+        # file once per batch, not once per block.
+        opened: dict[str, int] = {}
+        try:
+            for ref in batch:
+                data = plaintexts[ref.id]
+                spots = placements[ref.id][1]
+                for rel, offset in spots:
+                    fd = opened.get(rel)
+                    if fd is None:
+                        fd = opened[rel] = os.open(target / rel, os.O_WRONLY)
                     os.pwrite(fd, data, offset)
-                finally:
-                    os.close(fd)
-            if progress:
-                progress(len(data) * len(spots))
+                if progress:
+                    progress(len(data) * len(spots))
+        finally:
+            for fd in opened.values():
+                os.close(fd)
 
     # Batches follow the store's packs, so a batch the store serves is one ranged GET.
     batches = [read.blocks for read in plan_reads(ref for ref, _ in placements.values())]
