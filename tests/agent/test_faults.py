@@ -145,8 +145,12 @@ def test_altered_cache_block_is_dropped_and_refetched(
         str(cache),
         data_root=tmp_path / "root2",
     )
-    snap = other.wait_live("team/geo-db:stable", v1)
+    other.wait_live("team/geo-db:stable", v1)
     assert tree(tmp_path / "root2/team/geo-db/stable") == tree(src)
+    # The cache figures in status are refreshed just after the switch: wait for them.
+    snap = other.wait_for(
+        lambda snap: snap["cache"]["corrupt_dropped"] >= 1, "the cache figures", 30
+    )
     assert snap["cache"]["corrupt_dropped"] == 1
     assert snap["blocks_by_source"]["store"] == 1
     assert snap["bytes_by_source"]["store"] == size
