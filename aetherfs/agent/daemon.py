@@ -6,6 +6,7 @@ run_agent
   ├─ http (unix socket) the same app
   ├─ grpc               AgentService on its own threads, crossing in with the trio token
   ├─ cache stats        usage and eviction, every few seconds
+  ├─ hub watch          through a hub: its watch stream wakes the channel loops
   └─ channel loops      one per subscription: watch, build, switch
 """
 
@@ -27,7 +28,7 @@ from aetherfs.agent.log import Logger
 from aetherfs.agent.report import REPORT_EVERY, report_to_hub
 from aetherfs.agent.sources import RateLimit
 from aetherfs.agent.state import AgentState
-from aetherfs.agent.watch import RepoHandle, StorePoller, TagWatcher
+from aetherfs.agent.watch import HubLink, HubStreamWatcher, RepoHandle, StorePoller, TagWatcher
 from aetherfs.cache import BlockCache
 from aetherfs.core.ids import ManifestId
 from aetherfs.repo import Repository
@@ -56,6 +57,7 @@ class Agent:
         self._manifest_locks: dict[ManifestId, trio.Lock] = {}
         self.building = 0
         self.report_every = 0.0  # status reports to a hub: only when working through one
+        self.hub_watch: HubStreamWatcher | None = None
         self.loops = [ChannelLoop(self, ch) for ch in self.state.channels.values()]
         self.cancel_scope: trio.CancelScope | None = None
         self.nursery: trio.Nursery | None = None
@@ -143,13 +145,18 @@ async def run_agent(
     log: Logger | None = None,
     open_repo: Callable[[], Repository] | None = None,
     report_every: float = REPORT_EVERY,
+    hub: HubLink | None = None,
 ) -> None:
-    """Run until cancelled or asked to stop. `open_repo` replaces opening the store (a hub)."""
+    """Run until cancelled or asked to stop. `open_repo` replaces opening the store (a hub);
+    `hub` names the hub whose watch stream wakes the channel loops."""
     log = log or Logger()
     agent = Agent(config, log)
     if open_repo is not None:
         agent.repos.opener = open_repo
         agent.report_every = report_every
+    if hub is not None and not config.read_only:
+        agent.hub_watch = HubStreamWatcher(agent, hub)
+        agent.state.hub_watch = agent.hub_watch.status
     dataroot = agent.dataroot
     if not config.read_only:
         await trio.to_thread.run_sync(dataroot.lock, config.wait_for_lock)
@@ -192,6 +199,8 @@ async def _serve(agent: Agent) -> None:
         nursery.start_soon(_cache_stats, agent)
         if agent.report_every:
             nursery.start_soon(report_to_hub, agent, agent.report_every)
+        if agent.hub_watch is not None:
+            nursery.start_soon(agent.hub_watch.run)
         for loop in agent.loops:
             nursery.start_soon(loop.run)
         log.info(

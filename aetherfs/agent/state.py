@@ -113,6 +113,7 @@ class AgentState:
         self.store_reachable: bool | None = None
         self.versions: list[dict[str, Any]] = []
         self.hub_report: dict[str, Any] = {}
+        self.hub_watch: dict[str, dict[str, Any]] = {}  # dataset -> its watch stream's state
         self._listeners: set[trio.MemorySendChannel[VersionLive]] = set()
 
     # Counters from fetch threads -------------------------------------------------------
@@ -190,6 +191,7 @@ class AgentState:
             "versions": self.versions,
             "file_reads": reads,
             "hub_report": self.hub_report or None,
+            "hub_watch": {k: dict(v) for k, v in self.hub_watch.items()} or None,
             "last_error": self.last_error,
             "last_error_time": self.last_error_time,
         }

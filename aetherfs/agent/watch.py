@@ -1,20 +1,32 @@
 """Tag watchers: how the agent learns that a channel moved.
 
-`StorePoller` reads the signed tag record from the store (verified by `Repository`). A hub
-client with a long-poll or streaming watch endpoint implements the same protocol later.
+`StorePoller` reads the signed tag record from the store, or through a hub (verified by
+`Repository` either way). Through a hub, `HubStreamWatcher` follows the hub's watch stream and
+wakes a channel's loop when its tag moves, so the poll interval only matters when the stream
+is down.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
 
+import httpx
 import trio
 
 from aetherfs.agent.config import AgentConfig, Subscription
 from aetherfs.core.tags import TagRecord
+from aetherfs.errors import AetherError, StoreUnavailable
 from aetherfs.repo import Repository, open_keyring
 from aetherfs.store import open_store
+
+if TYPE_CHECKING:
+    from aetherfs.agent.channel import ChannelLoop
+    from aetherfs.agent.daemon import Agent
 
 
 class TagWatcher(Protocol):
@@ -56,3 +68,139 @@ class StorePoller:
             repo.resolve, sub.dataset, sub.channel, limiter=self.repos.limiter
         )
         return signed.record
+
+
+@dataclass(frozen=True)
+class HubLink:
+    """How to reach the hub the agent works through (for its watch stream)."""
+
+    url: str
+    token: str | None = None
+    ca_file: str | None = None
+
+
+WATCH_RETRY_FIRST = 0.5  # seconds before the first reconnect; doubles per failure
+WATCH_RETRY_MAX = 30.0
+WATCH_READ_TIMEOUT = 45.0  # the hub pings every 15 s: three missed pings mean a dead stream
+
+
+class HubStreamWatcher:
+    """Follows the hub's watch stream (server-sent events) for each subscribed dataset.
+
+    An event never makes anything live by itself: it wakes the channel's loop, which reads the
+    signed tag record and verifies it as always. So the stream only decides *when* to look.
+    When the stream drops, the loops are woken at each reconnect attempt (polling, with the
+    reconnect's exponential backoff), and the first events after a reconnect are the current
+    heads, so a move made while the stream was down is seen as soon as it is back.
+    """
+
+    def __init__(self, agent: Agent, hub: HubLink) -> None:
+        self.agent = agent
+        self.hub = hub
+        self.status: dict[str, dict[str, Any]] = {}
+
+    def loops_for(self, dataset: str) -> list[ChannelLoop]:
+        return [loop for loop in self.agent.loops if loop.sub.dataset == dataset]
+
+    async def run(self) -> None:
+        datasets = sorted({loop.sub.dataset for loop in self.agent.loops})
+        headers = {"Authorization": f"Bearer {self.hub.token}"} if self.hub.token else {}
+        verify: Any = self.hub.ca_file if self.hub.ca_file else True
+        timeout = httpx.Timeout(10.0, read=WATCH_READ_TIMEOUT)
+        async with (
+            httpx.AsyncClient(
+                base_url=self.hub.url.rstrip("/"), headers=headers, timeout=timeout, verify=verify
+            ) as client,
+            trio.open_nursery() as nursery,
+        ):
+            for dataset in datasets:
+                nursery.start_soon(self.follow, client, dataset)
+
+    async def follow(self, client: httpx.AsyncClient, dataset: str) -> None:
+        log = self.agent.log
+        status: dict[str, Any] = {
+            "connected": False,
+            "since": None,
+            "events": 0,
+            "last_event": None,
+            "last_error": None,
+            "retries": 0,
+            "next_retry": None,
+        }
+        self.status[dataset] = status
+        tags = sorted({loop.sub.channel for loop in self.loops_for(dataset)})
+        path = f"/v1/datasets/{quote(dataset, safe='/')}/-/watch"
+        failures = 0
+        while True:
+            try:
+                async with client.stream("GET", path, params={"tag": tags}) as response:
+                    if response.status_code != 200:
+                        body = (await response.aread())[:300].decode(errors="replace")
+                        raise StoreUnavailable(
+                            f"the hub's watch stream answered {response.status_code}: {body}"
+                        )
+                    status.update(connected=True, since=time.time(), retries=0, next_retry=None)
+                    status["last_error"] = None
+                    failures = 0
+                    log.info("hub.watch.connected", dataset=dataset, hub=self.hub.url)
+                    async for event in sse_events(response.aiter_lines()):
+                        self.on_event(dataset, event)
+                raise StoreUnavailable("the hub closed its watch stream")
+            except (httpx.HTTPError, AetherError) as exc:
+                failures += 1
+                delay = min(WATCH_RETRY_MAX, WATCH_RETRY_FIRST * 2 ** min(failures - 1, 20))
+                message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                status.update(
+                    connected=False,
+                    last_error=message,
+                    retries=failures,
+                    next_retry=time.time() + delay,
+                )
+                log.warning(
+                    "hub.watch.dropped",
+                    dataset=dataset,
+                    error=message,
+                    retry_in=round(delay, 3),
+                    attempt=failures,
+                )
+            # Fallback while the stream is down: poll now, then again at each reconnect.
+            for loop in self.loops_for(dataset):
+                loop.poke()
+            await trio.sleep(delay)
+
+    def on_event(self, dataset: str, event: dict[str, str]) -> None:
+        if event.get("event") != "tag":
+            return
+        try:
+            doc = json.loads(event.get("data", ""))
+            tag, seq = str(doc["tag"]), int(doc["seq"])
+        except (ValueError, KeyError, TypeError):
+            self.agent.log.warning("hub.watch.bad_event", dataset=dataset, data=event.get("data"))
+            return
+        status = self.status[dataset]
+        status["events"] += 1
+        status["last_event"] = time.time()
+        for loop in self.loops_for(dataset):
+            if loop.sub.channel == tag and seq > loop.highest_seq:
+                self.agent.log.info("hub.watch.moved", dataset=dataset, tag=tag, seq=seq)
+                loop.poke()
+
+
+async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, str]]:
+    """Server-sent events as dicts of their fields (`event`, `data`, `id`); comments skipped."""
+    fields: dict[str, str] = {}
+    async for line in lines:
+        if not line:
+            if "data" in fields:
+                fields.setdefault("event", "message")
+                yield fields
+            fields = {}
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data" and "data" in fields:
+            fields["data"] += "\n" + value
+        else:
+            fields[name] = value

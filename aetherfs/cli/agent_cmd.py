@@ -141,8 +141,21 @@ def agent(context: Context, args: argparse.Namespace) -> int:
         # Imported here: the daemon pulls in grpc, Hypercorn and Starlette, which every other
         # command would otherwise pay for at start-up.
         from aetherfs.agent.daemon import run_agent
+        from aetherfs.agent.watch import HubLink
 
-        trio.run(run_agent, config, None, context.repository if hub else None, args.report_interval)
+        link = (
+            HubLink(context.hub_url, context.token, context.ca_file)  # type: ignore[attr-defined]
+            if hub
+            else None
+        )
+        trio.run(
+            run_agent,
+            config,
+            None,
+            context.repository if hub else None,
+            args.report_interval,
+            link,
+        )
     except BaseExceptionGroup as group:
         # Task failures arrive grouped; one AetherError or OSError is said plainly.
         inner = _single(group)
