@@ -40,7 +40,11 @@ class Run:
     stderr: str
 
     def json(self) -> Any:
-        return json.loads(self.stdout)
+        data = json.loads(self.stdout)
+        if isinstance(data, dict) and "directory" in data:
+            # Results are committed: keep no path of the machine that ran them.
+            data["directory"] = Path(data["directory"]).name
+        return data
 
 
 def _peak_rss(pid: int) -> int | None:
