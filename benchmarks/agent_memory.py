@@ -19,8 +19,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,8 +26,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.agent_switch import cli, status
-from tests.fixtures.ports import free_port
+from benchmarks.agent_switch import cli, start_agent, status
 
 FILES = 16
 CHUNK = 8 << 20
@@ -82,29 +79,7 @@ def main() -> None:
         shutil.rmtree(src)  # the disk holds store + cache + data root, not the source too
         sock = work / "root/.agent/agent.sock"
         extra = ["--fetch-workers", str(args.fetch_workers)] if args.fetch_workers else []
-        agent = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "aetherfs.cli.main",
-                "agent",
-                "--data-root",
-                str(work / "root"),
-                "--subscribe",
-                "team/mem:stable",
-                "--poll-interval",
-                "0.2",
-                "--listen-http",
-                f"127.0.0.1:{free_port()}",
-                "--listen-grpc",
-                "",
-                "--cache-limit",
-                f"{size * 2}",
-                *extra,
-            ],
-            env=env,
-            stderr=subprocess.DEVNULL,
-        )
+        agent = start_agent(env, work / "root", "team/mem:stable", size * 2, *extra)
         try:
             deadline = time.monotonic() + 60
             while not sock.exists() and time.monotonic() < deadline:

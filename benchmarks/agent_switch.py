@@ -100,6 +100,35 @@ def vm_hwm(pid: int) -> int:
     return 0
 
 
+def start_agent(
+    env: dict[str, str], data_root: Path, subscription: str, cache_limit: int, *extra: str
+) -> subprocess.Popen[bytes]:
+    """An agent process subscribed to one channel, polling fast, REST on a free port."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aetherfs.cli.main",
+            "agent",
+            "--data-root",
+            str(data_root),
+            "--subscribe",
+            subscription,
+            "--poll-interval",
+            "0.2",
+            "--listen-http",
+            f"127.0.0.1:{free_port()}",
+            "--listen-grpc",
+            "",
+            "--cache-limit",
+            str(cache_limit),
+            *extra,
+        ],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def rclone(env: dict[str, str], *args: str) -> float:
     started = time.monotonic()
     done = subprocess.run(["rclone", *args], env=env, capture_output=True, text=True)
@@ -133,28 +162,7 @@ def main() -> None:
             make_dataset(src, size, 1)
             v1 = cli(env, "push", str(src), "team/bench:1.0.0", "--no-latest")["manifest"]
             sock = work / "root/.agent/agent.sock"
-            agent = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "aetherfs.cli.main",
-                    "agent",
-                    "--data-root",
-                    str(work / "root"),
-                    "--subscribe",
-                    "team/bench:stable",
-                    "--poll-interval",
-                    "0.2",
-                    "--listen-http",
-                    f"127.0.0.1:{free_port()}",
-                    "--listen-grpc",
-                    "",
-                    "--cache-limit",
-                    f"{size * 3}",
-                ],
-                env=env,
-                stderr=subprocess.DEVNULL,
-            )
+            agent = start_agent(env, work / "root", "team/bench:stable", size * 3)
             try:
                 started = time.monotonic()
                 cli(env, "tag", "team/bench:1.0.0", "stable")
