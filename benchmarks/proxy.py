@@ -15,6 +15,7 @@ import socket
 import socketserver
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from io import BufferedReader
 from typing import cast
@@ -22,6 +23,8 @@ from urllib.parse import parse_qs, urlsplit
 
 _BUFFER = 1024 * 1024
 _MAX_HEAD = 64 * 1024
+
+Counting = Callable[[int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,18 +94,25 @@ def _headers(lines: list[bytes]) -> dict[str, str]:
     return found
 
 
-def _copy_exact(reader: BufferedReader, sock: socket.socket, length: int) -> int:
+def _ignore(size: int) -> None:
+    pass
+
+
+def _copy_exact(
+    reader: BufferedReader, sock: socket.socket, length: int, count: Counting = _ignore
+) -> int:
     left = length
     while left > 0:
         piece = reader.read(min(_BUFFER, left))
         if not piece:
             raise _Closed("connection closed in the middle of a body")
+        count(len(piece))  # before sending: the peer may act on the bytes at once
         sock.sendall(piece)
         left -= len(piece)
     return length
 
 
-def _copy_chunked(reader: BufferedReader, sock: socket.socket) -> int:
+def _copy_chunked(reader: BufferedReader, sock: socket.socket, count: Counting = _ignore) -> int:
     """Forward a chunked body as it is; return its payload size."""
     payload = 0
     while True:
@@ -117,13 +127,14 @@ def _copy_chunked(reader: BufferedReader, sock: socket.socket) -> int:
                 sock.sendall(trailer)
                 if trailer in (b"\r\n", b"\n", b""):
                     return payload
-        payload += _copy_exact(reader, sock, size)
+        payload += _copy_exact(reader, sock, size, count)
         sock.sendall(reader.readline(_MAX_HEAD))  # CRLF after the chunk
 
 
-def _copy_to_close(reader: BufferedReader, sock: socket.socket) -> int:
+def _copy_to_close(reader: BufferedReader, sock: socket.socket, count: Counting) -> int:
     total = 0
     while piece := reader.read1(_BUFFER):
+        count(len(piece))
         sock.sendall(piece)
         total += len(piece)
     return total
@@ -167,21 +178,24 @@ class _Handler(socketserver.BaseRequestHandler):
                     client.sendall(b"".join(response) + b"\r\n")
                     response = _read_head(up_reader)
                     status = int(response[0].split()[1])
+                # Counted before the client sees the response, so a snapshot taken once
+                # the client has its answer always includes this request.
+                self.server.record(classify(method, target, headers), sent, 0)
                 client.sendall(b"".join(response) + b"\r\n")
                 rheaders = _headers(response)
                 close = "close" in (
                     headers.get("connection", "").lower() + rheaders.get("connection", "").lower()
                 )
+                count = self.server.add_down
                 if method == "HEAD" or status in (204, 304):
-                    received = 0
+                    pass
                 elif "chunked" in rheaders.get("transfer-encoding", "").lower():
-                    received = _copy_chunked(up_reader, client)
+                    _copy_chunked(up_reader, client, count)
                 elif "content-length" in rheaders:
-                    received = _copy_exact(up_reader, client, int(rheaders["content-length"]))
+                    _copy_exact(up_reader, client, int(rheaders["content-length"]), count)
                 else:
-                    received = _copy_to_close(up_reader, client)
+                    _copy_to_close(up_reader, client, count)
                     close = True
-                self.server.record(classify(method, target, headers), sent, received)
                 if close:
                     return
         except (_Closed, OSError):
@@ -208,6 +222,10 @@ class _Server(socketserver.ThreadingTCPServer):
             self.requests[kind] += 1
             self.up += up
             self.down += down
+
+    def add_down(self, size: int) -> None:
+        with self.lock:
+            self.down += size
 
 
 class CountingProxy:
