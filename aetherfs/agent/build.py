@@ -94,7 +94,7 @@ def build_version(
     progress.files_linked = len(to_link)
     progress.bytes_total = sum(e.size for e in to_write if e.kind == FILE)
     progress.blocks_total = len(wanted)
-    progress.blocks_missing = sum(1 for block_id in wanted if block_id not in cache)
+    progress.blocks_missing = len(wanted) - len(cache.has(wanted))
 
     sources = fetch_sources(cache, repo, state.count_fetch, stop, store_limit)
     fetcher = BlockFetcher(sources, cache)

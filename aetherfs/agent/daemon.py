@@ -16,7 +16,6 @@ import contextlib
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import trio
@@ -112,11 +111,10 @@ class Agent:
         if evict:
             pinned = await self.disk(self.dataroot.pinned_blocks)
             freed = await self.disk(self.cache.evict, pinned)
-        entries = await self.disk(self.cache._entries)
-        sizes = await self.disk(lambda: sum(_size(p) for p in entries))
+        stats = await self.disk(self.cache.stats)
         s = self.state
         s.cache_evicted_bytes += freed
-        s.cache_bytes, s.cache_blocks = sizes, len(entries)
+        s.cache_bytes, s.cache_blocks = stats.bytes, stats.blocks
         s.cache_corrupt_dropped = self.cache.corrupt_dropped
         s.versions = [
             {
@@ -130,14 +128,7 @@ class Agent:
             for info in sorted(await self.disk(self.dataroot.all_versions), key=lambda i: i.built)
         ]
         if freed:
-            self.log.info("cache.evicted", bytes=freed, cache_bytes=sizes)
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
+            self.log.info("cache.evicted", bytes=freed, cache_bytes=stats.bytes)
 
 
 async def run_agent(

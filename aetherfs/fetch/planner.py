@@ -63,14 +63,15 @@ class BlockFetcher:
             found = source.fetch(wanted)
             still: list[BlockRef] = []
             moved = 0
+            if self.cache is not None and source.name != "cache" and found:
+                # Kept before use: a pull killed after this point does not fetch them again.
+                self.cache.put_many(list(found.items()))
             for ref in wanted:
                 stored = found.get(ref.id)
                 if stored is None:
                     still.append(ref)
                     continue
                 result[ref.id] = open_block(ref, stored)
-                if self.cache is not None and source.name != "cache":
-                    self.cache.put(ref.id, stored)
                 moved += len(stored)
             if len(still) < len(wanted):
                 self._count(source.name, len(wanted) - len(still), moved)

@@ -30,12 +30,7 @@ class CacheSource:
         self.cache = cache
 
     def fetch(self, refs: Sequence[BlockRef]) -> dict[BlockId, bytes]:
-        found = {}
-        for ref in refs:
-            stored = self.cache.get(ref.id)
-            if stored is not None:
-                found[ref.id] = stored
-        return found
+        return self.cache.get_many([ref.id for ref in refs])
 
 
 class StoreSource:

@@ -14,10 +14,11 @@ import pytest
 
 from tests.agent.conftest import AgentFactory, push, tree, write_dataset
 from tests.conftest import Cli
+from tests.fixtures.cache_index import CachedBlock, cached_blocks
 
 
-def cache_files(cache: Path) -> dict[str, Path]:
-    return {p.name: p for p in cache.glob("??/*") if not p.name.startswith(".tmp-")}
+def cache_files(cache: Path) -> dict[str, CachedBlock]:
+    return cached_blocks(cache)
 
 
 def version_blocks(root: Path, manifest: str) -> set[str]:
@@ -131,10 +132,10 @@ def test_altered_cache_block_is_dropped_and_refetched(
     cache = first.data_root / ".agent/cache"
     files = cache_files(cache)
     assert len(files) >= 3
-    victim = sorted(files.values(), key=lambda p: p.stat().st_size)[-1]
-    size = victim.stat().st_size
-    with victim.open("r+b") as f:
-        f.seek(size // 2)
+    name, victim = max(files.items(), key=lambda item: item[1].size)
+    size = victim.size
+    with victim.segment.open("r+b") as f:
+        f.seek(victim.offset + size // 2)
         f.write(b"\x00altered\x00")
 
     # A second data root sharing the cache: every block is read from it, one is bad.
@@ -155,7 +156,10 @@ def test_altered_cache_block_is_dropped_and_refetched(
     assert snap["blocks_by_source"]["store"] == 1
     assert snap["bytes_by_source"]["store"] == size
     assert snap["blocks_by_source"]["cache"] == len(files) - 1
-    assert BlockIdOf(victim.read_bytes()) == victim.name  # refetched, intact
+    again = cache_files(cache)[name]  # refetched, kept again, intact
+    with again.segment.open("rb") as f:
+        f.seek(again.offset)
+        assert BlockIdOf(f.read(again.size)) == name
 
 
 def BlockIdOf(data: bytes) -> str:
@@ -226,7 +230,8 @@ def test_cache_bound_evicts_lru_but_never_live_blocks(
     snap = agent.wait_for(lambda s: s["cache"]["evicted_bytes"] > 0, "an eviction")
     assert set(cache_files(cache)) == v2_blocks
     assert not (agent.data_root / ".versions" / v1).exists()
-    assert snap["cache"]["bytes"] == sum(p.stat().st_size for p in cache_files(cache).values())
+    assert snap["cache"]["blocks"] == len(v2_blocks)
+    assert snap["cache"]["bytes"] == sum(p.stat().st_size for p in (cache / "segments").iterdir())
 
 
 def test_sigterm_during_download_stops_promptly_and_cleanly(

@@ -26,6 +26,7 @@ from aetherfs.store import layout
 from aetherfs.store.local import LocalStore
 from tests.cli.test_push_pull import make_tree, tree
 from tests.conftest import Cli
+from tests.fixtures.cache_index import cached_blocks
 
 
 def store_root(cli: Cli) -> Path:
@@ -172,9 +173,10 @@ def test_corrupt_cache_block_is_refetched_not_served(
 ) -> None:
     src, _ = published
     cache = cli.home / "cache" / "aetherfs" / "blocks"
-    for block in cache.rglob("*"):
-        if block.is_file():
-            block.write_bytes(b"garbage")
+    for block in cached_blocks(cache).values():
+        with block.segment.open("r+b") as f:
+            f.seek(block.offset)
+            f.write(b"garbage")
     fresh = tmp_path / "fresh"
     pulled = json.loads(cli("pull", "geo:1.0.0", str(fresh), "--json").out)
     assert "cache" not in pulled["bytes_by_source"]
@@ -222,7 +224,7 @@ def test_kill_9_mid_pull_then_pull_again(cli: Cli, tmp_path: Path) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    kill_when(proc, lambda: count_files(cache) >= 20)
+    kill_when(proc, lambda: len(cached_blocks(cache)) >= 20)
     # Killed half-way: DIR is still exactly the old state.
     assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
     assert (out / "old.txt").read_text() == "the old state"

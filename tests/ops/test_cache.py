@@ -1,0 +1,223 @@
+"""The block cache: segments plus an SQLite index; checked reads, LRU eviction, crashes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from aetherfs.cache import BlockCache
+from aetherfs.core.ids import BlockId
+from aetherfs.errors import StoreUnavailable
+
+
+def blocks(count: int, size: int = 10_000, seed: int = 0) -> list[tuple[BlockId, bytes]]:
+    out = []
+    for i in range(count):
+        data = (f"{seed}-{i}-".encode() * size)[:size]
+        out.append((BlockId.of(data), data))
+    return out
+
+
+def segment_files(root: Path) -> list[Path]:
+    return sorted((root / "segments").iterdir())
+
+
+def where(root: Path, block_id: BlockId) -> tuple[Path, int, int]:
+    db = sqlite3.connect(root / "index.sqlite")
+    try:
+        seq, offset, size = db.execute(
+            "SELECT segment, offset, size FROM blocks WHERE id = ?", (block_id.digest,)
+        ).fetchone()
+    finally:
+        db.close()
+    return root / "segments" / f"{seq:010d}", offset, size
+
+
+def test_blocks_survive_a_restart_in_few_files(tmp_path: Path) -> None:
+    cache = BlockCache(tmp_path / "c", limit=10**9)
+    items = blocks(300)
+    for start in range(0, 300, 100):
+        cache.put_many(items[start : start + 100])
+    cache.put_many(items[:10])  # held already: nothing written twice
+    stats = cache.stats()
+    assert stats.blocks == 300 and stats.bytes == 300 * 10_000
+    cache.close()
+
+    again = BlockCache(tmp_path / "c", limit=10**9)
+    ids = [block_id for block_id, _ in items]
+    assert again.get_many(ids) == dict(items)
+    assert len(segment_files(tmp_path / "c")) == 1  # one open segment took every batch
+    assert again.get(BlockId.of(b"never stored")) is None
+    assert items[5][0] in again and BlockId.of(b"x") not in again
+
+
+def test_altered_block_is_dropped_not_served(tmp_path: Path) -> None:
+    cache = BlockCache(tmp_path / "c", limit=10**9)
+    items = blocks(5)
+    cache.put_many(items)
+    victim = items[2][0]
+    path, offset, size = where(tmp_path / "c", victim)
+    with path.open("r+b") as f:
+        f.seek(offset + size // 2)
+        f.write(b"\x00altered\x00")
+    found = cache.get_many([block_id for block_id, _ in items])
+    assert victim not in found and len(found) == 4
+    assert cache.corrupt_dropped == 1
+    assert victim not in cache  # dropped from the index: refetched next time, then kept
+    cache.put(victim, items[2][1])
+    assert cache.get(victim) == items[2][1]
+
+
+def test_garbage_index_starts_the_cache_afresh(tmp_path: Path) -> None:
+    cache = BlockCache(tmp_path / "c", limit=10**9)
+    cache.put_many(blocks(3))
+    cache.close()
+    for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm"):
+        if (tmp_path / "c" / name).exists():
+            (tmp_path / "c" / name).write_bytes(b"garbage" * 1000)
+    again = BlockCache(tmp_path / "c", limit=10**9)
+    assert again.stats().blocks == 0
+    again.put_many(blocks(2, seed=1))
+    assert again.stats().blocks == 2
+
+
+def test_one_file_per_block_layout_is_removed(tmp_path: Path) -> None:
+    legacy = tmp_path / "c" / "ab" / ("ab" + "0" * 62)
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"old")
+    cache = BlockCache(tmp_path / "c", limit=10**9)
+    assert cache.stats().blocks == 0
+    assert not legacy.parent.exists()
+
+
+def test_eviction_drops_least_recently_used_and_moves_pinned(tmp_path: Path) -> None:
+    cache = BlockCache(tmp_path / "c", limit=30_000, segment_bytes=20_000)
+    old, mid, new = blocks(2, seed=1), blocks(2, seed=2), blocks(2, seed=3)
+    for group in (old, mid, new):  # each group fills one segment
+        cache.put_many(group)
+        time.sleep(0.01)
+    assert len(segment_files(tmp_path / "c")) == 3
+    cache.get(mid[0][0])  # `mid` is now the most recently used
+    pinned = {old[0][0]}
+    freed = cache.evict(pinned=pinned)
+    held = cache.has(block_id for block_id, _ in old + mid + new)
+    # `old` went first (its pinned block moved out), then `new`; `mid` was used last.
+    assert held == {old[0][0], mid[0][0], mid[1][0]}
+    assert freed == 60_000 - 30_000
+    assert cache.usage() == 30_000  # at the limit: `mid` stays
+    assert cache.get(old[0][0]) == old[0][1]
+
+
+def test_segment_of_pinned_blocks_only_is_kept(tmp_path: Path) -> None:
+    cache = BlockCache(tmp_path / "c", limit=0, segment_bytes=20_000)
+    items = blocks(2)
+    cache.put_many(items)
+    assert cache.evict(pinned=[block_id for block_id, _ in items]) == 0
+    assert cache.stats().blocks == 2
+
+
+def test_threads_share_one_cache(tmp_path: Path) -> None:
+    cache = BlockCache(tmp_path / "c", limit=10**9, segment_bytes=200_000)
+    groups = [blocks(40, seed=s) for s in range(6)]
+    errors: list[BaseException] = []
+
+    def work(group: list[tuple[BlockId, bytes]]) -> None:
+        try:
+            for start in range(0, len(group), 8):
+                cache.put_many(group[start : start + 8])
+                assert cache.get_many([b for b, _ in group[: start + 8]]) == dict(
+                    group[: start + 8]
+                )
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(g,)) for g in groups]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert cache.stats().blocks == 240
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from aetherfs.cache import BlockCache
+    from aetherfs.core.ids import BlockId
+
+    cache = BlockCache(Path(sys.argv[1]), limit=10**12, segment_bytes=4_000_000)
+    i = 0
+    while True:
+        batch = []
+        for _ in range(16):
+            data = (f"{i}-".encode() * 8000)[:60_000]
+            batch.append((BlockId.of(data), data))
+            i += 1
+        cache.put_many(batch)
+        if i == 320:
+            print("ready", flush=True)
+    """
+)
+
+
+def test_kill_9_while_writing_leaves_only_whole_blocks_indexed(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(root)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    cache = BlockCache(root, limit=10**12)
+    db = sqlite3.connect(root / "index.sqlite")
+    ids = [BlockId(row[0]) for row in db.execute("SELECT id FROM blocks")]
+    db.close()
+    assert len(ids) >= 320
+    assert len(cache.get_many(ids)) == len(ids) and cache.corrupt_dropped == 0
+    # The cache goes on from there: new blocks land in a segment of their own.
+    cache.put_many(blocks(3, seed=9))
+    assert cache.stats().blocks == len(ids) + 3
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_full_disk_is_a_clear_error_and_loses_nothing(tmp_path: Path) -> None:
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
+    try:
+        cache = BlockCache(mount / "c", limit=10**9)
+        first = blocks(10, size=50_000)
+        cache.put_many(first)
+        with pytest.raises(StoreUnavailable, match="No space left on device"):
+            cache.put_many(blocks(40, size=50_000, seed=1))
+        assert cache.get_many([b for b, _ in first]) == dict(first)
+        cache.close()
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_eviction_reaches_the_segment_still_open_for_appending(tmp_path: Path) -> None:
+    # One process, one open segment holding an old version's blocks and a new one's.
+    cache = BlockCache(tmp_path / "c", limit=0)
+    old, new = blocks(3, seed=1), blocks(3, seed=2)
+    cache.put_many(old)
+    cache.put_many(new)
+    assert len(segment_files(tmp_path / "c")) == 1
+    cache.evict(pinned=[block_id for block_id, _ in new])
+    assert cache.has(b for b, _ in old + new) == {b for b, _ in new}
+    assert cache.usage() == 30_000
+    assert cache.get_many([b for b, _ in new]) == dict(new)
+    cache.put_many(blocks(1, seed=3))  # appending goes on, in a fresh segment
+    assert cache.stats().blocks == 4
