@@ -184,8 +184,8 @@ def _entry_to_wire(entry: FileEntry) -> dict[str, Any]:
     return wire
 
 
-def _entry_from_wire(wire: dict[str, Any]) -> FileEntry:
-    blocks = tuple(_ref_from_wire(item) for item in wire.get("b", []))
+def _entry_from_wire(wire: dict[str, Any], packs: dict[bytes, PackId]) -> FileEntry:
+    blocks = tuple(_ref_from_wire(item, packs) for item in wire.get("b", []))
     chunking = wire.get("c")
     return FileEntry(
         path=str(wire["p"]),
@@ -212,15 +212,19 @@ def _ref_to_wire(ref: BlockRef) -> list[Any]:
     ]
 
 
-def _ref_from_wire(item: list[Any]) -> BlockRef:
+def _ref_from_wire(item: list[Any], packs: dict[bytes, PackId]) -> BlockRef:
     block_id, key, size, digest, stored_size, pack, offset = item
+    pack_id = packs.get(pack)
+    if pack_id is None:
+        # Thousands of blocks share a pack: one PackId object each, not one per block.
+        pack_id = packs[pack] = PackId(bytes(pack))
     return BlockRef(
         BlockId(bytes(block_id)),
         bytes(key),
         int(size),
         bytes(digest),
         int(stored_size),
-        PackId(bytes(pack)),
+        pack_id,
         int(offset),
     )
 
@@ -242,19 +246,49 @@ def encode(manifest: Manifest) -> bytes:
     return msgpack.packb(document, use_bin_type=True)
 
 
+def _read_document(raw: bytes) -> tuple[dict[str, Any], tuple[FileEntry, ...]]:
+    """The top-level fields, and the entries converted one at a time as they are read.
+
+    Streaming keeps the peak low: unpacking the whole document first would hold every
+    block's raw fields and its BlockRef at once (twice the memory, per block).
+    """
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=True, max_buffer_size=len(raw) + 1)
+    unpacker.feed(raw)
+    document: dict[str, Any] = {}
+    files: list[FileEntry] = []
+    packs: dict[bytes, PackId] = {}
+    for _ in range(unpacker.read_map_header()):
+        key = unpacker.unpack()
+        if key == "v":  # written first: a newer format is refused before its files are read
+            document[key] = unpacker.unpack()
+            _check_format(document[key])
+        elif key == "files":
+            for _ in range(unpacker.read_array_header()):
+                files.append(_entry_from_wire(unpacker.unpack(), packs))
+        else:
+            document[str(key)] = unpacker.unpack()
+    if unpacker.tell() != len(raw):
+        raise ValueError("bytes after the end of the document")
+    _check_format(document.get("v"))
+    return document, tuple(files)
+
+
+def _check_format(version: object) -> None:
+    if version != FORMAT_VERSION:
+        raise IntegrityError(
+            f"manifest format {version!r} is not supported (this build reads "
+            f"{FORMAT_VERSION}); upgrade aetherfs"
+        )
+
+
 def decode(raw: bytes) -> Manifest:
     try:
-        document = msgpack.unpackb(raw, raw=False, strict_map_key=True)
-        if document.get("v") != FORMAT_VERSION:
-            raise IntegrityError(
-                f"manifest format {document.get('v')!r} is not supported (this build reads "
-                f"{FORMAT_VERSION}); upgrade aetherfs"
-            )
+        document, files = _read_document(raw)
         manifest = Manifest(
             dataset=str(document["dataset"]),
             created=float(document["created"]),
             chunking=ChunkParams.from_list(list(document["chunking"])),
-            files=tuple(_entry_from_wire(e) for e in document["files"]),
+            files=files,
             meta={str(k): str(v) for k, v in document.get("meta", {}).items()},
             base=ManifestId(bytes(document["base"])) if "base" in document else None,
             removed=tuple(str(p) for p in document.get("removed", [])),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import stat
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,7 @@ Progress = Callable[[int], None]
 # worker busy and memory low; measured on 1 GiB (benchmarks.throughput): 2 MiB batches took
 # 3.7 s and 84 MB of RSS where 8 MiB took 4.1 s and 123 MB, both with 2 workers.
 BATCH_BYTES = 2 * 1024 * 1024
+WINDOW_BYTES = 256 * 1024 * 1024  # of files planned at once (see _batches)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,18 +70,39 @@ def _write_file(entry: FileEntry, path: Path, fetcher: BlockFetcher) -> None:
             f.write(fetcher.plaintext(ref))
 
 
-def _placements(
-    manifest: Manifest, skip: set[str]
-) -> dict[BlockId, tuple[BlockRef, list[tuple[str, int]]]]:
-    places: dict[BlockId, tuple[BlockRef, list[tuple[str, int]]]] = {}
-    for entry in manifest.files:
-        if entry.path in skip:
-            continue
+Spots = list[tuple[str, int]]  # (path, offset) where one block's plaintext goes
+Batch = tuple[tuple[BlockRef, Spots], ...]
+
+
+def _placements(entries: list[FileEntry]) -> dict[BlockId, tuple[BlockRef, Spots]]:
+    places: dict[BlockId, tuple[BlockRef, Spots]] = {}
+    for entry in entries:
         offset = 0
         for ref in entry.blocks:
             places.setdefault(ref.id, (ref, []))[1].append((entry.path, offset))
             offset += ref.size
     return places
+
+
+def _batches(files: list[FileEntry]) -> Iterator[Batch]:
+    """Batches of blocks in store order, planned one window of files at a time.
+
+    Planning the whole version at once would hold a placement for every block until the end;
+    a window of WINDOW_BYTES keeps that bounded however large the version. A block that
+    occurs in two windows is fetched twice, the second time from the cache.
+    """
+    window: list[FileEntry] = []
+    size = 0
+    for entry in [*files, None]:
+        if entry is not None:
+            window.append(entry)
+            size += entry.size
+        if window and (entry is None or size >= WINDOW_BYTES):
+            places = _placements(window)
+            refs = (ref for ref, _ in places.values())
+            for read in plan_reads(refs, max_range=BATCH_BYTES):
+                yield tuple(places[ref.id] for ref in read.blocks)
+            window, size = [], 0
 
 
 def build_tree(
@@ -116,17 +138,14 @@ def build_tree(
             with path.open("wb") as f:
                 f.truncate(entry.size)
 
-    placements = _placements(manifest, skip=linked)
-
-    def place(batch: tuple[BlockRef, ...]) -> None:
-        plaintexts = fetcher.plaintexts(batch)
+    def place(batch: Batch) -> None:
+        plaintexts = fetcher.plaintexts([ref for ref, _ in batch])
         # A batch is a run of one pack, mostly consecutive blocks of a few files: open each
         # file once per batch, not once per block.
         opened: dict[str, int] = {}
         try:
-            for ref in batch:
+            for ref, spots in batch:
                 data = plaintexts[ref.id]
-                spots = placements[ref.id][1]
                 for rel, offset in spots:
                     fd = opened.get(rel)
                     if fd is None:
@@ -139,12 +158,11 @@ def build_tree(
                 os.close(fd)
 
     # Batches follow the store's packs, so a batch the store serves is one ranged GET.
-    refs = (ref for ref, _ in placements.values())
-    batches = [read.blocks for read in plan_reads(refs, max_range=BATCH_BYTES)]
+    to_write = [e for e in manifest.files if e.kind == FILE and e.path not in linked]
     in_flight: deque[Future[None]] = deque()
     with ThreadPoolExecutor(workers, thread_name_prefix="fetch") as pool:
         try:
-            for batch in batches:
+            for batch in _batches(to_write):
                 while len(in_flight) >= workers + 2:
                     in_flight.popleft().result()
                 in_flight.append(pool.submit(place, batch))
