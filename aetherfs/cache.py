@@ -81,35 +81,50 @@ class BlockCache:
         self.limit = limit
         self.segment_bytes = segment_bytes
         self.corrupt_dropped = 0
-        self._lock = threading.Lock()  # guards the connection and the open segments
-        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()  # guards the fields below, never held around SQL
+        self._ready = False
+        # One connection per thread: readers run at once (WAL); writers queue in SQLite.
+        self._conns: dict[threading.Thread, sqlite3.Connection] = {}
         self._idle: list[_Segment] = []  # open for appending, not in use by a thread
         self._open: set[int] = set()  # every segment this process still appends to
 
     # -- the index -------------------------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
-        """The index, opened on first use (call with the lock held)."""
-        if self._db is None:
+        """This thread's connection to the index, opened on first use."""
+        me = threading.current_thread()
+        with self._lock:
+            db = self._conns.get(me)
+            if db is not None:
+                return db
             try:
-                self._segments_dir.mkdir(parents=True, exist_ok=True)
-                self._remove_legacy_layout()
-                try:
-                    self._db = self._open_index()
-                except sqlite3.DatabaseError:
-                    # Not a database any more (altered on disk): a cache can start again.
-                    self._start_afresh()
-                    self._db = self._open_index()
+                if not self._ready:
+                    self._prepare()
+                db = self._conns[me] = self._open_index()
             except (OSError, sqlite3.Error) as exc:
                 raise self._unusable(exc) from None
-        return self._db
+            # Pool threads come and go (a pull, an agent build): close what they left.
+            for thread in [t for t in self._conns if not t.is_alive()]:
+                self._conns.pop(thread).close()
+        return db
+
+    def _prepare(self) -> None:
+        self._segments_dir.mkdir(parents=True, exist_ok=True)
+        self._remove_legacy_layout()
+        try:
+            self._open_index().close()
+        except sqlite3.DatabaseError:
+            # Not a database any more (altered on disk): a cache can start again.
+            self._start_afresh()
+            self._open_index().close()
+        self._ready = True
 
     def _open_index(self) -> sqlite3.Connection:
         db = sqlite3.connect(
             self.root / _INDEX,
             timeout=30,
             isolation_level=None,  # transactions are explicit
-            check_same_thread=False,  # one connection, guarded by self._lock
+            check_same_thread=False,  # closed by whichever thread finds its owner gone
         )
         try:
             db.execute("PRAGMA journal_mode=WAL")
@@ -151,35 +166,33 @@ class BlockCache:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """The index inside one write transaction, with the lock held."""
-        with self._lock:
-            db = self._conn()
+        """This thread's connection inside one write transaction."""
+        db = self._conn()
+        try:
+            db.execute("BEGIN IMMEDIATE")
             try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield db
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
-                db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise self._unusable(exc) from None
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from None
 
     def _rows(self, ids: Sequence[BlockId]) -> list[_Row]:
         rows: list[_Row] = []
-        with self._lock:
-            db = self._conn()
-            for start in range(0, len(ids), _QUERY_IDS):
-                part = ids[start : start + _QUERY_IDS]
-                marks = ",".join("?" * len(part))
-                try:
-                    found = db.execute(
-                        f"SELECT id, segment, offset, size FROM blocks WHERE id IN ({marks})",
-                        [i.digest for i in part],
-                    ).fetchall()
-                except sqlite3.Error as exc:
-                    raise self._unusable(exc) from None
-                rows += [_Row(BlockId(d), seg, off, size) for d, seg, off, size in found]
+        db = self._conn()
+        for start in range(0, len(ids), _QUERY_IDS):
+            part = ids[start : start + _QUERY_IDS]
+            marks = ",".join("?" * len(part))
+            try:
+                found = db.execute(
+                    f"SELECT id, segment, offset, size FROM blocks WHERE id IN ({marks})",
+                    [i.digest for i in part],
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise self._unusable(exc) from None
+            rows += [_Row(BlockId(d), seg, off, size) for d, seg, off, size in found]
         return rows
 
     # -- reading ---------------------------------------------------------------------------
@@ -287,7 +300,8 @@ class BlockCache:
             cursor = db.execute("INSERT INTO segments (bytes, used) VALUES (0, ?)", (time.time(),))
             seq = cursor.lastrowid
             assert seq is not None
-            self._open.add(seq)
+            with self._lock:  # before the commit makes it visible to an eviction
+                self._open.add(seq)
         try:
             fd = os.open(self._segment_path(seq), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         except OSError as exc:
@@ -313,20 +327,19 @@ class BlockCache:
                 os.close(segment.fd)
                 self._open.discard(segment.seq)
             self._idle.clear()
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+            for db in self._conns.values():
+                db.close()
+            self._conns.clear()
 
     # -- size and eviction -----------------------------------------------------------------
 
     def stats(self) -> CacheStats:
-        with self._lock:
-            db = self._conn()
-            try:
-                (size,) = db.execute("SELECT COALESCE(SUM(bytes), 0) FROM segments").fetchone()
-                (count,) = db.execute("SELECT COUNT(*) FROM blocks").fetchone()
-            except sqlite3.Error as exc:
-                raise self._unusable(exc) from None
+        db = self._conn()
+        try:
+            (size,) = db.execute("SELECT COALESCE(SUM(bytes), 0) FROM segments").fetchone()
+            (count,) = db.execute("SELECT COUNT(*) FROM blocks").fetchone()
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from None
         return CacheStats(int(size), int(count))
 
     def usage(self) -> int:
@@ -342,19 +355,17 @@ class BlockCache:
         if total <= self.limit:
             return 0
         keep = {block_id.digest for block_id in pinned}
-        with self._lock:
-            db = self._conn()
-            order = db.execute("SELECT seq, bytes FROM segments ORDER BY used, seq").fetchall()
+        db = self._conn()
+        order = db.execute("SELECT seq, bytes FROM segments ORDER BY used, seq").fetchall()
         freed = 0
         for seq, size in order:
             if total - freed <= self.limit:
                 break
-            with self._lock:
-                rows = (
-                    self._conn()
-                    .execute("SELECT id, offset, size FROM blocks WHERE segment = ?", (seq,))
-                    .fetchall()
-                )
+            rows = (
+                self._conn()
+                .execute("SELECT id, offset, size FROM blocks WHERE segment = ?", (seq,))
+                .fetchall()
+            )
             live = [_Row(BlockId(d), seq, off, n) for d, off, n in rows if d in keep]
             if rows and len(live) == len(rows):
                 continue  # nothing here may go

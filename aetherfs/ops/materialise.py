@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -138,11 +139,17 @@ def build_tree(
             with path.open("wb") as f:
                 f.truncate(entry.size)
 
+    to_write = [e for e in manifest.files if e.kind == FILE and e.path not in linked]
+    remaining = {e.path: e.size for e in to_write}  # bytes still to write, per file
+    synced: set[str] = set()
+    lock = threading.Lock()
+
     def place(batch: Batch) -> None:
         plaintexts = fetcher.plaintexts([ref for ref, _ in batch])
         # A batch is a run of one pack, mostly consecutive blocks of a few files: open each
         # file once per batch, not once per block.
         opened: dict[str, int] = {}
+        written: dict[str, int] = {}
         try:
             for ref, spots in batch:
                 data = plaintexts[ref.id]
@@ -151,14 +158,24 @@ def build_tree(
                     if fd is None:
                         fd = opened[rel] = os.open(target / rel, os.O_WRONLY)
                     os.pwrite(fd, data, offset)
+                    written[rel] = written.get(rel, 0) + len(data)
                 if progress:
                     progress(len(data) * len(spots))
+            # fsync each file as soon as it is whole, while other workers still fetch,
+            # rather than all of them at the end.
+            for rel, size in written.items():
+                with lock:
+                    remaining[rel] -= size
+                    whole = remaining[rel] == 0
+                if whole:
+                    os.fsync(opened[rel])
+                    with lock:
+                        synced.add(rel)
         finally:
             for fd in opened.values():
                 os.close(fd)
 
     # Batches follow the store's packs, so a batch the store serves is one ranged GET.
-    to_write = [e for e in manifest.files if e.kind == FILE and e.path not in linked]
     in_flight: deque[Future[None]] = deque()
     with ThreadPoolExecutor(workers, thread_name_prefix="fetch") as pool:
         try:
@@ -186,11 +203,12 @@ def build_tree(
             path.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(entry.target, path)
         elif entry.kind == FILE and entry.path not in linked:
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            if entry.path not in synced:
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
             os.chmod(path, entry.mode)
     # Directory modes last: a read-only directory must be filled before it is closed.
     for entry in sorted(manifest.files, key=lambda e: e.path, reverse=True):
