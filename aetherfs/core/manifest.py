@@ -8,16 +8,17 @@ manifest cannot be replayed under another dataset.
 from __future__ import annotations
 
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 
 from aetherfs.core import crypto
+from aetherfs.core.blocklist import BlockList, as_block_list, pack_record
 from aetherfs.core.blocks import BlockRef
 from aetherfs.core.chunking import ChunkParams
-from aetherfs.core.ids import BlockId, ManifestId, PackId
+from aetherfs.core.ids import BlockId, ManifestId
 from aetherfs.core.paths import check_link_target, check_relative_path
 from aetherfs.errors import IntegrityError
 
@@ -36,9 +37,12 @@ class FileEntry:
     kind: str  # FILE, SYMLINK or DIRECTORY
     mode: int = 0o644  # permission bits only
     size: int = 0
-    blocks: tuple[BlockRef, ...] = ()
+    blocks: Sequence[BlockRef] = ()  # held as a compact BlockList, whatever is passed
     target: str = ""  # symlink target, relative
     chunking: ChunkParams | None = None  # how this file was cut, if not the manifest default
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "blocks", as_block_list(self.blocks))
 
     @property
     def block_ids(self) -> tuple[BlockId, ...]:
@@ -184,8 +188,9 @@ def _entry_to_wire(entry: FileEntry) -> dict[str, Any]:
     return wire
 
 
-def _entry_from_wire(wire: dict[str, Any], packs: dict[bytes, PackId]) -> FileEntry:
-    blocks = tuple(_ref_from_wire(item, packs) for item in wire.get("b", []))
+def _entry_from_wire(wire: dict[str, Any]) -> FileEntry:
+    # Straight from the wire to compact records: no BlockRef objects on the way.
+    blocks = BlockList.from_records(b"".join(_record_from_wire(item) for item in wire.get("b", [])))
     chunking = wire.get("c")
     return FileEntry(
         path=str(wire["p"]),
@@ -212,21 +217,9 @@ def _ref_to_wire(ref: BlockRef) -> list[Any]:
     ]
 
 
-def _ref_from_wire(item: list[Any], packs: dict[bytes, PackId]) -> BlockRef:
+def _record_from_wire(item: list[Any]) -> bytes:
     block_id, key, size, digest, stored_size, pack, offset = item
-    pack_id = packs.get(pack)
-    if pack_id is None:
-        # Thousands of blocks share a pack: one PackId object each, not one per block.
-        pack_id = packs[pack] = PackId(bytes(pack))
-    return BlockRef(
-        BlockId(bytes(block_id)),
-        bytes(key),
-        int(size),
-        bytes(digest),
-        int(stored_size),
-        pack_id,
-        int(offset),
-    )
+    return pack_record(block_id, key, digest, pack, size, stored_size, offset)
 
 
 def encode(manifest: Manifest) -> bytes:
@@ -256,7 +249,6 @@ def _read_document(raw: bytes) -> tuple[dict[str, Any], tuple[FileEntry, ...]]:
     unpacker.feed(raw)
     document: dict[str, Any] = {}
     files: list[FileEntry] = []
-    packs: dict[bytes, PackId] = {}
     for _ in range(unpacker.read_map_header()):
         key = unpacker.unpack()
         if key == "v":  # written first: a newer format is refused before its files are read
@@ -264,7 +256,7 @@ def _read_document(raw: bytes) -> tuple[dict[str, Any], tuple[FileEntry, ...]]:
             _check_format(document[key])
         elif key == "files":
             for _ in range(unpacker.read_array_header()):
-                files.append(_entry_from_wire(unpacker.unpack(), packs))
+                files.append(_entry_from_wire(unpacker.unpack()))
         else:
             document[str(key)] = unpacker.unpack()
     if unpacker.tell() != len(raw):

@@ -171,7 +171,8 @@ def pull_manifest(
     staging = staging_path(target)
     if staging.exists() or staging.is_symlink():
         shutil.rmtree(staging)  # left by an interrupted pull; its blocks are in the cache
-    wanted = {ref.digest for ref in manifest.iter_blocks()}
+    # Bytes already in DIR are looked for only if there is a DIR: the set is per block.
+    wanted = {ref.digest for ref in manifest.iter_blocks()} if target.is_dir() else set()
     previous = read_marker(target / MARKER) if target.is_dir() else {}
     local = index_pulled_directory(
         target, manifest.chunking, wanted, previous, skip=frozenset({MARKER})
