@@ -94,7 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace DIR even if it holds files not made by aetherfs pull",
     )
-    p.add_argument("--workers", type=int, default=8, help="parallel fetch threads")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=min(8, 2 * (os.cpu_count() or 1)),
+        # More threads than that only contend for the GIL: on 2 cores a 1 GiB pull took
+        # 4.2-4.8 s with 4 and 4.9-5.6 s with 8 (local store).
+        help="parallel fetch threads (default: two per core, at most 8)",
+    )
     p.add_argument("--cache-limit", metavar="SIZE", help="block cache bound (default 4G)")
     p.add_argument("--no-cache", action="store_true", help="do not use the local block cache")
     _common(p)
