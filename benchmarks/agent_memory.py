@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--fetch-workers", type=int, default=None)
     args = parser.parse_args()
     size = int(args.size_gib * (1 << 30))
-    work = Path(tempfile.mkdtemp(prefix="agent-mem-", dir=args.work_dir))
+    work = Path(tempfile.mkdtemp(prefix="agent-mem-", dir=args.work_dir)).absolute()
     results: dict[str, Any] = {"size_bytes": size}
     try:
         env = {

@@ -197,7 +197,7 @@ def pull_manifest(
         staging.rename(target)
     fsync_dir(target.parent)
     if cache is not None:
-        cache.evict(pinned=manifest.unique_blocks())
+        cache.evict(pinned=(ref.id for ref in manifest.iter_blocks()))  # read only if over
     linked_entries = [e for e in manifest.files if e.path in linked]
     linked_bytes = sum(e.size for e in linked_entries)
     if linked_entries:
