@@ -15,6 +15,7 @@ from typing import Any
 from aetherfs.config import parse_size
 from aetherfs.core.names import Ref, check_dataset_name, check_tag
 from aetherfs.errors import InvalidInput
+from aetherfs.ops.materialise import DEFAULT_WORKERS
 
 DEFAULT_HTTP = "127.0.0.1:7420"
 DEFAULT_GRPC = "127.0.0.1:7421"
@@ -176,7 +177,7 @@ def build_config(
         raise InvalidInput(str(exc)) from None
     keep = int(pick("keep_versions", 1))
     poll = float(pick("poll_interval", 10.0))
-    workers = int(pick("fetch_workers", 8))
+    workers = int(pick("fetch_workers", DEFAULT_WORKERS))
     if keep < 0 or poll <= 0 or workers < 1:
         raise InvalidInput("keep_versions >= 0, poll_interval > 0 and fetch_workers >= 1, please")
     keys = pick("keys") or env.get("AETHERFS_KEYS")

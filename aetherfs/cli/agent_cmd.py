@@ -55,7 +55,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--keep-versions", type=int, metavar="N", help="old versions kept (default 1)")
     p.add_argument("--poll-interval", type=float, metavar="SECONDS", help="default 10")
     p.add_argument("--retry-max", type=float, metavar="SECONDS", help="longest backoff (60)")
-    p.add_argument("--fetch-workers", type=int, metavar="N", help="blocks fetched at once (8)")
+    p.add_argument(
+        "--fetch-workers",
+        type=int,
+        metavar="N",
+        help="batches fetched at once (default: two per core, at most 8)",
+    )
     p.add_argument("--store-rate", metavar="SIZE", help="cap store reads at SIZE per second")
     p.add_argument("--listen-http", metavar="HOST:PORT", help="loopback REST ('' = off)")
     p.add_argument("--listen-socket", metavar="PATH", help="Unix socket REST ('' = off)")

@@ -16,6 +16,7 @@ from aetherfs import __version__
 from aetherfs.cli import agent_cmd, commands, hub_cmd
 from aetherfs.config import Settings, parse_size
 from aetherfs.errors import AetherError
+from aetherfs.ops.materialise import DEFAULT_WORKERS
 
 EXAMPLES = """\
 examples:
@@ -97,9 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers",
         type=int,
-        default=min(8, 2 * (os.cpu_count() or 1)),
-        # More threads than that only contend for the GIL: on 2 cores a 1 GiB pull took
-        # 4.2-4.8 s with 4 and 4.9-5.6 s with 8 (local store).
+        default=DEFAULT_WORKERS,
         help="parallel fetch threads (default: two per core, at most 8)",
     )
     p.add_argument("--cache-limit", metavar="SIZE", help="block cache bound (default 4G)")
