@@ -92,9 +92,14 @@ def verify_block(block_id: BlockId, stored: bytes) -> None:
         raise IntegrityError(f"block {block_id.short()} does not match its id: altered or corrupt")
 
 
-def open_block(ref: BlockRef, stored: bytes) -> bytes:
-    """Verify, decrypt and decompress one block; raise IntegrityError on any mismatch."""
-    verify_block(ref.id, stored)
+def open_block(ref: BlockRef, stored: bytes, verified: bool = False) -> bytes:
+    """Verify, decrypt and decompress one block; raise IntegrityError on any mismatch.
+
+    `verified`: the caller has just checked `stored` against `ref.id` (every BlockSource
+    does), so the hash is not computed twice.
+    """
+    if not verified:
+        verify_block(ref.id, stored)
     body = crypto.open_sealed(stored, ref.key, crypto.convergent_nonce(ref.key))
     flag, payload = body[:1], body[1:]
     if flag == _RAW:

@@ -71,7 +71,7 @@ class BlockFetcher:
                 if stored is None:
                     still.append(ref)
                     continue
-                result[ref.id] = open_block(ref, stored)
+                result[ref.id] = open_block(ref, stored, verified=True)
                 moved += len(stored)
             if len(still) < len(wanted):
                 self._count(source.name, len(wanted) - len(still), moved)
