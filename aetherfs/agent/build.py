@@ -89,12 +89,10 @@ def build_version(
         else:
             to_write.append(entry)
     partial = dataclasses.replace(manifest, files=tuple(to_write))
-    wanted = partial.unique_blocks()
     progress.files_total = sum(1 for e in manifest.files if e.kind == FILE)
     progress.files_linked = len(to_link)
     progress.bytes_total = sum(e.size for e in to_write if e.kind == FILE)
-    progress.blocks_total = len(wanted)
-    progress.blocks_missing = len(wanted) - len(cache.has(wanted))
+    progress.blocks_total, progress.blocks_missing = _block_counts(partial, cache)
 
     sources = fetch_sources(cache, repo, state.count_fetch, stop, store_limit)
     fetcher = BlockFetcher(sources, cache)
@@ -127,12 +125,18 @@ def build_version(
         manifest_id=manifest_id,
         dataset=manifest.dataset,
         built=time.time(),
-        blocks=tuple(manifest.unique_blocks()),
+        blocks=tuple({ref.id: None for ref in manifest.iter_blocks()}),
         files=progress.files_total,
         size=manifest.total_size,
         fingerprints=prints,
     )
     return staging, info
+
+
+def _block_counts(manifest: Manifest, cache: BlockCache) -> tuple[int, int]:
+    """Unique blocks of `manifest`, and how many of them the cache lacks (ids held briefly)."""
+    wanted = {ref.id for ref in manifest.iter_blocks()}
+    return len(wanted), len(wanted) - len(cache.has(wanted))
 
 
 def _same_size(path: Path, size: int) -> bool:

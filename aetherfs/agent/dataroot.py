@@ -58,13 +58,14 @@ class VersionInfo:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> VersionInfo:
+    def from_json(cls, text: str, with_blocks: bool = True) -> VersionInfo:
+        """`with_blocks=False` leaves `blocks` empty: most callers do not need 16,000 ids/GiB."""
         doc = json.loads(text)
         return cls(
             ManifestId.from_hex(doc["manifest"]),
             str(doc["dataset"]),
             float(doc["built"]),
-            tuple(BlockId.from_hex(h) for h in doc["blocks"]),
+            tuple(BlockId.from_hex(h) for h in doc["blocks"]) if with_blocks else (),
             int(doc["files"]),
             int(doc["size"]),
             {str(k): str(v) for k, v in doc.get("fingerprints", {}).items()},
@@ -171,11 +172,11 @@ class DataRoot:
         except (OSError, ValueError, KeyError):
             return None
 
-    def all_versions(self) -> list[VersionInfo]:
+    def all_versions(self, with_blocks: bool = False) -> list[VersionInfo]:
         found = []
         for path in self.meta.glob("*.json"):
             try:
-                found.append(VersionInfo.from_json(path.read_text()))
+                found.append(VersionInfo.from_json(path.read_text(), with_blocks))
             except (OSError, ValueError, KeyError):
                 continue
         return found
@@ -237,7 +238,7 @@ class DataRoot:
     def pinned_blocks(self) -> set[BlockId]:
         """Blocks of every kept version: the cache must not evict them."""
         pinned: set[BlockId] = set()
-        for info in self.all_versions():
+        for info in self.all_versions(with_blocks=True):
             pinned.update(info.blocks)
         return pinned
 
