@@ -21,7 +21,9 @@ _ZSTD = b"\x01"
 # Keep compression only when it saves at least this fraction: below it, decompression costs
 # more than the bytes saved.
 _MIN_SAVING = 0.05
-_ZSTD_LEVEL = 3
+# Level 1 stores within 0.1% of the bytes level 3 does on the benchmark pairs and compresses
+# about twice as fast (docs/benchmarks.md, "Push").
+_ZSTD_LEVEL = 1
 MAX_BLOCK_PLAINTEXT = 64 * 1024 * 1024
 _SAMPLE = 4096
 
@@ -48,9 +50,14 @@ class SealedBlock:
     stored: bytes
 
 
-def seal_block(plaintext: bytes, convergence_secret: bytes) -> SealedBlock:
-    """Compress (if it pays) and encrypt one chunk; deterministic for a given secret."""
-    key = crypto.convergent_key(convergence_secret, plaintext)
+def seal_block(plaintext: bytes | memoryview, convergence_secret: bytes) -> SealedBlock:
+    """Compress (if it pays) and encrypt one chunk; deterministic for a given secret.
+
+    One BLAKE3 pass over the plaintext gives both the digest the manifest records and, keyed,
+    the block key; one more over the ciphertext gives the id.
+    """
+    digest = blake3.blake3(plaintext).digest()
+    key = crypto.convergent_key(convergence_secret, digest)
     body = _RAW + plaintext
     if _worth_compressing(plaintext):
         compressed = _compressor().compress(plaintext)
@@ -61,7 +68,7 @@ def seal_block(plaintext: bytes, convergence_secret: bytes) -> SealedBlock:
         id=BlockId.of(stored),
         key=key,
         size=len(plaintext),
-        digest=blake3.blake3(plaintext).digest(),
+        digest=digest,
         stored_size=len(stored),
     )
     return SealedBlock(ref, stored)
@@ -78,7 +85,7 @@ def _compressor() -> zstandard.ZstdCompressor:
     return compressor
 
 
-def _worth_compressing(plaintext: bytes) -> bool:
+def _worth_compressing(plaintext: bytes | memoryview) -> bool:
     """Try a sample first: already-compressed data (Parquet pages, images) skips zstd."""
     if len(plaintext) <= 2 * _SAMPLE:
         return True

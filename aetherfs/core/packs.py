@@ -38,8 +38,13 @@ class PackBuilder:
         return len(self._blocks)
 
     def seal(self) -> tuple[PackId, bytes, dict[BlockId, BlockRef]]:
-        """The pack's id and bytes, and each block located inside it."""
+        """The pack's id and bytes, and each block located inside it.
+
+        The blocks' own bytes are let go once joined, so a pack is held once, not twice,
+        while it is written; the builder takes no more blocks after this.
+        """
         data = b"".join(self._parts)
+        self._parts = []
         pack_id = PackId.of(data)
         located: dict[BlockId, BlockRef] = {}
         offset = 0

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from aetherfs.core.blocks import BlockRef, seal_block
-from aetherfs.core.chunking import DEFAULT_PARAMS, ChunkParams, choose_params, chunk_stream
+from aetherfs.core.chunking import DEFAULT_PARAMS, ChunkParams, choose_params, cut_stream
 from aetherfs.core.ids import BlockId, ManifestId
 from aetherfs.core.manifest import FILE, FileEntry, Manifest, make_delta
 from aetherfs.core.names import check_dataset_name, check_tag, is_version_tag
@@ -57,10 +56,20 @@ class PushResult:
 
 
 class _Packer:
-    """Seals chunks and packs the blocks the store lacks; safe to call from many threads."""
+    """Seals chunks and packs the blocks the store lacks; safe to call from many threads.
+
+    Full packs go to uploader threads of their own, so sealing goes on while a pack is
+    written and fsynced (or PUT); at most `max_uploads` packs wait or upload at once, which
+    bounds memory and holds sealing back when the store is the slower side.
+    """
 
     def __init__(
-        self, repo: Repository, known: dict[BlockId, BlockRef], stats: PushStats, target: int
+        self,
+        repo: Repository,
+        known: dict[BlockId, BlockRef],
+        stats: PushStats,
+        target: int,
+        max_uploads: int = 1,
     ) -> None:
         self.repo = repo
         self.located = dict(known)
@@ -70,8 +79,11 @@ class _Packer:
         self._builder = PackBuilder()
         self._lock = threading.Lock()
         self._secret = repo.keyring.convergence_secret
+        self._uploaders = ThreadPoolExecutor(max_uploads, thread_name_prefix="push-upload")
+        self._upload_slots = threading.BoundedSemaphore(max_uploads)
+        self._uploads: list[Future[None]] = []
 
-    def add(self, data: bytes) -> BlockRef:
+    def add(self, data: bytes | memoryview) -> BlockRef:
         block = seal_block(data, self._secret)
         full = None
         with self._lock:
@@ -82,27 +94,54 @@ class _Packer:
             if self._builder.size >= self.target:
                 full, self._builder = self._builder, PackBuilder()
         if full is not None:
-            self._upload(full)
+            self._hand_off(full)
         return block.ref
 
-    def add_batch(self, batch: list[bytes]) -> list[BlockRef]:
-        return [self.add(data) for data in batch]
+    def add_batch(self, data: bytes, lengths: list[int]) -> list[BlockRef]:
+        """Seal consecutive chunks of `lengths` bytes laid end to end in `data`."""
+        refs = []
+        start = 0
+        with memoryview(data) as view:
+            for length in lengths:
+                refs.append(self.add(view[start : start + length]))
+                start += length
+        return refs
 
     def finish(self) -> None:
+        """Upload the last pack and wait for every upload; raise the first failure."""
         with self._lock:
             last, self._builder = self._builder, PackBuilder()
         if len(last):
-            self._upload(last)
+            self._hand_off(last)
+        self._uploaders.shutdown(wait=True)
+        for upload in self._uploads:
+            upload.result()
+
+    def abandon(self) -> None:
+        self._uploaders.shutdown(wait=True, cancel_futures=True)
+
+    def _hand_off(self, builder: PackBuilder) -> None:
+        self._upload_slots.acquire()  # blocks the sealing thread while uploads are behind
+        for upload in self._uploads:
+            if upload.done():
+                upload.result()  # a failed upload fails the push now, not at the end
+        self._uploads = [u for u in self._uploads if not u.done()]
+        self._uploads.append(self._uploaders.submit(self._upload, builder))
 
     def _upload(self, builder: PackBuilder) -> None:
-        pack_id, data, located = builder.seal()
-        self.repo.put_pack(pack_id, data)
-        with self._lock:
-            self.located.update(located)
-            self._pending.difference_update(located)
-            self.stats.new_blocks += len(located)
-            self.stats.new_bytes += len(data)
-            self.stats.packs += 1
+        try:
+            pack_id, data, located = builder.seal()
+            self.repo.put_pack(pack_id, data)
+            size = len(data)
+            del data  # before the slot is freed: at most max_uploads packs are ever held
+            with self._lock:
+                self.located.update(located)
+                self._pending.difference_update(located)
+                self.stats.new_blocks += len(located)
+                self.stats.new_bytes += size
+                self.stats.packs += 1
+        finally:
+            self._upload_slots.release()
 
 
 def _as_delta_on_latest(repo: Repository, dataset: str, manifest: Manifest) -> Manifest:
@@ -155,19 +194,30 @@ def push_directory(
     stats = PushStats()
     packer = _Packer(repo, repo.known_blocks(dataset), stats, pack_target)
     # Chunks go to the pool in batches of about BATCH_BYTES: one hand-off per small chunk
-    # would cost as much thread wake-up as the sealing itself.
-    max_in_flight = workers * 2
-    in_flight: deque[Future[list[BlockRef]]] = deque()
+    # would cost as much thread wake-up as the sealing itself. The bound is on batches in
+    # flight, whichever finish first, so one slow batch does not stall the others.
+    slots = threading.BoundedSemaphore(workers * 2)
+    failed: list[BaseException] = []
     planned: list[tuple[FileEntry, list[Future[list[BlockRef]]]]] = []
-    with ThreadPoolExecutor(workers, thread_name_prefix="push") as pool:
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="push")
 
-        def submit(batch: list[bytes], futures: list[Future[list[BlockRef]]]) -> None:
-            while len(in_flight) >= max_in_flight:
-                in_flight.popleft().result()  # bounds memory: batches in flight
-            future = pool.submit(packer.add_batch, batch)
-            futures.append(future)
-            in_flight.append(future)
+    def done(future: Future[list[BlockRef]]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            failed.append(future.exception())  # type: ignore[arg-type]
+        slots.release()
 
+    def submit(data: bytes, lengths: list[int], futures: list[Future[list[BlockRef]]]) -> None:
+        slots.acquire()
+        if failed:
+            slots.release()
+            raise failed[0]
+        future = pool.submit(packer.add_batch, data, lengths)
+        if progress:
+            progress(len(data))
+        future.add_done_callback(done)
+        futures.append(future)
+
+    try:
         for entry in entries:
             futures: list[Future[list[BlockRef]]] = []
             chunking = None
@@ -176,25 +226,28 @@ def push_directory(
                     chosen = choose_params(stream.read(_HEADER), params)
                     chunking = chosen if chosen != params else None
                     stream.seek(0)
-                    batch: list[bytes] = []
-                    batch_bytes = 0
-                    for chunk in chunk_stream(stream, chosen):
-                        batch.append(chunk.data)
-                        batch_bytes += len(chunk.data)
-                        if batch_bytes >= BATCH_BYTES:
-                            submit(batch, futures)
-                            batch, batch_bytes = [], 0
-                        if progress:
-                            progress(len(chunk.data))
-                    if batch:
-                        submit(batch, futures)
+                    for _, span, lengths in cut_stream(stream, chosen):
+                        # One copy per batch of consecutive chunks: the span is reused for
+                        # the next window, and one allocation beats one per chunk.
+                        start = end = first = 0
+                        for i, length in enumerate(lengths):
+                            end += length
+                            if end - start >= BATCH_BYTES or i == len(lengths) - 1:
+                                submit(bytes(span[start:end]), lengths[first : i + 1], futures)
+                                start, first = end, i + 1
             skeleton = FileEntry(
                 entry.path, entry.kind, entry.mode, target=entry.target, chunking=chunking
             )
             planned.append((skeleton, futures))
-        for pending in in_flight:
-            pending.result()
-    packer.finish()
+        pool.shutdown(wait=True)
+        for _, futures in planned:
+            for future in futures:
+                future.result()
+        packer.finish()
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        packer.abandon()
+        raise
 
     files: list[FileEntry] = []
     seen: set[BlockId] = set()
