@@ -7,6 +7,7 @@ written with one PUT, so memory stays flat however large the files are.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -58,9 +59,10 @@ class PushResult:
 class _Packer:
     """Seals chunks and packs the blocks the store lacks; safe to call from many threads.
 
-    Full packs go to uploader threads of their own, so sealing goes on while a pack is
-    written and fsynced (or PUT); at most `max_uploads` packs wait or upload at once, which
-    bounds memory and holds sealing back when the store is the slower side.
+    A full pack goes to an uploader thread, so sealing goes on while it is written and
+    fsynced (or PUT). Packs are built in a fixed set of reused buffers (one filling, the rest
+    uploading): that bounds memory, and sealing waits for a free buffer when the store is the
+    slower side.
     """
 
     def __init__(
@@ -76,12 +78,16 @@ class _Packer:
         self.stats = stats
         self.target = target
         self._pending: set[BlockId] = set()
-        self._builder = PackBuilder()
         self._lock = threading.Lock()
         self._secret = repo.keyring.convergence_secret
         self._uploaders = ThreadPoolExecutor(max_uploads, thread_name_prefix="push-upload")
-        self._upload_slots = threading.BoundedSemaphore(max_uploads)
         self._uploads: list[Future[None]] = []
+        # Buffers start empty and grow to a pack's size on first use: a push of a few files
+        # never touches more memory than its data needs.
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        for _ in range(max_uploads):
+            self._free.put(bytearray())
+        self._builder = PackBuilder(bytearray())
 
     def add(self, data: bytes | memoryview) -> BlockRef:
         block = seal_block(data, self._secret)
@@ -92,7 +98,9 @@ class _Packer:
             self._pending.add(block.ref.id)
             self._builder.add(block)
             if self._builder.size >= self.target:
-                full, self._builder = self._builder, PackBuilder()
+                # Waiting here, lock held, holds every sealing thread back until an upload
+                # hands its buffer back (which it does before it takes the lock).
+                full, self._builder = self._builder, PackBuilder(self._free.get())
         if full is not None:
             self._hand_off(full)
         return block.ref
@@ -121,7 +129,6 @@ class _Packer:
         self._uploaders.shutdown(wait=True, cancel_futures=True)
 
     def _hand_off(self, builder: PackBuilder) -> None:
-        self._upload_slots.acquire()  # blocks the sealing thread while uploads are behind
         for upload in self._uploads:
             if upload.done():
                 upload.result()  # a failed upload fails the push now, not at the end
@@ -130,18 +137,18 @@ class _Packer:
 
     def _upload(self, builder: PackBuilder) -> None:
         try:
-            pack_id, data, located = builder.seal()
-            self.repo.put_pack(pack_id, data)
-            size = len(data)
-            del data  # before the slot is freed: at most max_uploads packs are ever held
-            with self._lock:
-                self.located.update(located)
-                self._pending.difference_update(located)
-                self.stats.new_blocks += len(located)
-                self.stats.new_bytes += size
-                self.stats.packs += 1
+            pack_id, data, located = builder.seal_in_place()
+            with data:
+                self.repo.put_pack(pack_id, data)
+                size = len(data)
         finally:
-            self._upload_slots.release()
+            self._free.put(builder.buffer)  # before the lock: a sealing thread may wait on it
+        with self._lock:
+            self.located.update(located)
+            self._pending.difference_update(located)
+            self.stats.new_blocks += len(located)
+            self.stats.new_bytes += size
+            self.stats.packs += 1
 
 
 def _as_delta_on_latest(repo: Repository, dataset: str, manifest: Manifest) -> Manifest:
