@@ -87,22 +87,30 @@ class _Packer:
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         for _ in range(max_uploads):
             self._free.put(bytearray())
-        self._builder = PackBuilder(bytearray())
+        self._builder: PackBuilder | None = PackBuilder(bytearray())
+        self._refilled = threading.Condition(self._lock)
 
     def add(self, data: bytes | memoryview) -> BlockRef:
         block = seal_block(data, self._secret)
-        full = None
         with self._lock:
+            while self._builder is None:  # the last pack is full and no buffer is free yet
+                self._refilled.wait()  # (lets the lock go: check for duplicates after)
             if block.ref.id in self.located or block.ref.id in self._pending:
                 return block.ref
             self._pending.add(block.ref.id)
-            self._builder.add(block)
-            if self._builder.size >= self.target:
-                # Waiting here, lock held, holds every sealing thread back until an upload
-                # hands its buffer back (which it does before it takes the lock).
-                full, self._builder = self._builder, PackBuilder(self._free.get())
-        if full is not None:
-            self._hand_off(full)
+            builder = self._builder
+            builder.add(block)
+            if builder.size < self.target:
+                return block.ref
+            self._builder = None
+        # Nothing blocks with the lock held: uploads take it to record their blocks.
+        try:
+            self._hand_off(builder)
+        finally:
+            buffer = self._free.get()  # waits while the store is the slower side
+            with self._lock:
+                self._builder = PackBuilder(buffer)
+                self._refilled.notify_all()
         return block.ref
 
     def add_batch(self, data: bytes, lengths: list[int]) -> list[BlockRef]:
@@ -118,8 +126,8 @@ class _Packer:
     def finish(self) -> None:
         """Upload the last pack and wait for every upload; raise the first failure."""
         with self._lock:
-            last, self._builder = self._builder, PackBuilder()
-        if len(last):
+            last, self._builder = self._builder, None
+        if last is not None and len(last):
             self._hand_off(last)
         self._uploaders.shutdown(wait=True)
         for upload in self._uploads:
@@ -129,11 +137,15 @@ class _Packer:
         self._uploaders.shutdown(wait=True, cancel_futures=True)
 
     def _hand_off(self, builder: PackBuilder) -> None:
-        for upload in self._uploads:
-            if upload.done():
-                upload.result()  # a failed upload fails the push now, not at the end
-        self._uploads = [u for u in self._uploads if not u.done()]
-        self._uploads.append(self._uploaders.submit(self._upload, builder))
+        with self._lock:
+            self._uploads.append(self._uploaders.submit(self._upload, builder))
+            finished: list[Future[None]] = []
+            running: list[Future[None]] = []
+            for upload in self._uploads:
+                (finished if upload.done() else running).append(upload)
+            self._uploads = running
+        for upload in finished:
+            upload.result()  # a failed upload fails the push now, not at the end
 
     def _upload(self, builder: PackBuilder) -> None:
         try:
@@ -141,14 +153,14 @@ class _Packer:
             with data:
                 self.repo.put_pack(pack_id, data)
                 size = len(data)
+            with self._lock:
+                self.located.update(located)
+                self._pending.difference_update(located)
+                self.stats.new_blocks += len(located)
+                self.stats.new_bytes += size
+                self.stats.packs += 1
         finally:
-            self._free.put(builder.buffer)  # before the lock: a sealing thread may wait on it
-        with self._lock:
-            self.located.update(located)
-            self._pending.difference_update(located)
-            self.stats.new_blocks += len(located)
-            self.stats.new_bytes += size
-            self.stats.packs += 1
+            self._free.put(builder.buffer)
 
 
 def _as_delta_on_latest(repo: Repository, dataset: str, manifest: Manifest) -> Manifest:
