@@ -10,10 +10,11 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from aetherfs.core.blocks import BlockRef, seal_block
 from aetherfs.core.chunking import DEFAULT_PARAMS, ChunkParams, choose_params, cut_stream
@@ -21,7 +22,8 @@ from aetherfs.core.ids import BlockId, ManifestId
 from aetherfs.core.manifest import FILE, FileEntry, Manifest, make_delta
 from aetherfs.core.names import check_dataset_name, check_tag, is_version_tag
 from aetherfs.core.packs import PACK_TARGET, PackBuilder
-from aetherfs.errors import Conflict, NotFound
+from aetherfs.errors import Conflict, InvalidInput, NotFound
+from aetherfs.ops.cutter import Cutter
 from aetherfs.ops.scan import LocalEntry, scan_directory
 from aetherfs.repo import Repository
 
@@ -29,6 +31,8 @@ Progress = Callable[[int], None]
 LATEST = "latest"
 _HEADER = 100  # enough to recognise an SQLite file and read its page size
 BATCH_BYTES = 1024 * 1024
+# Below this, starting the cutter process (~0.1 s) costs more than it frees the GIL for.
+CUT_ELSEWHERE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -163,6 +167,44 @@ class _Packer:
             self._free.put(builder.buffer)
 
 
+def _copy_runs(stream: BinaryIO, params: ChunkParams) -> Iterator[tuple[bytes, list[int]]]:
+    """Cut here: runs of consecutive chunks of about BATCH_BYTES, one copy each."""
+    for _, span, lengths in cut_stream(stream, params):
+        # The span is reused for the next window: copy out, once per run, not per chunk.
+        start = end = first = 0
+        for i, length in enumerate(lengths):
+            end += length
+            if end - start >= BATCH_BYTES or i == len(lengths) - 1:
+                yield bytes(span[start:end]), lengths[first : i + 1]
+                start, first = end, i + 1
+
+
+def _read_runs(
+    stream: BinaryIO, runs: Iterator[list[int]], name: str
+) -> Iterator[tuple[bytes, list[int]]]:
+    """Cut elsewhere: read runs of whole chunks of about BATCH_BYTES, as the cutter says."""
+    batch: list[int] = []
+    size = 0
+    for lengths in runs:
+        for length in lengths:
+            batch.append(length)
+            size += length
+            if size >= BATCH_BYTES:
+                yield _read_exactly(stream, size, name), batch
+                batch, size = [], 0
+    if batch:
+        yield _read_exactly(stream, size, name), batch
+    if stream.read(1):
+        raise InvalidInput(f"{name} grew while it was being pushed; push again once it is still")
+
+
+def _read_exactly(stream: BinaryIO, size: int, name: str) -> bytes:
+    data = stream.read(size)
+    if len(data) != size:
+        raise InvalidInput(f"{name} shrank while it was being pushed; push again once it is still")
+    return data
+
+
 def _as_delta_on_latest(repo: Repository, dataset: str, manifest: Manifest) -> Manifest:
     """Store the new version as a delta on `latest` when that is much smaller."""
     try:
@@ -198,10 +240,13 @@ def push_directory(
     meta: dict[str, str] | None = None,
     pack_target: int = PACK_TARGET,
     entries: list[LocalEntry] | None = None,
+    cut_elsewhere: bool | None = None,
 ) -> PushResult:
     """Publish `root` as a new version of `dataset` and point `tags` at it.
 
     `entries` is the result of `scan_directory(root)` if the caller already has it.
+    `cut_elsewhere` runs FastCDC in a child process (`ops/cutter.py`); by default, for data
+    of CUT_ELSEWHERE_BYTES or more, where that pays for starting it.
     """
     started = time.monotonic()
     check_dataset_name(dataset)
@@ -236,24 +281,27 @@ def push_directory(
         future.add_done_callback(done)
         futures.append(future)
 
+    if cut_elsewhere is None:
+        cut_elsewhere = sum(e.size for e in entries) >= CUT_ELSEWHERE_BYTES
+    cutter = None
     try:
+        if cut_elsewhere:
+            cutter = Cutter([root / e.path for e in entries if e.kind == FILE], params)
         for entry in entries:
             futures: list[Future[list[BlockRef]]] = []
             chunking = None
             if entry.kind == FILE:
                 with (root / entry.path).open("rb") as stream:
-                    chosen = choose_params(stream.read(_HEADER), params)
+                    if cutter is not None:
+                        chosen, runs = cutter.next_file()
+                        batches = _read_runs(stream, runs, entry.path)
+                    else:
+                        chosen = choose_params(stream.read(_HEADER), params)
+                        stream.seek(0)
+                        batches = _copy_runs(stream, chosen)
                     chunking = chosen if chosen != params else None
-                    stream.seek(0)
-                    for _, span, lengths in cut_stream(stream, chosen):
-                        # One copy per batch of consecutive chunks: the span is reused for
-                        # the next window, and one allocation beats one per chunk.
-                        start = end = first = 0
-                        for i, length in enumerate(lengths):
-                            end += length
-                            if end - start >= BATCH_BYTES or i == len(lengths) - 1:
-                                submit(bytes(span[start:end]), lengths[first : i + 1], futures)
-                                start, first = end, i + 1
+                    for data, lengths in batches:
+                        submit(data, lengths, futures)
             skeleton = FileEntry(
                 entry.path, entry.kind, entry.mode, target=entry.target, chunking=chunking
             )
@@ -267,6 +315,9 @@ def push_directory(
         pool.shutdown(wait=True, cancel_futures=True)
         packer.abandon()
         raise
+    finally:
+        if cutter is not None:
+            cutter.close()
 
     files: list[FileEntry] = []
     seen: set[BlockId] = set()
