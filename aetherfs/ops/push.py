@@ -26,7 +26,6 @@ from aetherfs.errors import Conflict, InvalidInput, NotFound
 from aetherfs.ops.cutter import Cutter
 from aetherfs.ops.scan import LocalEntry, scan_directory
 from aetherfs.repo import Repository
-from aetherfs.store.local import LocalStore
 
 Progress = Callable[[int], None]
 LATEST = "latest"
@@ -257,10 +256,9 @@ def push_directory(
     _refuse_taken_version_tags(repo, dataset, tags)
     repo.ensure_dataset(dataset)
     stats = PushStats()
-    # One disk gains little from a second write in flight (measured: 7%) for a pack more of
-    # memory; a network store hides each PUT's latency behind another.
-    local = isinstance(getattr(repo, "store", None), LocalStore)
-    packer = _Packer(repo, repo.known_blocks(dataset), stats, pack_target, 1 if local else 2)
+    # One upload in flight while the next pack fills. A second (a third buffer) measured 7%
+    # faster on the local store and 9% on SeaweedFS, for 17 and 34 MiB more peak RSS.
+    packer = _Packer(repo, repo.known_blocks(dataset), stats, pack_target)
     # Chunks go to the pool in batches of about BATCH_BYTES: one hand-off per small chunk
     # would cost as much thread wake-up as the sealing itself. The bound is on batches in
     # flight, whichever finish first, so one slow batch does not stall the others.
