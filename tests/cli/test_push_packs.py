@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import random
 from pathlib import Path
@@ -11,8 +12,9 @@ import pytest
 from aetherfs.core.blocks import open_block
 from aetherfs.core.chunking import ChunkParams
 from aetherfs.core.packs import plan_reads
+from aetherfs.errors import InvalidInput
 from aetherfs.keys import Keyring
-from aetherfs.ops.push import push_directory
+from aetherfs.ops.push import _read_runs, push_directory
 from aetherfs.repo import Repository, open_keyring
 from aetherfs.store.local import LocalStore
 
@@ -99,3 +101,13 @@ def test_the_cutter_process_cuts_exactly_where_push_would(tmp_path: Path) -> Non
         ]
     assert cuts[True] == cuts[False]
     assert len(cuts[True][0][1]) > 50
+
+
+def test_a_file_that_changes_under_the_cutter_is_refused() -> None:
+    runs = [[100_000, 200_000], [50_000]]
+    whole = os.urandom(350_000)
+    assert [len(d) for d, _ in _read_runs(io.BytesIO(whole), iter(runs), "f")] == [350_000]
+    with pytest.raises(InvalidInput, match="shrank"):
+        list(_read_runs(io.BytesIO(whole[:-1]), iter(runs), "f"))
+    with pytest.raises(InvalidInput, match="grew"):
+        list(_read_runs(io.BytesIO(whole + b"x"), iter(runs), "f"))
