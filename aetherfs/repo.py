@@ -112,8 +112,11 @@ class Repository:
         self._opened_lock = threading.Lock()
 
     # Packs and blocks -------------------------------------------------------------------
-    def put_pack(self, pack_id: PackId, data: bytes) -> bool:
-        """Store a pack of sealed blocks; False if it was already there."""
+    def put_pack(self, pack_id: PackId, data: bytes | memoryview) -> bool:
+        """Store a pack of sealed blocks; False if it was already there.
+
+        `data` may view a buffer the caller reuses afterwards: nothing keeps it.
+        """
         if PackId.of(data) != pack_id:
             raise IntegrityError(f"pack {pack_id.short()} does not match its id")
         return self.store.put_if_absent(layout.pack_key(pack_id), data)

@@ -3,7 +3,7 @@
 Every file of v1 and v2 is cut with a chunker (FastCDC with given sizes, or fixed-size blocks),
 each chunk hashed with BLAKE3; a chunk of v2 whose digest v1 lacks must be uploaded by a push
 of v2 and downloaded by a pull of v2 over v1. Its size on the store and the wire is computed
-exactly as AetherFS seals a block: zstd (level 3) if that saves 5% or more, a one-byte flag,
+exactly as AetherFS seals a block: zstd (level 1) if that saves 5% or more, a one-byte flag,
 and the 16-byte XChaCha20-Poly1305 tag (`stored_size`; the smoke test checks it against
 `aetherfs.core.blocks.seal_block`).
 
@@ -40,7 +40,7 @@ MiB = 1024 * KiB
 # msgpack of a block's entry in the manifest: id, key, plaintext digest, pack id (32 bytes
 # each), plaintext size, stored size, offset in the pack.
 MANIFEST_BYTES_PER_BLOCK = 152
-_ZSTD_LEVEL = 3
+_ZSTD_LEVEL = 1  # as aetherfs.core.blocks
 _MIN_SAVING = 0.05
 _FLAG = 1
 _TAG = 16

@@ -1,8 +1,9 @@
 """Key derivation and authenticated encryption (XChaCha20-Poly1305 via PyNaCl).
 
-Blocks use convergent encryption: the key is a keyed BLAKE3 of the plaintext under the
-namespace's convergence secret and the nonce is derived from the key, so equal plaintexts give
-equal ciphertexts inside one namespace (dedup survives) and nobody outside it learns anything.
+Blocks use convergent encryption: the key is a keyed BLAKE3, under the namespace's convergence
+secret, of the plaintext's BLAKE3 digest, and the nonce is derived from the key, so equal
+plaintexts give equal ciphertexts inside one namespace (dedup survives) and nobody outside it
+learns anything.
 """
 
 from __future__ import annotations
@@ -28,9 +29,13 @@ def derive_key(secret: bytes, context: str, subject: bytes = b"") -> bytes:
     return blake3.blake3(context.encode() + b"\0" + subject, key=secret).digest()
 
 
-def convergent_key(convergence_secret: bytes, plaintext: bytes | memoryview) -> bytes:
-    """The block key: keyed BLAKE3 of the plaintext."""
-    return blake3.blake3(plaintext, key=convergence_secret).digest()
+def convergent_key(convergence_secret: bytes, digest: bytes) -> bytes:
+    """The block key: keyed BLAKE3 of the plaintext's BLAKE3 `digest`.
+
+    Keying the digest rather than the plaintext spares a second pass over every byte (the
+    digest is computed anyway, for the manifest); without the secret the key is as unguessable.
+    """
+    return blake3.blake3(b"aetherfs block key\0" + digest, key=convergence_secret).digest()
 
 
 def convergent_nonce(key: bytes) -> bytes:

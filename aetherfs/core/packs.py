@@ -22,31 +22,48 @@ MAX_RANGE = 8 * MiB
 
 
 class PackBuilder:
-    """Collects sealed blocks until the pack is full; not thread-safe (callers lock)."""
+    """Lays sealed blocks end to end in one buffer until the pack is full; not thread-safe.
 
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
+    The buffer can be handed in and taken back (`buffer`) to build pack after pack in the
+    same memory: a push then holds two pack buffers however much it uploads, and the
+    allocator never sees a pack-sized block come and go.
+    """
+
+    def __init__(self, buffer: bytearray | None = None) -> None:
+        self.buffer = bytearray() if buffer is None else buffer
         self._blocks: list[BlockRef] = []
         self.size = 0
 
     def add(self, block: SealedBlock) -> None:
-        self._parts.append(block.stored)
+        end = self.size + len(block.stored)
+        # Overwrites in place; grows the buffer only when a block runs past its end.
+        self.buffer[self.size : min(end, len(self.buffer))] = block.stored
         self._blocks.append(block.ref)
-        self.size += len(block.stored)
+        self.size = end
 
     def __len__(self) -> int:
         return len(self._blocks)
 
     def seal(self) -> tuple[PackId, bytes, dict[BlockId, BlockRef]]:
-        """The pack's id and bytes, and each block located inside it."""
-        data = b"".join(self._parts)
-        pack_id = PackId.of(data)
+        """The pack's id and bytes (a copy), and each block located inside it."""
+        pack_id, view, located = self.seal_in_place()
+        with view:
+            return pack_id, bytes(view), located
+
+    def seal_in_place(self) -> tuple[PackId, memoryview, dict[BlockId, BlockRef]]:
+        """Like `seal`, with a read-only view of the buffer instead of a copy.
+
+        Release the view before the buffer is built on again.
+        """
+        with memoryview(self.buffer) as whole:
+            view = whole[: self.size].toreadonly()
+        pack_id = PackId.of(view)
         located: dict[BlockId, BlockRef] = {}
         offset = 0
         for ref in self._blocks:
             located[ref.id] = ref.located(pack_id, offset)
             offset += ref.stored_size
-        return pack_id, data, located
+        return pack_id, view, located
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,7 +82,7 @@ class HubEndpoint:
     def put(self, key: str, data: bytes) -> None:
         self._refuse(key)
 
-    def put_if_absent(self, key: str, data: bytes) -> bool:
+    def put_if_absent(self, key: str, data: bytes | memoryview) -> bool:
         return self._refuse(key)  # type: ignore[no-any-return]
 
     def get_versioned(self, key: str) -> Versioned:
@@ -128,10 +128,11 @@ class HubRepository(Repository):
         return self._dataset
 
     # Packs ------------------------------------------------------------------------------
-    def put_pack(self, pack_id: PackId, data: bytes) -> bool:
+    def put_pack(self, pack_id: PackId, data: bytes | memoryview) -> bool:
         if PackId.of(data) != pack_id:
             raise IntegrityError(f"pack {pack_id.short()} does not match its id")
-        return self.client.put_pack(self._through(), pack_id.hex(), data)
+        body = data if isinstance(data, bytes) else bytes(data)  # httpx sends bytes
+        return self.client.put_pack(self._through(), pack_id.hex(), body)
 
     def has_pack(self, pack_id: PackId) -> bool:
         return self.client.has_pack(self._through(), pack_id.hex())

@@ -7,21 +7,23 @@ written with one PUT, so memory stays flat however large the files are.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from aetherfs.core.blocks import BlockRef, seal_block
-from aetherfs.core.chunking import DEFAULT_PARAMS, ChunkParams, choose_params, chunk_stream
+from aetherfs.core.chunking import DEFAULT_PARAMS, ChunkParams, choose_params, cut_stream
 from aetherfs.core.ids import BlockId, ManifestId
 from aetherfs.core.manifest import FILE, FileEntry, Manifest, make_delta
 from aetherfs.core.names import check_dataset_name, check_tag, is_version_tag
 from aetherfs.core.packs import PACK_TARGET, PackBuilder
-from aetherfs.errors import Conflict, NotFound
+from aetherfs.errors import Conflict, InvalidInput, NotFound
+from aetherfs.ops.cutter import Cutter
 from aetherfs.ops.scan import LocalEntry, scan_directory
 from aetherfs.repo import Repository
 
@@ -29,6 +31,8 @@ Progress = Callable[[int], None]
 LATEST = "latest"
 _HEADER = 100  # enough to recognise an SQLite file and read its page size
 BATCH_BYTES = 1024 * 1024
+# Below this, starting the cutter process (~0.1 s) costs more than it frees the GIL for.
+CUT_ELSEWHERE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -57,52 +61,148 @@ class PushResult:
 
 
 class _Packer:
-    """Seals chunks and packs the blocks the store lacks; safe to call from many threads."""
+    """Seals chunks and packs the blocks the store lacks; safe to call from many threads.
+
+    A full pack goes to an uploader thread, so sealing goes on while it is written and
+    fsynced (or PUT). Packs are built in a fixed set of reused buffers (one filling, the rest
+    uploading): that bounds memory, and sealing waits for a free buffer when the store is the
+    slower side.
+    """
 
     def __init__(
-        self, repo: Repository, known: dict[BlockId, BlockRef], stats: PushStats, target: int
+        self,
+        repo: Repository,
+        known: dict[BlockId, BlockRef],
+        stats: PushStats,
+        target: int,
+        max_uploads: int = 1,
     ) -> None:
         self.repo = repo
         self.located = dict(known)
         self.stats = stats
         self.target = target
         self._pending: set[BlockId] = set()
-        self._builder = PackBuilder()
         self._lock = threading.Lock()
         self._secret = repo.keyring.convergence_secret
+        self._uploaders = ThreadPoolExecutor(max_uploads, thread_name_prefix="push-upload")
+        self._uploads: list[Future[None]] = []
+        # Buffers start empty and grow to a pack's size on first use: a push of a few files
+        # never touches more memory than its data needs.
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        for _ in range(max_uploads):
+            self._free.put(bytearray())
+        self._builder: PackBuilder | None = PackBuilder(bytearray())
+        self._refilled = threading.Condition(self._lock)
 
-    def add(self, data: bytes) -> BlockRef:
+    def add(self, data: bytes | memoryview) -> BlockRef:
         block = seal_block(data, self._secret)
-        full = None
         with self._lock:
+            while self._builder is None:  # the last pack is full and no buffer is free yet
+                self._refilled.wait()  # (lets the lock go: check for duplicates after)
             if block.ref.id in self.located or block.ref.id in self._pending:
                 return block.ref
             self._pending.add(block.ref.id)
-            self._builder.add(block)
-            if self._builder.size >= self.target:
-                full, self._builder = self._builder, PackBuilder()
-        if full is not None:
-            self._upload(full)
+            builder = self._builder
+            builder.add(block)
+            if builder.size < self.target:
+                return block.ref
+            self._builder = None
+        # Nothing blocks with the lock held: uploads take it to record their blocks.
+        try:
+            self._hand_off(builder)
+        finally:
+            buffer = self._free.get()  # waits while the store is the slower side
+            with self._lock:
+                self._builder = PackBuilder(buffer)
+                self._refilled.notify_all()
         return block.ref
 
-    def add_batch(self, batch: list[bytes]) -> list[BlockRef]:
-        return [self.add(data) for data in batch]
+    def add_batch(self, data: bytes, lengths: list[int]) -> list[BlockRef]:
+        """Seal consecutive chunks of `lengths` bytes laid end to end in `data`."""
+        refs = []
+        start = 0
+        with memoryview(data) as view:
+            for length in lengths:
+                refs.append(self.add(view[start : start + length]))
+                start += length
+        return refs
 
     def finish(self) -> None:
+        """Upload the last pack and wait for every upload; raise the first failure."""
         with self._lock:
-            last, self._builder = self._builder, PackBuilder()
-        if len(last):
-            self._upload(last)
+            last, self._builder = self._builder, None
+        if last is not None and len(last):
+            self._hand_off(last)
+        self._uploaders.shutdown(wait=True)
+        for upload in self._uploads:
+            upload.result()
+
+    def abandon(self) -> None:
+        self._uploaders.shutdown(wait=True, cancel_futures=True)
+
+    def _hand_off(self, builder: PackBuilder) -> None:
+        with self._lock:
+            self._uploads.append(self._uploaders.submit(self._upload, builder))
+            finished: list[Future[None]] = []
+            running: list[Future[None]] = []
+            for upload in self._uploads:
+                (finished if upload.done() else running).append(upload)
+            self._uploads = running
+        for upload in finished:
+            upload.result()  # a failed upload fails the push now, not at the end
 
     def _upload(self, builder: PackBuilder) -> None:
-        pack_id, data, located = builder.seal()
-        self.repo.put_pack(pack_id, data)
-        with self._lock:
-            self.located.update(located)
-            self._pending.difference_update(located)
-            self.stats.new_blocks += len(located)
-            self.stats.new_bytes += len(data)
-            self.stats.packs += 1
+        try:
+            pack_id, data, located = builder.seal_in_place()
+            with data:
+                self.repo.put_pack(pack_id, data)
+                size = len(data)
+            with self._lock:
+                self.located.update(located)
+                self._pending.difference_update(located)
+                self.stats.new_blocks += len(located)
+                self.stats.new_bytes += size
+                self.stats.packs += 1
+        finally:
+            self._free.put(builder.buffer)
+
+
+def _copy_runs(stream: BinaryIO, params: ChunkParams) -> Iterator[tuple[bytes, list[int]]]:
+    """Cut here: runs of consecutive chunks of about BATCH_BYTES, one copy each."""
+    for _, span, lengths in cut_stream(stream, params):
+        # The span is reused for the next window: copy out, once per run, not per chunk.
+        start = end = first = 0
+        for i, length in enumerate(lengths):
+            end += length
+            if end - start >= BATCH_BYTES or i == len(lengths) - 1:
+                yield bytes(span[start:end]), lengths[first : i + 1]
+                start, first = end, i + 1
+
+
+def _read_runs(
+    stream: BinaryIO, runs: Iterator[list[int]], name: str
+) -> Iterator[tuple[bytes, list[int]]]:
+    """Cut elsewhere: read runs of whole chunks of about BATCH_BYTES, as the cutter says."""
+    batch: list[int] = []
+    size = 0
+    for lengths in runs:
+        for length in lengths:
+            batch.append(length)
+            size += length
+            if size >= BATCH_BYTES:
+                yield _read_exactly(stream, size, name), batch
+                batch, size = [], 0
+    if batch:
+        yield _read_exactly(stream, size, name), batch
+    if stream.read(1):
+        raise InvalidInput(f"{name} grew while it was being pushed; push again once it is still")
+
+
+def _read_exactly(stream: BinaryIO, size: int, name: str) -> bytes:
+    data = stream.read(size)
+    if len(data) != size:
+        raise InvalidInput(f"{name} shrank while it was being pushed; push again once it is still")
+    return data
 
 
 def _as_delta_on_latest(repo: Repository, dataset: str, manifest: Manifest) -> Manifest:
@@ -140,10 +240,13 @@ def push_directory(
     meta: dict[str, str] | None = None,
     pack_target: int = PACK_TARGET,
     entries: list[LocalEntry] | None = None,
+    cut_elsewhere: bool | None = None,
 ) -> PushResult:
     """Publish `root` as a new version of `dataset` and point `tags` at it.
 
     `entries` is the result of `scan_directory(root)` if the caller already has it.
+    `cut_elsewhere` runs FastCDC in a child process (`ops/cutter.py`); by default, for data
+    of CUT_ELSEWHERE_BYTES or more, where that pays for starting it.
     """
     started = time.monotonic()
     check_dataset_name(dataset)
@@ -153,48 +256,70 @@ def push_directory(
     _refuse_taken_version_tags(repo, dataset, tags)
     repo.ensure_dataset(dataset)
     stats = PushStats()
+    # One upload in flight while the next pack fills. A second (a third buffer) measured 7%
+    # faster on the local store and 9% on SeaweedFS, for 17 and 34 MiB more peak RSS.
     packer = _Packer(repo, repo.known_blocks(dataset), stats, pack_target)
     # Chunks go to the pool in batches of about BATCH_BYTES: one hand-off per small chunk
-    # would cost as much thread wake-up as the sealing itself.
-    max_in_flight = workers * 2
-    in_flight: deque[Future[list[BlockRef]]] = deque()
+    # would cost as much thread wake-up as the sealing itself. The bound is on batches in
+    # flight, whichever finish first, so one slow batch does not stall the others.
+    slots = threading.BoundedSemaphore(workers * 2)
+    failed: list[BaseException] = []
     planned: list[tuple[FileEntry, list[Future[list[BlockRef]]]]] = []
-    with ThreadPoolExecutor(workers, thread_name_prefix="push") as pool:
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="push")
 
-        def submit(batch: list[bytes], futures: list[Future[list[BlockRef]]]) -> None:
-            while len(in_flight) >= max_in_flight:
-                in_flight.popleft().result()  # bounds memory: batches in flight
-            future = pool.submit(packer.add_batch, batch)
-            futures.append(future)
-            in_flight.append(future)
+    def done(future: Future[list[BlockRef]]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            failed.append(future.exception())  # type: ignore[arg-type]
+        slots.release()
 
+    def submit(data: bytes, lengths: list[int], futures: list[Future[list[BlockRef]]]) -> None:
+        slots.acquire()
+        if failed:
+            slots.release()
+            raise failed[0]
+        future = pool.submit(packer.add_batch, data, lengths)
+        if progress:
+            progress(len(data))
+        future.add_done_callback(done)
+        futures.append(future)
+
+    if cut_elsewhere is None:
+        cut_elsewhere = sum(e.size for e in entries) >= CUT_ELSEWHERE_BYTES
+    cutter = None
+    try:
+        if cut_elsewhere:
+            cutter = Cutter([root / e.path for e in entries if e.kind == FILE], params)
         for entry in entries:
             futures: list[Future[list[BlockRef]]] = []
             chunking = None
             if entry.kind == FILE:
                 with (root / entry.path).open("rb") as stream:
-                    chosen = choose_params(stream.read(_HEADER), params)
+                    if cutter is not None:
+                        chosen, runs = cutter.next_file()
+                        batches = _read_runs(stream, runs, entry.path)
+                    else:
+                        chosen = choose_params(stream.read(_HEADER), params)
+                        stream.seek(0)
+                        batches = _copy_runs(stream, chosen)
                     chunking = chosen if chosen != params else None
-                    stream.seek(0)
-                    batch: list[bytes] = []
-                    batch_bytes = 0
-                    for chunk in chunk_stream(stream, chosen):
-                        batch.append(chunk.data)
-                        batch_bytes += len(chunk.data)
-                        if batch_bytes >= BATCH_BYTES:
-                            submit(batch, futures)
-                            batch, batch_bytes = [], 0
-                        if progress:
-                            progress(len(chunk.data))
-                    if batch:
-                        submit(batch, futures)
+                    for data, lengths in batches:
+                        submit(data, lengths, futures)
             skeleton = FileEntry(
                 entry.path, entry.kind, entry.mode, target=entry.target, chunking=chunking
             )
             planned.append((skeleton, futures))
-        for pending in in_flight:
-            pending.result()
-    packer.finish()
+        pool.shutdown(wait=True)
+        for _, futures in planned:
+            for future in futures:
+                future.result()
+        packer.finish()
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        packer.abandon()
+        raise
+    finally:
+        if cutter is not None:
+            cutter.close()
 
     files: list[FileEntry] = []
     seen: set[BlockId] = set()

@@ -36,8 +36,12 @@ class Store(Protocol):
         """Write atomically: readers see the old object or the new one, never a mix."""
         ...
 
-    def put_if_absent(self, key: str, data: bytes) -> bool:
-        """Write only if nothing is there; True if this call created it."""
+    def put_if_absent(self, key: str, data: bytes | memoryview) -> bool:
+        """Write only if nothing is there; True if this call created it.
+
+        `data` may be a view of a buffer the caller reuses once this returns (push writes
+        every pack from one of two such buffers), so a backend keeps no reference to it.
+        """
         ...
 
     def get_versioned(self, key: str) -> Versioned:

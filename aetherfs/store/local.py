@@ -73,7 +73,7 @@ class LocalStore:
         except FileNotFoundError:
             raise NotFound(f"{key} is not in the store {self.url}") from None
 
-    def _write_temp(self, data: bytes) -> Path:
+    def _write_temp(self, data: bytes | memoryview) -> Path:
         fd, name = tempfile.mkstemp(dir=self.root / _TMP)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -93,7 +93,7 @@ class LocalStore:
         os.replace(tmp, path)
         _fsync_dir(path.parent)
 
-    def put_if_absent(self, key: str, data: bytes) -> bool:
+    def put_if_absent(self, key: str, data: bytes | memoryview) -> bool:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._write_temp(data)

@@ -107,9 +107,10 @@ class S3Store:
     def put(self, key: str, data: bytes) -> None:
         self._call("put_object", key, Key=self._key(key), Body=data)
 
-    def put_if_absent(self, key: str, data: bytes) -> bool:
+    def put_if_absent(self, key: str, data: bytes | memoryview) -> bool:
+        body = data if isinstance(data, bytes) else bytes(data)  # botocore takes bytes or files
         try:
-            self._call("put_object", key, Key=self._key(key), Body=data, IfNoneMatch="*")
+            self._call("put_object", key, Key=self._key(key), Body=body, IfNoneMatch="*")
         except Conflict:
             return False
         return True

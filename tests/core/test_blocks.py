@@ -1,5 +1,6 @@
 import os
 
+import blake3
 import pytest
 
 from aetherfs.core.blocks import open_block, seal_block, verify_block
@@ -43,3 +44,17 @@ def test_wrong_key_is_refused() -> None:
     forged = type(block.ref)(block.ref.id, other.ref.key, block.ref.size, block.ref.digest, 0)
     with pytest.raises(IntegrityError, match="wrong key"):
         open_block(forged, block.stored)
+
+
+def test_block_key_is_keyed_over_the_plaintext_digest() -> None:
+    data = b"one pass over the plaintext gives its digest and, keyed, its key" * 100
+    ref = seal_block(data, SECRET).ref
+    assert ref.digest == blake3.blake3(data).digest()
+    assert ref.key == blake3.blake3(b"aetherfs block key\0" + ref.digest, key=SECRET).digest()
+    assert open_block(ref, seal_block(data, SECRET).stored) == data
+
+
+def test_a_view_seals_like_the_bytes_it_shows() -> None:
+    data = b"abc" * 50_000 + os.urandom(20_000)
+    with memoryview(data) as view:
+        assert seal_block(view[1000:90_000], SECRET) == seal_block(data[1000:90_000], SECRET)

@@ -4,7 +4,7 @@ import random
 
 from fastcdc.fastcdc_cy import fastcdc_cy
 
-from aetherfs.core.chunking import ChunkParams, chunk_stream
+from aetherfs.core.chunking import ChunkParams, chunk_stream, cut_stream, default_window
 
 SMALL = ChunkParams(4096, 16384, 65536)
 
@@ -67,4 +67,20 @@ def test_large_stream_is_read_in_bounded_windows() -> None:
     reader = CountingReader(64 * 1024 * 1024)
     total = sum(len(c.data) for c in chunk_stream(reader, SMALL))  # type: ignore[arg-type, misc]
     assert total == 64 * 1024 * 1024
-    assert reader.largest_read <= 4 * SMALL.max_size
+    assert reader.largest_read <= default_window(SMALL) < 64 * 1024 * 1024
+
+
+def test_cut_stream_spans_cover_the_stream_in_order() -> None:
+    data = os.urandom(2_500_000)
+    for params in (SMALL, ChunkParams.fixed(4096)):
+        pieces = []
+        offsets = []
+        for offset, span, lengths in cut_stream(io.BytesIO(data), params, window=262144):
+            assert sum(lengths) == len(span)
+            offsets.append(offset)
+            pieces.append(bytes(span))  # copied out: the span is reused for the next window
+        assert b"".join(pieces) == data
+        assert offsets == sorted(set(offsets)) and offsets[0] == 0
+    cuts = cut_stream(io.BytesIO(data), ChunkParams.fixed(4096))
+    fixed = [length for _, _, lengths in cuts for length in lengths]
+    assert fixed == [4096] * (len(data) // 4096) + [len(data) % 4096]

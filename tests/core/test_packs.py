@@ -42,3 +42,23 @@ def test_sqlite_files_are_cut_on_their_pages() -> None:
     assert choose_params(big_pages) == ChunkParams.fixed(65536)
     assert choose_params(b"plain text") == ChunkParams()
     assert choose_params(b"SQLite format 3\x00" + b"\x00\x07") == ChunkParams()  # bad page size
+
+
+def test_a_reused_buffer_builds_each_pack_anew() -> None:
+    buffer = bytearray()
+    big = [seal_block(os.urandom(5000 + i), SECRET) for i in range(3)]
+    first = PackBuilder(buffer)
+    for block in big:
+        first.add(block)
+    first_id, first_data, _ = first.seal()
+    # A smaller pack in the same (now larger) buffer: only its own bytes are in it.
+    small = [seal_block(os.urandom(100 + i), SECRET) for i in range(2)]
+    second = PackBuilder(buffer)
+    for block in small:
+        second.add(block)
+    pack_id, view, located = second.seal_in_place()
+    with view:
+        assert bytes(view) == b"".join(b.stored for b in small)
+        assert pack_id == PackId.of(view) != first_id
+        assert [located[b.ref.id].offset for b in small] == [0, small[0].ref.stored_size]
+    assert first_data == b"".join(b.stored for b in big)
