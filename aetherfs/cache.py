@@ -130,6 +130,9 @@ class BlockCache:
             db.execute("PRAGMA journal_mode=WAL")
             # A cache: no fsync per batch; bytes a power cut loses are caught on read.
             db.execute("PRAGMA synchronous=NORMAL")
+            # Lookups are by key: a small page cache per connection (one per thread) is
+            # enough, and keeps memory from growing with the index up to SQLite's 2 MB each.
+            db.execute("PRAGMA cache_size=-256")
             db.executescript(_SCHEMA)
             db.execute("SELECT COUNT(*) FROM segments").fetchone()
         except sqlite3.Error:

@@ -117,15 +117,19 @@ class _Packer:
                 self._refilled.notify_all()
         return block.ref
 
-    def add_batch(self, data: bytes, lengths: list[int]) -> list[BlockRef]:
-        """Seal consecutive chunks of `lengths` bytes laid end to end in `data`."""
-        refs = []
+    def add_batch(self, data: bytes, lengths: list[int]) -> list[BlockId]:
+        """Seal consecutive chunks of `lengths` bytes laid end to end in `data`.
+
+        Returns ids only: the located refs are in `located`, and holding each block's
+        unlocated ref until the manifest is written would cost ~150 bytes per block.
+        """
+        ids = []
         start = 0
         with memoryview(data) as view:
             for length in lengths:
-                refs.append(self.add(view[start : start + length]))
+                ids.append(self.add(view[start : start + length]).id)
                 start += length
-        return refs
+        return ids
 
     def finish(self) -> None:
         """Upload the last pack and wait for every upload; raise the first failure."""
@@ -264,15 +268,15 @@ def push_directory(
     # flight, whichever finish first, so one slow batch does not stall the others.
     slots = threading.BoundedSemaphore(workers * 2)
     failed: list[BaseException] = []
-    planned: list[tuple[FileEntry, list[Future[list[BlockRef]]]]] = []
+    planned: list[tuple[FileEntry, list[Future[list[BlockId]]]]] = []
     pool = ThreadPoolExecutor(workers, thread_name_prefix="push")
 
-    def done(future: Future[list[BlockRef]]) -> None:
+    def done(future: Future[list[BlockId]]) -> None:
         if not future.cancelled() and future.exception() is not None:
             failed.append(future.exception())  # type: ignore[arg-type]
         slots.release()
 
-    def submit(data: bytes, lengths: list[int], futures: list[Future[list[BlockRef]]]) -> None:
+    def submit(data: bytes, lengths: list[int], futures: list[Future[list[BlockId]]]) -> None:
         slots.acquire()
         if failed:
             slots.release()
@@ -290,7 +294,7 @@ def push_directory(
         if cut_elsewhere:
             cutter = Cutter([root / e.path for e in entries if e.kind == FILE], params)
         for entry in entries:
-            futures: list[Future[list[BlockRef]]] = []
+            futures: list[Future[list[BlockId]]] = []
             chunking = None
             if entry.kind == FILE:
                 with (root / entry.path).open("rb") as stream:
@@ -327,7 +331,7 @@ def push_directory(
         if skeleton.kind != FILE:
             files.append(skeleton)
             continue
-        refs = tuple(packer.located[ref.id] for f in futures for ref in f.result())
+        refs = tuple(packer.located[block_id] for f in futures for block_id in f.result())
         size = sum(ref.size for ref in refs)
         stats.files += 1
         stats.bytes += size
