@@ -125,7 +125,7 @@ def build_version(
         manifest_id=manifest_id,
         dataset=manifest.dataset,
         built=time.time(),
-        blocks=tuple({ref.id: None for ref in manifest.iter_blocks()}),
+        blocks=b"".join({ref.id.digest for ref in manifest.iter_blocks()}),
         files=progress.files_total,
         size=manifest.total_size,
         fingerprints=prints,

@@ -12,6 +12,7 @@ DATA_ROOT/
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import fcntl
@@ -19,10 +20,11 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from aetherfs.core.ids import BlockId, ManifestId
+from aetherfs.core.ids import DIGEST_SIZE, BlockId, ManifestId
 from aetherfs.errors import AetherError, Conflict
 from aetherfs.ops.atomic import fsync_dir
 
@@ -39,7 +41,7 @@ class VersionInfo:
     manifest_id: ManifestId
     dataset: str
     built: float
-    blocks: tuple[BlockId, ...]
+    blocks: bytes  # the ids of its blocks, 32 bytes each, end to end (compact: 16,000/GiB)
     files: int
     size: int
     fingerprints: dict[str, str]  # file fingerprint -> a path with those bytes (hard links)
@@ -50,7 +52,7 @@ class VersionInfo:
                 "manifest": self.manifest_id.hex(),
                 "dataset": self.dataset,
                 "built": self.built,
-                "blocks": [b.hex() for b in self.blocks],
+                "blocks": base64.b64encode(self.blocks).decode(),
                 "files": self.files,
                 "size": self.size,
                 "fingerprints": self.fingerprints,
@@ -65,11 +67,24 @@ class VersionInfo:
             ManifestId.from_hex(doc["manifest"]),
             str(doc["dataset"]),
             float(doc["built"]),
-            tuple(BlockId.from_hex(h) for h in doc["blocks"]) if with_blocks else (),
+            _blocks_from_json(doc["blocks"]) if with_blocks else b"",
             int(doc["files"]),
             int(doc["size"]),
             {str(k): str(v) for k, v in doc.get("fingerprints", {}).items()},
         )
+
+    def block_ids(self) -> Iterator[BlockId]:
+        for start in range(0, len(self.blocks), DIGEST_SIZE):
+            yield BlockId(self.blocks[start : start + DIGEST_SIZE])
+
+
+def _blocks_from_json(value: object) -> bytes:
+    if isinstance(value, list):  # records written before block ids were stored as base64
+        return b"".join(bytes.fromhex(str(h)) for h in value)
+    raw = base64.b64decode(str(value), validate=True)
+    if len(raw) % DIGEST_SIZE:
+        raise ValueError("block ids must be whole")
+    return raw
 
 
 class DataRoot:
@@ -239,7 +254,7 @@ class DataRoot:
         """Blocks of every kept version: the cache must not evict them."""
         pinned: set[BlockId] = set()
         for info in self.all_versions(with_blocks=True):
-            pinned.update(info.blocks)
+            pinned.update(info.block_ids())
         return pinned
 
 

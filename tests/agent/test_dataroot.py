@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from aetherfs.agent.api import resolve_live_version
 from aetherfs.agent.dataroot import DataRoot, VersionInfo
 from aetherfs.agent.files import VersionTree
-from aetherfs.core.ids import ManifestId
+from aetherfs.core.ids import BlockId, ManifestId
 from aetherfs.http.files import FILE, SYMLINK, join_link
 
 
@@ -17,7 +18,7 @@ def make_version(root: DataRoot, n: int, dataset: str, built: float) -> Manifest
     staging = root.staging_dir(manifest_id)
     staging.mkdir()
     (staging / "data.txt").write_text(f"version {n}\n")
-    info = VersionInfo(manifest_id, dataset, built, (), 1, 10, {})
+    info = VersionInfo(manifest_id, dataset, built, b"", 1, 10, {})
     root.publish_version(staging, info)
     return manifest_id
 
@@ -86,3 +87,16 @@ def test_served_paths_stay_inside_live_versions(tmp_path: Path) -> None:
     assert join_link("up", "../../secret") is None
     assert tree.lookup("escape/x") is None
     assert [n.path for n in tree.children("")] == ["data.txt", "escape", "up"]
+
+
+def test_version_records_keep_block_ids_compactly_and_read_older_ones(tmp_path: Path) -> None:
+    ids = [BlockId.of(bytes([n])) for n in range(3)]
+    info = VersionInfo(
+        ManifestId.of(b"v"), "team/a", 1.0, b"".join(i.digest for i in ids), 2, 20, {}
+    )
+    again = VersionInfo.from_json(info.to_json())
+    assert list(again.block_ids()) == ids
+    assert VersionInfo.from_json(info.to_json(), with_blocks=False).blocks == b""
+    # Records written before block ids were base64 held a list of hex ids.
+    older = json.loads(info.to_json()) | {"blocks": [i.hex() for i in ids]}
+    assert list(VersionInfo.from_json(json.dumps(older)).block_ids()) == ids

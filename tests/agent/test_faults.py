@@ -3,6 +3,7 @@ block, a keyring that cannot read the store, a cache too small for what is live.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -23,7 +24,8 @@ def cache_files(cache: Path) -> dict[str, CachedBlock]:
 
 def version_blocks(root: Path, manifest: str) -> set[str]:
     doc = json.loads((root / ".agent/versions" / f"{manifest}.json").read_text())
-    return set(doc["blocks"])
+    raw = base64.b64decode(doc["blocks"])
+    return {raw[i : i + 32].hex() for i in range(0, len(raw), 32)}
 
 
 def test_kill9_during_download_then_restart_resumes(
