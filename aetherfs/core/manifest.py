@@ -272,8 +272,10 @@ def _read_document(raw: bytes) -> tuple[dict[str, Any], tuple[FileEntry, ...]]:
     Streaming keeps the peak low: unpacking the whole document first would hold every
     block's raw fields and its BlockRef at once (twice the memory, per block).
     """
-    unpacker = msgpack.Unpacker(raw=False, strict_map_key=True, max_buffer_size=len(raw) + 1)
-    unpacker.feed(raw)
+    # Read through a BytesIO (which shares `raw`), not feed(): no second copy of the document.
+    unpacker = msgpack.Unpacker(
+        io.BytesIO(raw), raw=False, strict_map_key=True, max_buffer_size=len(raw) + 1
+    )
     document: dict[str, Any] = {}
     files: list[FileEntry] = []
     for _ in range(unpacker.read_map_header()):
