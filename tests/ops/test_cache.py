@@ -17,6 +17,9 @@ import pytest
 from aetherfs.cache import BlockCache
 from aetherfs.core.ids import BlockId
 from aetherfs.errors import StoreUnavailable
+from tests.cli.test_push_pull import make_tree, tree
+from tests.conftest import Cli
+from tests.fixtures.cache_index import cached_blocks
 
 
 def blocks(count: int, size: int = 10_000, seed: int = 0) -> list[tuple[BlockId, bytes]]:
@@ -221,3 +224,27 @@ def test_eviction_reaches_the_segment_still_open_for_appending(tmp_path: Path) -
     assert cache.get_many([b for b, _ in new]) == dict(new)
     cache.put_many(blocks(1, seed=3))  # appending goes on, in a fresh segment
     assert cache.stats().blocks == 4
+
+
+def test_two_pulls_at_once_share_one_cache(cli: Cli, tmp_path: Path) -> None:
+    # Two processes writing the same cache at the same time: SQLite serialises the index,
+    # each appends to segments of its own; both trees come out exact.
+    src = tmp_path / "src"
+    make_tree(src, big=6_000_000)
+    cli("push", str(src), "geo:1.0.0")
+    pulls = [
+        subprocess.Popen(
+            [sys.executable, "-m", "aetherfs.cli.main", "pull", "geo:1.0.0", str(tmp_path / n)],
+            env=cli.env,
+            stderr=subprocess.PIPE,
+        )
+        for n in ("a", "b")
+    ]
+    for proc in pulls:
+        assert proc.wait(120) == 0, proc.stderr.read() if proc.stderr else ""
+    assert tree(tmp_path / "a") == tree(src) == tree(tmp_path / "b")
+    root = cli.home / "cache" / "aetherfs" / "blocks"
+    ids = [BlockId(bytes.fromhex(h)) for h in cached_blocks(root)]
+    cache = BlockCache(root, limit=10**12)
+    assert ids and len(cache.get_many(ids)) == len(ids) == cache.stats().blocks
+    assert cache.corrupt_dropped == 0
