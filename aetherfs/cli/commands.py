@@ -12,6 +12,7 @@ from aetherfs.cli.progress import byte_progress
 from aetherfs.core.names import Ref, check_dataset_name, check_tag
 from aetherfs.errors import InvalidInput, NotFound
 from aetherfs.fetch.sources import BlockSource, CacheSource, StoreSource
+from aetherfs.heap import fix_mmap_threshold
 from aetherfs.ops.compare import describe
 from aetherfs.ops.compare import diff as diff_manifests
 from aetherfs.ops.gc import collect_garbage
@@ -23,6 +24,7 @@ LATEST = "latest"
 
 
 def push(ctx: Context, args: argparse.Namespace) -> int:
+    fix_mmap_threshold()  # push's 1 MiB batches would otherwise grow the heap: aetherfs/heap.py
     ref = Ref.parse(args.ref)
     tags = [ref.tag, *(check_tag(t) for t in args.tag)]
     if not args.no_latest and LATEST not in tags:

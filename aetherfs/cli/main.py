@@ -16,7 +16,6 @@ from aetherfs import __version__
 from aetherfs.cli import agent_cmd, commands, hub_cmd
 from aetherfs.config import Settings, parse_size
 from aetherfs.errors import AetherError
-from aetherfs.heap import fix_mmap_threshold
 from aetherfs.ops.materialise import DEFAULT_WORKERS
 
 EXAMPLES = """\
@@ -164,7 +163,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    fix_mmap_threshold()  # memory flat in the size of the data: see aetherfs/heap.py
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
