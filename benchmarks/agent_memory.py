@@ -1,6 +1,6 @@
 """The agent's peak memory during a fresh pull of N GiB from a local store.
 
-Generates N GiB of incompressible bytes (os.urandom, written in 8 MiB chunks across 16 files),
+Generates N GiB of incompressible bytes (agent_switch.make_dataset: 16 files, seeded),
 pushes them to a `file://` store, deletes the source, starts an agent and moves `stable` to the
 version. While the agent pulls, its RSS is sampled from /proc/PID/status; at the end its
 VmHWM (the kernel's peak resident set) is read. Everything is removed afterwards.
@@ -26,22 +26,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.agent_switch import cli, start_agent, status
-
-FILES = 16
-CHUNK = 8 << 20
-
-
-def make_random(root: Path, size: int) -> None:
-    root.mkdir(parents=True)
-    per = size // FILES
-    for i in range(FILES):
-        with (root / f"part-{i:02d}.bin").open("wb") as f:
-            left = per
-            while left:
-                n = min(left, CHUNK)
-                f.write(os.urandom(n))
-                left -= n
+from benchmarks.agent_switch import cli, make_dataset, start_agent, status
 
 
 def proc_kib(pid: int, field: str) -> int:
@@ -71,7 +56,7 @@ def main() -> None:
         }
         src = work / "src"
         started = time.monotonic()
-        make_random(src, size)
+        make_dataset(src, size, seed=1)  # 16 files of incompressible bytes
         results["generate_seconds"] = round(time.monotonic() - started, 1)
         started = time.monotonic()
         manifest = cli(env, "push", str(src), "team/mem:1.0.0", "--no-latest")["manifest"]

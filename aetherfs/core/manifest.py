@@ -8,8 +8,9 @@ manifest cannot be replayed under another dataset.
 from __future__ import annotations
 
 import io
+import itertools
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,25 +178,33 @@ def _check_no_link_chain(path: str, target: str, kinds: dict[str, str]) -> None:
                 raise IntegrityError(f"symlink {path!r} resolves through another symlink")
 
 
+def _pack_map(
+    packer: msgpack.Packer, fields: dict[str, Any], streamed: str, items: Iterable[bytes]
+) -> Iterator[bytes]:
+    """`fields` as a msgpack map; the value of key `streamed` (a sequence) is written as an
+    array from `items`, its elements already packed, as they come: no list of them all."""
+    yield packer.pack_map_header(len(fields))
+    for key, value in fields.items():
+        yield packer.pack(key)
+        if key != streamed:
+            yield packer.pack(value)
+            continue
+        yield packer.pack_array_header(len(value))
+        yield from items
+
+
 def _pack_entry(packer: msgpack.Packer, entry: FileEntry) -> Iterator[bytes]:
     """One entry as a msgpack map; its blocks one at a time (a file may have 300,000)."""
     wire: dict[str, Any] = {"p": entry.path, "k": entry.kind, "m": entry.mode}
     if entry.kind == FILE:
         wire["s"] = entry.size
-        wire["b"] = None  # packed below
+        wire["b"] = entry.blocks  # packed one by one below
         if entry.chunking is not None:
             wire["c"] = entry.chunking.as_list()
     elif entry.kind == SYMLINK:
         wire["t"] = entry.target
-    yield packer.pack_map_header(len(wire))
-    for key, value in wire.items():
-        yield packer.pack(key)
-        if key != "b":
-            yield packer.pack(value)
-            continue
-        yield packer.pack_array_header(len(entry.blocks))
-        for ref in entry.blocks:
-            yield packer.pack(_ref_to_wire(ref))
+    refs = (packer.pack(_ref_to_wire(ref)) for ref in entry.blocks)
+    return _pack_map(packer, wire, "b", refs)
 
 
 def _entry_from_wire(wire: dict[str, Any]) -> FileEntry:
@@ -244,7 +253,7 @@ def encode(manifest: Manifest) -> bytes:
         "dataset": manifest.dataset,
         "created": manifest.created,
         "chunking": manifest.chunking.as_list(),
-        "files": None,  # packed below
+        "files": manifest.files,  # packed entry by entry below
         "meta": manifest.meta,
     }
     if manifest.base is not None:
@@ -253,16 +262,9 @@ def encode(manifest: Manifest) -> bytes:
         fields["depth"] = manifest.depth
     packer = msgpack.Packer(use_bin_type=True)
     out = io.BytesIO()
-    out.write(packer.pack_map_header(len(fields)))
-    for key, value in fields.items():
-        out.write(packer.pack(key))
-        if key != "files":
-            out.write(packer.pack(value))
-            continue
-        out.write(packer.pack_array_header(len(manifest.files)))
-        for entry in manifest.files:
-            for piece in _pack_entry(packer, entry):
-                out.write(piece)
+    entries = itertools.chain.from_iterable(_pack_entry(packer, e) for e in manifest.files)
+    for piece in _pack_map(packer, fields, "files", entries):
+        out.write(piece)
     return out.getvalue()
 
 
