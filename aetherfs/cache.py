@@ -200,15 +200,9 @@ class BlockCache:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def __contains__(self, block_id: BlockId) -> bool:
-        return bool(self._rows([block_id]))
-
     def has(self, ids: Iterable[BlockId]) -> set[BlockId]:
         """Those of `ids` the index names (not read, so not yet checked)."""
         return {row.block_id for row in self._rows(list(ids))}
-
-    def get(self, block_id: BlockId) -> bytes | None:
-        return self.get_many([block_id]).get(block_id)
 
     def get_many(self, ids: Sequence[BlockId]) -> dict[BlockId, bytes]:
         """Verified stored bytes of those of `ids` the cache holds."""
@@ -247,9 +241,6 @@ class BlockCache:
         return found
 
     # -- writing ---------------------------------------------------------------------------
-
-    def put(self, block_id: BlockId, stored: bytes) -> None:
-        self.put_many([(block_id, stored)])
 
     def put_many(self, blocks: Sequence[tuple[BlockId, bytes]], move: bool = False) -> None:
         """Keep verified blocks (the caller has checked each against its id) in one segment.

@@ -59,8 +59,8 @@ def test_blocks_survive_a_restart_in_few_files(tmp_path: Path) -> None:
     ids = [block_id for block_id, _ in items]
     assert again.get_many(ids) == dict(items)
     assert len(segment_files(tmp_path / "c")) == 1  # one open segment took every batch
-    assert again.get(BlockId.of(b"never stored")) is None
-    assert items[5][0] in again and BlockId.of(b"x") not in again
+    assert again.get_many([BlockId.of(b"never stored")]) == {}
+    assert again.has([items[5][0], BlockId.of(b"x")]) == {items[5][0]}
 
 
 def test_altered_block_is_dropped_not_served(tmp_path: Path) -> None:
@@ -75,9 +75,9 @@ def test_altered_block_is_dropped_not_served(tmp_path: Path) -> None:
     found = cache.get_many([block_id for block_id, _ in items])
     assert victim not in found and len(found) == 4
     assert cache.corrupt_dropped == 1
-    assert victim not in cache  # dropped from the index: refetched next time, then kept
-    cache.put(victim, items[2][1])
-    assert cache.get(victim) == items[2][1]
+    assert not cache.has([victim])  # dropped from the index: refetched next time, then kept
+    cache.put_many([items[2]])
+    assert cache.get_many([victim]) == {victim: items[2][1]}
 
 
 def test_garbage_index_starts_the_cache_afresh(tmp_path: Path) -> None:
@@ -109,7 +109,7 @@ def test_eviction_drops_least_recently_used_and_moves_pinned(tmp_path: Path) -> 
         cache.put_many(group)
         time.sleep(0.01)
     assert len(segment_files(tmp_path / "c")) == 3
-    cache.get(mid[0][0])  # `mid` is now the most recently used
+    cache.get_many([mid[0][0]])  # `mid` is now the most recently used
     pinned = {old[0][0]}
     freed = cache.evict(pinned=pinned)
     held = cache.has(block_id for block_id, _ in old + mid + new)
@@ -117,7 +117,7 @@ def test_eviction_drops_least_recently_used_and_moves_pinned(tmp_path: Path) -> 
     assert held == {old[0][0], mid[0][0], mid[1][0]}
     assert freed == 60_000 - 30_000
     assert cache.usage() == 30_000  # at the limit: `mid` stays
-    assert cache.get(old[0][0]) == old[0][1]
+    assert cache.get_many([old[0][0]]) == {old[0][0]: old[0][1]}
 
 
 def test_segment_of_pinned_blocks_only_is_kept(tmp_path: Path) -> None:
