@@ -33,6 +33,7 @@ from aetherfs.errors import StoreUnavailable
 SEGMENT_BYTES = 32 * 1024 * 1024
 _QUERY_IDS = 500  # ids per SELECT ... IN (...): well under SQLite's parameter limit
 _MOVE_BYTES = 4 * 1024 * 1024  # pinned blocks copied out of an evicted segment per batch
+_IOV_MAX = 1024  # buffers per pwritev: Linux's IOV_MAX
 _INDEX = "index.sqlite"
 _LEGACY_DIR = re.compile(r"[0-9a-f]{2}")
 
@@ -261,7 +262,7 @@ class BlockCache:
             for block_id, stored in fresh.items():
                 rows.append((block_id.digest, segment.seq, offset, len(stored)))
                 offset += len(stored)
-            self._write_all(segment, b"".join(fresh.values()))
+            self._write_all(segment, list(fresh.values()))
             with self._transaction() as db:
                 verb = "REPLACE" if move else "IGNORE"
                 db.executemany(f"INSERT OR {verb} INTO blocks VALUES (?, ?, ?, ?)", rows)
@@ -273,14 +274,22 @@ class BlockCache:
         finally:
             self._checkin(segment)
 
-    def _write_all(self, segment: _Segment, data: bytes) -> None:
+    def _write_all(self, segment: _Segment, pieces: list[bytes]) -> None:
         # Writes go at the recorded end, not O_APPEND: bytes a failed write left past it are
-        # overwritten by the next batch.
-        view = memoryview(data)
-        written = 0
+        # overwritten by the next batch. One gathered write, no joined copy of the batch.
+        views = [memoryview(piece) for piece in pieces]
+        offset = segment.size
         try:
-            while written < len(view):
-                written += os.pwrite(segment.fd, view[written:], segment.size + written)
+            while views:
+                written = os.pwritev(segment.fd, views[:_IOV_MAX], offset)
+                if written == 0 and any(views):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                offset += written
+                while views and written >= len(views[0]):
+                    written -= len(views[0])
+                    views.pop(0)
+                if views and written:
+                    views[0] = views[0][written:]
         except OSError as exc:
             raise StoreUnavailable(
                 f"cannot write to the block cache {self.root}: {exc.strerror}"
