@@ -59,7 +59,7 @@ def test_a_server_that_ignores_ranges_still_gives_the_range(seaweedfs: SeaweedFS
     prefix, key = written(seaweedfs)
     with faulty_s3(seaweedfs.endpoint) as proxy:
         store = S3Store(S3Settings(seaweedfs.bucket, prefix, proxy.endpoint))
-        proxy.faults.ignore_range = True
+        proxy.faults.whole_object = DATA
         assert store.get_range(key, 5000, 123) == DATA[5000:5123]
 
 
