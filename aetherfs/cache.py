@@ -33,6 +33,7 @@ from aetherfs.errors import StoreUnavailable
 SEGMENT_BYTES = 32 * 1024 * 1024
 _QUERY_IDS = 500  # ids per SELECT ... IN (...): well under SQLite's parameter limit
 _MOVE_BYTES = 4 * 1024 * 1024  # pinned blocks copied out of an evicted segment per batch
+_OPEN_ATTEMPTS = 100  # of 50 ms, while another process holds a new index
 _IOV_MAX = 1024  # buffers per pwritev: Linux's IOV_MAX
 _INDEX = "index.sqlite"
 _LEGACY_DIR = re.compile(r"[0-9a-f]{2}")
@@ -112,12 +113,24 @@ class BlockCache:
     def _prepare(self) -> None:
         self._segments_dir.mkdir(parents=True, exist_ok=True)
         self._remove_legacy_layout()
-        try:
-            self._open_index().close()
-        except sqlite3.DatabaseError:
-            # Not a database any more (altered on disk): a cache can start again.
-            self._start_afresh()
-            self._open_index().close()
+        for attempt in range(_OPEN_ATTEMPTS):
+            try:
+                self._open_index().close()
+                break
+            except sqlite3.DatabaseError as exc:
+                code = getattr(exc, "sqlite_errorcode", None)
+                if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+                    # Not a database any more (altered on disk): a cache can start again.
+                    self._start_afresh()
+                    self._open_index().close()
+                    break
+                # Another process creating the index at the same moment (or switching it to
+                # WAL) holds it briefly: that is no reason to throw its blocks away.
+                if code not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    raise
+                if attempt == _OPEN_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05)
         self._ready = True
 
     def _open_index(self) -> sqlite3.Connection:
