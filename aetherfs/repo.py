@@ -17,8 +17,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from aetherfs.core.blocklist import RECORD_SIZE, as_block_list
 from aetherfs.core.blocks import BlockRef, verify_block
-from aetherfs.core.ids import BlockId, ManifestId, PackId
+from aetherfs.core.ids import DIGEST_SIZE, BlockId, ManifestId, PackId
 from aetherfs.core.manifest import (
     MAX_DEPTH,
     Manifest,
@@ -234,12 +235,22 @@ class Repository:
             raise IntegrityError(f"the record stored for {dataset}:{tag} names another tag")
         return history
 
-    def known_blocks(self, dataset: str) -> dict[BlockId, BlockRef]:
-        """Located blocks of every version a tag of `dataset` names: already on the store."""
-        known: dict[BlockId, BlockRef] = {}
+    def known_blocks(self, dataset: str) -> dict[bytes, bytes]:
+        """Blocks of every version a tag of `dataset` names, already on the store.
+
+        Block id digest -> its located record (see BlockList): a third of a BlockRef's memory,
+        which matters for a delta push over a large version.
+        """
+        known: dict[bytes, bytes] = {}
         manifests = {h.current.record.manifest_id for h in self.list_tags(dataset).values()}
         for manifest_id in manifests:
-            known.update(self.get_manifest(dataset, manifest_id).unique_blocks())
+            for entry in self.get_manifest(dataset, manifest_id).files:
+                records = as_block_list(entry.blocks).records
+                for start in range(0, len(records), RECORD_SIZE):
+                    known.setdefault(
+                        records[start : start + DIGEST_SIZE],
+                        records[start : start + RECORD_SIZE],
+                    )
         return known
 
     def resolve(self, dataset: str, tag: str) -> SignedTag:

@@ -18,6 +18,7 @@ from aetherfs.core.ids import DIGEST_SIZE, BlockId, PackId
 # id, key, plaintext digest, pack (zeros: not packed yet), size, stored size, offset in pack
 _RECORD = struct.Struct("<32s32s32s32sIIQ")
 _NO_PACK = bytes(DIGEST_SIZE)
+RECORD_SIZE = _RECORD.size  # the block id is a record's first DIGEST_SIZE bytes
 
 
 def pack_record(
@@ -41,7 +42,7 @@ def pack_record(
         raise ValueError(f"block record out of range: {exc}") from None
 
 
-def _record_of(ref: BlockRef) -> bytes:
+def record_of(ref: BlockRef) -> bytes:
     return pack_record(
         ref.id.digest,
         ref.key,
@@ -72,7 +73,7 @@ class BlockList(Sequence[BlockRef]):
     __slots__ = ("_records",)
 
     def __init__(self, refs: Iterable[BlockRef] = ()) -> None:
-        self._records = b"".join(_record_of(ref) for ref in refs)
+        self._records = b"".join(record_of(ref) for ref in refs)
 
     @classmethod
     def from_records(cls, records: bytes) -> BlockList:
@@ -81,6 +82,14 @@ class BlockList(Sequence[BlockRef]):
         made = cls()
         made._records = records
         return made
+
+    @property
+    def records(self) -> bytes:
+        return self._records
+
+    def total_size(self) -> int:
+        """Plaintext bytes of all the blocks, without making a BlockRef for each."""
+        return sum(fields[4] for fields in _RECORD.iter_unpack(self._records))
 
     def __len__(self) -> int:
         return len(self._records) // _RECORD.size

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from aetherfs.core.blocklist import BlockList, record_of
 from aetherfs.core.blocks import BlockRef, seal_block
 from aetherfs.core.chunking import DEFAULT_PARAMS, ChunkParams, choose_params, cut_stream
-from aetherfs.core.ids import BlockId, ManifestId
+from aetherfs.core.ids import DIGEST_SIZE, ManifestId
 from aetherfs.core.manifest import FILE, FileEntry, Manifest, make_delta
 from aetherfs.core.names import check_dataset_name, check_tag, is_version_tag
 from aetherfs.core.packs import PACK_TARGET, PackBuilder
@@ -72,16 +73,18 @@ class _Packer:
     def __init__(
         self,
         repo: Repository,
-        known: dict[BlockId, BlockRef],
+        known: dict[bytes, bytes],
         stats: PushStats,
         target: int,
         max_uploads: int = 1,
     ) -> None:
         self.repo = repo
-        self.located = dict(known)
+        # Block id digest -> located record (see BlockList), for every block on the store:
+        # held until the manifest is written, so records, not BlockRefs (144 bytes, not 420).
+        self.located = known
         self.stats = stats
         self.target = target
-        self._pending: set[BlockId] = set()
+        self._pending: set[bytes] = set()
         self._lock = threading.Lock()
         self._secret = repo.keyring.convergence_secret
         self._uploaders = ThreadPoolExecutor(max_uploads, thread_name_prefix="push-upload")
@@ -99,9 +102,10 @@ class _Packer:
         with self._lock:
             while self._builder is None:  # the last pack is full and no buffer is free yet
                 self._refilled.wait()  # (lets the lock go: check for duplicates after)
-            if block.ref.id in self.located or block.ref.id in self._pending:
+            block_id = block.ref.id.digest
+            if block_id in self.located or block_id in self._pending:
                 return block.ref
-            self._pending.add(block.ref.id)
+            self._pending.add(block_id)
             builder = self._builder
             builder.add(block)
             if builder.size < self.target:
@@ -117,19 +121,28 @@ class _Packer:
                 self._refilled.notify_all()
         return block.ref
 
-    def add_batch(self, data: bytes, lengths: list[int]) -> list[BlockId]:
+    def add_batch(self, data: bytes, lengths: list[int]) -> bytes:
         """Seal consecutive chunks of `lengths` bytes laid end to end in `data`.
 
-        Returns ids only: the located refs are in `located`, and holding each block's
-        unlocated ref until the manifest is written would cost ~150 bytes per block.
+        Returns their id digests laid end to end: the located records are in `located`, and
+        they are all a file's entry needs once every pack is written.
         """
-        ids = []
+        ids = bytearray()
         start = 0
         with memoryview(data) as view:
             for length in lengths:
-                ids.append(self.add(view[start : start + length]).id)
+                ids += self.add(view[start : start + length]).id.digest
                 start += length
-        return ids
+        return bytes(ids)
+
+    def records(self, ids: bytes) -> BlockList:
+        """The located blocks of `ids` (as add_batch returns them), once `finish` is done."""
+        return BlockList.from_records(
+            b"".join(
+                self.located[ids[start : start + DIGEST_SIZE]]
+                for start in range(0, len(ids), DIGEST_SIZE)
+            )
+        )
 
     def finish(self) -> None:
         """Upload the last pack and wait for every upload; raise the first failure."""
@@ -161,9 +174,10 @@ class _Packer:
             with data:
                 self.repo.put_pack(pack_id, data)
                 size = len(data)
+            records = {ref.id.digest: record_of(ref) for ref in located.values()}
             with self._lock:
-                self.located.update(located)
-                self._pending.difference_update(located)
+                self.located.update(records)
+                self._pending.difference_update(records)
                 self.stats.new_blocks += len(located)
                 self.stats.new_bytes += size
                 self.stats.packs += 1
@@ -268,15 +282,15 @@ def push_directory(
     # flight, whichever finish first, so one slow batch does not stall the others.
     slots = threading.BoundedSemaphore(workers * 2)
     failed: list[BaseException] = []
-    planned: list[tuple[FileEntry, list[Future[list[BlockId]]]]] = []
+    planned: list[tuple[FileEntry, list[Future[bytes]]]] = []
     pool = ThreadPoolExecutor(workers, thread_name_prefix="push")
 
-    def done(future: Future[list[BlockId]]) -> None:
+    def done(future: Future[bytes]) -> None:
         if not future.cancelled() and future.exception() is not None:
             failed.append(future.exception())  # type: ignore[arg-type]
         slots.release()
 
-    def submit(data: bytes, lengths: list[int], futures: list[Future[list[BlockId]]]) -> None:
+    def submit(data: bytes, lengths: list[int], futures: list[Future[bytes]]) -> None:
         slots.acquire()
         if failed:
             slots.release()
@@ -294,7 +308,7 @@ def push_directory(
         if cut_elsewhere:
             cutter = Cutter([root / e.path for e in entries if e.kind == FILE], params)
         for entry in entries:
-            futures: list[Future[list[BlockId]]] = []
+            futures: list[Future[bytes]] = []
             chunking = None
             if entry.kind == FILE:
                 with (root / entry.path).open("rb") as stream:
@@ -326,21 +340,26 @@ def push_directory(
             cutter.close()
 
     files: list[FileEntry] = []
-    seen: set[BlockId] = set()
+    seen: set[bytes] = set()
     for skeleton, futures in planned:
         if skeleton.kind != FILE:
             files.append(skeleton)
             continue
-        refs = tuple(packer.located[block_id] for f in futures for block_id in f.result())
-        size = sum(ref.size for ref in refs)
+        ids = b"".join(f.result() for f in futures)
+        blocks = packer.records(ids)
+        size = blocks.total_size()
         stats.files += 1
         stats.bytes += size
-        stats.blocks += len(refs)
-        seen.update(ref.id for ref in refs)
+        stats.blocks += len(blocks)
+        seen.update(ids[start : start + DIGEST_SIZE] for start in range(0, len(ids), DIGEST_SIZE))
         files.append(
-            FileEntry(skeleton.path, FILE, skeleton.mode, size, refs, chunking=skeleton.chunking)
+            FileEntry(skeleton.path, FILE, skeleton.mode, size, blocks, chunking=skeleton.chunking)
         )
     stats.unique_blocks = len(seen)
+    # Sealing the manifest copies it twice more: let that reuse the memory of the per-block
+    # tables first, not add to it.
+    seen.clear()
+    packer.located.clear()
     manifest = Manifest(dataset, time.time(), params, tuple(files), meta or {})
     manifest_id = repo.put_manifest(_as_delta_on_latest(repo, dataset, manifest))
     for tag in tags:
