@@ -108,6 +108,10 @@ def _body(results: Path, name: str) -> str:
     return "\n".join(lines[start:]).replace("## ", "### ") + "\n"
 
 
+def _first(item: tuple[int, Any]) -> int:
+    return item[0]
+
+
 def _mib(n: float) -> str:
     return f"{n / MiB:,.2f} MiB"
 
@@ -153,16 +157,19 @@ def goals(compare: Any, throughput: Any) -> tuple[list[str], list[str]]:
                 f"| at least 50% of the single-core limit ({limit:,.0f} MB/s) | {what} | "
                 f"{m['mb_per_s']:,.0f} MB/s ({share:.0%}) | {'yes' if share >= 0.5 else '**no**'} |"
             )
-    small = {m["what"]: m for m in throughput["small"]}
-    small_bytes = throughput.get("small_bytes")
+    # Growth between the 1 GiB tree and the largest one measured (older runs: the smallest).
+    other_key = "huge" if "huge" in throughput else "small"
+    other = {m["what"]: m for m in throughput[other_key]}
+    other_bytes = throughput.get(f"{other_key}_bytes")
     for kind in ("push", "pull"):
-        a, b = small.get(f"{kind}, local store"), measures.get(f"{kind}, local store")
-        if a and b and small_bytes:
-            slope = (b["max_rss"] - a["max_rss"]) / MiB / ((b["bytes"] - small_bytes) / 1024**3)
+        a, b = other.get(f"{kind}, local store"), measures.get(f"{kind}, local store")
+        if a and b and other_bytes:
+            (a_bytes, a), (b_bytes, b) = sorted([(other_bytes, a), (b["bytes"], b)], key=_first)
+            slope = (b["max_rss"] - a["max_rss"]) / MiB / ((b_bytes - a_bytes) / 1024**3)
             rows.append(
-                f"| memory flat in the size of the data | {kind}, {_mib(small_bytes)} and "
-                f"{_mib(b['bytes'])} | {a['max_rss'] / MiB:,.0f} and {b['max_rss'] / MiB:,.0f} MiB "
-                f"peak ({slope:+,.0f} MiB per GiB) | "
+                f"| memory flat in the size of the data | {kind}, {_mib(a_bytes)} and "
+                f"{_mib(b_bytes)} | {a['max_rss'] / MiB:,.0f} and {b['max_rss'] / MiB:,.0f} MiB "
+                f"peak ({slope:+,.1f} MiB per GiB) | "
                 f"{'yes' if slope < FLAT_MIB_PER_GIB else '**no**'} |"
             )
     return rows, costs

@@ -8,7 +8,8 @@ cache):
 - `aetherfs push` to an empty store and `aetherfs pull` into an empty directory, on the local
   store and on SeaweedFS: MB/s (10^6 bytes per second of wall time, process start to exit) and
   peak RSS;
-- peak RSS of push and pull at a second, smaller size: memory must not grow with the data.
+- peak RSS of push and pull at a smaller and a larger size (local store): memory must not
+  grow with the data.
 
     python -m benchmarks.throughput --work benchmarks/.work
 """
@@ -166,7 +167,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("benchmarks/.work"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--total-mib", type=int, default=1024, help="the large size")
-    parser.add_argument("--small-mib", type=int, default=256, help="the second size (memory)")
+    parser.add_argument("--small-mib", type=int, default=256, help="a smaller size (memory)")
+    parser.add_argument("--huge-mib", type=int, default=4096, help="a larger size (memory)")
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3, help="rounds; the median is reported")
     parser.add_argument("--s3-endpoint", help="use this S3 server instead of starting SeaweedFS")
@@ -204,6 +206,13 @@ def main() -> None:
     warm(small)
     env = fresh_env(work, "small", (work / "store-small").as_uri())
     small_runs = push_pull("local store", small, env, work)
+    shutil.rmtree(work / "store-small")
+    huge_files = args.files * args.huge_mib // args.total_mib
+    huge = make_files_pair(work / "huge", total=args.huge_mib * MiB, files=huge_files).v1
+    shutil.rmtree(huge.parent / "v2")
+    env = fresh_env(work, "huge", (work / "store-huge").as_uri())
+    huge_runs = push_pull("local store", huge, env, work)
+    shutil.rmtree(work / "store-huge")
     for m in measures:
         print(f"{m.what}: {m.mb_per_s:.0f} MB/s, RSS {(m.max_rss or 0) / MiB:.0f} MiB")
 
@@ -227,23 +236,26 @@ def main() -> None:
         lines.append(
             f"| {m.what} | {m.mb_per_s:,.0f} ({every}) | {m.mb_per_s / limit:.0%} | {rss} |"
         )
+    small_size, huge_size = tree_size(small), tree_size(huge)
     lines += [
         "",
-        "Memory at two sizes (local store; the smaller tree has the same mix of file sizes, "
-        f"{small_files} files):",
+        "Memory at three sizes (local store, one round each at the other sizes; every tree has "
+        f"the same mix of file sizes: {small_files}, {args.files} and {huge_files} files):",
         "",
-        "| operation | peak RSS at "
-        f"{tree_size(small) / MiB:,.0f} MiB | peak RSS at {big_size / MiB:,.0f} MiB "
-        "| growth per GiB of data |",
-        "|---|---|---|---|",
+        f"| operation | peak RSS at {small_size / MiB:,.0f} MiB | at {big_size / MiB:,.0f} MiB "
+        f"| at {huge_size / MiB:,.0f} MiB | growth per GiB, between the two larger |",
+        "|---|---|---|---|---|",
     ]
-    small_size = tree_size(small)
     for kind in ("push", "pull"):
         a = next(m for m in small_runs if m.what.startswith(kind))
         b = next(m for m in measures if m.what == f"{kind}, local store")
-        rss_a, rss_b = (a.max_rss or 0) / MiB, (b.max_rss or 0) / MiB
-        slope = (rss_b - rss_a) / ((big_size - small_size) / 1024**3)
-        lines.append(f"| {kind} | {rss_a:,.0f} MiB | {rss_b:,.0f} MiB | {slope:+,.0f} MiB |")
+        c = next(m for m in huge_runs if m.what.startswith(kind))
+        rss_a, rss_b, rss_c = ((m.max_rss or 0) / MiB for m in (a, b, c))
+        slope = (rss_c - rss_b) / ((huge_size - big_size) / 1024**3)
+        lines.append(
+            f"| {kind} | {rss_a:,.0f} MiB | {rss_b:,.0f} MiB | {rss_c:,.0f} MiB "
+            f"| {slope:+,.1f} MiB |"
+        )
     lines += ["", f"Run time: {time.monotonic() - started:.0f} s."]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "throughput.md").write_text("\n".join(lines) + "\n")
@@ -255,6 +267,8 @@ def main() -> None:
         "measures": [asdict(m) | {"mb_per_s": m.mb_per_s} for m in measures],
         "small": [asdict(m) | {"mb_per_s": m.mb_per_s} for m in small_runs],
         "small_bytes": small_size,
+        "huge": [asdict(m) | {"mb_per_s": m.mb_per_s} for m in huge_runs],
+        "huge_bytes": huge_size,
         "seconds": time.monotonic() - started,
     }
     (args.out / "throughput.json").write_text(json.dumps(report, indent=2) + "\n")
