@@ -91,6 +91,16 @@ class BlockList(Sequence[BlockRef]):
         """Plaintext bytes of all the blocks, without making a BlockRef for each."""
         return sum(fields[4] for fields in _RECORD.iter_unpack(self._records))
 
+    def digests_and_sizes(self) -> Iterator[tuple[bytes, int]]:
+        """(plaintext digest, size) of each block, without a BlockRef for each."""
+        for fields in _RECORD.iter_unpack(self._records):
+            yield fields[2], fields[4]
+
+    def wire_fields(self) -> Iterator[tuple[bytes, bytes, int, bytes, int, bytes | None, int]]:
+        """(id, key, size, digest, stored size, pack or None, offset) of each block."""
+        for block_id, key, digest, pack, size, stored, offset in _RECORD.iter_unpack(self._records):
+            yield block_id, key, size, digest, stored, pack if pack != _NO_PACK else None, offset
+
     def __len__(self) -> int:
         return len(self._records) // _RECORD.size
 

@@ -151,7 +151,7 @@ def validate(manifest: Manifest) -> None:
             raise IntegrityError(f"manifest entry {entry.path!r} has a bad mode {entry.mode:o}")
         if entry.kind == SYMLINK:
             check_link_target(entry.path, entry.target)
-        if entry.kind == FILE and sum(ref.size for ref in entry.blocks) != entry.size:
+        if entry.kind == FILE and as_block_list(entry.blocks).total_size() != entry.size:
             raise IntegrityError(f"manifest entry {entry.path!r}: block sizes do not add up")
     if manifest.is_delta:
         return
@@ -203,7 +203,7 @@ def _pack_entry(packer: msgpack.Packer, entry: FileEntry) -> Iterator[bytes]:
             wire["c"] = entry.chunking.as_list()
     elif entry.kind == SYMLINK:
         wire["t"] = entry.target
-    refs = (packer.pack(_ref_to_wire(ref)) for ref in entry.blocks)
+    refs = (packer.pack(_fields_to_wire(f)) for f in as_block_list(entry.blocks).wire_fields())
     return _pack_map(packer, wire, "b", refs)
 
 
@@ -222,18 +222,11 @@ def _entry_from_wire(wire: dict[str, Any]) -> FileEntry:
     )
 
 
-def _ref_to_wire(ref: BlockRef) -> list[Any]:
-    if ref.pack is None:
-        raise ValueError(f"block {ref.id.short()} has no pack: pack blocks before the manifest")
-    return [
-        ref.id.digest,
-        ref.key,
-        ref.size,
-        ref.digest,
-        ref.stored_size,
-        ref.pack.digest,
-        ref.offset,
-    ]
+def _fields_to_wire(fields: tuple[bytes, bytes, int, bytes, int, bytes | None, int]) -> list[Any]:
+    if fields[5] is None:
+        short = fields[0].hex()[:12]
+        raise ValueError(f"block {short} has no pack: pack blocks before the manifest")
+    return list(fields)
 
 
 def _record_from_wire(item: list[Any]) -> bytes:

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aetherfs.cache import BlockCache
+from aetherfs.core.blocklist import as_block_list
 from aetherfs.core.ids import ManifestId
-from aetherfs.core.manifest import FILE, Manifest
+from aetherfs.core.manifest import FILE, FileEntry, Manifest
 from aetherfs.errors import InvalidInput, LocalIOError
 from aetherfs.fetch.planner import BlockFetcher, SourceCounts
 from aetherfs.fetch.sources import BlockSource
@@ -78,6 +79,10 @@ def _check_target(target: Path, force: bool) -> None:
         )
 
 
+def _digests_and_sizes(entry: FileEntry) -> Blocks:
+    return tuple(as_block_list(entry.blocks).digests_and_sizes())
+
+
 def _link_sources(manifest: Manifest, trusted: dict[str, TrustedFile]) -> dict[str, LinkSource]:
     """Files of the new version an old, still-vouched file holds exactly (bytes and mode).
 
@@ -90,7 +95,7 @@ def _link_sources(manifest: Manifest, trusted: dict[str, TrustedFile]) -> dict[s
             by_blocks.setdefault((item.record.blocks, item.mode), []).append(item)
     used: set[str] = set()
     sources: dict[str, LinkSource] = {}
-    wanted = [(e, tuple((r.digest, r.size) for r in e.blocks)) for e in manifest.files]
+    wanted = [(e, _digests_and_sizes(e)) for e in manifest.files]
     wanted = [(e, blocks) for e, blocks in wanted if e.kind == FILE and blocks]
     for same_path in (True, False):
         for entry, blocks in wanted:
@@ -135,7 +140,7 @@ def _marker(
     for entry in manifest.files:
         if entry.kind != FILE:
             continue
-        blocks = tuple((ref.digest, ref.size) for ref in entry.blocks)
+        blocks = _digests_and_sizes(entry)
         if entry.path in linked:
             # Its stat as vouched before linking: a change since then must show next time.
             source = links[entry.path]
@@ -172,7 +177,11 @@ def pull_manifest(
     if staging.exists() or staging.is_symlink():
         shutil.rmtree(staging)  # left by an interrupted pull; its blocks are in the cache
     # Bytes already in DIR are looked for only if there is a DIR: the set is per block.
-    wanted = {ref.digest for ref in manifest.iter_blocks()} if target.is_dir() else set()
+    wanted = (
+        {d for e in manifest.files for d, _ in as_block_list(e.blocks).digests_and_sizes()}
+        if target.is_dir()
+        else set()
+    )
     previous = read_marker(target / MARKER) if target.is_dir() else {}
     local = index_pulled_directory(
         target, manifest.chunking, wanted, previous, skip=frozenset({MARKER})
