@@ -67,6 +67,9 @@ def run(cmd: Sequence[str | Path], env: dict[str, str], cwd: Path | None = None)
     """
     args = [str(c) for c in cmd]
     peak = 0
+    # Dirty pages the previous step left (a store's or a tree's writes) are flushed first, so
+    # their writeback is not charged to whichever tool happens to run next.
+    os.sync()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.monotonic()
         process = subprocess.Popen(args, env=env, cwd=cwd, stdout=out, stderr=err)
