@@ -33,6 +33,7 @@ from aetherfs.ops.reuse import (
     Stamp,
     TrustedFile,
     index_pulled_directory,
+    pack_blocks,
     pulled_file_to_json,
     read_marker,
 )
@@ -80,7 +81,7 @@ def _check_target(target: Path, force: bool) -> None:
 
 
 def _digests_and_sizes(entry: FileEntry) -> Blocks:
-    return tuple(as_block_list(entry.blocks).digests_and_sizes())
+    return pack_blocks(as_block_list(entry.blocks).digests_and_sizes())
 
 
 def _link_sources(manifest: Manifest, trusted: dict[str, TrustedFile]) -> dict[str, LinkSource]:
@@ -95,6 +96,8 @@ def _link_sources(manifest: Manifest, trusted: dict[str, TrustedFile]) -> dict[s
             by_blocks.setdefault((item.record.blocks, item.mode), []).append(item)
     used: set[str] = set()
     sources: dict[str, LinkSource] = {}
+    if not by_blocks:
+        return sources  # nothing vouched for (a first pull): no block lists to compare
     wanted = [(e, _digests_and_sizes(e)) for e in manifest.files]
     wanted = [(e, blocks) for e, blocks in wanted if e.kind == FILE and blocks]
     for same_path in (True, False):
@@ -129,35 +132,43 @@ def _settle_clock(probe: Path, newest_ns: int) -> int:
     return now_ns
 
 
-def _marker(
+def _write_marker(
     manifest: Manifest,
     manifest_id: ManifestId,
     staging: Path,
     links: dict[str, LinkSource],
     linked: set[str],
-) -> dict[str, object]:
-    files: list[PulledFile] = []
+) -> None:
+    """Record each file written or linked, its stat and its blocks, in the staging marker.
+
+    Written file by file: the whole record held at once would grow with the version.
+    """
+    stamps: list[tuple[FileEntry, Stamp, int]] = []
     for entry in manifest.files:
         if entry.kind != FILE:
             continue
-        blocks = _digests_and_sizes(entry)
         if entry.path in linked:
             # Its stat as vouched before linking: a change since then must show next time.
             source = links[entry.path]
-            files.append(PulledFile(entry.path, source.stamp, source.mode, blocks))
+            stamps.append((entry, source.stamp, source.mode))
         else:
             st = (staging / entry.path).lstat()
-            files.append(PulledFile(entry.path, Stamp.of(st), stat.S_IMODE(st.st_mode), blocks))
-    written = [f.stamp.mtime_ns for f in files if f.path not in linked]
+            stamps.append((entry, Stamp.of(st), stat.S_IMODE(st.st_mode)))
+    written = [s.mtime_ns for e, s, _ in stamps if e.path not in linked]
     now_ns = _settle_clock(staging / MARKER, max(written, default=0))
-    # On a file system with very coarse times the wait can give up: files whose mtime a
-    # change now would not move are left out, so the next pull reads and hashes them.
-    return {
-        "dataset": manifest.dataset,
-        "manifest": manifest_id.hex(),
-        "time": time.time(),
-        "files": [pulled_file_to_json(f) for f in files if f.stamp.mtime_ns < now_ns],
-    }
+    head = {"dataset": manifest.dataset, "manifest": manifest_id.hex(), "time": time.time()}
+    with (staging / MARKER).open("w") as out:
+        out.write(json.dumps(head)[:-1] + ', "files": [')
+        separator = ""
+        for entry, stamp, mode in stamps:
+            # On a file system with very coarse times the wait can give up: files whose mtime
+            # a change now would not move are left out, so the next pull reads and hashes them.
+            if stamp.mtime_ns >= now_ns:
+                continue
+            record = PulledFile(entry.path, stamp, mode, _digests_and_sizes(entry))
+            out.write(separator + json.dumps(pulled_file_to_json(record)))
+            separator = ", "
+        out.write("]}\n")
 
 
 def pull_manifest(
@@ -192,8 +203,7 @@ def pull_manifest(
         linked = build_tree(
             manifest, staging, fetcher, workers=workers, progress=progress, links=links
         )
-        marker = _marker(manifest, manifest_id, staging, links, linked)
-        (staging / MARKER).write_text(json.dumps(marker) + "\n")
+        _write_marker(manifest, manifest_id, staging, links, linked)
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)  # give the space back; DIR is untouched
         if isinstance(exc, OSError):

@@ -18,6 +18,8 @@ import binascii
 import json
 import os
 import stat
+import struct
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,18 @@ import blake3
 
 from aetherfs.core.chunking import ChunkParams, chunk_stream
 
-Blocks = tuple[tuple[bytes, int], ...]  # (plaintext digest, size) of each block, in order
+# (plaintext digest, size) of each block, in order, as 40-byte records in one bytes object:
+# a marker's records are held for every file of a version, ~165 bytes per block as tuples.
+Blocks = bytes
+_BLOCK = struct.Struct("<32sQ")
+
+
+def pack_blocks(pairs: Iterable[tuple[bytes, int]]) -> Blocks:
+    return b"".join(_BLOCK.pack(digest, size) for digest, size in pairs)
+
+
+def iter_blocks(blocks: Blocks) -> Iterator[tuple[bytes, int]]:
+    return _BLOCK.iter_unpack(blocks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +95,8 @@ def pulled_file_to_json(item: PulledFile) -> dict[str, Any]:
         "mtime_ns": item.stamp.mtime_ns,
         "ino": item.stamp.ino,
         "mode": item.mode,
-        "digests": base64.b64encode(b"".join(d for d, _ in item.blocks)).decode(),
-        "sizes": [size for _, size in item.blocks],
+        "digests": base64.b64encode(b"".join(d for d, _ in iter_blocks(item.blocks))).decode(),
+        "sizes": [size for _, size in iter_blocks(item.blocks)],
     }
 
 
@@ -92,7 +105,7 @@ def _pulled_file_from_json(doc: dict[str, Any]) -> PulledFile:
     sizes = [int(s) for s in doc["sizes"]]
     if len(digests) != 32 * len(sizes) or sum(sizes) != int(doc["size"]):
         raise ValueError("block list does not add up")
-    blocks = tuple((digests[32 * i : 32 * i + 32], size) for i, size in enumerate(sizes))
+    blocks = pack_blocks((digests[32 * i : 32 * i + 32], size) for i, size in enumerate(sizes))
     stamp = Stamp(int(doc["size"]), int(doc["mtime_ns"]), int(doc["ino"]))
     return PulledFile(str(doc["path"]), stamp, int(doc["mode"]), blocks)
 
@@ -152,7 +165,7 @@ def index_pulled_directory(
                 continue
             index.trusted[record.path] = TrustedFile(path, record, stat.S_IMODE(st.st_mode))
             offset = 0
-            for digest, size in record.blocks:
+            for digest, size in iter_blocks(record.blocks):
                 if digest in wanted and digest not in index.chunks:
                     index.chunks[digest] = LocalChunk(path, offset, size)
                 offset += size
