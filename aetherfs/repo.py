@@ -19,7 +19,7 @@ from pathlib import Path
 
 from aetherfs.core.blocklist import RECORD_SIZE, as_block_list
 from aetherfs.core.blocks import BlockRef, verify_block
-from aetherfs.core.ids import DIGEST_SIZE, BlockId, ManifestId, PackId
+from aetherfs.core.ids import BlockId, ManifestId, PackId
 from aetherfs.core.manifest import (
     MAX_DEPTH,
     Manifest,
@@ -235,23 +235,15 @@ class Repository:
             raise IntegrityError(f"the record stored for {dataset}:{tag} names another tag")
         return history
 
-    def known_blocks(self, dataset: str) -> dict[bytes, bytes]:
-        """Blocks of every version a tag of `dataset` names, already on the store.
-
-        Block id digest -> its located record (see BlockList): a third of a BlockRef's memory,
-        which matters for a delta push over a large version.
-        """
-        known: dict[bytes, bytes] = {}
+    def known_blocks(self, dataset: str) -> Iterator[bytes]:
+        """The located records (see BlockList) of every block of every version a tag of
+        `dataset` names: blocks already on the store. A block may come more than once."""
         manifests = {h.current.record.manifest_id for h in self.list_tags(dataset).values()}
         for manifest_id in manifests:
             for entry in self.get_manifest(dataset, manifest_id).files:
                 records = as_block_list(entry.blocks).records
                 for start in range(0, len(records), RECORD_SIZE):
-                    known.setdefault(
-                        records[start : start + DIGEST_SIZE],
-                        records[start : start + RECORD_SIZE],
-                    )
-        return known
+                    yield records[start : start + RECORD_SIZE]
 
     def resolve(self, dataset: str, tag: str) -> SignedTag:
         return self.tag_history(dataset, tag).current
