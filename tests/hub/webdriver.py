@@ -55,6 +55,18 @@ class Browser:
             )
         )
 
+    async def wait_for_text(self, *wanted: str, timeout: float = 15) -> str:
+        """The page's text once it holds every one of `wanted` (a click's navigation may
+        still be under way when the click returns); fails after `timeout` seconds."""
+        text = ""
+        with trio.move_on_after(timeout):
+            while True:
+                text = await self.text()
+                if all(w in text for w in wanted):
+                    return text
+                await trio.sleep(0.1)
+        raise AssertionError(f"the page never showed {wanted!r}; it shows {text[:500]!r}")
+
     async def title(self) -> str:
         return str(await self._call("GET", "/title"))
 
