@@ -48,8 +48,15 @@ class S3Store:
             max_pool_connections=settings.max_connections,
             connect_timeout=CONNECT_TIMEOUT,
             read_timeout=READ_TIMEOUT,
-            # Explicit for S3-compatible servers, so both read paths build the same URLs.
-            s3={"addressing_style": "path"} if settings.endpoint_url else None,
+            s3={
+                # Packs are content-addressed and every block in them is authenticated, and
+                # boto3 still sends a checksum the server verifies: hashing each body once more
+                # for the signature (what botocore does over plain HTTP) cost 0.8 s of CPU per
+                # GiB pushed. Over HTTPS botocore already leaves the payload unsigned.
+                "payload_signing_enabled": False,
+                # Explicit for S3-compatible servers, so both read paths build the same URLs.
+                **({"addressing_style": "path"} if settings.endpoint_url else {}),
+            },
         )
         session = boto3.session.Session()
         self.client: S3Client = session.client(
