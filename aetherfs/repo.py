@@ -24,8 +24,9 @@ from aetherfs.core.manifest import (
     MAX_DEPTH,
     Manifest,
     apply_delta,
+    encode,
     open_manifest,
-    seal_manifest,
+    seal_document,
 )
 from aetherfs.core.names import check_dataset_name, check_tag
 from aetherfs.core.packs import ReadRange, plan_reads
@@ -148,8 +149,13 @@ class Repository:
 
     # Manifests --------------------------------------------------------------------------
     def put_manifest(self, manifest: Manifest) -> ManifestId:
-        manifest_id, stored = seal_manifest(manifest, self.keyring.dataset_key(manifest.dataset))
-        self._store_manifest(manifest.dataset, manifest_id, stored)
+        return self.put_encoded_manifest(manifest.dataset, encode(manifest))
+
+    def put_encoded_manifest(self, dataset: str, document: bytes) -> ManifestId:
+        """Seal and store a manifest the caller has encoded (`encode`) and let go of: a push
+        frees the decoded entries first, so they are not alive beside the sealed copies."""
+        manifest_id, stored = seal_document(document, dataset, self.keyring.dataset_key(dataset))
+        self._store_manifest(dataset, manifest_id, stored)
         self._keep_local(manifest_id, stored)
         return manifest_id
 

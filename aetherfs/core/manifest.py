@@ -323,10 +323,13 @@ def _aad(dataset: str) -> bytes:
 
 
 def seal_manifest(manifest: Manifest, dataset_key: bytes) -> tuple[ManifestId, bytes]:
+    return seal_document(encode(manifest), manifest.dataset, dataset_key)
+
+
+def seal_document(document: bytes, dataset: str, dataset_key: bytes) -> tuple[ManifestId, bytes]:
+    """Encrypt a manifest already encoded (`encode`): its id and stored bytes."""
     nonce = crypto.random_nonce()
-    stored = (
-        MAGIC + nonce + crypto.seal(encode(manifest), dataset_key, nonce, _aad(manifest.dataset))
-    )
+    stored = MAGIC + nonce + crypto.seal(document, dataset_key, nonce, _aad(dataset))
     return ManifestId.of(stored), stored
 
 

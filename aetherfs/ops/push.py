@@ -20,7 +20,7 @@ from aetherfs.core.blocklist import BlockList, record_of
 from aetherfs.core.blocks import BlockRef, seal_block
 from aetherfs.core.chunking import DEFAULT_PARAMS, ChunkParams, choose_params, cut_stream
 from aetherfs.core.ids import ManifestId
-from aetherfs.core.manifest import FILE, FileEntry, Manifest, make_delta
+from aetherfs.core.manifest import FILE, FileEntry, Manifest, encode, make_delta
 from aetherfs.core.names import check_dataset_name, check_tag, is_version_tag
 from aetherfs.core.packs import PACK_TARGET, PackBuilder
 from aetherfs.errors import Conflict, InvalidInput, NotFound
@@ -351,8 +351,13 @@ def push_directory(
             path, mode, chunking = skeleton.path, skeleton.mode, skeleton.chunking
             files.append(FileEntry(path, FILE, mode, size, blocks, chunking=chunking))
         stats.unique_blocks = located.used_count()
+        planned.clear()  # each batch's block ids: in the entries now
     manifest = Manifest(dataset, time.time(), params, tuple(files), meta or {})
-    manifest_id = repo.put_manifest(_as_delta_on_latest(repo, dataset, manifest))
+    document = encode(_as_delta_on_latest(repo, dataset, manifest))
+    # Sealing makes two more copies of the document: let the entries' records go first.
+    del manifest
+    files.clear()
+    manifest_id = repo.put_encoded_manifest(dataset, document)
     for tag in tags:
         repo.set_tag(dataset, tag, manifest_id)
     stats.seconds = time.monotonic() - started
