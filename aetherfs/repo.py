@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from aetherfs.core.blocklist import RECORD_SIZE, as_block_list
+from aetherfs.core.blocklist import as_block_list
 from aetherfs.core.blocks import BlockRef, verify_block
 from aetherfs.core.ids import BlockId, ManifestId, PackId
 from aetherfs.core.manifest import (
@@ -247,9 +247,7 @@ class Repository:
         manifests = {h.current.record.manifest_id for h in self.list_tags(dataset).values()}
         for manifest_id in manifests:
             for entry in self.get_manifest(dataset, manifest_id).files:
-                records = as_block_list(entry.blocks).records
-                for start in range(0, len(records), RECORD_SIZE):
-                    yield records[start : start + RECORD_SIZE]
+                yield from as_block_list(entry.blocks).iter_records()
 
     def resolve(self, dataset: str, tag: str) -> SignedTag:
         return self.tag_history(dataset, tag).current

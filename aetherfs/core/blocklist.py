@@ -18,7 +18,6 @@ from aetherfs.core.ids import DIGEST_SIZE, BlockId, PackId
 # id, key, plaintext digest, pack (zeros: not packed yet), size, stored size, offset in pack
 _RECORD = struct.Struct("<32s32s32s32sIIQ")
 _NO_PACK = bytes(DIGEST_SIZE)
-RECORD_SIZE = _RECORD.size  # the block id is a record's first DIGEST_SIZE bytes
 
 
 def pack_record(
@@ -86,6 +85,11 @@ class BlockList(Sequence[BlockRef]):
     @property
     def records(self) -> bytes:
         return self._records
+
+    def iter_records(self) -> Iterator[bytes]:
+        """Each block's record (its id is the first DIGEST_SIZE bytes)."""
+        for start in range(0, len(self._records), _RECORD.size):
+            yield self._records[start : start + _RECORD.size]
 
     def total_size(self) -> int:
         """Plaintext bytes of all the blocks, without making a BlockRef for each."""

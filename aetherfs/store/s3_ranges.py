@@ -19,7 +19,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from urllib3.util import Retry, Timeout
 
-from aetherfs.errors import AetherError, StoreUnavailable
+from aetherfs.errors import StoreUnavailable
 
 _ERROR_CODE = re.compile(rb"<Code>([^<]{1,64})</Code>")
 # Idempotent reads: retried on server trouble with a short backoff, as boto3's standard mode.
@@ -33,11 +33,11 @@ _RETRY = Retry(
 )
 
 
-class RangeError(AetherError):
+class RangeError(Exception):
     """The server answered a ranged GET with an error: its S3 code, for the store to map."""
 
     def __init__(self, status: int, code: str) -> None:
-        super().__init__(f"HTTP {status} {code}")
+        super().__init__(f"(HTTP {status})")
         self.status = status
         self.code = code
 
