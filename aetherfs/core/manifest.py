@@ -1,19 +1,21 @@
 """Manifests: one immutable version of a dataset, msgpack, encrypted with the dataset key.
 
-Stored bytes = MAGIC || nonce || XChaCha20-Poly1305(dataset key, nonce, msgpack, aad=dataset);
-the manifest id is BLAKE3 of those bytes. The dataset name is bound as associated data, so a
-manifest cannot be replayed under another dataset.
+Stored bytes = MAGIC || a secretstream (`sealed_stream.py`) of the msgpack document, keyed by
+the dataset key with the dataset name as associated data, so a manifest cannot be replayed
+under another dataset. The manifest id is BLAKE3 of the stored bytes. Sealed piece by piece, a
+manifest is never whole in memory on its way to the store, nor on its way back. Manifests
+written before (MAGIC_ONE_SHOT: nonce || one XChaCha20-Poly1305 box) still open.
 """
 
 from __future__ import annotations
 
-import io
 import itertools
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import blake3
 import msgpack
 
 from aetherfs.core import crypto
@@ -22,10 +24,12 @@ from aetherfs.core.blocks import BlockRef
 from aetherfs.core.chunking import ChunkParams
 from aetherfs.core.ids import BlockId, ManifestId
 from aetherfs.core.paths import check_link_target, check_relative_path
+from aetherfs.core.sealed_stream import StreamSealer, open_stream
 from aetherfs.errors import IntegrityError
 
-FORMAT_VERSION = 1
-MAGIC = b"AFM1"
+FORMAT_VERSION = 1  # of the document; the envelope is told by its magic
+MAGIC = b"AFM2"  # sealed as a stream
+MAGIC_ONE_SHOT = b"AFM1"  # sealed in one piece: still read, no longer written
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 
 FILE = "f"
@@ -139,31 +143,57 @@ def validate(manifest: Manifest) -> None:
         check_relative_path(path)
     if manifest.depth > MAX_DEPTH or (manifest.is_delta and manifest.depth < 1):
         raise IntegrityError(f"manifest of {manifest.dataset} has a bad delta depth")
-    kinds: dict[str, str] = {}
+    checker = EntryChecker(whole=not manifest.is_delta)
     for entry in manifest.files:
+        checker.add(entry)
+    checker.finish()
+
+
+class EntryChecker:
+    """`validate`, one entry at a time, for a manifest built as a stream.
+
+    Memory grows with the number of paths, not of blocks. `whole` says the entries are a whole
+    version (not a delta), so links and parents can be checked across them at the end.
+    """
+
+    def __init__(self, whole: bool = True) -> None:
+        self.whole = whole
+        self._kinds: dict[str, str] = {}
+        self._links: list[tuple[str, str]] = []
+
+    def add(self, entry: FileEntry) -> None:
         check_relative_path(entry.path)
-        if entry.path in kinds:
+        if entry.path in self._kinds:
             raise IntegrityError(f"manifest names {entry.path!r} twice")
-        kinds[entry.path] = entry.kind
+        self._kinds[entry.path] = entry.kind
         if entry.kind not in (FILE, SYMLINK, DIRECTORY):
             raise IntegrityError(f"manifest entry {entry.path!r} has unknown kind {entry.kind!r}")
         if entry.mode != stat.S_IMODE(entry.mode) or entry.mode & (stat.S_ISUID | stat.S_ISGID):
             raise IntegrityError(f"manifest entry {entry.path!r} has a bad mode {entry.mode:o}")
         if entry.kind == SYMLINK:
             check_link_target(entry.path, entry.target)
+            self._links.append((entry.path, entry.target))
         if entry.kind == FILE and as_block_list(entry.blocks).total_size() != entry.size:
             raise IntegrityError(f"manifest entry {entry.path!r}: block sizes do not add up")
-    if manifest.is_delta:
-        return
-    for entry in manifest.files:
-        if entry.kind == SYMLINK:
-            _check_no_link_chain(entry.path, entry.target, kinds)
-    for path in kinds:
-        parent = path.rpartition("/")[0]
-        while parent:
-            if kinds.get(parent, DIRECTORY) != DIRECTORY:
-                raise IntegrityError(f"manifest places {path!r} under a non-directory {parent!r}")
-            parent = parent.rpartition("/")[0]
+
+    @property
+    def count(self) -> int:
+        return len(self._kinds)
+
+    def finish(self) -> None:
+        if not self.whole:
+            return
+        kinds = self._kinds
+        for path, target in self._links:
+            _check_no_link_chain(path, target, kinds)
+        for path in kinds:
+            parent = path.rpartition("/")[0]
+            while parent:
+                if kinds.get(parent, DIRECTORY) != DIRECTORY:
+                    raise IntegrityError(
+                        f"manifest places {path!r} under a non-directory {parent!r}"
+                    )
+                parent = parent.rpartition("/")[0]
 
 
 def _check_no_link_chain(path: str, target: str, kinds: dict[str, str]) -> None:
@@ -181,24 +211,24 @@ def _check_no_link_chain(path: str, target: str, kinds: dict[str, str]) -> None:
 def _pack_map(
     packer: msgpack.Packer, fields: dict[str, Any], streamed: str, items: Iterable[bytes]
 ) -> Iterator[bytes]:
-    """`fields` as a msgpack map; the value of key `streamed` (a sequence) is written as an
-    array from `items`, its elements already packed, as they come: no list of them all."""
+    """`fields` as a msgpack map; the value of key `streamed` (its element count) is written as
+    an array from `items`, its elements already packed, as they come: no list of them all."""
     yield packer.pack_map_header(len(fields))
     for key, value in fields.items():
         yield packer.pack(key)
         if key != streamed:
             yield packer.pack(value)
             continue
-        yield packer.pack_array_header(len(value))
+        yield packer.pack_array_header(value)
         yield from items
 
 
-def _pack_entry(packer: msgpack.Packer, entry: FileEntry) -> Iterator[bytes]:
+def pack_entry(packer: msgpack.Packer, entry: FileEntry) -> Iterator[bytes]:
     """One entry as a msgpack map; its blocks one at a time (a file may have 300,000)."""
     wire: dict[str, Any] = {"p": entry.path, "k": entry.kind, "m": entry.mode}
     if entry.kind == FILE:
         wire["s"] = entry.size
-        wire["b"] = entry.blocks  # packed one by one below
+        wire["b"] = len(entry.blocks)  # packed one by one below
         if entry.chunking is not None:
             wire["c"] = entry.chunking.as_list()
     elif entry.kind == SYMLINK:
@@ -234,42 +264,74 @@ def _record_from_wire(item: list[Any]) -> bytes:
     return pack_record(block_id, key, digest, pack, size, stored_size, offset)
 
 
-def encode(manifest: Manifest) -> bytes:
-    """The msgpack document, packed entry by entry.
-
-    Packing the whole document at once would first build every block's wire list (about
-    1.4 KB per block at the peak); entries are packed one at a time instead.
-    """
-    validate(manifest)
+def document_pieces(
+    manifest: Manifest, file_count: int, packed_files: Iterable[bytes]
+) -> Iterator[bytes]:
+    """The msgpack document of `manifest`, with its `file_count` entries taken already packed
+    from `packed_files` (see `pack_entry`), not from `manifest.files`: a push streams them from
+    a spool file."""
     fields: dict[str, Any] = {
         "v": FORMAT_VERSION,  # first: a reader refuses a newer format before reading files
         "dataset": manifest.dataset,
         "created": manifest.created,
         "chunking": manifest.chunking.as_list(),
-        "files": manifest.files,  # packed entry by entry below
+        "files": file_count,  # the entries are streamed in here
         "meta": manifest.meta,
     }
     if manifest.base is not None:
         fields["base"] = manifest.base.digest
         fields["removed"] = list(manifest.removed)
         fields["depth"] = manifest.depth
+    return _pack_map(msgpack.Packer(use_bin_type=True), fields, "files", packed_files)
+
+
+def encode_pieces(manifest: Manifest) -> Iterator[bytes]:
+    """The msgpack document, packed entry by entry, in pieces.
+
+    Packing the whole document at once would first build every block's wire list (about
+    1.4 KB per block at the peak); entries are packed one at a time instead.
+    """
+    validate(manifest)
     packer = msgpack.Packer(use_bin_type=True)
-    out = io.BytesIO()
-    entries = itertools.chain.from_iterable(_pack_entry(packer, e) for e in manifest.files)
-    for piece in _pack_map(packer, fields, "files", entries):
-        out.write(piece)
-    return out.getvalue()
+    entries = itertools.chain.from_iterable(pack_entry(packer, e) for e in manifest.files)
+    return document_pieces(manifest, len(manifest.files), entries)
 
 
-def _read_document(raw: bytes) -> tuple[dict[str, Any], tuple[FileEntry, ...]]:
+def encode(manifest: Manifest) -> bytes:
+    return b"".join(encode_pieces(manifest))
+
+
+class _PieceReader:
+    """A file-like `read(n)` over an iterator of byte strings, counting what it gave."""
+
+    def __init__(self, pieces: Iterator[bytes]) -> None:
+        self._pieces = pieces
+        self._piece = memoryview(b"")
+        self.given = 0
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._piece:
+            piece = next(self._pieces, None)
+            if piece is None:
+                return b""
+            self._piece = memoryview(piece)
+        size = len(self._piece) if size < 0 else size
+        out = bytes(self._piece[:size])
+        self._piece = self._piece[len(out) :]
+        self.given += len(out)
+        return out
+
+
+def _read_document(pieces: Iterator[bytes]) -> tuple[dict[str, Any], tuple[FileEntry, ...]]:
     """The top-level fields, and the entries converted one at a time as they are read.
 
     Streaming keeps the peak low: unpacking the whole document first would hold every
-    block's raw fields and its BlockRef at once (twice the memory, per block).
+    block's raw fields and its BlockRef at once (twice the memory, per block). The document
+    comes in pieces (as they are decrypted) and is never whole in memory.
     """
-    # Read through a BytesIO (which shares `raw`), not feed(): no second copy of the document.
+    reader = _PieceReader(pieces)
     unpacker = msgpack.Unpacker(
-        io.BytesIO(raw), raw=False, strict_map_key=True, max_buffer_size=len(raw) + 1
+        reader, raw=False, strict_map_key=True, max_buffer_size=MAX_MANIFEST_BYTES
     )
     document: dict[str, Any] = {}
     files: list[FileEntry] = []
@@ -283,7 +345,7 @@ def _read_document(raw: bytes) -> tuple[dict[str, Any], tuple[FileEntry, ...]]:
                 files.append(_entry_from_wire(unpacker.unpack()))
         else:
             document[str(key)] = unpacker.unpack()
-    if unpacker.tell() != len(raw):
+    if reader.read(1) or unpacker.tell() != reader.given:
         raise ValueError("bytes after the end of the document")
     _check_format(document.get("v"))
     return document, tuple(files)
@@ -298,8 +360,12 @@ def _check_format(version: object) -> None:
 
 
 def decode(raw: bytes) -> Manifest:
+    return decode_pieces(iter((raw,)))
+
+
+def decode_pieces(pieces: Iterator[bytes]) -> Manifest:
     try:
-        document, files = _read_document(raw)
+        document, files = _read_document(pieces)
         manifest = Manifest(
             dataset=str(document["dataset"]),
             created=float(document["created"]),
@@ -322,15 +388,36 @@ def _aad(dataset: str) -> bytes:
     return b"aetherfs manifest v1\0" + dataset.encode()
 
 
+def seal_pieces(
+    pieces: Iterable[bytes], dataset: str, dataset_key: bytes, sink: Callable[[bytes], object]
+) -> ManifestId:
+    """Encrypt a document given in pieces; the stored bytes go to `sink` as they are made.
+
+    Returns the manifest id (BLAKE3 of everything given to `sink`).
+    """
+    digest = blake3.blake3()
+
+    def out(data: bytes) -> None:
+        digest.update(data)
+        sink(data)
+
+    out(MAGIC)
+    sealer = StreamSealer(dataset_key, _aad(dataset), out)
+    for piece in pieces:
+        sealer.write(piece)
+    sealer.close()
+    return ManifestId(digest.digest())
+
+
 def seal_manifest(manifest: Manifest, dataset_key: bytes) -> tuple[ManifestId, bytes]:
     return seal_document(encode(manifest), manifest.dataset, dataset_key)
 
 
 def seal_document(document: bytes, dataset: str, dataset_key: bytes) -> tuple[ManifestId, bytes]:
     """Encrypt a manifest already encoded (`encode`): its id and stored bytes."""
-    nonce = crypto.random_nonce()
-    stored = MAGIC + nonce + crypto.seal(document, dataset_key, nonce, _aad(dataset))
-    return ManifestId.of(stored), stored
+    stored: list[bytes] = []
+    manifest_id = seal_pieces((document,), dataset, dataset_key, stored.append)
+    return manifest_id, b"".join(stored)
 
 
 def open_manifest(
@@ -339,21 +426,42 @@ def open_manifest(
     """Verify the id, decrypt with the dataset key and validate every path."""
     if ManifestId.of(stored) != manifest_id:
         raise IntegrityError(f"manifest {manifest_id.short()} does not match its id: altered")
-    if len(stored) > MAX_MANIFEST_BYTES or not stored.startswith(MAGIC):
+    if len(stored) > MAX_MANIFEST_BYTES or stored[: len(MAGIC)] not in (MAGIC, MAGIC_ONE_SHOT):
         raise IntegrityError(f"manifest {manifest_id.short()} is not an AetherFS manifest")
-    nonce = stored[len(MAGIC) : len(MAGIC) + crypto.NONCE_SIZE]
-    body = stored[len(MAGIC) + crypto.NONCE_SIZE :]
-    try:
-        raw = crypto.open_sealed(body, dataset_key, nonce, _aad(dataset))
-    except IntegrityError:
-        raise IntegrityError(
-            f"cannot decrypt manifest {manifest_id.short()} of {dataset}: wrong key for this "
-            "store (check --keys / AETHERFS_KEYS), or the manifest was altered"
-        ) from None
-    manifest = decode(raw)
+    wrong_key = IntegrityError(
+        f"cannot decrypt manifest {manifest_id.short()} of {dataset}: wrong key for this "
+        "store (check --keys / AETHERFS_KEYS), or the manifest was altered"
+    )
+    if stored.startswith(MAGIC_ONE_SHOT):
+        nonce = stored[len(MAGIC) : len(MAGIC) + crypto.NONCE_SIZE]
+        body = stored[len(MAGIC) + crypto.NONCE_SIZE :]
+        try:
+            raw = crypto.open_sealed(body, dataset_key, nonce, _aad(dataset))
+        except IntegrityError:
+            raise wrong_key from None
+        manifest = decode(raw)
+    else:
+        pieces = open_stream(memoryview(stored)[len(MAGIC) :], dataset_key, _aad(dataset))
+        try:
+            # The first piece is opened here, so a wrong key reads as one, not as a bad document.
+            first = next(pieces)
+        except IntegrityError:
+            raise wrong_key from None
+        manifest = decode_pieces(_rest_as_altered(first, pieces, manifest_id))
     if manifest.dataset != dataset:
         raise IntegrityError(f"manifest {manifest_id.short()} belongs to {manifest.dataset}")
     return manifest
+
+
+def _rest_as_altered(
+    first: bytes, pieces: Iterator[bytes], manifest_id: ManifestId
+) -> Iterator[bytes]:
+    """The pieces of a stream whose first opened with the key: a later failure is an alteration."""
+    yield first
+    try:
+        yield from pieces
+    except IntegrityError as exc:
+        raise IntegrityError(f"manifest {manifest_id.short()} was altered: {exc}") from None
 
 
 def chunking_of(manifest: Manifest, entry: FileEntry) -> ChunkParams:

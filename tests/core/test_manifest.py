@@ -1,14 +1,18 @@
 import pytest
 
+from aetherfs.core import crypto
 from aetherfs.core.blocks import seal_block
 from aetherfs.core.chunking import ChunkParams
 from aetherfs.core.ids import ManifestId, PackId
 from aetherfs.core.manifest import (
     DIRECTORY,
     FILE,
+    MAGIC_ONE_SHOT,
     SYMLINK,
     FileEntry,
     Manifest,
+    _aad,
+    encode,
     open_manifest,
     seal_manifest,
 )
@@ -102,3 +106,21 @@ def test_symlink_through_another_symlink_is_refused() -> None:
             ),
             KEY,
         )
+
+
+def test_a_manifest_of_many_pieces_round_trips() -> None:
+    """Larger than one sealed piece (64 KiB): opened piece by piece."""
+    m = manifest(*(a_file(f"dir/file-{i:05}.bin") for i in range(2000)))
+    manifest_id, stored = seal_manifest(m, KEY)
+    assert len(stored) > 4 * 64 * 1024
+    assert open_manifest(manifest_id, stored, "team/geo", KEY) == m
+
+
+def test_a_manifest_sealed_in_one_piece_still_opens() -> None:
+    """Stores written before manifests were sealed as streams stay readable."""
+    m = manifest(a_file("old.db"))
+    nonce = crypto.random_nonce()
+    stored = MAGIC_ONE_SHOT + nonce + crypto.seal(encode(m), KEY, nonce, _aad("team/geo"))
+    assert open_manifest(ManifestId.of(stored), stored, "team/geo", KEY) == m
+    with pytest.raises(IntegrityError, match="wrong key"):
+        open_manifest(ManifestId.of(stored), stored, "team/geo", bytes(32))

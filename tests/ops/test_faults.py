@@ -17,9 +17,7 @@ import pytest
 
 from aetherfs.config import Settings
 from aetherfs.core import crypto
-from aetherfs.core.ids import ManifestId
-from aetherfs.core.manifest import MAGIC
-from aetherfs.core.manifest import _aad as manifest_aad
+from aetherfs.core.manifest import seal_document
 from aetherfs.keys import load_keyring, save_keyring
 from aetherfs.repo import Repository, open_keyring
 from aetherfs.store import layout
@@ -137,10 +135,7 @@ def publish_raw_manifest(cli: Cli, files: list[dict[str, object]]) -> None:
             "meta": {},
         }
     )
-    nonce = crypto.random_nonce()
-    key = repo.keyring.dataset_key("geo")
-    stored = MAGIC + nonce + crypto.seal(body, key, nonce, manifest_aad("geo"))
-    manifest_id = ManifestId.of(stored)
+    manifest_id, stored = seal_document(body, "geo", repo.keyring.dataset_key("geo"))
     repo.store.put(layout.manifest_key(manifest_id), stored)
     repo.set_tag("geo", "evil", manifest_id)
 
