@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -16,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from aetherfs.core.blocklist import as_block_list
 from aetherfs.core.blocks import BlockRef, verify_block
@@ -24,9 +27,9 @@ from aetherfs.core.manifest import (
     MAX_DEPTH,
     Manifest,
     apply_delta,
-    encode,
+    encode_pieces,
     open_manifest,
-    seal_document,
+    seal_pieces,
 )
 from aetherfs.core.names import check_dataset_name, check_tag
 from aetherfs.core.packs import ReadRange, plan_reads
@@ -149,18 +152,22 @@ class Repository:
 
     # Manifests --------------------------------------------------------------------------
     def put_manifest(self, manifest: Manifest) -> ManifestId:
-        return self.put_encoded_manifest(manifest.dataset, encode(manifest))
-
-    def put_encoded_manifest(self, dataset: str, document: bytes) -> ManifestId:
-        """Seal and store a manifest the caller has encoded (`encode`) and let go of: a push
-        frees the decoded entries first, so they are not alive beside the sealed copies."""
-        manifest_id, stored = seal_document(document, dataset, self.keyring.dataset_key(dataset))
-        self._store_manifest(dataset, manifest_id, stored)
-        self._keep_local(manifest_id, stored)
+        key = self.keyring.dataset_key(manifest.dataset)
+        with tempfile.TemporaryFile(prefix="aetherfs-manifest-") as sealed:
+            manifest_id = seal_pieces(encode_pieces(manifest), manifest.dataset, key, sealed.write)
+            self.put_sealed_manifest(manifest.dataset, manifest_id, sealed)
         return manifest_id
 
-    def _store_manifest(self, dataset: str, manifest_id: ManifestId, stored: bytes) -> None:
-        self.store.put_if_absent(layout.manifest_key(manifest_id), stored)
+    def put_sealed_manifest(self, dataset: str, manifest_id: ManifestId, sealed: BinaryIO) -> None:
+        """Store a manifest sealed into a file (`seal_pieces`) and keep a local copy: a push
+        never holds the sealed bytes in memory."""
+        sealed.seek(0)
+        self._store_manifest(dataset, manifest_id, sealed)
+        sealed.seek(0)
+        self._keep_local(manifest_id, sealed)
+
+    def _store_manifest(self, dataset: str, manifest_id: ManifestId, sealed: BinaryIO) -> None:
+        self.store.put_file_if_absent(layout.manifest_key(manifest_id), sealed)
 
     def _fetch_manifest(self, dataset: str, manifest_id: ManifestId) -> bytes:
         """The sealed bytes of a manifest, from the store (a hub overrides this)."""
@@ -169,13 +176,17 @@ class Repository:
         except NotFound:
             raise NotFound(f"manifest {manifest_id.short()} of {dataset} is missing") from None
 
-    def _keep_local(self, manifest_id: ManifestId, stored: bytes) -> None:
+    def _keep_local(self, manifest_id: ManifestId, stored: bytes | BinaryIO) -> None:
         if self.manifest_cache is None:
             return
         with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
             self.manifest_cache.mkdir(parents=True, exist_ok=True)
             tmp = self.manifest_cache / f".{manifest_id.hex()}.{threading.get_ident()}"
-            tmp.write_bytes(stored)
+            with tmp.open("wb") as out:
+                if isinstance(stored, bytes):
+                    out.write(stored)
+                else:
+                    shutil.copyfileobj(stored, out)
             tmp.replace(self.manifest_cache / manifest_id.hex())
 
     def _sealed_manifest(self, dataset: str, manifest_id: ManifestId) -> bytes:

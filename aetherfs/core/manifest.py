@@ -110,30 +110,6 @@ def apply_delta(base: Manifest, delta: Manifest) -> Manifest:
     return full
 
 
-def make_delta(base_id: ManifestId, base: Manifest, full: Manifest) -> Manifest:
-    """`full` as a delta on `base` when that is much smaller, else `full` itself.
-
-    Unchanged files then cost nothing to a reader who holds the base: a version that rewrites
-    2% of 200 files ships 2% of the block lists, not all of them.
-    """
-    before = {entry.path: entry for entry in base.files}
-    now = {entry.path for entry in full.files}
-    changed = tuple(e for e in full.files if before.get(e.path) != e)
-    removed = tuple(sorted(path for path in before if path not in now))
-    if base.depth + 1 > MAX_DEPTH or len(changed) + len(removed) > len(full.files) // 2:
-        return full
-    return Manifest(
-        full.dataset,
-        full.created,
-        full.chunking,
-        changed,
-        full.meta,
-        base=base_id,
-        removed=removed,
-        depth=base.depth + 1,
-    )
-
-
 def validate(manifest: Manifest) -> None:
     """Refuse anything that could write outside the dataset or be ambiguous.
 
@@ -161,7 +137,9 @@ class EntryChecker:
         self._kinds: dict[str, str] = {}
         self._links: list[tuple[str, str]] = []
 
-    def add(self, entry: FileEntry) -> None:
+    def add(self, entry: FileEntry, block_bytes: int | None = None) -> None:
+        """Check one entry; `block_bytes`, the sum of a FILE's block sizes if its blocks are
+        streamed (see `pack_entry`) rather than in `entry.blocks`."""
         check_relative_path(entry.path)
         if entry.path in self._kinds:
             raise IntegrityError(f"manifest names {entry.path!r} twice")
@@ -173,7 +151,9 @@ class EntryChecker:
         if entry.kind == SYMLINK:
             check_link_target(entry.path, entry.target)
             self._links.append((entry.path, entry.target))
-        if entry.kind == FILE and as_block_list(entry.blocks).total_size() != entry.size:
+        if block_bytes is None:
+            block_bytes = as_block_list(entry.blocks).total_size()
+        if entry.kind == FILE and block_bytes != entry.size:
             raise IntegrityError(f"manifest entry {entry.path!r}: block sizes do not add up")
 
     @property
@@ -223,17 +203,28 @@ def _pack_map(
         yield from items
 
 
-def pack_entry(packer: msgpack.Packer, entry: FileEntry) -> Iterator[bytes]:
-    """One entry as a msgpack map; its blocks one at a time (a file may have 300,000)."""
+def pack_entry(
+    packer: msgpack.Packer,
+    entry: FileEntry,
+    streamed: tuple[int, Iterable[BlockList]] | None = None,
+) -> Iterator[bytes]:
+    """One entry as a msgpack map; its blocks one at a time (a file may have 300,000).
+
+    `streamed` is a file's block count and its blocks in runs, in place of `entry.blocks`: a
+    push reads a large file's blocks from disk run by run instead of holding them all.
+    """
+    count, runs = (
+        (len(entry.blocks), (as_block_list(entry.blocks),)) if streamed is None else streamed
+    )
     wire: dict[str, Any] = {"p": entry.path, "k": entry.kind, "m": entry.mode}
     if entry.kind == FILE:
         wire["s"] = entry.size
-        wire["b"] = len(entry.blocks)  # packed one by one below
+        wire["b"] = count  # packed one by one below
         if entry.chunking is not None:
             wire["c"] = entry.chunking.as_list()
     elif entry.kind == SYMLINK:
         wire["t"] = entry.target
-    refs = (packer.pack(_fields_to_wire(f)) for f in as_block_list(entry.blocks).wire_fields())
+    refs = (packer.pack(_fields_to_wire(fields)) for run in runs for fields in run.wire_fields())
     return _pack_map(packer, wire, "b", refs)
 
 

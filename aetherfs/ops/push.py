@@ -7,7 +7,9 @@ written with one PUT, so memory stays flat however large the files are.
 
 from __future__ import annotations
 
+import collections
 import queue
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,13 +21,14 @@ from typing import BinaryIO
 from aetherfs.core.blocklist import BlockList, record_of
 from aetherfs.core.blocks import BlockRef, seal_block
 from aetherfs.core.chunking import DEFAULT_PARAMS, ChunkParams, choose_params, cut_stream
-from aetherfs.core.ids import ManifestId
-from aetherfs.core.manifest import FILE, FileEntry, Manifest, encode, make_delta
+from aetherfs.core.ids import DIGEST_SIZE, ManifestId
+from aetherfs.core.manifest import FILE, FileEntry, Manifest
 from aetherfs.core.names import check_dataset_name, check_tag, is_version_tag
 from aetherfs.core.packs import PACK_TARGET, PackBuilder
 from aetherfs.errors import Conflict, InvalidInput, NotFound
 from aetherfs.ops.cutter import Cutter
 from aetherfs.ops.located import LocatedBlocks
+from aetherfs.ops.manifest_builder import ManifestBuilder
 from aetherfs.ops.scan import LocalEntry, scan_directory
 from aetherfs.repo import Repository
 
@@ -218,13 +221,14 @@ def _read_exactly(stream: BinaryIO, size: int, name: str) -> bytes:
     return data
 
 
-def _as_delta_on_latest(repo: Repository, dataset: str, manifest: Manifest) -> Manifest:
-    """Store the new version as a delta on `latest` when that is much smaller."""
+def _latest_version(repo: Repository, dataset: str) -> tuple[ManifestId, Manifest] | None:
+    """The version `latest` names, if any: a new version is stored as a delta on it when
+    that is much smaller."""
     try:
         base_id = repo.resolve(dataset, LATEST).record.manifest_id
     except NotFound:
-        return manifest
-    return make_delta(base_id, repo.get_manifest(dataset, base_id), manifest)
+        return None
+    return base_id, repo.get_manifest(dataset, base_id)
 
 
 def _refuse_taken_version_tags(repo: Repository, dataset: str, tags: list[str]) -> None:
@@ -269,7 +273,15 @@ def push_directory(
     _refuse_taken_version_tags(repo, dataset, tags)
     repo.ensure_dataset(dataset)
     stats = PushStats()
-    with LocatedBlocks() as located:  # closed (and removed) before the manifest is sealed
+    key = repo.keyring.dataset_key(dataset)
+    base = _latest_version(repo, dataset)
+    builder = ManifestBuilder(dataset, params, meta or {}, base)
+    del base  # its paths' fingerprints are in the builder: the entries can go
+    with (
+        builder,
+        LocatedBlocks() as located,
+        tempfile.TemporaryFile(prefix="aetherfs-push-ids-") as id_spool,
+    ):
         located.add(repo.known_blocks(dataset))
         # One upload in flight while the next pack fills. A second (a third buffer) measured
         # 7% faster on the local store and 9% on SeaweedFS, for 17 and 34 MiB more peak RSS.
@@ -279,7 +291,10 @@ def push_directory(
         # flight, whichever finish first, so one slow batch does not stall the others.
         slots = threading.BoundedSemaphore(workers * 2)
         failed: list[BaseException] = []
-        planned: list[tuple[FileEntry, list[Future[bytes]]]] = []
+        # Each entry with its size and the bytes of its block ids in `id_spool`, where the
+        # batches' ids go, in order, as they finish: memory grows with the files, not blocks.
+        planned: list[_Planned] = []
+        in_flight: collections.deque[tuple[_Planned, Future[bytes]]] = collections.deque()
         pool = ThreadPoolExecutor(workers, thread_name_prefix="push")
 
         def done(future: Future[bytes]) -> None:
@@ -287,7 +302,14 @@ def push_directory(
                 failed.append(future.exception())  # type: ignore[arg-type]
             slots.release()
 
-        def submit(data: bytes, lengths: list[int], futures: list[Future[bytes]]) -> None:
+        def spool_ids(wait: bool) -> None:
+            while in_flight and (wait or in_flight[0][1].done()):
+                owner, future = in_flight.popleft()
+                ids = future.result()
+                id_spool.write(ids)
+                owner.id_bytes += len(ids)
+
+        def submit(owner: _Planned, data: bytes, lengths: list[int]) -> None:
             slots.acquire()
             if failed:
                 slots.release()
@@ -296,7 +318,9 @@ def push_directory(
             if progress:
                 progress(len(data))
             future.add_done_callback(done)
-            futures.append(future)
+            in_flight.append((owner, future))
+            owner.size += len(data)
+            spool_ids(wait=False)
 
         if cut_elsewhere is None:
             cut_elsewhere = sum(e.size for e in entries) >= CUT_ELSEWHERE_BYTES
@@ -305,8 +329,8 @@ def push_directory(
             if cut_elsewhere:
                 cutter = Cutter([root / e.path for e in entries if e.kind == FILE], params)
             for entry in entries:
-                futures: list[Future[bytes]] = []
-                chunking = None
+                owner = _Planned(entry.path, entry.kind, entry.mode, entry.target)
+                planned.append(owner)
                 if entry.kind == FILE:
                     with (root / entry.path).open("rb") as stream:
                         if cutter is not None:
@@ -316,17 +340,11 @@ def push_directory(
                             chosen = choose_params(stream.read(_HEADER), params)
                             stream.seek(0)
                             batches = _copy_runs(stream, chosen)
-                        chunking = chosen if chosen != params else None
+                        owner.chunking = chosen if chosen != params else None
                         for data, lengths in batches:
-                            submit(data, lengths, futures)
-                skeleton = FileEntry(
-                    entry.path, entry.kind, entry.mode, target=entry.target, chunking=chunking
-                )
-                planned.append((skeleton, futures))
+                            submit(owner, data, lengths)
             pool.shutdown(wait=True)
-            for _, futures in planned:
-                for future in futures:
-                    future.result()
+            spool_ids(wait=True)
             packer.finish()
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -336,29 +354,53 @@ def push_directory(
             if cutter is not None:
                 cutter.close()
 
-        files: list[FileEntry] = []
-        for skeleton, futures in planned:
-            if skeleton.kind != FILE:
-                files.append(skeleton)
+        id_spool.seek(0)
+        for owner in planned:
+            if owner.kind != FILE:
+                builder.add(FileEntry(owner.path, owner.kind, owner.mode, target=owner.target))
                 continue
-            ids = b"".join(f.result() for f in futures)
-            blocks = packer.records(ids)
-            size = blocks.total_size()
+            file = FileEntry(owner.path, FILE, owner.mode, owner.size, chunking=owner.chunking)
+            located_runs = _located_runs(packer, located, id_spool, owner.id_bytes)
+            builder.add_file(file, owner.id_bytes // DIGEST_SIZE, located_runs)
             stats.files += 1
-            stats.bytes += size
-            stats.blocks += len(blocks)
-            located.note_used(ids)
-            path, mode, chunking = skeleton.path, skeleton.mode, skeleton.chunking
-            files.append(FileEntry(path, FILE, mode, size, blocks, chunking=chunking))
+            stats.bytes += owner.size
+            stats.blocks += owner.id_bytes // DIGEST_SIZE
         stats.unique_blocks = located.used_count()
-        planned.clear()  # each batch's block ids: in the entries now
-    manifest = Manifest(dataset, time.time(), params, tuple(files), meta or {})
-    document = encode(_as_delta_on_latest(repo, dataset, manifest))
-    # Sealing makes two more copies of the document: let the entries' records go first.
-    del manifest
-    files.clear()
-    manifest_id = repo.put_encoded_manifest(dataset, document)
+        planned.clear()
+        with tempfile.TemporaryFile(prefix="aetherfs-manifest-") as sealed:
+            manifest_id = builder.seal(key, sealed.write)
+            repo.put_sealed_manifest(dataset, manifest_id, sealed)
     for tag in tags:
         repo.set_tag(dataset, tag, manifest_id)
     stats.seconds = time.monotonic() - started
     return PushResult(dataset, manifest_id, tuple(tags), stats)
+
+
+@dataclass(slots=True)
+class _Planned:
+    """An entry of the version being pushed, before its blocks are all located."""
+
+    path: str
+    kind: str
+    mode: int
+    target: str
+    chunking: ChunkParams | None = None
+    size: int = 0
+    id_bytes: int = 0  # of its block ids, end to end in the id spool
+
+
+_IDS_PER_RUN = 4096  # blocks looked up (and held) at a time: ~600 KB of records
+
+
+def _located_runs(
+    packer: _Packer, located: LocatedBlocks, id_spool: BinaryIO, id_bytes: int
+) -> Iterator[BlockList]:
+    """A file's located blocks, run by run, from its ids in `id_spool` (read from where it
+    stands); each block is counted as used by the version."""
+    while id_bytes:
+        ids = id_spool.read(min(id_bytes, _IDS_PER_RUN * DIGEST_SIZE))
+        if not ids:
+            raise OSError("the push's id spool is shorter than what was written to it")
+        id_bytes -= len(ids)
+        located.note_used(ids)
+        yield packer.records(ids)

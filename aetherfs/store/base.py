@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,11 @@ class Store(Protocol):
         `data` may be a view of a buffer the caller reuses once this returns (push writes
         every pack from one of two such buffers), so a backend keeps no reference to it.
         """
+        ...
+
+    def put_file_if_absent(self, key: str, file: BinaryIO) -> bool:
+        """`put_if_absent` of the bytes of `file` from where it stands to its end, read as
+        they are sent: an object made on disk need not be whole in memory."""
         ...
 
     def get_versioned(self, key: str) -> Versioned:

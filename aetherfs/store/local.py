@@ -12,9 +12,11 @@ import contextlib
 import errno
 import fcntl
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import blake3
 
@@ -73,11 +75,14 @@ class LocalStore:
         except FileNotFoundError:
             raise NotFound(f"{key} is not in the store {self.url}") from None
 
-    def _write_temp(self, data: bytes | memoryview) -> Path:
+    def _write_temp(self, data: bytes | memoryview | BinaryIO) -> Path:
         fd, name = tempfile.mkstemp(dir=self.root / _TMP)
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                if isinstance(data, bytes | memoryview):
+                    f.write(data)
+                else:
+                    shutil.copyfileobj(data, f)
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as exc:
@@ -93,7 +98,10 @@ class LocalStore:
         os.replace(tmp, path)
         _fsync_dir(path.parent)
 
-    def put_if_absent(self, key: str, data: bytes | memoryview) -> bool:
+    def put_file_if_absent(self, key: str, file: BinaryIO) -> bool:
+        return self.put_if_absent(key, file)
+
+    def put_if_absent(self, key: str, data: bytes | memoryview | BinaryIO) -> bool:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._write_temp(data)

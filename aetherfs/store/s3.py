@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import boto3
 from botocore.config import Config
@@ -147,6 +147,14 @@ class S3Store:
         body = data if isinstance(data, bytes) else bytes(data)  # botocore takes bytes or files
         try:
             self._call("put_object", key, Key=self._key(key), Body=body, IfNoneMatch="*")
+        except Conflict:
+            return False
+        return True
+
+    def put_file_if_absent(self, key: str, file: BinaryIO) -> bool:
+        # botocore reads a file body as it sends it (and rewinds it to retry).
+        try:
+            self._call("put_object", key, Key=self._key(key), Body=file, IfNoneMatch="*")
         except Conflict:
             return False
         return True

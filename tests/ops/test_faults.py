@@ -16,7 +16,6 @@ import msgpack
 import pytest
 
 from aetherfs.config import Settings
-from aetherfs.core import crypto
 from aetherfs.core.manifest import seal_document
 from aetherfs.keys import load_keyring, save_keyring
 from aetherfs.repo import Repository, open_keyring
