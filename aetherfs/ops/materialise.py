@@ -80,35 +80,32 @@ Spots = list[tuple[str, int]]  # (path, offset) where one block's plaintext goes
 Batch = tuple[tuple[BlockRef, Spots], ...]
 
 
-def _placements(entries: list[FileEntry]) -> dict[BlockId, tuple[BlockRef, Spots]]:
+def _batches(files: list[FileEntry]) -> Iterator[Batch]:
+    """Batches of blocks in store order, planned one window of blocks at a time.
+
+    Planning the whole version at once would hold a placement for every block until the end;
+    a window of WINDOW_BYTES keeps that bounded however large the version, or one file of it
+    (a window may end in the middle of a file). A block that occurs in two windows is
+    fetched twice, the second time from the cache.
+    """
     places: dict[BlockId, tuple[BlockRef, Spots]] = {}
-    for entry in entries:
+    size = 0
+    for entry in files:
         offset = 0
         for ref in entry.blocks:
             places.setdefault(ref.id, (ref, []))[1].append((entry.path, offset))
             offset += ref.size
-    return places
+            size += ref.size
+            if size >= WINDOW_BYTES:
+                yield from _planned(places)
+                places, size = {}, 0
+    yield from _planned(places)
 
 
-def _batches(files: list[FileEntry]) -> Iterator[Batch]:
-    """Batches of blocks in store order, planned one window of files at a time.
-
-    Planning the whole version at once would hold a placement for every block until the end;
-    a window of WINDOW_BYTES keeps that bounded however large the version. A block that
-    occurs in two windows is fetched twice, the second time from the cache.
-    """
-    window: list[FileEntry] = []
-    size = 0
-    for entry in [*files, None]:
-        if entry is not None:
-            window.append(entry)
-            size += entry.size
-        if window and (entry is None or size >= WINDOW_BYTES):
-            places = _placements(window)
-            refs = (ref for ref, _ in places.values())
-            for read in plan_reads(refs, max_range=BATCH_BYTES):
-                yield tuple(places[ref.id] for ref in read.blocks)
-            window, size = [], 0
+def _planned(places: dict[BlockId, tuple[BlockRef, Spots]]) -> Iterator[Batch]:
+    refs = (ref for ref, _ in places.values())
+    for read in plan_reads(refs, max_range=BATCH_BYTES):
+        yield tuple(places[ref.id] for ref in read.blocks)
 
 
 def build_tree(

@@ -29,13 +29,12 @@ from aetherfs.ops.atomic import exchange, fsync_dir
 from aetherfs.ops.materialise import LinkSource, build_tree
 from aetherfs.ops.reuse import (
     Blocks,
-    PulledFile,
     Stamp,
     TrustedFile,
     index_pulled_directory,
     pack_blocks,
-    pulled_file_to_json,
     read_marker,
+    write_pulled_file,
 )
 from aetherfs.ops.scan import PULL_MARKER as MARKER
 
@@ -165,8 +164,8 @@ def _write_marker(
             # a change now would not move are left out, so the next pull reads and hashes them.
             if stamp.mtime_ns >= now_ns:
                 continue
-            record = PulledFile(entry.path, stamp, mode, _digests_and_sizes(entry))
-            out.write(separator + json.dumps(pulled_file_to_json(record)))
+            out.write(separator)
+            write_pulled_file(out, entry.path, stamp, mode, as_block_list(entry.blocks))
             separator = ", "
         out.write("]}\n")
 

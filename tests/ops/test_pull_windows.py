@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 from aetherfs.cache import BlockCache
+from aetherfs.core.blocklist import BlockList
+from aetherfs.core.blocks import seal_block
+from aetherfs.core.ids import PackId
 from aetherfs.fetch.sources import CacheSource, StoreSource
-from aetherfs.ops import materialise
+from aetherfs.ops import materialise, reuse
 from aetherfs.ops.pull import pull_manifest
 from tests.cli.test_push_pull import tree
 from tests.conftest import Cli
@@ -35,7 +38,8 @@ def test_pull_over_many_windows_is_exact(
 
     synced: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(materialise, "WINDOW_BYTES", 700_000)  # two files per window
+    # Windows smaller than a file (about 1 MB): they end in the middle of files.
+    monkeypatch.setattr(materialise, "WINDOW_BYTES", 700_000)
 
     def counting_fsync(fd: int) -> None:
         synced.append(fd)
@@ -57,3 +61,22 @@ def test_pull_over_many_windows_is_exact(
     unique = len(manifest.unique_blocks())
     assert result.counts.blocks["store"] == unique
     assert len(synced) >= 7  # every file, the empty one included (plus directories)
+
+
+def test_a_marker_record_of_many_runs_reads_back_whole(tmp_path: Path) -> None:
+    """A large file's record is written a run at a time; read back, it is the same list."""
+    count = 2 * reuse._RUN + 7  # three runs, the last not a multiple of 3 digests
+    refs = [
+        seal_block(i.to_bytes(4, "big"), bytes(32)).ref.located(PackId(bytes(32)), i)
+        for i in range(count)
+    ]
+    blocks = BlockList(refs)
+    stamp = reuse.Stamp(4 * count, 123, 456)
+    marker = tmp_path / "marker.json"
+    with marker.open("w") as out:
+        out.write('{"files": [')
+        reuse.write_pulled_file(out, "d/big.db", stamp, 0o640, blocks)
+        out.write("]}")
+    record = reuse.read_marker(marker)["d/big.db"]
+    assert record.stamp == stamp and record.mode == 0o640
+    assert list(reuse.iter_blocks(record.blocks)) == list(blocks.digests_and_sizes())
