@@ -36,6 +36,7 @@ from aetherfs.core.packs import ReadRange, plan_reads
 from aetherfs.core.tags import SignedTag, TagHistory, TagRecord
 from aetherfs.errors import Conflict, IntegrityError, KeyringError, NotFound
 from aetherfs.keys import Keyring, keyring_path, load_keyring, save_keyring
+from aetherfs.spool import FileRecordSpool
 from aetherfs.store import layout
 from aetherfs.store.base import Store
 
@@ -104,12 +105,22 @@ def open_keyring(store: Store, keys_dir: Path, keys_path: Path | None, create: b
 
 
 _OPENED_MANIFESTS = 16  # resolved manifests kept in memory: a delta's base is often reused
+# Stored manifests this large (about 7,000 blocks, 440 MiB of data at 64 KiB) or larger keep
+# their block records on disk while open: held in memory, they would grow a pull with its data.
+SPOOL_ABOVE = 1024 * 1024
 
 
 class Repository:
-    def __init__(self, store: Store, keyring: Keyring, manifest_cache: Path | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        keyring: Keyring,
+        manifest_cache: Path | None = None,
+        spool_above: int = SPOOL_ABOVE,
+    ) -> None:
         self.store = store
         self.keyring = keyring
+        self.spool_above = spool_above  # stored manifest bytes from which records go to disk
         # Sealed manifests kept on local disk (verified by id on read): a reader holding v1
         # then fetches only v2's delta, not every block list again.
         self.manifest_cache = manifest_cache
@@ -200,9 +211,22 @@ class Repository:
         return stored
 
     def open_stored_manifest(self, dataset: str, manifest_id: ManifestId) -> Manifest:
-        """One stored manifest as it is: a delta stays a delta."""
+        """One stored manifest as it is: a delta stays a delta.
+
+        A large one keeps its block records in a spool file, not in memory (`spool.py`).
+        """
         stored = self._sealed_manifest(dataset, manifest_id)
-        return open_manifest(manifest_id, stored, dataset, self.keyring.dataset_key(dataset))
+        spool = self._record_spool() if len(stored) >= self.spool_above else None
+        key = self.keyring.dataset_key(dataset)
+        return open_manifest(manifest_id, stored, dataset, key, spool)
+
+    def _record_spool(self) -> FileRecordSpool:
+        """A spool beside the manifest cache (on disk; the temp directory may be in memory)."""
+        if self.manifest_cache is not None:
+            with contextlib.suppress(OSError):
+                self.manifest_cache.mkdir(parents=True, exist_ok=True)
+                return FileRecordSpool(self.manifest_cache)
+        return FileRecordSpool()
 
     def get_manifest(self, dataset: str, manifest_id: ManifestId) -> Manifest:
         """The whole version: a delta is resolved against its chain of bases."""

@@ -8,8 +8,8 @@ cache):
 - `aetherfs push` to an empty store and `aetherfs pull` into an empty directory, on the local
   store and on SeaweedFS: MB/s (10^6 bytes per second of wall time, process start to exit) and
   peak RSS;
-- peak RSS of push and pull at a smaller and a larger size (local store): memory must not
-  grow with the data.
+- peak RSS of push and pull at a smaller and a larger size (local store), and of the same
+  bytes as one file at the two larger sizes: memory must not grow with the data.
 
     python -m benchmarks.throughput --work benchmarks/.work
 """
@@ -152,6 +152,16 @@ def store_ceiling(src: Path, endpoint: str, work: Path) -> list[Measure]:
     ]
 
 
+def one_file_tree(source: Path, dest: Path) -> Path:
+    """A tree of one file holding `source`'s files end to end."""
+    dest.mkdir(parents=True)
+    with (dest / "snapshot.bin").open("wb") as out:
+        for path in iter_files(source):
+            with path.open("rb") as part:
+                shutil.copyfileobj(part, out, 8 * MiB)
+    return dest
+
+
 def fresh_env(work: Path, name: str, store: str, endpoint: str | None = None) -> dict[str, str]:
     home = work / f"home-{name}"
     if home.exists():
@@ -213,6 +223,14 @@ def main() -> None:
     env = fresh_env(work, "huge", (work / "store-huge").as_uri())
     huge_runs = push_pull("local store", huge, env, work)
     shutil.rmtree(work / "store-huge")
+    # The same bytes as one file (a database, a snapshot): one entry with every block.
+    one_file: list[tuple[int, list[Measure]]] = []
+    for name, source in (("big", big), ("huge", huge)):
+        tree = one_file_tree(source, work / f"one-{name}")
+        env = fresh_env(work, f"one-{name}", (work / f"store-one-{name}").as_uri())
+        one_file.append((tree_size(tree), push_pull("local store", tree, env, work)))
+        shutil.rmtree(work / f"store-one-{name}")
+        shutil.rmtree(tree)
     for m in measures:
         print(f"{m.what}: {m.mb_per_s:.0f} MB/s, RSS {(m.max_rss or 0) / MiB:.0f} MiB")
 
@@ -256,6 +274,21 @@ def main() -> None:
             f"| {kind} | {rss_a:,.0f} MiB | {rss_b:,.0f} MiB | {rss_c:,.0f} MiB "
             f"| {slope:+,.1f} MiB |"
         )
+    (one_a, runs_a), (one_b, runs_b) = one_file
+    lines += [
+        "",
+        "The same bytes as one file (a database or a snapshot: one entry holding every block):",
+        "",
+        f"| operation | peak RSS at {one_a / MiB:,.0f} MiB | at {one_b / MiB:,.0f} MiB "
+        "| growth per GiB |",
+        "|---|---|---|---|",
+    ]
+    for kind in ("push", "pull"):
+        a = next(m for m in runs_a if m.what.startswith(kind))
+        b = next(m for m in runs_b if m.what.startswith(kind))
+        rss_a, rss_b = ((m.max_rss or 0) / MiB for m in (a, b))
+        slope = (rss_b - rss_a) / ((one_b - one_a) / 1024**3)
+        lines.append(f"| {kind} | {rss_a:,.0f} MiB | {rss_b:,.0f} MiB | {slope:+,.1f} MiB |")
     lines += ["", f"Run time: {time.monotonic() - started:.0f} s."]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "throughput.md").write_text("\n".join(lines) + "\n")
@@ -269,6 +302,10 @@ def main() -> None:
         "small_bytes": small_size,
         "huge": [asdict(m) | {"mb_per_s": m.mb_per_s} for m in huge_runs],
         "huge_bytes": huge_size,
+        "one_file": [
+            {"bytes": size, "runs": [asdict(m) | {"mb_per_s": m.mb_per_s} for m in runs]}
+            for size, runs in one_file
+        ],
         "seconds": time.monotonic() - started,
     }
     (args.out / "throughput.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -1,16 +1,17 @@
-"""A file's blocks as fixed-size records in one bytes object: the in-memory form of manifests.
+"""A file's blocks as fixed-size records: the in-memory form of manifests.
 
 A BlockRef object and its parts take about 420 bytes of Python heap; a record takes 144.
-A manifest is held whole while a version is pulled (16,000 blocks per GiB at 64 KiB), so this
-is most of what a pull's memory grows by with the size of the data. BlockRefs are made on
-access, one at a time.
+BlockRefs are made on access, one at a time. The records are in one bytes object, or, for a
+large manifest, in a spool file on disk (`RecordSpool`), read a run at a time as they are
+used: a manifest is held while a version is pulled (16,000 blocks per GiB at 64 KiB), and in
+memory its records would grow the pull with the size of the data.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator, Sequence
-from typing import overload
+from typing import Protocol, overload
 
 from aetherfs.core.blocks import BlockRef
 from aetherfs.core.ids import DIGEST_SIZE, BlockId, PackId
@@ -18,6 +19,20 @@ from aetherfs.core.ids import DIGEST_SIZE, BlockId, PackId
 # id, key, plaintext digest, pack (zeros: not packed yet), size, stored size, offset in pack
 _RECORD = struct.Struct("<32s32s32s32sIIQ")
 _NO_PACK = bytes(DIGEST_SIZE)
+RECORD_SIZE = _RECORD.size
+RUN_RECORDS = 4096  # records read from a spool at a time: 576 KiB
+
+
+class RecordSpool(Protocol):
+    """Where the records of spooled BlockLists live (a file: see `aetherfs/spool.py`)."""
+
+    def append(self, data: bytes) -> int:
+        """Keep `data` after what is there; returns where it starts."""
+        ...
+
+    def read(self, start: int, length: int) -> bytes:
+        """`length` bytes from `start`, all of them."""
+        ...
 
 
 def pack_record(
@@ -67,46 +82,81 @@ def _ref_of(fields: tuple[bytes, bytes, bytes, bytes, int, int, int]) -> BlockRe
 
 
 class BlockList(Sequence[BlockRef]):
-    """An immutable sequence of BlockRefs, equal to (and hashing as) others with equal records."""
+    """An immutable sequence of BlockRefs, equal to (and hashing as) others with equal records.
 
-    __slots__ = ("_records",)
+    Its records are in memory, or `_length` bytes from `_start` in a spool (`spooled`).
+    """
+
+    __slots__ = ("_length", "_records", "_spool", "_start")
 
     def __init__(self, refs: Iterable[BlockRef] = ()) -> None:
         self._records = b"".join(record_of(ref) for ref in refs)
+        self._spool: RecordSpool | None = None
+        self._start = 0
+        self._length = len(self._records)
 
     @classmethod
     def from_records(cls, records: bytes) -> BlockList:
-        if len(records) % _RECORD.size:
+        if len(records) % RECORD_SIZE:
             raise ValueError("block records must be whole")
         made = cls()
         made._records = records
+        made._length = len(records)
+        return made
+
+    @classmethod
+    def spooled(cls, spool: RecordSpool, start: int, length: int) -> BlockList:
+        """The `length` bytes of records at `start` in `spool`, read only when used."""
+        if length % RECORD_SIZE:
+            raise ValueError("block records must be whole")
+        made = cls()
+        made._spool, made._start, made._length = spool, start, length
         return made
 
     @property
+    def on_disk(self) -> bool:
+        return self._spool is not None
+
+    @property
     def records(self) -> bytes:
-        return self._records
+        """All the records at once (read whole from the spool, if spooled)."""
+        return self._records if self._spool is None else b"".join(self._runs())
+
+    def _runs(self) -> Iterator[bytes]:
+        """The records, a run of at most RUN_RECORDS at a time."""
+        if self._spool is None:
+            yield self._records
+            return
+        end = self._start + self._length
+        for start in range(self._start, end, RUN_RECORDS * RECORD_SIZE):
+            yield self._spool.read(start, min(RUN_RECORDS * RECORD_SIZE, end - start))
+
+    def _fields(self) -> Iterator[tuple[bytes, bytes, bytes, bytes, int, int, int]]:
+        for run in self._runs():
+            yield from _RECORD.iter_unpack(run)
 
     def iter_records(self) -> Iterator[bytes]:
         """Each block's record (its id is the first DIGEST_SIZE bytes)."""
-        for start in range(0, len(self._records), _RECORD.size):
-            yield self._records[start : start + _RECORD.size]
+        for run in self._runs():
+            for start in range(0, len(run), RECORD_SIZE):
+                yield run[start : start + RECORD_SIZE]
 
     def total_size(self) -> int:
         """Plaintext bytes of all the blocks, without making a BlockRef for each."""
-        return sum(fields[4] for fields in _RECORD.iter_unpack(self._records))
+        return sum(fields[4] for fields in self._fields())
 
     def digests_and_sizes(self) -> Iterator[tuple[bytes, int]]:
         """(plaintext digest, size) of each block, without a BlockRef for each."""
-        for fields in _RECORD.iter_unpack(self._records):
+        for fields in self._fields():
             yield fields[2], fields[4]
 
     def wire_fields(self) -> Iterator[tuple[bytes, bytes, int, bytes, int, bytes | None, int]]:
         """(id, key, size, digest, stored size, pack or None, offset) of each block."""
-        for block_id, key, digest, pack, size, stored, offset in _RECORD.iter_unpack(self._records):
+        for block_id, key, digest, pack, size, stored, offset in self._fields():
             yield block_id, key, size, digest, stored, pack if pack != _NO_PACK else None, offset
 
     def __len__(self) -> int:
-        return len(self._records) // _RECORD.size
+        return self._length // RECORD_SIZE
 
     @overload
     def __getitem__(self, index: int) -> BlockRef: ...
@@ -122,24 +172,28 @@ class BlockList(Sequence[BlockRef]):
             index += count
         if not 0 <= index < count:
             raise IndexError("block index out of range")
-        return _ref_of(_RECORD.unpack_from(self._records, index * _RECORD.size))
+        if self._spool is None:
+            return _ref_of(_RECORD.unpack_from(self._records, index * RECORD_SIZE))
+        record = self._spool.read(self._start + index * RECORD_SIZE, RECORD_SIZE)
+        return _ref_of(_RECORD.unpack(record))
 
     def __iter__(self) -> Iterator[BlockRef]:
-        for fields in _RECORD.iter_unpack(self._records):
+        for fields in self._fields():
             yield _ref_of(fields)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, BlockList):
-            return self._records == other._records
+            return self._length == other._length and self.records == other.records
         if isinstance(other, tuple | list):
             return tuple(self) == tuple(other)
         return NotImplemented
 
     def __hash__(self) -> int:
-        return hash(self._records)
+        return hash(self.records)
 
     def __repr__(self) -> str:
-        return f"BlockList({len(self)} blocks)"
+        where = "" if self._spool is None else ", spooled"
+        return f"BlockList({len(self)} blocks{where})"
 
 
 def as_block_list(refs: Sequence[BlockRef]) -> BlockList:

@@ -19,7 +19,14 @@ import blake3
 import msgpack
 
 from aetherfs.core import crypto
-from aetherfs.core.blocklist import BlockList, as_block_list, pack_record
+from aetherfs.core.blocklist import (
+    RECORD_SIZE,
+    RUN_RECORDS,
+    BlockList,
+    RecordSpool,
+    as_block_list,
+    pack_record,
+)
 from aetherfs.core.blocks import BlockRef
 from aetherfs.core.chunking import ChunkParams
 from aetherfs.core.ids import BlockId, ManifestId
@@ -228,22 +235,19 @@ def pack_entry(
     return _pack_map(packer, wire, "b", refs)
 
 
-def _read_entry(unpacker: msgpack.Unpacker) -> FileEntry:
-    """One entry, its blocks read one at a time straight into compact records.
+def _read_entry(unpacker: msgpack.Unpacker, spool: RecordSpool | None) -> FileEntry:
+    """One entry, its blocks read one at a time straight into compact records (into `spool`,
+    a run at a time, if given).
 
     Unpacked whole, a file's block list would first be a Python list of 7-item lists (about
     450 bytes per block: 29 MB for one 4 GiB file) before any record was made.
     """
     wire: dict[str, Any] = {}
-    records = b""
+    blocks = BlockList()
     for _ in range(unpacker.read_map_header()):
         key = unpacker.unpack()
         if key == "b":
-            run = bytearray()
-            for _ in range(unpacker.read_array_header()):
-                run += _record_from_wire(unpacker.unpack())
-            records = bytes(run)
-            del run
+            blocks = _read_blocks(unpacker, spool)
         else:
             wire[str(key)] = unpacker.unpack()
     chunking = wire.get("c")
@@ -252,10 +256,29 @@ def _read_entry(unpacker: msgpack.Unpacker) -> FileEntry:
         kind=str(wire["k"]),
         mode=int(wire["m"]),
         size=int(wire.get("s", 0)),
-        blocks=BlockList.from_records(records),
+        blocks=blocks,
         target=str(wire.get("t", "")),
         chunking=ChunkParams.from_list(chunking) if chunking else None,
     )
+
+
+def _read_blocks(unpacker: msgpack.Unpacker, spool: RecordSpool | None) -> BlockList:
+    count = unpacker.read_array_header()
+    run = bytearray()
+    if spool is None:
+        for _ in range(count):
+            run += _record_from_wire(unpacker.unpack())
+        return BlockList.from_records(bytes(run))
+    start: int | None = None  # of this list's records, appended run by run, back to back
+    length = 0
+    for done in range(1, count + 1):
+        run += _record_from_wire(unpacker.unpack())
+        if len(run) >= RUN_RECORDS * RECORD_SIZE or done == count:
+            at = spool.append(bytes(run))
+            start = at if start is None else start
+            length += len(run)
+            run.clear()
+    return BlockList.spooled(spool, start or 0, length)
 
 
 def _fields_to_wire(fields: tuple[bytes, bytes, int, bytes, int, bytes | None, int]) -> list[Any]:
@@ -328,7 +351,9 @@ class _PieceReader:
         return out
 
 
-def _read_document(pieces: Iterator[bytes]) -> tuple[dict[str, Any], tuple[FileEntry, ...]]:
+def _read_document(
+    pieces: Iterator[bytes], spool: RecordSpool | None
+) -> tuple[dict[str, Any], tuple[FileEntry, ...]]:
     """The top-level fields, and the entries converted one at a time as they are read.
 
     Streaming keeps the peak low: unpacking the whole document first would hold every
@@ -348,7 +373,7 @@ def _read_document(pieces: Iterator[bytes]) -> tuple[dict[str, Any], tuple[FileE
             _check_format(document[key])
         elif key == "files":
             for _ in range(unpacker.read_array_header()):
-                files.append(_read_entry(unpacker))
+                files.append(_read_entry(unpacker, spool))
         else:
             document[str(key)] = unpacker.unpack()
     if reader.read(1) or unpacker.tell() != reader.given:
@@ -369,9 +394,10 @@ def decode(raw: bytes) -> Manifest:
     return decode_pieces(iter((raw,)))
 
 
-def decode_pieces(pieces: Iterator[bytes]) -> Manifest:
+def decode_pieces(pieces: Iterator[bytes], spool: RecordSpool | None = None) -> Manifest:
+    """A manifest from its document in pieces; block records go to `spool`, if given."""
     try:
-        document, files = _read_document(pieces)
+        document, files = _read_document(pieces, spool)
         manifest = Manifest(
             dataset=str(document["dataset"]),
             created=float(document["created"]),
@@ -427,9 +453,16 @@ def seal_document(document: bytes, dataset: str, dataset_key: bytes) -> tuple[Ma
 
 
 def open_manifest(
-    manifest_id: ManifestId, stored: bytes, dataset: str, dataset_key: bytes
+    manifest_id: ManifestId,
+    stored: bytes,
+    dataset: str,
+    dataset_key: bytes,
+    spool: RecordSpool | None = None,
 ) -> Manifest:
-    """Verify the id, decrypt with the dataset key and validate every path."""
+    """Verify the id, decrypt with the dataset key and validate every path.
+
+    With a `spool`, the block records are kept there, on disk, not in memory.
+    """
     if ManifestId.of(stored) != manifest_id:
         raise IntegrityError(f"manifest {manifest_id.short()} does not match its id: altered")
     if len(stored) > MAX_MANIFEST_BYTES or stored[: len(MAGIC)] not in (MAGIC, MAGIC_ONE_SHOT):
@@ -445,7 +478,7 @@ def open_manifest(
             raw = crypto.open_sealed(body, dataset_key, nonce, _aad(dataset))
         except IntegrityError:
             raise wrong_key from None
-        manifest = decode(raw)
+        manifest = decode_pieces(iter((raw,)), spool)
     else:
         pieces = open_stream(memoryview(stored)[len(MAGIC) :], dataset_key, _aad(dataset))
         try:
@@ -453,7 +486,7 @@ def open_manifest(
             first = next(pieces)
         except IntegrityError:
             raise wrong_key from None
-        manifest = decode_pieces(_rest_as_altered(first, pieces, manifest_id))
+        manifest = decode_pieces(_rest_as_altered(first, pieces, manifest_id), spool)
     if manifest.dataset != dataset:
         raise IntegrityError(f"manifest {manifest_id.short()} belongs to {manifest.dataset}")
     return manifest

@@ -122,7 +122,8 @@ def test_compare_script(tmp_path: Path, results: Path, seaweedfs: SeaweedFS) -> 
 @pytest.mark.s3
 def test_throughput_script(tmp_path: Path, results: Path, seaweedfs: SeaweedFS) -> None:
     args: list[str | Path] = ["--work", tmp_path / "work", "--out", results]
-    args += ["--total-mib", "6", "--small-mib", "2", "--files", "10", "--repeat", "1"]
+    args += ["--total-mib", "6", "--small-mib", "2", "--huge-mib", "12", "--files", "10"]
+    args += ["--repeat", "1"]
     script("throughput", *args, "--s3-endpoint", seaweedfs.endpoint)
     report = json.loads((results / "throughput.json").read_text())
     names = [m["what"] for m in report["measures"]]
@@ -133,7 +134,10 @@ def test_throughput_script(tmp_path: Path, results: Path, seaweedfs: SeaweedFS) 
         "pull, SeaweedFS",
     ]
     assert names[6].startswith("rclone copy up")
-    for m in report["measures"][2:] + report["small"]:
+    one_file = [m for one in report["one_file"] for m in one["runs"]]
+    one_a, one_b = (one["bytes"] for one in report["one_file"])
+    assert report["bytes"] == one_a < one_b == report["huge_bytes"]  # the same bytes as one file
+    for m in report["measures"][2:] + report["small"] + report["huge"] + one_file:
         assert m["mb_per_s"] > 0 and m["max_rss"] > 10 << 20
 
 
