@@ -13,7 +13,7 @@ sizes=()
 if [[ "${1:-}" == "--quick" ]]; then
   sizes=(--total-mib 16 --files 20)
   rows=(--rows 20000)
-  small=(--small-mib 4 --repeat 1)
+  small=(--small-mib 4 --huge-mib 32 --repeat 1)
 else
   rows=()
   small=()

@@ -14,9 +14,11 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import blake3
 
 from aetherfs.cache import BlockCache
 from aetherfs.core.blocklist import as_block_list
@@ -28,12 +30,12 @@ from aetherfs.fetch.sources import BlockSource
 from aetherfs.ops.atomic import exchange, fsync_dir
 from aetherfs.ops.materialise import LinkSource, build_tree
 from aetherfs.ops.reuse import (
-    Blocks,
     Stamp,
     TrustedFile,
-    index_pulled_directory,
-    pack_blocks,
+    index_chunks,
+    iter_blocks,
     read_marker,
+    scan_pulled_directory,
     write_pulled_file,
 )
 from aetherfs.ops.scan import PULL_MARKER as MARKER
@@ -79,31 +81,40 @@ def _check_target(target: Path, force: bool) -> None:
         )
 
 
-def _digests_and_sizes(entry: FileEntry) -> Blocks:
-    return pack_blocks(as_block_list(entry.blocks).digests_and_sizes())
+def _fingerprint(blocks: Iterable[tuple[bytes, int]]) -> bytes:
+    """BLAKE3 of a block list's digests and sizes: equal lists, equal fingerprints."""
+    digest = blake3.blake3()
+    for block_digest, size in blocks:
+        digest.update(block_digest + size.to_bytes(8, "little"))
+    return digest.digest()
 
 
 def _link_sources(manifest: Manifest, trusted: dict[str, TrustedFile]) -> dict[str, LinkSource]:
     """Files of the new version an old, still-vouched file holds exactly (bytes and mode).
 
     Each old file is linked at most once, preferably at its own path, so no two files of the
-    new tree share an inode.
+    new tree share an inode. Block lists are compared by fingerprint: 32 bytes per file held,
+    not a copy of every list.
     """
-    by_blocks: dict[tuple[Blocks, int], list[TrustedFile]] = {}
+    by_blocks: dict[tuple[bytes, int], list[TrustedFile]] = {}
     for item in trusted.values():
         if item.record.blocks and item.mode == item.record.mode:
-            by_blocks.setdefault((item.record.blocks, item.mode), []).append(item)
+            key = (_fingerprint(iter_blocks(item.record.blocks)), item.mode)
+            by_blocks.setdefault(key, []).append(item)
     used: set[str] = set()
     sources: dict[str, LinkSource] = {}
     if not by_blocks:
         return sources  # nothing vouched for (a first pull): no block lists to compare
-    wanted = [(e, _digests_and_sizes(e)) for e in manifest.files]
-    wanted = [(e, blocks) for e, blocks in wanted if e.kind == FILE and blocks]
+    wanted = [
+        (e, _fingerprint(as_block_list(e.blocks).digests_and_sizes()))
+        for e in manifest.files
+        if e.kind == FILE and len(e.blocks)
+    ]
     for same_path in (True, False):
-        for entry, blocks in wanted:
+        for entry, fingerprint in wanted:
             if entry.path in sources:
                 continue
-            for item in by_blocks.get((blocks, entry.mode), []):
+            for item in by_blocks.get((fingerprint, entry.mode), []):
                 if item.record.path not in used and (
                     item.record.path == entry.path or not same_path
                 ):
@@ -186,17 +197,24 @@ def pull_manifest(
     staging = staging_path(target)
     if staging.exists() or staging.is_symlink():
         shutil.rmtree(staging)  # left by an interrupted pull; its blocks are in the cache
-    # Bytes already in DIR are looked for only if there is a DIR: the set is per block.
+    previous = read_marker(target / MARKER) if target.is_dir() else {}
+    scan = scan_pulled_directory(target, previous, skip=frozenset({MARKER}))
+    del previous  # what is vouched for is in `scan`
+    links = _link_sources(manifest, scan.trusted)
+    # Bytes already in DIR are looked for only for files to be written, not linked: a set per
+    # block of those (a linked file whose link fails later is fetched, from the cache or store).
     wanted = (
-        {d for e in manifest.files for d, _ in as_block_list(e.blocks).digests_and_sizes()}
-        if target.is_dir()
+        {
+            digest
+            for e in manifest.files
+            if e.kind == FILE and e.path not in links
+            for digest, _ in as_block_list(e.blocks).digests_and_sizes()
+        }
+        if scan.trusted or scan.unvouched
         else set()
     )
-    previous = read_marker(target / MARKER) if target.is_dir() else {}
-    local = index_pulled_directory(
-        target, manifest.chunking, wanted, previous, skip=frozenset({MARKER})
-    )
-    links = _link_sources(manifest, local.trusted)
+    local = index_chunks(scan, manifest.chunking, wanted)
+    del wanted
     fetcher = BlockFetcher(sources, cache, local.chunks)
     try:
         linked = build_tree(

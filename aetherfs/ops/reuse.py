@@ -146,21 +146,22 @@ def _chunk_file(
         pass  # unreadable local file: fetch those blocks instead
 
 
-def index_pulled_directory(
-    root: Path,
-    params: ChunkParams,
-    wanted: set[bytes],
-    records: dict[str, PulledFile],
-    skip: frozenset[str] = frozenset(),
-) -> DirectoryIndex:
-    """Index `root`: recorded files whose stat matches from their record, the rest by chunking.
+@dataclass(slots=True)
+class DirectoryScan:
+    trusted: dict[str, TrustedFile]  # by relative path
+    unvouched: list[Path]  # regular files no record vouches for
+
+
+def scan_pulled_directory(
+    root: Path, records: dict[str, PulledFile], skip: frozenset[str] = frozenset()
+) -> DirectoryScan:
+    """The regular files under `root`: those whose stat matches their record, and the rest.
 
     Symlinks are never followed, so a record can only vouch for a regular file inside `root`.
     """
-    index = DirectoryIndex({}, {})
+    scan = DirectoryScan({}, [])
     if not root.is_dir():
-        return index
-    unvouched: list[Path] = []
+        return scan
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
         for name in filenames:
@@ -175,26 +176,31 @@ def index_pulled_directory(
                 continue
             record = records.get(path.relative_to(root).as_posix())
             if record is None or Stamp.of(st) != record.stamp:
-                unvouched.append(path)
-                continue
-            index.trusted[record.path] = TrustedFile(path, record, stat.S_IMODE(st.st_mode))
-            offset = 0
-            for digest, size in iter_blocks(record.blocks):
-                if digest in wanted and digest not in index.chunks:
-                    index.chunks[digest] = LocalChunk(path, offset, size)
-                offset += size
-    if wanted:
-        for path in unvouched:
-            _chunk_file(path, params, wanted, index.chunks)
-            index.chunked_files += 1
+                scan.unvouched.append(path)
+            else:
+                scan.trusted[record.path] = TrustedFile(path, record, stat.S_IMODE(st.st_mode))
+    return scan
+
+
+def index_chunks(scan: DirectoryScan, params: ChunkParams, wanted: set[bytes]) -> DirectoryIndex:
+    """Where each chunk in `wanted` lies: trusted files from their record, the rest by chunking.
+
+    Only `wanted` is indexed, so a pull looks for the blocks of the files it will write, not of
+    those it links (for a small delta, a few blocks instead of one entry per block).
+    """
+    index = DirectoryIndex({}, scan.trusted)
+    if not wanted:
+        return index
+    for trusted in scan.trusted.values():
+        offset = 0
+        for digest, size in iter_blocks(trusted.record.blocks):
+            if digest in wanted and digest not in index.chunks:
+                index.chunks[digest] = LocalChunk(trusted.path, offset, size)
+            offset += size
+    for path in scan.unvouched:
+        _chunk_file(path, params, wanted, index.chunks)
+        index.chunked_files += 1
     return index
-
-
-def index_directory(
-    root: Path, params: ChunkParams, wanted: set[bytes], skip: frozenset[str] = frozenset()
-) -> dict[bytes, LocalChunk]:
-    """Map plaintext digest -> where that chunk lies under `root`, for digests in `wanted`."""
-    return index_pulled_directory(root, params, wanted, {}, skip).chunks
 
 
 def read_local_chunk(chunk: LocalChunk, digest: bytes) -> bytes | None:
