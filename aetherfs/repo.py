@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import tempfile
 import threading
@@ -200,25 +201,40 @@ class Repository:
                     shutil.copyfileobj(stored, out)
             tmp.replace(self.manifest_cache / manifest_id.hex())
 
-    def _sealed_manifest(self, dataset: str, manifest_id: ManifestId) -> bytes:
-        if self.manifest_cache is not None:
-            with contextlib.suppress(OSError):
-                stored = (self.manifest_cache / manifest_id.hex()).read_bytes()
-                if ManifestId.of(stored) == manifest_id:
-                    return stored
-        stored = self._fetch_manifest(dataset, manifest_id)
-        self._keep_local(manifest_id, stored)
-        return stored
-
     def open_stored_manifest(self, dataset: str, manifest_id: ManifestId) -> Manifest:
         """One stored manifest as it is: a delta stays a delta.
 
-        A large one keeps its block records in a spool file, not in memory (`spool.py`).
+        Opened from the local copy when there is one (read a piece at a time, never whole),
+        else fetched and kept. A large one keeps its block records in a spool file, not in
+        memory (`spool.py`).
         """
-        stored = self._sealed_manifest(dataset, manifest_id)
-        spool = self._record_spool() if len(stored) >= self.spool_above else None
         key = self.keyring.dataset_key(dataset)
-        return open_manifest(manifest_id, stored, dataset, key, spool)
+        local = self._local_manifest(manifest_id)
+        if local is not None:
+            with local:
+                spool = self._spool_for(os.fstat(local.fileno()).st_size)
+                with contextlib.suppress(IntegrityError):  # a damaged copy: fetch it again
+                    return open_manifest(manifest_id, local, dataset, key, spool)
+        stored = self._fetch_manifest(dataset, manifest_id)
+        self._keep_local(manifest_id, stored)
+        spool = self._spool_for(len(stored))
+        local = self._local_manifest(manifest_id)
+        if local is None:
+            return open_manifest(manifest_id, stored, dataset, key, spool)
+        del stored  # read back from the local copy: not held whole while it is decoded
+        with local:
+            return open_manifest(manifest_id, local, dataset, key, spool)
+
+    def _local_manifest(self, manifest_id: ManifestId) -> BinaryIO | None:
+        if self.manifest_cache is None:
+            return None
+        try:
+            return (self.manifest_cache / manifest_id.hex()).open("rb")
+        except OSError:
+            return None
+
+    def _spool_for(self, stored_size: int) -> FileRecordSpool | None:
+        return self._record_spool() if stored_size >= self.spool_above else None
 
     def _record_spool(self) -> FileRecordSpool:
         """A spool beside the manifest cache (on disk; the temp directory may be in memory)."""

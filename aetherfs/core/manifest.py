@@ -9,11 +9,12 @@ written before (MAGIC_ONE_SHOT: nonce || one XChaCha20-Poly1305 box) still open.
 
 from __future__ import annotations
 
+import io
 import itertools
 import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import blake3
 import msgpack
@@ -31,7 +32,7 @@ from aetherfs.core.blocks import BlockRef
 from aetherfs.core.chunking import ChunkParams
 from aetherfs.core.ids import BlockId, ManifestId
 from aetherfs.core.paths import check_link_target, check_relative_path
-from aetherfs.core.sealed_stream import StreamSealer, open_stream
+from aetherfs.core.sealed_stream import StreamSealer, open_stream_from
 from aetherfs.errors import IntegrityError
 
 FORMAT_VERSION = 1  # of the document; the envelope is told by its magic
@@ -454,42 +455,78 @@ def seal_document(document: bytes, dataset: str, dataset_key: bytes) -> tuple[Ma
 
 def open_manifest(
     manifest_id: ManifestId,
-    stored: bytes,
+    stored: bytes | BinaryIO,
     dataset: str,
     dataset_key: bytes,
     spool: RecordSpool | None = None,
 ) -> Manifest:
     """Verify the id, decrypt with the dataset key and validate every path.
 
-    With a `spool`, the block records are kept there, on disk, not in memory.
+    `stored` may be a file, read a piece at a time as it is decrypted and decoded: the id is
+    checked once every byte is read, before anything is returned. With a `spool`, the block
+    records are kept there, on disk, not in memory.
     """
-    if ManifestId.of(stored) != manifest_id:
-        raise IntegrityError(f"manifest {manifest_id.short()} does not match its id: altered")
-    if len(stored) > MAX_MANIFEST_BYTES or stored[: len(MAGIC)] not in (MAGIC, MAGIC_ONE_SHOT):
+    source = _CountedSource(
+        manifest_id, io.BytesIO(stored) if isinstance(stored, bytes) else stored
+    )
+    altered = IntegrityError(f"manifest {manifest_id.short()} does not match its id: altered")
+    magic = source.read(len(MAGIC))
+    if magic not in (MAGIC, MAGIC_ONE_SHOT):
+        if not source.matches():
+            raise altered
         raise IntegrityError(f"manifest {manifest_id.short()} is not an AetherFS manifest")
     wrong_key = IntegrityError(
         f"cannot decrypt manifest {manifest_id.short()} of {dataset}: wrong key for this "
         "store (check --keys / AETHERFS_KEYS), or the manifest was altered"
     )
-    if stored.startswith(MAGIC_ONE_SHOT):
-        nonce = stored[len(MAGIC) : len(MAGIC) + crypto.NONCE_SIZE]
-        body = stored[len(MAGIC) + crypto.NONCE_SIZE :]
+    if magic == MAGIC_ONE_SHOT:
+        nonce = source.read(crypto.NONCE_SIZE)
+        body = source.read(MAX_MANIFEST_BYTES)
+        if not source.matches():
+            raise altered
         try:
             raw = crypto.open_sealed(body, dataset_key, nonce, _aad(dataset))
         except IntegrityError:
             raise wrong_key from None
+        del body
         manifest = decode_pieces(iter((raw,)), spool)
     else:
-        pieces = open_stream(memoryview(stored)[len(MAGIC) :], dataset_key, _aad(dataset))
+        pieces = open_stream_from(source.read, dataset_key, _aad(dataset))
         try:
             # The first piece is opened here, so a wrong key reads as one, not as a bad document.
             first = next(pieces)
         except IntegrityError:
-            raise wrong_key from None
+            raise (wrong_key if source.matches() else altered) from None
         manifest = decode_pieces(_rest_as_altered(first, pieces, manifest_id), spool)
+        if not source.matches():
+            raise altered
     if manifest.dataset != dataset:
         raise IntegrityError(f"manifest {manifest_id.short()} belongs to {manifest.dataset}")
     return manifest
+
+
+class _CountedSource:
+    """Reads of a stored manifest, hashed (for its id) and bounded (MAX_MANIFEST_BYTES)."""
+
+    def __init__(self, manifest_id: ManifestId, file: BinaryIO) -> None:
+        self._id = manifest_id
+        self._file = file
+        self._digest = blake3.blake3()
+        self._total = 0
+
+    def read(self, size: int) -> bytes:
+        data = self._file.read(size)
+        self._total += len(data)
+        if self._total > MAX_MANIFEST_BYTES:
+            raise IntegrityError(f"manifest {self._id.short()} is larger than any manifest")
+        self._digest.update(data)
+        return data
+
+    def matches(self) -> bool:
+        """Whether all the bytes (the rest read now) hash to the manifest id."""
+        while self.read(1024 * 1024):
+            pass
+        return ManifestId(self._digest.digest()) == self._id
 
 
 def _rest_as_altered(

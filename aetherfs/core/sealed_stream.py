@@ -10,6 +10,7 @@ be shorter).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 
 from nacl.bindings import (
@@ -38,7 +39,14 @@ from aetherfs.errors import IntegrityError
 CHUNK = 64 * 1024  # plaintext bytes per piece: 17 bytes of overhead each, 0.03%
 SEALED_CHUNK = CHUNK + OVERHEAD
 
-__all__ = ["CHUNK", "HEADER_SIZE", "SEALED_CHUNK", "StreamSealer", "open_stream"]
+__all__ = [
+    "CHUNK",
+    "HEADER_SIZE",
+    "SEALED_CHUNK",
+    "StreamSealer",
+    "open_stream",
+    "open_stream_from",
+]
 
 
 class StreamSealer:
@@ -78,23 +86,30 @@ def open_stream(sealed: bytes | memoryview, key: bytes, aad: bytes) -> Iterator[
 
     IntegrityError for a wrong key, an altered piece, or a stream cut short or extended.
     """
-    view = memoryview(sealed)
-    if len(view) < HEADER_SIZE + OVERHEAD:
+    return open_stream_from(io.BytesIO(sealed).read, key, aad)
+
+
+def open_stream_from(read: Callable[[int], bytes], key: bytes, aad: bytes) -> Iterator[bytes]:
+    """`open_stream` of the bytes `read(n)` gives until it gives b"": a piece at a time."""
+    header = read(HEADER_SIZE)
+    if len(header) < HEADER_SIZE:
         raise IntegrityError("sealed stream is too short")
     state = crypto_secretstream_xchacha20poly1305_state()
     try:
-        crypto_secretstream_xchacha20poly1305_init_pull(state, bytes(view[:HEADER_SIZE]), key)
+        crypto_secretstream_xchacha20poly1305_init_pull(state, header, key)
     except CryptoError:
         raise IntegrityError("sealed stream has a bad header") from None
-    start = HEADER_SIZE
-    while start < len(view):
-        piece = bytes(view[start : start + SEALED_CHUNK])
-        start += len(piece)
+    while True:
+        piece = read(SEALED_CHUNK)
+        if not piece:
+            raise IntegrityError("sealed stream was cut short")
         try:
             plaintext, tag = crypto_secretstream_xchacha20poly1305_pull(state, piece, aad)
         except CryptoError:
             raise IntegrityError("decryption failed: wrong key or altered data") from None
-        final = tag == TAG_FINAL
-        if final != (start == len(view)):
-            raise IntegrityError("sealed stream was cut short or extended")
+        if tag == TAG_FINAL:
+            if read(1):
+                raise IntegrityError("sealed stream was extended past its end")
+            yield plaintext
+            return
         yield plaintext

@@ -9,16 +9,13 @@ first, so a pull killed half-way resumes without fetching them again.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import stat
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import blake3
 
 from aetherfs.cache import BlockCache
 from aetherfs.core.blocklist import as_block_list
@@ -30,13 +27,13 @@ from aetherfs.fetch.sources import BlockSource
 from aetherfs.ops.atomic import exchange, fsync_dir
 from aetherfs.ops.materialise import LinkSource, build_tree
 from aetherfs.ops.reuse import (
+    MarkerWriter,
     Stamp,
     TrustedFile,
+    fingerprint,
     index_chunks,
-    iter_blocks,
     read_marker,
     scan_pulled_directory,
-    write_pulled_file,
 )
 from aetherfs.ops.scan import PULL_MARKER as MARKER
 
@@ -81,14 +78,6 @@ def _check_target(target: Path, force: bool) -> None:
         )
 
 
-def _fingerprint(blocks: Iterable[tuple[bytes, int]]) -> bytes:
-    """BLAKE3 of a block list's digests and sizes: equal lists, equal fingerprints."""
-    digest = blake3.blake3()
-    for block_digest, size in blocks:
-        digest.update(block_digest + size.to_bytes(8, "little"))
-    return digest.digest()
-
-
 def _link_sources(manifest: Manifest, trusted: dict[str, TrustedFile]) -> dict[str, LinkSource]:
     """Files of the new version an old, still-vouched file holds exactly (bytes and mode).
 
@@ -98,23 +87,23 @@ def _link_sources(manifest: Manifest, trusted: dict[str, TrustedFile]) -> dict[s
     """
     by_blocks: dict[tuple[bytes, int], list[TrustedFile]] = {}
     for item in trusted.values():
-        if item.record.blocks and item.mode == item.record.mode:
-            key = (_fingerprint(iter_blocks(item.record.blocks)), item.mode)
+        if item.record.count and item.mode == item.record.mode:
+            key = (item.record.fingerprint, item.mode)
             by_blocks.setdefault(key, []).append(item)
     used: set[str] = set()
     sources: dict[str, LinkSource] = {}
     if not by_blocks:
         return sources  # nothing vouched for (a first pull): no block lists to compare
     wanted = [
-        (e, _fingerprint(as_block_list(e.blocks).digests_and_sizes()))
+        (e, fingerprint(as_block_list(e.blocks).digests_and_sizes()))
         for e in manifest.files
         if e.kind == FILE and len(e.blocks)
     ]
     for same_path in (True, False):
-        for entry, fingerprint in wanted:
+        for entry, blocks_print in wanted:
             if entry.path in sources:
                 continue
-            for item in by_blocks.get((fingerprint, entry.mode), []):
+            for item in by_blocks.get((blocks_print, entry.mode), []):
                 if item.record.path not in used and (
                     item.record.path == entry.path or not same_path
                 ):
@@ -167,18 +156,13 @@ def _write_marker(
     written = [s.mtime_ns for e, s, _ in stamps if e.path not in linked]
     now_ns = _settle_clock(staging / MARKER, max(written, default=0))
     head = {"dataset": manifest.dataset, "manifest": manifest_id.hex(), "time": time.time()}
-    with (staging / MARKER).open("w") as out:
-        out.write(json.dumps(head)[:-1] + ', "files": [')
-        separator = ""
+    with MarkerWriter(staging / MARKER, head) as marker:
         for entry, stamp, mode in stamps:
             # On a file system with very coarse times the wait can give up: files whose mtime
             # a change now would not move are left out, so the next pull reads and hashes them.
-            if stamp.mtime_ns >= now_ns:
-                continue
-            out.write(separator)
-            write_pulled_file(out, entry.path, stamp, mode, as_block_list(entry.blocks))
-            separator = ", "
-        out.write("]}\n")
+            if stamp.mtime_ns < now_ns:
+                marker.add(entry.path, stamp, mode, as_block_list(entry.blocks))
+        marker.finish()
 
 
 def pull_manifest(

@@ -5,7 +5,10 @@ plaintext digests the manifest records, so matching needs no keys and trusts not
 chunk is only used if its BLAKE3 equals the digest in the (authenticated) manifest.
 
 A directory filled by `aetherfs pull` carries a marker recording, per file written, its stat
-(size, mtime_ns, inode, mode) and the digests of its blocks. A file whose stat still matches is
+(size, mtime_ns, inode, mode) and the digests of its blocks. The marker is one line of JSON
+(the files, each with a fingerprint of its block list and where that list lies) followed by
+the block lists as 40-byte records, read only when needed: a pull over a tree holds one
+record per file, not per block. A file whose stat still matches is
 known to hold those blocks without reading it (rsync's quick check, made race-free at write
 time, see `pull.py`): its chunks are indexed from the record, and a file the new version keeps
 unchanged can be hard-linked instead of rewritten. Any other file is chunked as above.
@@ -18,12 +21,14 @@ import binascii
 import itertools
 import json
 import os
+import shutil
 import stat
 import struct
-from collections.abc import Iterable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import blake3
 
@@ -71,7 +76,19 @@ class PulledFile:
     path: str  # relative, '/'-separated
     stamp: Stamp
     mode: int
-    blocks: Blocks
+    count: int  # blocks
+    fingerprint: bytes  # of its block list (`fingerprint`)
+    # Its (plaintext digest, size) pairs, read when asked for (from the marker file); raises
+    # ValueError if they do not match the record.
+    blocks: Callable[[], Iterator[tuple[bytes, int]]]
+
+
+def fingerprint(blocks: Iterable[tuple[bytes, int]]) -> bytes:
+    """BLAKE3 of a block list's (digest, size) records: equal lists, equal fingerprints."""
+    digest = blake3.blake3()
+    for run in _runs(iter(blocks)):
+        digest.update(pack_blocks(run))
+    return digest.digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,23 +107,53 @@ class DirectoryIndex:
     chunked_files: int = 0  # files read and chunked because no record vouched for them
 
 
-_RUN = 3 * 1024  # blocks per piece of a marker record: a multiple of 3, so base64 pieces join
+_RUN = 4096  # blocks per piece of a marker's block lists
+MARKER_FORMAT = 2
 
 
-def write_pulled_file(out: TextIO, path: str, stamp: Stamp, mode: int, blocks: BlockList) -> None:
-    """One marker record, as JSON, its block list written a run at a time (digests, then
-    sizes): the record of one large file (a 20 GiB database has 320,000 blocks) is never whole
-    in memory."""
-    head = {"path": path, "size": stamp.size, "mtime_ns": stamp.mtime_ns, "ino": stamp.ino}
-    out.write(json.dumps(head | {"mode": mode})[:-1] + ', "digests": "')
-    for run in _runs(blocks.digests_and_sizes()):
-        out.write(base64.b64encode(b"".join(digest for digest, _ in run)).decode())
-    out.write('", "sizes": [')
-    separator = ""
-    for run in _runs(blocks.digests_and_sizes()):
-        out.write(separator + ", ".join(str(size) for _, size in run))
-        separator = ", "
-    out.write("]}")
+class MarkerWriter:
+    """Writes a marker file by file: block lists to a scratch file as they come, then the JSON
+    line, then the block lists after it. Nothing per block is held in memory."""
+
+    def __init__(self, path: Path, head: dict[str, Any]) -> None:
+        self.path = path
+        self._head = head | {"v": MARKER_FORMAT}
+        self._records: list[dict[str, Any]] = []
+        # Closed by __exit__: the writer is a context manager.
+        self._lists = tempfile.TemporaryFile(  # noqa: SIM115
+            prefix="aetherfs-marker-", dir=path.parent
+        )
+
+    def __enter__(self) -> MarkerWriter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._lists.close()
+
+    def add(self, path: str, stamp: Stamp, mode: int, blocks: BlockList) -> None:
+        start = self._lists.tell() // _BLOCK.size
+        digest = blake3.blake3()
+        for run in _runs(blocks.digests_and_sizes()):
+            data = pack_blocks(run)
+            self._lists.write(data)
+            digest.update(data)
+        self._records.append(
+            {
+                "path": path,
+                "size": stamp.size,
+                "mtime_ns": stamp.mtime_ns,
+                "ino": stamp.ino,
+                "mode": mode,
+                "blocks": [start, len(blocks)],
+                "fingerprint": digest.hexdigest(),
+            }
+        )
+
+    def finish(self) -> None:
+        with self.path.open("wb") as out:
+            out.write(json.dumps(self._head | {"files": self._records}).encode() + b"\n")
+            self._lists.seek(0)
+            shutil.copyfileobj(self._lists, out)
 
 
 def _runs(pairs: Iterator[tuple[bytes, int]]) -> Iterator[list[tuple[bytes, int]]]:
@@ -114,21 +161,59 @@ def _runs(pairs: Iterator[tuple[bytes, int]]) -> Iterator[list[tuple[bytes, int]
         yield run
 
 
-def _pulled_file_from_json(doc: dict[str, Any]) -> PulledFile:
-    digests = base64.b64decode(doc["digests"], validate=True)
-    sizes = [int(s) for s in doc["sizes"]]
-    if len(digests) != 32 * len(sizes) or sum(sizes) != int(doc["size"]):
-        raise ValueError("block list does not add up")
-    blocks = pack_blocks((digests[32 * i : 32 * i + 32], size) for i, size in enumerate(sizes))
+def _blocks_in_marker(
+    marker: Path, offset: int, count: int, size: int
+) -> Callable[[], Iterator[tuple[bytes, int]]]:
+    def read() -> Iterator[tuple[bytes, int]]:
+        total = 0
+        with marker.open("rb") as f:
+            f.seek(offset)
+            for start in range(0, count, _RUN):
+                want = min(_RUN, count - start) * _BLOCK.size
+                data = f.read(want)
+                if len(data) != want:
+                    raise ValueError(f"{marker}: a block list runs past the end")
+                for digest, block_size in iter_blocks(data):
+                    total += block_size
+                    yield digest, block_size
+        if total != size:
+            raise ValueError(f"{marker}: a block list does not add up")
+
+    return read
+
+
+def _pulled_file_from_json(doc: dict[str, Any], marker: Path, region: int) -> PulledFile:
     stamp = Stamp(int(doc["size"]), int(doc["mtime_ns"]), int(doc["ino"]))
-    return PulledFile(str(doc["path"]), stamp, int(doc["mode"]), blocks)
+    if "digests" in doc:  # written before markers kept block lists after the JSON
+        digests = base64.b64decode(doc["digests"], validate=True)
+        sizes = [int(s) for s in doc["sizes"]]
+        if len(digests) != 32 * len(sizes) or sum(sizes) != stamp.size:
+            raise ValueError("block list does not add up")
+        held = pack_blocks((digests[32 * i : 32 * i + 32], n) for i, n in enumerate(sizes))
+        count, print_ = len(sizes), fingerprint(iter_blocks(held))
+
+        def blocks() -> Iterator[tuple[bytes, int]]:
+            return iter_blocks(held)
+    else:
+        start, count = (int(n) for n in doc["blocks"])
+        if start < 0 or count < 0:
+            raise ValueError("bad block list position")
+        print_ = bytes.fromhex(str(doc["fingerprint"]))
+        blocks = _blocks_in_marker(marker, region + start * _BLOCK.size, count, stamp.size)
+    return PulledFile(str(doc["path"]), stamp, int(doc["mode"]), count, print_, blocks)
 
 
 def read_marker(path: Path) -> dict[str, PulledFile]:
-    """The files a previous pull recorded in its marker; empty if missing, old or corrupt."""
+    """The files a previous pull recorded in its marker; empty if missing, old or corrupt.
+
+    Only the JSON line is read here: each file's block list stays in the file until asked for.
+    """
     try:
-        doc = json.loads(path.read_text())
-        return {f.path: f for f in map(_pulled_file_from_json, doc["files"])}
+        with path.open("rb") as f:
+            line = f.readline()
+        doc = json.loads(line)
+        files = doc["files"]
+        return {f.path: f for f in (_pulled_file_from_json(d, path, len(line)) for d in files)}
     except (OSError, ValueError, KeyError, TypeError, binascii.Error):
         return {}  # no usable record: every file is chunked and hashed instead
 
@@ -192,11 +277,16 @@ def index_chunks(scan: DirectoryScan, params: ChunkParams, wanted: set[bytes]) -
     if not wanted:
         return index
     for trusted in scan.trusted.values():
+        found: dict[bytes, LocalChunk] = {}
         offset = 0
-        for digest, size in iter_blocks(trusted.record.blocks):
-            if digest in wanted and digest not in index.chunks:
-                index.chunks[digest] = LocalChunk(trusted.path, offset, size)
-            offset += size
+        try:
+            for digest, size in trusted.record.blocks():
+                if digest in wanted and digest not in index.chunks:
+                    found.setdefault(digest, LocalChunk(trusted.path, offset, size))
+                offset += size
+        except (OSError, ValueError):
+            continue  # a damaged record: its chunks are fetched instead (they are re-hashed anyway)
+        index.chunks.update(found)
     for path in scan.unvouched:
         _chunk_file(path, params, wanted, index.chunks)
         index.chunked_files += 1

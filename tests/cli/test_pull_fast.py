@@ -6,14 +6,17 @@ file only while its size, mtime and inode are what the pull recorded.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from aetherfs.ops import reuse
 from tests.cli.test_push_pull import make_tree, tree
 from tests.conftest import Cli
 
@@ -45,6 +48,13 @@ def inodes(root: Path) -> dict[str, int]:
     }
 
 
+def marker_parts(path: Path) -> tuple[dict[str, Any], bytes]:
+    """A marker's JSON line and the block lists after it."""
+    line, _, lists = path.read_bytes().partition(b"\n")
+    doc: dict[str, Any] = json.loads(line)
+    return doc, lists
+
+
 def pull_json(cli: Cli, ref: str, out: Path, *extra: str) -> dict[str, object]:
     result: dict[str, object] = json.loads(cli("pull", ref, str(out), "--json", *extra).out)
     return result
@@ -72,8 +82,9 @@ def test_v2_over_v1_links_unchanged_files_and_fetches_only_changed_blocks(
     out = tmp_path / "out"
     first = pull_json(cli, "geo:1.0.0", out)
     assert first["linked_files"] == 0
-    marker = json.loads((out / MARKER).read_text())
+    marker, lists = marker_parts(out / MARKER)
     recorded = {f["path"]: f for f in marker["files"]}
+    assert len(lists) == 40 * sum(f["blocks"][1] for f in marker["files"])
     st = (out / "big.bin").stat()
     assert recorded["big.bin"]["size"] == st.st_size
     assert recorded["big.bin"]["mtime_ns"] == st.st_mtime_ns
@@ -141,20 +152,20 @@ def test_a_file_changed_after_the_pull_is_not_trusted(
     assert inodes(out)["data/keep2.bin"] == before["data/keep2.bin"]
 
 
-@pytest.mark.parametrize("damage", ["missing", "not-json", "bad-digests", "old-format"])
+@pytest.mark.parametrize("damage", ["missing", "not-json", "bad-fingerprint", "no-files"])
 def test_missing_or_corrupt_marker_falls_back_to_chunking(
     cli: Cli, tmp_path: Path, damage: str
 ) -> None:
     src, out, before = setup_v1_v2(cli, tmp_path)
     marker = out / MARKER
-    doc = json.loads(marker.read_text())
+    doc, lists = marker_parts(marker)
     if damage == "missing":
         marker.unlink()
     elif damage == "not-json":
         marker.write_text("{not json")
-    elif damage == "bad-digests":
-        doc["files"][0]["digests"] = "!!"
-        marker.write_text(json.dumps(doc))
+    elif damage == "bad-fingerprint":
+        doc["files"][0]["fingerprint"] = "!!"
+        marker.write_bytes(json.dumps(doc).encode() + b"\n" + lists)
     else:
         marker.write_text(json.dumps({k: doc[k] for k in ("dataset", "manifest", "time")}))
     # Without a marker DIR is no longer known to be ours: --force, as before.
@@ -166,6 +177,36 @@ def test_missing_or_corrupt_marker_falls_back_to_chunking(
     assert "linked" not in by_source
     assert by_source["local"] > by_source["store"]  # the slow path still reuses DIR's bytes
     assert all(inodes(out)[rel] != ino for rel, ino in before.items())
+
+
+def test_block_lists_cut_off_cost_reuse_not_correctness(cli: Cli, tmp_path: Path) -> None:
+    """The JSON line intact, the block lists after it lost: files are still linked by their
+    recorded fingerprint, and the changed file's unchanged chunks are fetched instead."""
+    src, out, _ = setup_v1_v2(cli, tmp_path)
+    doc, _ = marker_parts(out / MARKER)
+    (out / MARKER).write_bytes(json.dumps(doc).encode() + b"\n")
+    pulled = pull_json(cli, "geo:2.0.0", out, "--no-cache")
+    assert tree(out) == tree(src)
+    assert pulled["linked_files"] == 6  # all but big.bin (changed) and the empty file
+    assert pulled["bytes_by_source"]["store"] >= 2_000_000  # type: ignore[index]
+
+
+def test_a_marker_of_the_previous_format_still_vouches(cli: Cli, tmp_path: Path) -> None:
+    """Block lists inline as base64 digests and sizes, as pulls wrote them before."""
+    src, out, _ = setup_v1_v2(cli, tmp_path)
+    doc, _ = marker_parts(out / MARKER)
+    records = reuse.read_marker(out / MARKER)
+    for item in doc["files"]:
+        pairs = list(records[item["path"]].blocks())
+        item["digests"] = base64.b64encode(b"".join(d for d, _ in pairs)).decode()
+        item["sizes"] = [size for _, size in pairs]
+        del item["blocks"], item["fingerprint"]
+    del doc["v"]
+    (out / MARKER).write_text(json.dumps(doc) + "\n")
+    pulled = pull_json(cli, "geo:2.0.0", out, "--no-cache")
+    assert tree(out) == tree(src)
+    assert pulled["linked_files"] == 6
+    assert pulled["bytes_by_source"]["local"] > pulled["bytes_by_source"]["store"]  # type: ignore[index]
 
 
 def test_a_chmod_in_dir_keeps_the_bytes_trusted_but_is_not_linked(cli: Cli, tmp_path: Path) -> None:

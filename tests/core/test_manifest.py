@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from aetherfs.core import crypto
@@ -124,3 +126,24 @@ def test_a_manifest_sealed_in_one_piece_still_opens() -> None:
     assert open_manifest(ManifestId.of(stored), stored, "team/geo", KEY) == m
     with pytest.raises(IntegrityError, match="wrong key"):
         open_manifest(ManifestId.of(stored), stored, "team/geo", bytes(32))
+
+
+def test_a_manifest_opens_from_a_file_a_piece_at_a_time(tmp_path: Path) -> None:
+    m = manifest(*(a_file(f"f{i:05}") for i in range(2000)))
+    manifest_id, stored = seal_manifest(m, KEY)
+    path = tmp_path / "m"
+    path.write_bytes(stored)
+    with path.open("rb") as f:
+        assert open_manifest(manifest_id, f, "team/geo", KEY) == m
+    for where in (10, len(stored) // 2, len(stored) - 1):  # first piece, a middle one, the last
+        altered = bytearray(stored)
+        altered[where] ^= 1
+        path.write_bytes(altered)
+        with path.open("rb") as f, pytest.raises(IntegrityError, match="altered"):
+            open_manifest(manifest_id, f, "team/geo", KEY)
+    path.write_bytes(stored + b"more")
+    with path.open("rb") as f, pytest.raises(IntegrityError, match="altered"):
+        open_manifest(manifest_id, f, "team/geo", KEY)
+    path.write_bytes(stored)
+    with path.open("rb") as f, pytest.raises(IntegrityError, match="wrong key"):
+        open_manifest(manifest_id, f, "team/geo", bytes(32))

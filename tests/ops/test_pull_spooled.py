@@ -39,3 +39,21 @@ def test_pulls_over_spooled_manifests_are_exact(cli: Cli, tmp_path: Path) -> Non
         assert files and all(e.blocks.on_disk for e in files)  # type: ignore[attr-defined]
         pull_manifest(manifest, manifest_id, out, [CacheSource(cache), StoreSource(repo)], cache)
     assert tree(out) == tree(src)
+
+
+def test_a_damaged_local_copy_of_a_manifest_is_fetched_again(cli: Cli, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_tree(src)
+    cli("push", str(src), "geo:1.0.0")
+    plain = repository(cli)
+    cache = tmp_path / "manifests"
+    repo = Repository(plain.store, plain.keyring, manifest_cache=cache)
+    manifest_id = repo.resolve("geo", "1.0.0").record.manifest_id
+    expected = repo.get_manifest("geo", manifest_id)
+    local = cache / manifest_id.hex()
+    data = bytearray(local.read_bytes())
+    data[len(data) // 2] ^= 1
+    local.write_bytes(data)
+    again = Repository(plain.store, plain.keyring, manifest_cache=cache)  # nothing in memory
+    assert again.get_manifest("geo", manifest_id) == expected
+    assert local.read_bytes() != data  # the local copy was replaced by the store's

@@ -64,19 +64,20 @@ def test_pull_over_many_windows_is_exact(
 
 
 def test_a_marker_record_of_many_runs_reads_back_whole(tmp_path: Path) -> None:
-    """A large file's record is written a run at a time; read back, it is the same list."""
-    count = 2 * reuse._RUN + 7  # three runs, the last not a multiple of 3 digests
+    """A large file's block list is written a run at a time; read back, it is the same list."""
+    count = 2 * reuse._RUN + 7  # three runs
     refs = [
         seal_block(i.to_bytes(4, "big"), bytes(32)).ref.located(PackId(bytes(32)), i)
         for i in range(count)
     ]
     blocks = BlockList(refs)
     stamp = reuse.Stamp(4 * count, 123, 456)
-    marker = tmp_path / "marker.json"
-    with marker.open("w") as out:
-        out.write('{"files": [')
-        reuse.write_pulled_file(out, "d/big.db", stamp, 0o640, blocks)
-        out.write("]}")
+    marker = tmp_path / "marker"
+    with reuse.MarkerWriter(marker, {"dataset": "geo"}) as writer:
+        writer.add("small", reuse.Stamp(4, 1, 2), 0o644, BlockList(refs[:1]))
+        writer.add("d/big.db", stamp, 0o640, blocks)
+        writer.finish()
     record = reuse.read_marker(marker)["d/big.db"]
-    assert record.stamp == stamp and record.mode == 0o640
-    assert list(reuse.iter_blocks(record.blocks)) == list(blocks.digests_and_sizes())
+    assert record.stamp == stamp and record.mode == 0o640 and record.count == count
+    assert list(record.blocks()) == list(blocks.digests_and_sizes())
+    assert record.fingerprint == reuse.fingerprint(blocks.digests_and_sizes())
