@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -28,9 +27,7 @@ from aetherfs.core.manifest import (
     MAX_DEPTH,
     Manifest,
     apply_delta,
-    encode_pieces,
     open_manifest,
-    seal_pieces,
 )
 from aetherfs.core.names import check_dataset_name, check_tag
 from aetherfs.core.packs import ReadRange, plan_reads
@@ -163,13 +160,6 @@ class Repository:
         return found
 
     # Manifests --------------------------------------------------------------------------
-    def put_manifest(self, manifest: Manifest) -> ManifestId:
-        key = self.keyring.dataset_key(manifest.dataset)
-        with tempfile.TemporaryFile(prefix="aetherfs-manifest-") as sealed:
-            manifest_id = seal_pieces(encode_pieces(manifest), manifest.dataset, key, sealed.write)
-            self.put_sealed_manifest(manifest.dataset, manifest_id, sealed)
-        return manifest_id
-
     def put_sealed_manifest(self, dataset: str, manifest_id: ManifestId, sealed: BinaryIO) -> None:
         """Store a manifest sealed into a file (`seal_pieces`) and keep a local copy: a push
         never holds the sealed bytes in memory."""

@@ -16,7 +16,7 @@ class FileRecordSpool:
     """Append-only records in an unlinked temporary file; reads are safe from any thread."""
 
     def __init__(self, directory: Path | None = None) -> None:
-        # Closed when the last BlockList reading it is gone (or by close()).
+        # Closed when the last BlockList reading it is gone.
         self._file = tempfile.TemporaryFile(  # noqa: SIM115
             prefix="aetherfs-records-", dir=directory
         )
@@ -39,6 +39,3 @@ class FileRecordSpool:
         if len(data) != length:
             raise OSError(f"record spool gave {len(data)} of {length} bytes")
         return data
-
-    def close(self) -> None:
-        self._file.close()

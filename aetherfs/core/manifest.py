@@ -164,10 +164,6 @@ class EntryChecker:
         if entry.kind == FILE and block_bytes != entry.size:
             raise IntegrityError(f"manifest entry {entry.path!r}: block sizes do not add up")
 
-    @property
-    def count(self) -> int:
-        return len(self._kinds)
-
     def finish(self) -> None:
         if not self.whole:
             return

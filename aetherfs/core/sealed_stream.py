@@ -10,7 +10,6 @@ be shorter).
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterator
 
 from nacl.bindings import (
@@ -44,7 +43,6 @@ __all__ = [
     "HEADER_SIZE",
     "SEALED_CHUNK",
     "StreamSealer",
-    "open_stream",
     "open_stream_from",
 ]
 
@@ -65,10 +63,13 @@ class StreamSealer:
             raise ValueError("write to a closed StreamSealer")
         self._pending += data
         # Keep at least one byte back: the last piece, sealed by close(), must not be empty
-        # unless the whole message is.
-        while len(self._pending) > CHUNK:
-            self._seal(bytes(self._pending[:CHUNK]), TAG_MESSAGE)
-            del self._pending[:CHUNK]
+        # unless the whole message is. Whole pieces are cut by offset, then dropped at once.
+        start = 0
+        with memoryview(self._pending) as view:
+            while len(view) - start > CHUNK:
+                self._seal(bytes(view[start : start + CHUNK]), TAG_MESSAGE)
+                start += CHUNK
+        del self._pending[:start]
 
     def close(self) -> None:
         """Seal the last piece with the FINAL tag: a reader refuses a stream without it."""
@@ -81,16 +82,12 @@ class StreamSealer:
         self._sink(crypto_secretstream_xchacha20poly1305_push(self._state, piece, self._aad, tag))
 
 
-def open_stream(sealed: bytes | memoryview, key: bytes, aad: bytes) -> Iterator[bytes]:
-    """The plaintext pieces of `sealed`, each checked before it is yielded.
+def open_stream_from(read: Callable[[int], bytes], key: bytes, aad: bytes) -> Iterator[bytes]:
+    """The plaintext pieces of the sealed bytes `read(n)` gives until it gives b"", each checked
+    before it is yielded.
 
     IntegrityError for a wrong key, an altered piece, or a stream cut short or extended.
     """
-    return open_stream_from(io.BytesIO(sealed).read, key, aad)
-
-
-def open_stream_from(read: Callable[[int], bytes], key: bytes, aad: bytes) -> Iterator[bytes]:
-    """`open_stream` of the bytes `read(n)` gives until it gives b"": a piece at a time."""
     header = read(HEADER_SIZE)
     if len(header) < HEADER_SIZE:
         raise IntegrityError("sealed stream is too short")

@@ -87,10 +87,6 @@ class ManifestBuilder:
     def __exit__(self, *_: object) -> None:
         self._spool.close()
 
-    @property
-    def count(self) -> int:
-        return self._count
-
     def add(self, entry: FileEntry) -> None:
         """An entry whose blocks (if any) are in `entry.blocks`."""
         self._checker.add(entry)

@@ -1,12 +1,24 @@
+import io
 import os
+from collections.abc import Iterator
 
 import pytest
 
-from aetherfs.core.sealed_stream import CHUNK, HEADER_SIZE, SEALED_CHUNK, StreamSealer, open_stream
+from aetherfs.core.sealed_stream import (
+    CHUNK,
+    HEADER_SIZE,
+    SEALED_CHUNK,
+    StreamSealer,
+    open_stream_from,
+)
 from aetherfs.errors import IntegrityError
 
 KEY = bytes(range(32))
 AAD = b"test"
+
+
+def open_stream(stored: bytes, key: bytes, aad: bytes) -> Iterator[bytes]:
+    return open_stream_from(io.BytesIO(stored).read, key, aad)
 
 
 def sealed(message: bytes, writes: int = 7) -> bytes:
