@@ -21,6 +21,7 @@ from benchmarks.blocks import Chunker, Delta, break_even_gap, delta
 from benchmarks.datasets import MiB, changed_files, make_files_pair, make_sqlite_pair, tree_size
 from benchmarks.harness import machine
 from benchmarks.pricing import AWS, dollars
+from benchmarks.record_pairs import MAKERS
 
 KiB = 1024
 
@@ -34,22 +35,65 @@ PAGES = [Chunker.fixed_size(s, "SQLite pages") for s in (4 * KiB, 16 * KiB, 64 *
 PACK = 16 * MiB
 
 
-def ensure_pairs(work: Path, rows: int, total_mib: int, files: int, index: bool) -> dict[str, Path]:
-    """Generate the pairs under `work` unless they are already there (generation is seeded)."""
+def ensure_pairs(
+    work: Path,
+    rows: int,
+    total_mib: int,
+    files: int,
+    index: bool,
+    record_mib: int = 0,
+    only: frozenset[str] | None = None,
+) -> dict[str, Path]:
+    """Generate the pairs under `work` unless they are already there (generation is seeded).
+
+    `record_mib` > 0 adds the pairs of `benchmarks.record_pairs` at that size; `only` keeps
+    just the pairs it names.
+    """
     pairs = {"sqlite": work / "sqlite", "files": work / "files"}
     if index:
         pairs["sqlite+index"] = work / "sqlite-index"
-    stamp = {"rows": rows, "total_mib": total_mib, "files": files}
+    if record_mib:
+        pairs |= {name: work / name for name in MAKERS}
+    if only is not None:
+        pairs = {name: root for name, root in pairs.items() if name in only}
     for name, root in pairs.items():
+        stamp: dict[str, int] = (
+            {"record_mib": record_mib}
+            if name in MAKERS
+            else {"rows": rows, "total_mib": total_mib, "files": files}
+        )
         marker = root / "params.json"
         if marker.exists() and json.loads(marker.read_text()) == stamp:
             continue
         if name == "files":
             make_files_pair(root, total=total_mib * MiB, files=files)
+        elif name in MAKERS:
+            MAKERS[name](root, record_mib * MiB)
         else:
             make_sqlite_pair(root, rows=rows, index=name == "sqlite+index")
         marker.write_text(json.dumps(stamp))
     return pairs
+
+
+def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that size and select the pairs, shared by the sweep and the comparison."""
+    parser.add_argument("--rows", type=int, default=2_000_000, help="sqlite pairs: rows in v1")
+    parser.add_argument("--total-mib", type=int, default=1024, help="files pair: size of v1")
+    parser.add_argument("--files", type=int, default=200, help="files pair: number of files")
+    parser.add_argument(
+        "--record-mib",
+        type=int,
+        default=256,
+        help="size of v1 of each record pair (npy, lmdb, sqlite-rebuilt, parquet); 0 skips them",
+    )
+    parser.add_argument("--pairs", help="comma-separated subset of the pairs to run")
+
+
+def pairs_from(args: argparse.Namespace, index: bool) -> dict[str, Path]:
+    only = frozenset(args.pairs.split(",")) if args.pairs else None
+    return ensure_pairs(
+        args.work, args.rows, args.total_mib, args.files, index, args.record_mib, only
+    )
 
 
 def _mib(n: float) -> str:
@@ -83,15 +127,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=Path("benchmarks/.work"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--rows", type=int, default=2_000_000)
-    parser.add_argument("--total-mib", type=int, default=1024)
-    parser.add_argument("--files", type=int, default=200)
+    add_pair_arguments(parser)
     parser.add_argument(
         "--no-index", action="store_true", help="skip the SQLite pair with a secondary index"
     )
     args = parser.parse_args()
     started = time.monotonic()
-    pairs = ensure_pairs(args.work, args.rows, args.total_mib, args.files, not args.no_index)
+    pairs = pairs_from(args, not args.no_index)
     gap = break_even_gap(AWS)
     report: dict[str, object] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -1,4 +1,4 @@
-"""Side by side on each version pair: AetherFS, fixed-size blocks, casync, rclone and s5cmd.
+"""Side by side on each version pair: AetherFS, rsync, fixed-size blocks, casync, rclone, s5cmd.
 
 For each pair (see `benchmarks.datasets`) and each tool, in one run:
 - push v2 after v1: bytes uploaded, S3 requests, time, price;
@@ -9,8 +9,12 @@ AetherFS, rclone and s5cmd run as the real commands against one SeaweedFS, throu
 proxy (`benchmarks.proxy`) that counts every tool's requests and bytes on the wire the same
 way. casync has no S3 client: it chunks v1 and v2 into local chunk stores, and its delta is the
 chunks (plus the index) that v2's store holds and v1's lacks, one request per chunk as an HTTP
-chunk store would serve them. Fixed-size blocks are computed from the files (same compression
-and encryption overhead as AetherFS, one object per block; see `benchmarks.blocks`).
+chunk store would serve them. rsync has no S3 client either: it runs its delta algorithm as it
+does over ssh (`-a -z --no-whole-file --ignore-times`, the remote shell a local pipe, so both
+ends of the delta code run), and its bytes are what `--stats` counts sent plus received, from
+a directory holding v1 to one holding v2 (push) and back (pull). Fixed-size blocks are
+computed from the files (same compression and encryption overhead as AetherFS, one object per
+block; see `benchmarks.blocks`).
 
     python -m benchmarks.compare --work benchmarks/.work
 """
@@ -27,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from benchmarks.blocks import Chunker, delta
-from benchmarks.chunk_sweep import ensure_pairs
+from benchmarks.chunk_sweep import add_pair_arguments, pairs_from
 from benchmarks.datasets import EPOCH, MiB, changed_files, iter_files, stamp_changed, tree_size
 from benchmarks.harness import (
     BUCKET,
@@ -43,6 +47,7 @@ from benchmarks.harness import (
 )
 from benchmarks.pricing import AWS, dollars, split_requests
 from benchmarks.proxy import CountingProxy, Traffic
+from benchmarks.record_pairs import RECORDS_CHANGED
 
 KiB = 1024
 
@@ -177,6 +182,9 @@ class S5cmd(Tool):
         # s5cmd decides by modification time: v2's changed files must be newer than the copies
         # of v1 it uploaded, as they would be if a producer wrote them after publishing v1.
         self.stamped = (v2, stamp_changed(v1, v2))
+        # S3 keeps modification times to the second: a same-size v2 uploaded within the second
+        # of v1 would look no newer to the pull, and s5cmd would keep v1.
+        time.sleep(1.1)
 
     def close(self) -> None:
         super().close()
@@ -219,14 +227,18 @@ def same_tree(expected: Path, got: Path) -> bool:
     return mine == theirs and not changed_files(got, expected)
 
 
+def _fresh_dir(path: Path) -> Path:
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
 def run_casync(pair: Path, work: Path) -> ToolResult | None:
     binary = which("casync")
     if binary is None:
         return None
-    base = work / "casync"
-    if base.exists():
-        shutil.rmtree(base)
-    base.mkdir(parents=True)
+    base = _fresh_dir(work / "casync")
     env = base_env(work / "home-casync")
     timings = {}
     for version in ("v1", "v2"):
@@ -259,6 +271,53 @@ def run_casync(pair: Path, work: Path) -> ToolResult | None:
     )
     shutil.rmtree(base)
     return result
+
+
+RSYNC_FLAGS = ("-a", "-z", "--no-whole-file", "--ignore-times", "--stats")
+
+
+def _rsync_bytes(binary: str, rsh: Path, src: Path, dst: str, env: dict[str, str]) -> Op:
+    """One rsync run through the pipe shell: bytes sent plus received, as `--stats` counts."""
+    done = run([binary, *RSYNC_FLAGS, "-e", str(rsh), f"{src}/", dst], env)
+    counted = {}
+    for line in done.stdout.splitlines():
+        for key in ("Total bytes sent", "Total bytes received"):
+            if line.startswith(key + ":"):
+                counted[key] = int(line.split(":", 1)[1].strip().replace(",", ""))
+    if len(counted) != 2:
+        raise RuntimeError(f"rsync --stats printed no byte counts: {done.stdout[-500:]}")
+    return Op(sum(counted.values()), {}, done.seconds)
+
+
+def run_rsync(pair: Path, work: Path) -> ToolResult | None:
+    binary = which("rsync")
+    if binary is None:
+        return None
+    base = _fresh_dir(work / "rsync")
+    # rsync calls `RSH HOST rsync --server ...`: dropping the host runs the far end locally,
+    # over a pipe, as ssh would run it on the other host.
+    rsh = base / "pipe-rsh"
+    rsh.write_text('#!/bin/sh\nshift\nexec "$@"\n')
+    rsh.chmod(0o755)
+    env = base_env(work / "home-rsync")
+    remote, local = base / "remote", base / "local"
+    first_push = _rsync_bytes(binary, rsh, pair / "v1", f"localhost:{remote}", env)
+    first_pull = _rsync_bytes(binary, rsh, remote, str(local), env)
+    push = _rsync_bytes(binary, rsh, pair / "v2", f"localhost:{remote}", env)
+    pull = _rsync_bytes(binary, rsh, remote, str(local), env)
+    if not same_tree(pair / "v2", local):
+        raise RuntimeError("rsync pulled a tree that differs from v2")
+    shutil.rmtree(base)
+    return ToolResult(
+        "rsync",
+        push,
+        pull,
+        first_push,
+        first_pull,
+        note="`rsync -a -z --no-whole-file --ignore-times` through a pipe as its remote shell "
+        "(the delta algorithm runs at both ends); bytes = sent + received (`--stats`); "
+        "host to host, no store",
+    )
 
 
 def run_fixed(pair: Path, size: int) -> ToolResult:
@@ -323,19 +382,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=Path("benchmarks/.work"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--rows", type=int, default=2_000_000)
-    parser.add_argument("--total-mib", type=int, default=1024)
-    parser.add_argument("--files", type=int, default=200)
+    add_pair_arguments(parser)
     parser.add_argument("--s3-endpoint", help="use this S3 server instead of starting SeaweedFS")
     parser.add_argument(
         "--tools",
-        default="aetherfs,fixed,casync,rclone,s5cmd",
-        help="comma-separated subset of aetherfs,fixed,casync,rclone,s5cmd",
+        default="aetherfs,rsync,fixed,casync,rclone,s5cmd",
+        help="comma-separated subset of aetherfs,rsync,fixed,casync,rclone,s5cmd",
     )
     args = parser.parse_args()
     wanted = set(args.tools.split(","))
     started = time.monotonic()
-    pairs = ensure_pairs(args.work, args.rows, args.total_mib, args.files, index=False)
+    pairs = pairs_from(args, index=False)
     report: dict[str, object] = {
         "date": now(),
         "machine": machine(),
@@ -371,6 +428,12 @@ def main() -> None:
                 t = time.monotonic()
                 results.append(run_tool(tool_class(proxy.endpoint, name, work), proxy, pair))
                 print(f"{name}: {tool_class.name} done in {time.monotonic() - t:.0f} s")
+            if "rsync" in wanted:
+                rsync = run_rsync(pair, work)
+                if rsync is None:
+                    print("rsync is not installed: skipped (benchmarks/run_all.sh installs it)")
+                else:
+                    results.insert(1, rsync)
             if "casync" in wanted:
                 casync = run_casync(pair, work)
                 if casync is None:
@@ -383,6 +446,11 @@ def main() -> None:
             report["pairs"][name] = {  # type: ignore[index]
                 "v1_bytes": tree_size(pair / "v1"),
                 "v2_bytes": tree_size(pair / "v2"),
+                "whole_file_bytes": sum(
+                    (pair / "v2" / rel).stat().st_size
+                    for rel in changed_files(pair / "v1", pair / "v2")
+                ),
+                "records_changed": RECORDS_CHANGED.get(name, 1.0),
                 "results": [asdict(r) for r in results],
             }
             lines += [

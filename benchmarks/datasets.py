@@ -266,6 +266,13 @@ def stamp_changed(v1: Path, v2: Path, when: float | None = None) -> list[str]:
     return changed
 
 
+def describe(name: str, paths: PairPaths, seconds: float) -> str:
+    return (
+        f"{name}: v1 {tree_size(paths.v1) / MiB:.1f} MiB, v2 {tree_size(paths.v2) / MiB:.1f}"
+        f" MiB, {len(changed_files(paths.v1, paths.v2))} files changed, in {seconds:.1f} s"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("pair", choices=["sqlite", "files"])
@@ -280,11 +287,7 @@ def main() -> None:
         paths = make_sqlite_pair(args.directory, rows=args.rows, index=args.index)
     else:
         paths = make_files_pair(args.directory, total=args.total_mib * MiB, files=args.files)
-    print(
-        f"{args.pair}: v1 {tree_size(paths.v1) / MiB:.1f} MiB, v2 {tree_size(paths.v2) / MiB:.1f}"
-        f" MiB, {len(changed_files(paths.v1, paths.v2))} files changed, "
-        f"in {time.monotonic() - started:.1f} s"
-    )
+    print(describe(args.pair, paths, time.monotonic() - started))
 
 
 if __name__ == "__main__":

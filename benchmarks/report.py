@@ -135,6 +135,22 @@ def goals(compare: Any, throughput: Any) -> tuple[list[str], list[str]]:
                     f"{_mib(theirs)} ({theirs / max(1, mine):.2f}x) | "
                     f"{'yes' if mine < theirs else '**no**'} |"
                 )
+            rivals = {t: by_tool[t][op]["bytes"] for t in ("rsync", "casync") if t in by_tool}
+            if len(rivals) == 2:
+                best, theirs = min(rivals.items(), key=lambda item: item[1])
+                rows.append(
+                    f"| no more bytes than the better of rsync and casync | {pair}, {op} v2 "
+                    f"| AetherFS {_mib(mine)}, {best} {_mib(theirs)} "
+                    f"({theirs / max(1, mine):.2f}x) | {'yes' if mine <= theirs else '**no**'} |"
+                )
+            whole = data.get("whole_file_bytes")
+            if whole and data.get("records_changed", 1.0) < 0.05:
+                ratio = whole / max(1, mine)
+                rows.append(
+                    f"| 5x fewer bytes than a whole-file copy (under 5% of records changed) "
+                    f"| {pair}, {op} v2 | AetherFS {_mib(mine)}, whole changed files "
+                    f"{_mib(whole)} ({ratio:.1f}x) | {'yes' if ratio >= 5 else '**no**'} |"
+                )
             if "rclone" in by_tool:
                 theirs = by_tool["rclone"][op]["bytes"]
                 ratio = theirs / max(1, mine)

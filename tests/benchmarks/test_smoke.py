@@ -15,10 +15,14 @@ from aetherfs.core.blocks import seal_block
 from benchmarks.blocks import Chunker, delta, stored_size
 from benchmarks.datasets import changed_files, make_files_pair, make_sqlite_pair, tree_size
 from benchmarks.proxy import CountingProxy
+from benchmarks.record_pairs import MAKERS
 from tests.fixtures.seaweedfs import CREDENTIALS, SeaweedFS
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY: list[str | Path] = ["--rows", "5000", "--total-mib", "4", "--files", "12"]
+TINY: list[str | Path] = [
+    "--rows", "5000", "--total-mib", "4", "--files", "12", "--record-mib", "2"
+]  # fmt: skip
+RECORD_PAIRS = {"npy", "lmdb", "sqlite-rebuilt", "parquet"}
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +61,24 @@ def test_pairs_are_deterministic_and_change_what_they_say(tmp_path: Path) -> Non
     assert tree_size(s.v2) >= tree_size(s.v1)
 
 
+def test_record_pairs_are_deterministic_and_change_records_only(tmp_path: Path) -> None:
+    size = 1 << 20
+    for name, make in MAKERS.items():
+        a, b = make(tmp_path / f"{name}-a", size), make(tmp_path / f"{name}-b", size)
+        assert changed_files(a.v1, b.v1) == [] and changed_files(a.v2, b.v2) == [], name
+        changed = changed_files(a.v1, a.v2)
+        assert changed, name
+        assert tree_size(a.v1) >= size // 2, name
+    npy = tmp_path / "npy-a"
+    old = (npy / "v1" / "embeddings.npy").read_bytes()
+    new = (npy / "v2" / "embeddings.npy").read_bytes()
+    assert len(old) == len(new)  # rewritten in place: same shape, no shift
+    rows = [i for i in range(128, len(old), 384) if old[i : i + 384] != new[i : i + 384]]
+    assert len(rows) == max(1, (len(old) - 128) // 384 // 100)
+    parquet = changed_files(tmp_path / "parquet-a" / "v1", tmp_path / "parquet-a" / "v2")
+    assert len(parquet) == 2 and "part=20/data.parquet" in parquet
+
+
 def test_stored_size_matches_aetherfs_sealing() -> None:
     for data in (b"", b"x" * 100_000, os.urandom(70_000), b"abc\n" * 9999 + os.urandom(9)):
         assert stored_size(data) == len(seal_block(data, b"k" * 32).stored)
@@ -93,7 +115,7 @@ def test_proxy_counts_requests_and_bytes(seaweedfs: SeaweedFS) -> None:
 def test_chunk_sweep_script(tmp_path: Path, results: Path) -> None:
     script("chunk_sweep", "--work", tmp_path / "work", "--out", results, *TINY)
     report = json.loads((results / "chunk_sweep.json").read_text())
-    assert set(report["pairs"]) == {"sqlite", "files", "sqlite+index"}
+    assert set(report["pairs"]) == {"sqlite", "files", "sqlite+index"} | RECORD_PAIRS
     assert len(report["pairs"]["sqlite"]["results"]) == 7  # 4 FastCDC, 3 page sizes
     assert "## Summary" in (results / "chunk_sweep.md").read_text()
 
@@ -103,11 +125,15 @@ def test_compare_script(tmp_path: Path, results: Path, seaweedfs: SeaweedFS) -> 
     args: list[str | Path] = ["--work", tmp_path / "work", "--out", results, *TINY]
     script("compare", *args, "--s3-endpoint", seaweedfs.endpoint)
     report = json.loads((results / "compare.json").read_text())
-    for pair in ("sqlite", "files"):
+    assert set(report["pairs"]) == {"sqlite", "files"} | RECORD_PAIRS
+    for pair in ("sqlite", "files", *sorted(RECORD_PAIRS)):
         tools = {r["tool"]: r for r in report["pairs"][pair]["results"]}
         assert set(tools) == {
-            "AetherFS", "fixed 64 KiB blocks", "fixed 1 MiB blocks", "casync", "rclone", "s5cmd"
+            "AetherFS", "rsync", "fixed 64 KiB blocks", "fixed 1 MiB blocks", "casync", "rclone",
+            "s5cmd"
         }  # fmt: skip
+        # rsync counts both directions of its delta protocol: never nothing.
+        assert 0 < tools["rsync"]["pull"]["bytes"] <= tools["rsync"]["first_pull"]["bytes"]
         ours = tools["AetherFS"]
         assert ours["push"]["bytes"] > 0 and ours["pull"]["bytes"] > 0
         if pair == "files":  # too small a database for a delta below one block
