@@ -29,13 +29,17 @@ from aetherfs.core.blocklist import (
     pack_record,
 )
 from aetherfs.core.blocks import BlockRef
-from aetherfs.core.chunking import ChunkParams
+from aetherfs.core.chunking import RECORDS, ChunkParams
 from aetherfs.core.ids import BlockId, ManifestId
 from aetherfs.core.paths import check_link_target, check_relative_path
 from aetherfs.core.sealed_stream import StreamSealer, open_stream_from
 from aetherfs.errors import IntegrityError
 
-FORMAT_VERSION = 1  # of the document; the envelope is told by its magic
+# Of the document; the envelope is told by its magic. Version 2 may name record-aligned
+# chunking (RECORDS); a manifest that does not is still written as version 1, so builds that
+# read only version 1 read it. Those builds refuse version 2 with "upgrade aetherfs".
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MAGIC = b"AFM2"  # sealed as a stream
 MAGIC_ONE_SHOT = b"AFM1"  # sealed in one piece: still read, no longer written
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024
@@ -290,14 +294,20 @@ def _record_from_wire(item: list[Any]) -> bytes:
     return pack_record(block_id, key, digest, pack, size, stored_size, offset)
 
 
+def format_for(chunking: ChunkParams | None) -> int:
+    """The oldest document format that can name this chunking."""
+    return 2 if chunking is not None and chunking.kind == RECORDS else 1
+
+
 def document_pieces(
-    manifest: Manifest, file_count: int, packed_files: Iterable[bytes]
+    manifest: Manifest, file_count: int, packed_files: Iterable[bytes], version: int = 1
 ) -> Iterator[bytes]:
     """The msgpack document of `manifest`, with its `file_count` entries taken already packed
     from `packed_files` (see `pack_entry`), not from `manifest.files`: a push streams them from
-    a spool file."""
+    a spool file. `version`: the document format its entries need (`format_for`)."""
+    version = max(version, format_for(manifest.chunking))
     fields: dict[str, Any] = {
-        "v": FORMAT_VERSION,  # first: a reader refuses a newer format before reading files
+        "v": version,  # first: a reader refuses a newer format before reading files
         "dataset": manifest.dataset,
         "created": manifest.created,
         "chunking": manifest.chunking.as_list(),
@@ -320,7 +330,8 @@ def encode_pieces(manifest: Manifest) -> Iterator[bytes]:
     validate(manifest)
     packer = msgpack.Packer(use_bin_type=True)
     entries = itertools.chain.from_iterable(pack_entry(packer, e) for e in manifest.files)
-    return document_pieces(manifest, len(manifest.files), entries)
+    version = max((format_for(e.chunking) for e in manifest.files), default=1)
+    return document_pieces(manifest, len(manifest.files), entries, version)
 
 
 def encode(manifest: Manifest) -> bytes:
@@ -380,7 +391,7 @@ def _read_document(
 
 
 def _check_format(version: object) -> None:
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise IntegrityError(
             f"manifest format {version!r} is not supported (this build reads "
             f"{FORMAT_VERSION}); upgrade aetherfs"

@@ -6,8 +6,8 @@ child process reads each file and sends back only where to cut it (chunk lengths
 each); push then reads the bytes itself, in runs of whole chunks, and seals them.
 
 Protocol (little-endian), jobs on the child's stdin, answers on its stdout, in order:
-  job:    path length (u32), path bytes, default chunking: kind (u8, 0 CDC 1 fixed), min, avg,
-          max (u32 each)
+  job:    path length (u32), path bytes, default chunking: kind (u8: 0 CDC, 1 fixed, 2 records),
+          min, avg, max (u32 each)
   answer: the chunking chosen for the file (kind u8, min, avg, max u32), then any number of
           runs (count u32, then count lengths u32), ended by a count of 0; or, if the file
           cannot be read, count 0xFFFFFFFF, a message length (u32) and the message.
@@ -24,13 +24,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, BinaryIO
 
-from aetherfs.core.chunking import CDC, FIXED, ChunkParams, choose_params, cut_stream
+from aetherfs.core.chunking import (
+    CDC,
+    FIXED,
+    HEADER_BYTES,
+    RECORDS,
+    ChunkParams,
+    choose_params,
+    cut_stream,
+)
 from aetherfs.errors import AetherError, InvalidInput
 
 _PARAMS = struct.Struct("<BIII")
 _U32 = struct.Struct("<I")
 _FAILED = 0xFFFFFFFF
-_HEADER = 100  # as push: enough to recognise an SQLite file and read its page size
+_KINDS = (CDC, FIXED, RECORDS)  # by their number on the pipe
 
 
 class CutterFailed(AetherError):
@@ -38,13 +46,13 @@ class CutterFailed(AetherError):
 
 
 def _pack_params(params: ChunkParams) -> bytes:
-    kind = 1 if params.kind == FIXED else 0
+    kind = _KINDS.index(params.kind)
     return _PARAMS.pack(kind, params.min_size, params.avg_size, params.max_size)
 
 
 def _unpack_params(raw: bytes) -> ChunkParams:
     kind, low, avg, high = _PARAMS.unpack(raw)
-    return ChunkParams(low, avg, high, FIXED if kind else CDC)
+    return ChunkParams(low, avg, high, _KINDS[kind])
 
 
 class Cutter:
@@ -125,7 +133,8 @@ def _serve(jobs: BinaryIO, answers: BinaryIO) -> None:
         with stream:
             params = None
             try:
-                params = choose_params(stream.read(_HEADER), default)
+                size = os.fstat(stream.fileno()).st_size
+                params = choose_params(stream.read(HEADER_BYTES), default, size)
                 answers.write(_pack_params(params))
                 stream.seek(0)
                 for _, _, lengths in cut_stream(stream, params):

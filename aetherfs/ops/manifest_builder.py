@@ -30,6 +30,7 @@ from aetherfs.core.manifest import (
     FileEntry,
     Manifest,
     document_pieces,
+    format_for,
     pack_entry,
     seal_pieces,
 )
@@ -73,6 +74,7 @@ class ManifestBuilder:
         self._packer = msgpack.Packer(use_bin_type=True)
         self._checker = EntryChecker()
         self._count = 0
+        self._version = 1  # the document format the entries need (`format_for`)
         # (start, length) in the spool of each entry new or changed since the base.
         self._changed: list[tuple[int, int]] = []
         self._base: tuple[ManifestId, int] | None = None
@@ -90,7 +92,7 @@ class ManifestBuilder:
     def add(self, entry: FileEntry) -> None:
         """An entry whose blocks (if any) are in `entry.blocks`."""
         self._checker.add(entry)
-        self._write(pack_entry(self._packer, entry), entry.path)
+        self._write(pack_entry(self._packer, entry), entry)
 
     def add_file(self, entry: FileEntry, block_count: int, runs: Iterable[BlockList]) -> None:
         """A FILE whose `block_count` blocks come in `runs`, in order (`entry.blocks` is empty)."""
@@ -104,10 +106,12 @@ class ManifestBuilder:
 
         if entry.kind != FILE:
             raise ValueError(f"{entry.path!r} is not a file")
-        self._write(pack_entry(self._packer, entry, (block_count, counted())), entry.path)
+        self._write(pack_entry(self._packer, entry, (block_count, counted())), entry)
         self._checker.add(entry, block_bytes=total)
 
-    def _write(self, pieces: Iterable[bytes], path: str) -> None:
+    def _write(self, pieces: Iterable[bytes], entry: FileEntry) -> None:
+        path = entry.path
+        self._version = max(self._version, format_for(entry.chunking))
         start = self._spool.tell()
         digest = blake3.blake3()
         for piece in pieces:
@@ -130,7 +134,7 @@ class ManifestBuilder:
                 header = replace(header, base=base_id, removed=removed, depth=depth + 1)
                 spans = self._changed
         count = self._count if header.base is None else len(spans)
-        pieces = document_pieces(header, count, self._read_spans(spans))
+        pieces = document_pieces(header, count, self._read_spans(spans), self._version)
         return seal_pieces(pieces, self.dataset, dataset_key, sink)
 
     def _read_spans(self, spans: list[tuple[int, int]]) -> Iterator[bytes]:

@@ -20,7 +20,13 @@ from typing import BinaryIO
 
 from aetherfs.core.blocklist import BlockList, record_of
 from aetherfs.core.blocks import BlockRef, seal_block
-from aetherfs.core.chunking import DEFAULT_PARAMS, ChunkParams, choose_params, cut_stream
+from aetherfs.core.chunking import (
+    DEFAULT_PARAMS,
+    HEADER_BYTES,
+    ChunkParams,
+    choose_params,
+    cut_stream,
+)
 from aetherfs.core.ids import DIGEST_SIZE, ManifestId
 from aetherfs.core.manifest import FILE, FileEntry, Manifest
 from aetherfs.core.names import check_dataset_name, check_tag, is_version_tag
@@ -34,7 +40,6 @@ from aetherfs.repo import Repository
 
 Progress = Callable[[int], None]
 LATEST = "latest"
-_HEADER = 100  # enough to recognise an SQLite file and read its page size
 BATCH_BYTES = 1024 * 1024
 # Below this, starting the cutter process (~0.1 s) costs more than it frees the GIL for.
 CUT_ELSEWHERE_BYTES = 64 * 1024 * 1024
@@ -337,7 +342,8 @@ def push_directory(
                             chosen, runs = cutter.next_file()
                             batches = _read_runs(stream, runs, entry.path)
                         else:
-                            chosen = choose_params(stream.read(_HEADER), params)
+                            header = stream.read(HEADER_BYTES)
+                            chosen = choose_params(header, params, entry.size)
                             stream.seek(0)
                             batches = _copy_runs(stream, chosen)
                         owner.chunking = chosen if chosen != params else None
