@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from aetherfs.errors import InvalidInput
+from aetherfs.errors import InvalidInput, echo
 
 MiB = 1024 * 1024
 
@@ -69,8 +69,8 @@ class HubConfig:
 
 def split_host_port(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise InvalidInput(f"expected HOST:PORT, got {address!r}")
+    if not sep or not (port.isascii() and port.isdigit()):
+        raise InvalidInput(f"expected HOST:PORT, got {echo(address)}")
     return host.strip("[]"), int(port)
 
 

@@ -13,3 +13,7 @@ class Unauthenticated(AetherError):
 
 class TooLarge(InvalidInput):
     """A request body over the hub's size limit (HTTP 413)."""
+
+
+class OutOfRange(InvalidInput):
+    """A byte range that starts past the end of what it names (HTTP 416, gRPC OUT_OF_RANGE)."""
