@@ -37,7 +37,7 @@ from aetherfs.errors import (
 from aetherfs.http.files import Unsatisfiable, ascii_digits, parse_range
 from aetherfs.hub.auth import Authenticator, OidcVerifier, Principal, bearer
 from aetherfs.hub.config import HubConfig
-from aetherfs.hub.errors import OutOfRange, TooLarge, Unauthenticated
+from aetherfs.hub.errors import OutOfRange, Overloaded, TooLarge, Unauthenticated
 from aetherfs.hub.openapi import openapi_document
 from aetherfs.hub.service import HubService
 from aetherfs.hub.watch import WatchHub
@@ -52,6 +52,7 @@ _STATUS: list[tuple[type[AetherError], int, str]] = [
     (Forbidden, 403, "forbidden"),
     (TooLarge, 413, "too_large"),
     (OutOfRange, 416, "out_of_range"),
+    (Overloaded, 429, "busy"),
     (InvalidInput, 400, "invalid"),
     (NotFound, 404, "not_found"),
     (Conflict, 409, "conflict"),
