@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -17,13 +17,13 @@ import trio
 
 from aetherfs.core.ids import PackId
 from aetherfs.errors import ECHO_CHARS
-from aetherfs.hub.config import HubConfig
+from aetherfs.hub.config import HubConfig, Limits
 from aetherfs.hub.grpc_gen import hub_pb2 as pb
 from aetherfs.repo import Repository
 from aetherfs.store.layout import pack_key
 from tests.conftest import Cli
 from tests.hub.conftest import HubProcess
-from tests.hub.helpers import RunningHub, publish
+from tests.hub.helpers import RunningHub, publish, start_hub
 from tests.hub.test_grpc import auth, grpc_hub, stub
 
 __all__ = ["grpc_hub"]  # the fixture, shared with test_grpc
@@ -222,3 +222,46 @@ def test_unauthenticated_80_mib_messages_do_not_grow_the_hub(
         refusals = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.RESOURCE_EXHAUSTED}
         assert set(codes) <= refusals, codes
         assert after - before < 100, (before, after)
+
+
+async def test_uploads_are_read_only_as_far_as_the_callers_role_and_the_limit_allow(
+    nursery: trio.Nursery, repo: Repository, tmp_path: Path
+) -> None:
+    config = HubConfig(
+        listen="127.0.0.1:0", grpc_listen="127.0.0.1:0", limits=Limits(pack=3 * 1024 * 1024)
+    )
+    running = await start_hub(nursery, repo, config)
+    publish(repo, tmp_path / "v1", "team/geo-db", ["1.0.0"])
+    reader = running.token("rita")
+    piece = b"\1" * (1024 * 1024)
+
+    def upload(token: str, pieces: int) -> grpc.StatusCode:
+        channel, hub = stub(running)
+
+        def requests() -> Iterator[pb.PutPackRequest]:
+            yield pb.PutPackRequest(dataset="team/geo-db", pack=b"\2" * 32, data=piece)
+            for _ in range(pieces - 1):
+                yield pb.PutPackRequest(data=piece)
+
+        with channel:
+            try:
+                hub.PutPack(requests(), metadata=auth(token), timeout=30)
+            except grpc.RpcError as exc:
+                return exc.code()  # type: ignore[no-any-return]
+        return grpc.StatusCode.OK
+
+    def calls() -> None:
+        assert upload(reader, 2) == grpc.StatusCode.PERMISSION_DENIED
+        assert upload(running.admin, 5) == grpc.StatusCode.RESOURCE_EXHAUSTED
+        # Over the message limit in one piece: refused by grpcio as it arrives.
+        channel, hub = stub(running)
+        with channel:
+            whole = pb.PutPackRequest(dataset="team/geo-db", pack=b"\2" * 32, data=piece * 3)
+            with pytest.raises(grpc.RpcError) as refused:
+                hub.PutPack(iter([whole]), metadata=auth(running.admin), timeout=30)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    try:
+        await trio.to_thread.run_sync(calls)
+    finally:
+        running.cancel.cancel()
