@@ -56,3 +56,23 @@ class KeyringError(AetherError):
     """A key is missing or is not the key the data was written with."""
 
     exit_code = 8
+
+
+ECHO_CHARS = 80  # how much of a caller's input an error message repeats
+MESSAGE_CHARS = 1000  # the longest message an error response carries
+
+
+def echo(text: str, limit: int = ECHO_CHARS) -> str:
+    """`text` quoted for an error message, cut to `limit` characters.
+
+    Names and paths come from callers; one of 100 KB repeated in a gRPC status (sent as a
+    header) or a 404 body costs every hop that carries it, and breaks default gRPC clients.
+    """
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def bounded(message: str, limit: int = MESSAGE_CHARS) -> str:
+    """A message cut to `limit` characters: the last guard before it leaves the process."""
+    return message if len(message) <= limit else message[: limit - 3] + "..."

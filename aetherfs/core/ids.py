@@ -7,7 +7,7 @@ from typing import ClassVar, Self
 
 import blake3
 
-from aetherfs.errors import InvalidInput
+from aetherfs.errors import InvalidInput, echo
 
 DIGEST_SIZE = 32
 
@@ -31,7 +31,7 @@ class _Digest:
         try:
             raw = bytes.fromhex(text)
         except ValueError:
-            raise InvalidInput(f"not a {cls.kind} id (64 hex digits): {text!r}") from None
+            raise InvalidInput(f"not a {cls.kind} id (64 hex digits): {echo(text)}") from None
         return cls(raw)
 
     def hex(self) -> str:

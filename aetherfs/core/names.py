@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from aetherfs.errors import InvalidInput
+from aetherfs.errors import InvalidInput, echo
 
 _SEGMENT = re.compile(r"[a-z0-9][a-z0-9._-]*")
 _CHANNEL = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
@@ -23,11 +23,11 @@ MAX_NAME = 200
 def check_dataset_name(name: str) -> str:
     """Return `name` if it is a valid dataset name (`team/geo-db`), else raise InvalidInput."""
     if not name or len(name) > MAX_NAME:
-        raise InvalidInput(f"dataset name must be 1 to {MAX_NAME} characters: {name!r}")
+        raise InvalidInput(f"dataset name must be 1 to {MAX_NAME} characters: {echo(name)}")
     for segment in name.split("/"):
         if not _SEGMENT.fullmatch(segment) or segment in (".", ".."):
             raise InvalidInput(
-                f"bad dataset name {name!r}: each '/'-separated segment must be lower case "
+                f"bad dataset name {echo(name)}: each '/'-separated segment must be lower case "
                 "letters, digits, '.', '_' or '-', starting with a letter or digit"
             )
     return name
@@ -47,15 +47,15 @@ def check_tag(tag: str) -> str:
     if is_version_tag(tag):
         return tag
     if _CALVER.fullmatch(tag):
-        raise InvalidInput(f"bad CalVer tag {tag!r}: month must be 01-12 and day 01-31")
+        raise InvalidInput(f"bad CalVer tag {echo(tag)}: month must be 01-12 and day 01-31")
     if re.fullmatch(r"\d+(\.\d+)*(-.*)?", tag):
         raise InvalidInput(
-            f"bad version tag {tag!r}: use SemVer (1.4.2, 1.4.2-rc.1) or CalVer "
+            f"bad version tag {echo(tag)}: use SemVer (1.4.2, 1.4.2-rc.1) or CalVer "
             "(2026.11.24, 2026.11.24.1)"
         )
     if not _CHANNEL.fullmatch(tag):
         raise InvalidInput(
-            f"bad tag {tag!r}: a channel is lower case letters, digits, '.', '_' or '-' "
+            f"bad tag {echo(tag)}: a channel is lower case letters, digits, '.', '_' or '-' "
             "(at most 128), starting with a letter or digit"
         )
     return tag
@@ -73,7 +73,7 @@ class Ref:
         name, sep, tag = text.rpartition(":")
         if not sep:
             if default_tag is None:
-                raise InvalidInput(f"expected NAME:TAG, got {text!r} (e.g. team/geo-db:stable)")
+                raise InvalidInput(f"expected NAME:TAG, got {echo(text)} (e.g. team/geo-db:stable)")
             name, tag = text, default_tag
         return cls(check_dataset_name(name), check_tag(tag))
 

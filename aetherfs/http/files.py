@@ -27,7 +27,7 @@ import trio
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
-from aetherfs.errors import InvalidInput, NotFound
+from aetherfs.errors import InvalidInput, NotFound, echo
 
 FILE = "file"
 DIRECTORY = "directory"
@@ -100,6 +100,15 @@ class Unsatisfiable(Exception):
     pass
 
 
+def ascii_digits(text: str) -> bool:
+    """True for a non-empty run of 0-9 only.
+
+    str.isdigit also accepts '²' and other Unicode digits, which int() then refuses (or reads
+    as another number): a header or query value is numeric only in ASCII (RFC 9110's DIGIT).
+    """
+    return text.isascii() and text.isdigit()
+
+
 def parse_range(header: str | None, size: int) -> ByteRange | None:
     """One satisfiable range, None to serve everything, Unsatisfiable for 416."""
     if header is None:
@@ -108,8 +117,12 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if unit.strip().lower() != "bytes" or "," in spec:
         return None  # other units and multiple ranges: serve the whole file
     first, dash, last = spec.strip().partition("-")
-    if not dash or not (first.isdigit() or first == "") or not (last.isdigit() or last == ""):
-        return None
+    if (
+        not dash
+        or not (ascii_digits(first) or first == "")
+        or not (ascii_digits(last) or last == "")
+    ):
+        return None  # not a byte range (RFC 9110 14.2: ignore it, serve the whole file)
     if first == "":
         if last == "":
             return None
@@ -247,7 +260,7 @@ async def serve_path(
             if node is not None and node.kind == SYMLINK:
                 node = None  # manifests refuse link chains; never follow one
     if node is None:
-        raise NotFound(f"no such file: /{path}")
+        raise NotFound(f"no such file: {echo('/' + path)}")
     if node.kind == DIRECTORY:
         if not request.url.path.endswith("/"):
             # Relative links in the listing need the trailing slash.

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from aetherfs.errors import Conflict, Forbidden, IntegrityError, InvalidInput, NotFound
+from aetherfs.errors import Conflict, Forbidden, IntegrityError, InvalidInput, NotFound, echo
 from aetherfs.hub import layout
 from aetherfs.hub.auth import Principal
 from aetherfs.store.base import Store
@@ -28,12 +28,14 @@ def role_level(role: str) -> int:
     try:
         return ROLES.index(role) + 1
     except ValueError:
-        raise InvalidInput(f"unknown role {role!r}: one of {', '.join(ROLES)}") from None
+        raise InvalidInput(f"unknown role {echo(role)}: one of {', '.join(ROLES)}") from None
 
 
 def check_subject(subject: str) -> str:
     if subject != ANYONE and not _SUBJECT.fullmatch(subject):
-        raise InvalidInput(f"bad subject {subject!r}: user:NAME, group:NAME, agent:ID or {ANYONE}")
+        raise InvalidInput(
+            f"bad subject {echo(subject)}: user:NAME, group:NAME, agent:ID or {ANYONE}"
+        )
     return subject
 
 

@@ -31,11 +31,13 @@ from aetherfs.errors import (
     KeyringError,
     NotFound,
     StoreUnavailable,
+    bounded,
+    echo,
 )
-from aetherfs.http.files import Unsatisfiable, parse_range
+from aetherfs.http.files import Unsatisfiable, ascii_digits, parse_range
 from aetherfs.hub.auth import Authenticator, OidcVerifier, Principal, bearer
 from aetherfs.hub.config import HubConfig
-from aetherfs.hub.errors import TooLarge, Unauthenticated
+from aetherfs.hub.errors import OutOfRange, Overloaded, TooLarge, Unauthenticated
 from aetherfs.hub.openapi import openapi_document
 from aetherfs.hub.service import HubService
 from aetherfs.hub.watch import WatchHub
@@ -49,6 +51,8 @@ _STATUS: list[tuple[type[AetherError], int, str]] = [
     (Unauthenticated, 401, "unauthenticated"),
     (Forbidden, 403, "forbidden"),
     (TooLarge, 413, "too_large"),
+    (OutOfRange, 416, "out_of_range"),
+    (Overloaded, 429, "busy"),
     (InvalidInput, 400, "invalid"),
     (NotFound, 404, "not_found"),
     (Conflict, 409, "conflict"),
@@ -68,7 +72,8 @@ def error_status(exc: AetherError) -> tuple[int, str]:
 def error_response(exc: AetherError) -> JSONResponse:
     status, code = error_status(exc)
     headers = {"WWW-Authenticate": 'Bearer realm="aetherfs"'} if status == 401 else None
-    return JSONResponse({"error": {"code": code, "message": str(exc)}}, status, headers=headers)
+    message = bounded(str(exc))
+    return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
 
 
 @dataclass(slots=True)
@@ -105,7 +110,7 @@ class Hub:
 async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not ascii_digits(declared):
             raise InvalidInput("bad Content-Length")
         if int(declared) > limit:
             raise TooLarge(f"the body is over the limit of {limit} bytes")
@@ -245,7 +250,7 @@ def build_app(hub: Hub, extra_routes: list[BaseRoute] | None = None) -> Starlett
             return await watch(request, who, name)
         if method not in ("GET", "HEAD", "PUT", "POST", "DELETE"):
             return JSONResponse({"error": {"code": "method", "message": "method not allowed"}}, 405)
-        raise NotFound(f"no such resource: {request.url.path}")
+        raise NotFound(f"no such resource: {echo(request.url.path)}")
 
     async def pack(request: Request, who: Principal | None, name: str, pack_id: PackId) -> Response:
         method = request.method
@@ -326,7 +331,7 @@ def build_app(hub: Hub, extra_routes: list[BaseRoute] | None = None) -> Starlett
         who = await hub.principal(request)
         day = request.query_params.get("day")
         limit_text = request.query_params.get("limit", "200")
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 10_000:
+        if not ascii_digits(limit_text) or not 1 <= int(limit_text) <= 10_000:
             raise InvalidInput("limit must be a number from 1 to 10000")
         return JSONResponse(await hub.run(service.audit_entries, who, day, int(limit_text)))
 

@@ -21,7 +21,7 @@ import httpx
 import jwt
 import trio
 
-from aetherfs.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
+from aetherfs.errors import Conflict, InvalidInput, NotFound, StoreUnavailable, echo
 from aetherfs.hub import layout
 from aetherfs.hub.config import OidcConfig
 from aetherfs.hub.errors import Unauthenticated
@@ -66,7 +66,9 @@ class Principal:
 
 def check_name(name: str, what: str = "name") -> str:
     if not _NAME.fullmatch(name):
-        raise InvalidInput(f"bad {what} {name!r}: 1 to 128 letters, digits, '@', '.', '_' or '-'")
+        raise InvalidInput(
+            f"bad {what} {echo(name)}: 1 to 128 letters, digits, '@', '.', '_' or '-'"
+        )
     return name
 
 
@@ -98,7 +100,7 @@ class TokenRegistry:
     ) -> str:
         check_name(name)
         if kind not in KINDS:
-            raise InvalidInput(f"a token is for a user or an agent, not {kind!r}")
+            raise InvalidInput(f"a token is for a user or an agent, not {echo(kind)}")
         for group in groups:
             check_name(group, "group")
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -143,7 +145,7 @@ class TokenRegistry:
                 self.store.delete(layout.token_key(info.hash))
                 revoked += 1
         if not revoked:
-            raise NotFound(f"no token named {name!r} (see `aetherfs hub token list`)")
+            raise NotFound(f"no token named {echo(name)} (see `aetherfs hub token list`)")
         return revoked
 
 

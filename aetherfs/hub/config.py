@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from aetherfs.errors import InvalidInput
+from aetherfs.errors import InvalidInput, echo
 
 MiB = 1024 * 1024
 
@@ -34,6 +34,9 @@ class Limits:
     manifest: int = 64 * MiB
     pack: int = 80 * MiB  # packs are ~16 MiB (PACK_TARGET); one big block can exceed that
     status_report: int = 256 * 1024
+    # The largest gRPC request message, for every call: packs and manifests are streamed in
+    # pieces up to this size, so nothing the hub reads before it knows the caller is larger.
+    grpc_message: int = 2 * MiB
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +54,19 @@ class HubConfig:
     tag_cache_seconds: float = 1.0
     store_threads: int = 32
     grpc_threads: int = 64  # each open Watch stream holds one
+    # Watch streams hold a gRPC thread each: at most this many in all (the other threads are
+    # kept for unary calls), and at most `grpc_watch_per_principal` for one caller.
+    grpc_watch_streams: int = 48
+    grpc_watch_per_principal: int = 8
+    # Uploads (PutPack, PutManifest) in flight at once; each holds up to a pack in memory.
+    grpc_uploads: int = 4
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
+        if not 0 < self.grpc_watch_streams < self.grpc_threads:
+            raise InvalidInput("grpc_watch_streams must leave some of grpc_threads for unary calls")
+        if self.grpc_watch_per_principal < 1 or self.grpc_uploads < 1:
+            raise InvalidInput("grpc_watch_per_principal and grpc_uploads must be 1 or more")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise InvalidInput("TLS needs both --tls-cert and --tls-key")
         for address in (self.listen, self.grpc_listen):
@@ -69,8 +82,8 @@ class HubConfig:
 
 def split_host_port(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise InvalidInput(f"expected HOST:PORT, got {address!r}")
+    if not sep or not (port.isascii() and port.isdigit()):
+        raise InvalidInput(f"expected HOST:PORT, got {echo(address)}")
     return host.strip("[]"), int(port)
 
 

@@ -13,3 +13,11 @@ class Unauthenticated(AetherError):
 
 class TooLarge(InvalidInput):
     """A request body over the hub's size limit (HTTP 413)."""
+
+
+class OutOfRange(InvalidInput):
+    """A byte range that starts past the end of what it names (HTTP 416, gRPC OUT_OF_RANGE)."""
+
+
+class Overloaded(AetherError):
+    """Too many of one kind of call at once: retry later (HTTP 429, gRPC RESOURCE_EXHAUSTED)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time
 
-from aetherfs.errors import InvalidInput
+from aetherfs.errors import InvalidInput, echo
 
 HUB = "hub/"
 TOKENS = "hub/tokens/"
@@ -41,7 +41,7 @@ def upload_key(dataset: str, pack_hex: str) -> str:
 def check_agent_id(agent_id: str) -> str:
     if not _AGENT_ID.fullmatch(agent_id):
         raise InvalidInput(
-            f"bad agent id {agent_id!r}: lower case letters, digits, '.', '_' or '-' "
+            f"bad agent id {echo(agent_id)}: lower case letters, digits, '.', '_' or '-' "
             "(at most 128), starting with a letter or digit"
         )
     return agent_id

@@ -16,7 +16,7 @@ from aetherfs.core.ids import ManifestId, PackId
 from aetherfs.core.manifest import MAX_MANIFEST_BYTES, Manifest, open_manifest
 from aetherfs.core.names import check_dataset_name, check_tag
 from aetherfs.core.tags import SignedTag, TagHistory, TagRecord
-from aetherfs.errors import Conflict, Forbidden, IntegrityError, InvalidInput, NotFound
+from aetherfs.errors import Conflict, Forbidden, IntegrityError, InvalidInput, NotFound, echo
 from aetherfs.hub import layout as hub_layout
 from aetherfs.hub.acl import AclStore, check_subject
 from aetherfs.hub.audit import AuditLog
@@ -432,7 +432,7 @@ class HubService:
         try:
             doc: dict[str, Any] = json.loads(self.store.get(hub_layout.agent_status_key(agent_id)))
         except NotFound:
-            raise NotFound(f"agent {agent_id} has not reported") from None
+            raise NotFound(f"agent {echo(agent_id)} has not reported") from None
         return doc
 
     def fleet(self, principal: Principal | None) -> list[dict[str, Any]]:
@@ -489,5 +489,5 @@ class HubService:
     ) -> list[dict[str, Any]]:
         self.require_admin(principal)
         if day is not None and not _DAY.fullmatch(day):
-            raise InvalidInput(f"day must be YYYY-MM-DD, not {day!r}")
+            raise InvalidInput(f"day must be YYYY-MM-DD, not {echo(day)}")
         return self.audit.entries(day, limit)

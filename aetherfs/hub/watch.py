@@ -9,10 +9,15 @@ current heads first and then every change, in seq order per tag, never a duplica
 from __future__ import annotations
 
 import math
+import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
+
+from aetherfs.errors import echo
+from aetherfs.hub.errors import Overloaded
 
 Heads = dict[str, tuple[int, str]]  # tag -> (seq, manifest hex)
 ReadHeads = Callable[[str], Heads]
@@ -147,3 +152,35 @@ class WatchHub:
         finally:
             if self._feeds.get(feed.dataset) is feed:
                 del self._feeds[feed.dataset]
+
+
+class StreamQuota:
+    """Bound the streams open at once: per caller, and in all. Thread-safe.
+
+    A gRPC Watch stream holds one of the server's threads for as long as it is open, so
+    without a bound one reader's token can take every thread and no other call is served.
+    """
+
+    def __init__(self, per_caller: int, total: int) -> None:
+        self.per_caller = per_caller
+        self.total = total
+        self._lock = threading.Lock()
+        self._held: Counter[str] = Counter()
+
+    def acquire(self, caller: str) -> None:
+        """Count one more stream for `caller`, or raise Overloaded."""
+        with self._lock:
+            if self._held[caller] >= self.per_caller:
+                raise Overloaded(
+                    f"{echo(caller)} already holds {self.per_caller} watch streams, the most "
+                    "one caller may: close one, or watch several tags in one stream"
+                )
+            if self._held.total() >= self.total:
+                raise Overloaded(f"the hub serves {self.total} watch streams already; retry later")
+            self._held[caller] += 1
+
+    def release(self, caller: str) -> None:
+        with self._lock:
+            self._held[caller] -= 1
+            if self._held[caller] <= 0:
+                del self._held[caller]

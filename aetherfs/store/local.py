@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 import blake3
 
-from aetherfs.errors import AetherError, Conflict, InvalidInput, NotFound, StoreUnavailable
+from aetherfs.errors import AetherError, Conflict, InvalidInput, NotFound, StoreUnavailable, echo
 from aetherfs.store.base import Versioned
 
 _LOCKS = ".locks"
@@ -43,7 +43,7 @@ class LocalStore:
 
     def _path(self, key: str) -> Path:
         if not key or key.startswith("/") or ".." in key.split("/") or key.startswith("."):
-            raise InvalidInput(f"bad store key {key!r}")
+            raise InvalidInput(f"bad store key {echo(key)}")
         return self.root / key
 
     def get(self, key: str) -> bytes:

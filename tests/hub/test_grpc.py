@@ -72,9 +72,18 @@ async def test_grpc_operations_and_errors(grpc_hub: RunningHub, tmp_path: Path) 
                 metadata=admin,
             )
             assert len(blob.data) > 0
+            # Uploads are streams of pieces: the first names the dataset and the id.
+            half = len(blob.data) // 2
             again = hub.PutManifest(
-                pb.PutManifestRequest(
-                    dataset="team/geo-db", manifest=v1.manifest_id.digest, stored=blob.data
+                iter(
+                    [
+                        pb.PutManifestRequest(
+                            dataset="team/geo-db",
+                            manifest=v1.manifest_id.digest,
+                            stored=blob.data[:half],
+                        ),
+                        pb.PutManifestRequest(stored=blob.data[half:]),
+                    ]
                 ),
                 metadata=admin,
             )
@@ -106,7 +115,9 @@ async def test_grpc_operations_and_errors(grpc_hub: RunningHub, tmp_path: Path) 
             wrong = pb.PutManifestRequest(
                 dataset="team/geo-db", manifest=b"\x01" * 32, stored=blob.data
             )
-            assert code(hub.PutManifest, wrong, admin) == grpc.StatusCode.FAILED_PRECONDITION
+            assert code(hub.PutManifest, iter([wrong]), admin) == (
+                grpc.StatusCode.FAILED_PRECONDITION
+            )
             status = pb.StatusReport(agent="edge-1", report_json="[1]")
             assert code(hub.PutStatus, status, admin) == grpc.StatusCode.INVALID_ARGUMENT
             hub.PutStatus(pb.StatusReport(agent="edge-1", report_json='{"ok": 1}'), metadata=admin)
@@ -192,14 +203,21 @@ async def test_grpc_packs(grpc_hub: RunningHub, tmp_path: Path) -> None:
             data = b"some pack bytes"
             try:
                 hub.PutPack(
-                    pb.PutPackRequest(dataset="team/geo-db", pack=b"\1" * 32, data=data),
+                    iter([pb.PutPackRequest(dataset="team/geo-db", pack=b"\1" * 32, data=data)]),
                     metadata=admin,
                 )
                 raise AssertionError("a pack not matching its id was accepted")
             except grpc.RpcError as exc:
                 assert exc.code() == grpc.StatusCode.FAILED_PRECONDITION
             made = hub.PutPack(
-                pb.PutPackRequest(dataset="team/geo-db", pack=PackId.of(data).digest, data=data),
+                iter(
+                    [
+                        pb.PutPackRequest(
+                            dataset="team/geo-db", pack=PackId.of(data).digest, data=data[:5]
+                        ),
+                        pb.PutPackRequest(data=data[5:]),
+                    ]
+                ),
                 metadata=admin,
             )
             assert made.created

@@ -84,7 +84,7 @@ class HubStub:
                 request_serializer=aetherfs_dot_hub_dot_grpc__gen_dot_hub__pb2.ManifestRef.SerializeToString,
                 response_deserializer=aetherfs_dot_hub_dot_grpc__gen_dot_hub__pb2.Blob.FromString,
                 _registered_method=True)
-        self.PutManifest = channel.unary_unary(
+        self.PutManifest = channel.stream_unary(
                 '/aetherfs.hub.v1.Hub/PutManifest',
                 request_serializer=aetherfs_dot_hub_dot_grpc__gen_dot_hub__pb2.PutManifestRequest.SerializeToString,
                 response_deserializer=aetherfs_dot_hub_dot_grpc__gen_dot_hub__pb2.PutReply.FromString,
@@ -99,7 +99,7 @@ class HubStub:
                 request_serializer=aetherfs_dot_hub_dot_grpc__gen_dot_hub__pb2.PackRange.SerializeToString,
                 response_deserializer=aetherfs_dot_hub_dot_grpc__gen_dot_hub__pb2.Blob.FromString,
                 _registered_method=True)
-        self.PutPack = channel.unary_unary(
+        self.PutPack = channel.stream_unary(
                 '/aetherfs.hub.v1.Hub/PutPack',
                 request_serializer=aetherfs_dot_hub_dot_grpc__gen_dot_hub__pb2.PutPackRequest.SerializeToString,
                 response_deserializer=aetherfs_dot_hub_dot_grpc__gen_dot_hub__pb2.PutReply.FromString,
@@ -189,8 +189,10 @@ class HubServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def PutManifest(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+    def PutManifest(self, request_iterator, context):
+        """The first message names the dataset and the manifest; every message carries the next
+        piece of `stored` (later messages may leave the names empty).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -208,8 +210,10 @@ class HubServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def PutPack(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+    def PutPack(self, request_iterator, context):
+        """Like PutManifest: the first message names the dataset and the pack, each carries the
+        next piece of `data`.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -234,6 +238,7 @@ class HubServicer:
 
     def Watch(self, request, context):
         """The current heads of the dataset's (chosen) tags, then every move, until cancelled.
+        Each principal may hold a few streams at once (8 by default): more are RESOURCE_EXHAUSTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -292,7 +297,7 @@ def add_HubServicer_to_server(servicer, server):
                     request_deserializer=aetherfs_dot_hub_dot_grpc__gen_dot_hub__pb2.ManifestRef.FromString,
                     response_serializer=aetherfs_dot_hub_dot_grpc__gen_dot_hub__pb2.Blob.SerializeToString,
             ),
-            'PutManifest': grpc.unary_unary_rpc_method_handler(
+            'PutManifest': grpc.stream_unary_rpc_method_handler(
                     servicer.PutManifest,
                     request_deserializer=aetherfs_dot_hub_dot_grpc__gen_dot_hub__pb2.PutManifestRequest.FromString,
                     response_serializer=aetherfs_dot_hub_dot_grpc__gen_dot_hub__pb2.PutReply.SerializeToString,
@@ -307,7 +312,7 @@ def add_HubServicer_to_server(servicer, server):
                     request_deserializer=aetherfs_dot_hub_dot_grpc__gen_dot_hub__pb2.PackRange.FromString,
                     response_serializer=aetherfs_dot_hub_dot_grpc__gen_dot_hub__pb2.Blob.SerializeToString,
             ),
-            'PutPack': grpc.unary_unary_rpc_method_handler(
+            'PutPack': grpc.stream_unary_rpc_method_handler(
                     servicer.PutPack,
                     request_deserializer=aetherfs_dot_hub_dot_grpc__gen_dot_hub__pb2.PutPackRequest.FromString,
                     response_serializer=aetherfs_dot_hub_dot_grpc__gen_dot_hub__pb2.PutReply.SerializeToString,
@@ -614,7 +619,7 @@ class Hub:
             _registered_method=True)
 
     @staticmethod
-    def PutManifest(request,
+    def PutManifest(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -624,8 +629,8 @@ class Hub:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
+        return grpc.experimental.stream_unary(
+            request_iterator,
             target,
             '/aetherfs.hub.v1.Hub/PutManifest',
             aetherfs_dot_hub_dot_grpc__gen_dot_hub__pb2.PutManifestRequest.SerializeToString,
@@ -695,7 +700,7 @@ class Hub:
             _registered_method=True)
 
     @staticmethod
-    def PutPack(request,
+    def PutPack(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -705,8 +710,8 @@ class Hub:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
+        return grpc.experimental.stream_unary(
+            request_iterator,
             target,
             '/aetherfs.hub.v1.Hub/PutPack',
             aetherfs_dot_hub_dot_grpc__gen_dot_hub__pb2.PutPackRequest.SerializeToString,
