@@ -57,37 +57,52 @@ class Frame:
 
 class FrameBuffer:
     """Cuts a byte stream into frames; refuses an oversize or unknown frame at its prefix, so a
-    peer cannot make us buffer more than one frame's worth."""
+    peer cannot make us buffer more than one frame's worth.
+
+    Frames that arrive whole inside one chunk are sliced out of it without a copy; only a
+    frame split across chunks is gathered (in a bytearray, so many small chunks stay linear).
+    """
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
+        self._data: bytes | bytearray = b""
         self._start = 0
 
     def feed(self, data: bytes | memoryview) -> None:
-        if self._start:
-            del self._buffer[: self._start]
-            self._start = 0
-        self._buffer += data
+        if self._start == len(self._data):
+            self._data, self._start = bytes(data), 0
+            return
+        if isinstance(self._data, bytes):
+            self._data = bytearray(memoryview(self._data)[self._start :])
+        elif self._start:
+            del self._data[: self._start]
+        self._start = 0
+        self._data += data
 
     def pending(self) -> int:
         """Bytes received that are not a whole frame yet."""
-        return len(self._buffer) - self._start
+        return len(self._data) - self._start
 
     def next_frame(self) -> Frame | None:
         if self.pending() < PREFIX_SIZE:
             return None
-        length, kind = PREFIX.unpack_from(self._buffer, self._start)
+        length, kind = PREFIX.unpack_from(self._data, self._start)
         if length > MAX_FRAME_BODY:
             raise RemoteProtocolError(
                 f"the peer sent a frame of {length} bytes, over the limit of {MAX_FRAME_BODY}"
             )
         if kind > FrameKind.SEALED_BLOCK:
             raise RemoteProtocolError(f"the peer sent a frame of unknown kind {kind}")
-        end = self._start + PREFIX_SIZE + length
-        if len(self._buffer) < end:
+        start = self._start
+        end = start + PREFIX_SIZE + length
+        if len(self._data) < end:
             return None
-        prefix = bytes(self._buffer[self._start : self._start + PREFIX_SIZE])
-        body = memoryview(bytes(self._buffer[self._start + PREFIX_SIZE : end]))
+        prefix = bytes(self._data[start : start + PREFIX_SIZE])
+        if isinstance(self._data, bytearray):
+            # The bytearray is reused for later frames: copy this one out, export nothing.
+            with memoryview(self._data) as view:
+                body = memoryview(bytes(view[start + PREFIX_SIZE : end]))
+        else:
+            body = memoryview(self._data)[start + PREFIX_SIZE : end]
         self._start = end
         return Frame(FrameKind(kind), prefix, body)
 
