@@ -31,6 +31,7 @@ from aetherfs.protocol.messages import Block, Done, Request
 
 RESULTS = Path(__file__).parent / "results" / "peer_codec.md"
 MiB = 1024 * 1024
+REPEAT = 3
 
 
 def make_blocks(total: int, size: int) -> list[SealedBlock]:
@@ -105,11 +106,17 @@ def run(total: int, size: int) -> list[tuple[str, float]]:
         for block in blocks:
             open_block(block.ref, block.stored)
 
-    limit = timed(limit_run)
-    rows.append(("limit: open_block (verify, decrypt, check)", stored / limit / 1e6))
-    for mode, seal in (("BLOCK (payload as is)", False), ("SEALED_BLOCK (sealed again)", True)):
-        for step, seconds in measure(blocks, seal).items():
-            rows.append((f"{mode}: {step}", stored / seconds / 1e6))
+    # Best of REPEAT, interleaved, so that a noisy neighbour on a shared core hurts no mode more.
+    best: dict[str, float] = {}
+    for _ in range(REPEAT):
+        runs = {"limit: open_block (verify, decrypt, check)": timed(limit_run)}
+        for mode, seal in (("BLOCK (payload as is)", False), ("SEALED_BLOCK (sealed again)", True)):
+            for step, seconds in measure(blocks, seal).items():
+                runs[f"{mode}: {step}"] = seconds
+        for name, seconds in runs.items():
+            best[name] = min(seconds, best.get(name, seconds))
+    for name, seconds in best.items():
+        rows.append((name, stored / seconds / 1e6))
     return rows
 
 
@@ -124,7 +131,8 @@ def main() -> None:
         "",
         f"`python -m benchmarks.peer_codec --mib {args.mib} --block-kib "
         f"{' '.join(map(str, args.block_kib))} --write` on {platform.processor() or 'this host'}"
-        f" (Python {platform.python_version()}); CPU time (process_time), random",
+        f" (Python {platform.python_version()}); CPU time (process_time), best of "
+        f"{REPEAT}, random",
         "(incompressible) blocks, MB/s of stored block bytes (10^6 bytes/s).",
         "",
     ]
