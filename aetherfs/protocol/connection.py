@@ -137,8 +137,8 @@ class PeerConfig:
     agent: str = ""
     versions: tuple[int, int] = (handshake.MIN_VERSION, handshake.MAX_VERSION)
     handshake_timeout: float = 10.0
-    idle_timeout: float = 30.0  # nothing received for this long: the peer is gone
-    keepalive_interval: float = 10.0  # nothing sent for this long: send a Ping
+    idle_timeout: float = 10.0  # nothing received for this long: the peer is gone
+    keepalive_interval: float = 3.0  # nothing sent for this long: send a Ping
     progress_timeout: float = 10.0  # requests open and nothing answering them for this long
     seal_blocks: bool = False  # send blocks as SEALED_BLOCK (see benchmarks/results/peer_codec.md)
 

@@ -14,6 +14,7 @@ from aetherfs.protocol.events import AccessProved, ConnectionClosed
 from aetherfs.protocol.messages import (
     MAY_IGNORE,
     Access,
+    AccessProof,
     Bitfield,
     Block,
     Cancel,
@@ -223,3 +224,22 @@ def test_goodbye() -> None:
     assert server_events == [ConnectionClosed(Reason.NORMAL, "shutting down", True)]
     with pytest.raises(LocalProtocolError):
         pair.client.send(Have(D, MANIFEST, 1), 0.0)
+
+
+def test_a_keyless_relay_checks_proofs_with_the_access_id_alone() -> None:
+    pair = connect(client_datasets=[DATASET], server_datasets=[D])
+    pair.client.prove_access([DATASET], 0.0)
+    _, server_events = pair.pump(0.0)
+    assert server_events == [AccessProved(D)]
+    # A forged proof (signed by another key under D's blinded name) ends the connection.
+    forged = connect(client_datasets=[DATASET], server_datasets=[D])
+    forged.client.prove_access([OTHER_DATASET], 0.0)  # learns OTHER, proves it: no match
+    proof = forged.client._names.blind(D)
+    body = encode_message(
+        Access((AccessProof(proof, 1, OTHER_DATASET.prove(b"I", forged.client._transcript)),)),
+        forged.client._names,
+    )
+    forged.client._send_sealed(body, 0.0)
+    _, server_events = forged.pump(0.0)
+    assert isinstance(server_events[-1], ConnectionClosed)
+    assert "false" in server_events[-1].text
