@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from aetherfs.cli.context import Context
+from aetherfs.cli.hub_cmd import HubContext
 from aetherfs.cli.output import human_bytes, print_json, table, when
 from aetherfs.cli.progress import byte_progress
 from aetherfs.core.ids import ManifestId
@@ -24,7 +25,8 @@ from aetherfs.ops.gc import collect_garbage
 from aetherfs.ops.pull import pull_manifest
 from aetherfs.ops.push import push_directory
 from aetherfs.ops.scan import scan_directory
-from aetherfs.repo import Repository
+from aetherfs.repo import Repository, StoreInfo
+from aetherfs.store import layout, open_store
 from aetherfs.trust import TRUST_DIR, TrustStore
 
 LATEST = "latest"
@@ -273,12 +275,25 @@ def _against_trust(history: TagHistory, trusted: TrustedTag | None) -> str | Non
     )
 
 
+def _store_id(ctx: Context) -> str:
+    """The id of the store named; on a store, read from its aetherfs.json (no keyring needed,
+    so an admin can reset an agent's copy without the agent's keys)."""
+    if isinstance(ctx, HubContext):
+        return ctx.repository().keyring.store_id
+    s = ctx.settings
+    store = open_store(s.store_url, s.s3_endpoint, s.s3_region)
+    try:
+        return StoreInfo.from_json(store.get(layout.STORE_INFO)).store_id
+    except NotFound:
+        raise NotFound(f"the store {store.url} is empty: nothing is trusted of it") from None
+
+
 def trust(ctx: Context, args: argparse.Namespace) -> int:
     """`trust show` and `trust reset`: the tag records this user (or an agent) trusts."""
     store = trust_store(ctx, args.data_root)
     if args.action == "reset":
         dataset = check_dataset_name(args.dataset) if args.dataset else None
-        store_id = ctx.repository().keyring.store_id
+        store_id = _store_id(ctx)
         dropped = store.forget(store_id, dataset)
         if ctx.json:
             print_json({"store_id": store_id, "forgotten": dropped})
