@@ -31,7 +31,8 @@ from aetherfs.core.manifest import (
 )
 from aetherfs.core.names import check_dataset_name, check_tag
 from aetherfs.core.packs import ReadRange, plan_reads
-from aetherfs.core.tags import SignedTag, TagHistory, TagRecord
+from aetherfs.core.tags import Salvage, SignedTag, TagHistory, TagRecord, TagScan, salvage
+from aetherfs.core.trust import TrustedTag
 from aetherfs.errors import Conflict, IntegrityError, KeyringError, NotFound
 from aetherfs.keys import Keyring, keyring_path, load_keyring, save_keyring
 from aetherfs.spool import FileRecordSpool
@@ -276,11 +277,20 @@ class Repository:
             raw = self.store.get(layout.tag_key(dataset, tag))
         except NotFound:
             raise NotFound(f"{dataset}:{tag} does not exist") from None
-        history = TagHistory.from_bytes(raw, self.keyring.trusted)
+        history = self._parse_history(dataset, tag, raw)
         current = history.current.record
         if (current.dataset, current.tag) != (dataset, tag):
             raise IntegrityError(f"the record stored for {dataset}:{tag} names another tag")
         return history
+
+    def _parse_history(self, dataset: str, tag: str, raw: bytes) -> TagHistory:
+        try:
+            return TagHistory.from_bytes(raw, self.keyring.trusted)
+        except IntegrityError as exc:
+            raise IntegrityError(
+                f"the stored history of {dataset}:{tag} cannot be trusted: {exc}. If the store's "
+                f"copy is damaged, an admin repairs it with `aetherfs tag --repair {dataset}:{tag}`"
+            ) from None
 
     def known_blocks(self, dataset: str) -> Iterator[bytes]:
         """The located records (see BlockList) of every block of every version a tag of
@@ -294,13 +304,27 @@ class Repository:
         return self.tag_history(dataset, tag).current
 
     def list_tags(self, dataset: str) -> dict[str, TagHistory]:
+        """Every tag's history; one that cannot be trusted is an error (gc must see them all)."""
+        scan = self.scan_tags(dataset)
+        for why in scan.damaged.values():
+            raise IntegrityError(why)
+        return scan.histories
+
+    def scan_tags(self, dataset: str) -> TagScan:
+        """Every tag's history, and why each one that cannot be trusted was left out."""
         prefix = layout.tags_prefix(dataset)
-        tags = {}
+        scan = TagScan({}, {})
         for key in self.store.list(prefix):
             tag = key[len(prefix) :]
-            if "/" not in tag:
-                tags[tag] = self.tag_history(dataset, tag)
-        return tags
+            if "/" in tag:
+                continue
+            try:
+                scan.histories[tag] = self.tag_history(dataset, tag)
+            except IntegrityError as exc:
+                scan.damaged[tag] = str(exc)
+            except NotFound:
+                pass  # removed since it was listed
+        return scan
 
     def set_tag(self, dataset: str, tag: str, manifest_id: ManifestId) -> SignedTag:
         """Point `dataset:tag` at a manifest, by compare-and-swap; no update is ever lost."""
@@ -313,9 +337,7 @@ class Repository:
         for _ in range(_CAS_ATTEMPTS):
             try:
                 current = self.store.get_versioned(key)
-                history: TagHistory | None = TagHistory.from_bytes(
-                    current.data, self.keyring.trusted
-                )
+                history: TagHistory | None = self._parse_history(dataset, tag, current.data)
                 version: str | None = current.version
             except NotFound:
                 history, version = None, None
@@ -333,3 +355,55 @@ class Repository:
                 continue
             return signed
         raise Conflict(f"{dataset}:{tag} is being updated by many writers at once; retry")
+
+    def repair_tag(
+        self,
+        dataset: str,
+        tag: str,
+        known: TrustedTag | None = None,
+        manifest_id: ManifestId | None = None,
+    ) -> tuple[SignedTag | None, Salvage]:
+        """Rewrite a damaged history: the records that still verify, then the newest good one
+        re-signed with a seq above any the history held (and above `known`, what this reader
+        trusted), so no reader that saw a later record takes the repair for a rollback.
+
+        `manifest_id` names the version when no good record is left. Returns the new record
+        (None: nothing was damaged) and what was salvaged.
+        """
+        check_dataset_name(dataset)
+        check_tag(tag)
+        key = layout.tag_key(dataset, tag)
+        signing_key = self.keyring.signing_key
+        try:
+            current = self.store.get_versioned(key)
+        except NotFound:
+            raise NotFound(f"{dataset}:{tag} does not exist: nothing to repair") from None
+        found = salvage(current.data, self.keyring.trusted, dataset, tag)
+        if not found.damaged:
+            return None, found
+        last = found.good[-1].record if found.good else None
+        if manifest_id is None:
+            if last is not None and (known is None or last.seq >= known.seq):
+                manifest_id = last.manifest_id
+            elif known is not None:
+                manifest_id = known.manifest_id
+            else:
+                raise IntegrityError(
+                    f"no record of {dataset}:{tag} can be read, and this machine trusted none: "
+                    f"name the version to re-sign: `aetherfs tag --repair {dataset}:{tag} "
+                    "--manifest ID`"
+                )
+        if not self.store.exists(layout.manifest_key(manifest_id)):
+            raise NotFound(
+                f"manifest {manifest_id.short()} is not in the store: nothing to re-sign"
+            )
+        seq = max(found.highest_seq, known.seq if known else 0) + 1
+        record = TagRecord(
+            dataset, tag, manifest_id, seq, time.time(), bytes(signing_key.verify_key)
+        )
+        signed = SignedTag.sign(record, signing_key)
+        # `advanced` keeps the tag rules (a version tag keeps its manifest).
+        history = TagHistory(found.good).advanced(signed) if found.good else TagHistory((signed,))
+        # Conflict if it changed meanwhile: the admin looks again rather than overwrite a move.
+        self.store.put_if_version(key, history.to_bytes(), current.version)
+        return signed, found

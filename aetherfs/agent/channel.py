@@ -17,7 +17,8 @@ from aetherfs.agent.build import build_version
 from aetherfs.agent.sources import Stopped
 from aetherfs.agent.state import ChannelState, Progress, VersionLive
 from aetherfs.core.ids import ManifestId
-from aetherfs.errors import AetherError, IntegrityError, StoreUnavailable
+from aetherfs.errors import AetherError, StoreUnavailable
+from aetherfs.trust import TrustStore
 
 if TYPE_CHECKING:
     from aetherfs.agent.daemon import Agent
@@ -29,7 +30,9 @@ class ChannelLoop:
         self.channel = channel
         self.sub = channel.subscription
         self.wake = trio.Event()
-        self.highest_seq = 0
+        self.highest_seq = 0  # of the record last accepted (the hub watch skips older events)
+        config = agent.config
+        self.trust = TrustStore.for_agent(config.state_dir, config.data_root, config.store_url)
 
     def poke(self) -> None:
         """Check now instead of waiting for the poll interval."""
@@ -84,12 +87,9 @@ class ChannelLoop:
         record = await agent.watcher.current(self.sub)
         agent.state.store_reachable = True
         channel.last_check = time.time()
-        if record.seq < self.highest_seq:
-            raise IntegrityError(
-                f"{self.sub} went back from seq {self.highest_seq} to {record.seq}: a replayed "
-                "or rolled-back tag record; keeping the live version"
-            )
-        self.highest_seq = record.seq
+        # Refused (TagRollback) if older than what this agent trusted, even before a restart.
+        store_id = (await agent.repos.get()).keyring.store_id
+        self.highest_seq = (await agent.disk(self.trust.accept, store_id, record)).seq
         channel.remote_manifest = record.manifest_id.hex()
         live = await agent.disk(agent.dataroot.live, self.sub.dataset, self.sub.channel)
         if live == record.manifest_id:

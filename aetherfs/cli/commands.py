@@ -3,24 +3,49 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 from aetherfs.cli.context import Context
+from aetherfs.cli.hub_cmd import HubContext
 from aetherfs.cli.output import human_bytes, print_json, table, when
 from aetherfs.cli.progress import byte_progress
+from aetherfs.core.ids import ManifestId
 from aetherfs.core.names import Ref, check_dataset_name, check_tag
-from aetherfs.errors import InvalidInput, NotFound
+from aetherfs.core.tags import SignedTag, TagHistory, TagScan
+from aetherfs.core.trust import TrustedTag
+from aetherfs.errors import IntegrityError, InvalidInput, NotFound
 from aetherfs.fetch.sources import BlockSource, CacheSource, StoreSource
 from aetherfs.heap import fix_mmap_threshold
+from aetherfs.hub.remote import HubRepository
 from aetherfs.ops.compare import describe
 from aetherfs.ops.compare import diff as diff_manifests
 from aetherfs.ops.gc import collect_garbage
 from aetherfs.ops.pull import pull_manifest
 from aetherfs.ops.push import push_directory
 from aetherfs.ops.scan import scan_directory
+from aetherfs.repo import Repository, StoreInfo
+from aetherfs.store import layout, open_store
+from aetherfs.trust import TRUST_DIR, TrustStore
 
 LATEST = "latest"
+AGENT_STATE = ".agent"  # an agent's state directory under its data root (AgentConfig.state_dir)
+
+
+def trust_store(ctx: Context, data_root: str | None = None) -> TrustStore:
+    """This user's trusted tag state, or (`data_root`) the copy of the agent writing there."""
+    if data_root is None:
+        return TrustStore(ctx.settings.state_dir / TRUST_DIR)
+    root = Path(data_root).expanduser().absolute()
+    return TrustStore.for_agent(root / AGENT_STATE, root, ctx.settings.store_url)
+
+
+def resolve(ctx: Context, repo: Repository, ref: Ref) -> SignedTag:
+    """The tag's current record, refused if older than one this user trusted, else trusted."""
+    signed = repo.resolve(ref.dataset, ref.tag)
+    trust_store(ctx).accept(repo.keyring.store_id, signed.record)
+    return signed
 
 
 def push(ctx: Context, args: argparse.Namespace) -> int:
@@ -77,7 +102,7 @@ def push(ctx: Context, args: argparse.Namespace) -> int:
 def pull(ctx: Context, args: argparse.Namespace) -> int:
     ref = Ref.parse(args.ref)
     repo = ctx.repository()
-    signed = repo.resolve(ref.dataset, ref.tag)
+    signed = resolve(ctx, repo, ref)
     manifest_id = signed.record.manifest_id
     manifest = repo.get_manifest(ref.dataset, manifest_id)
     cache = None if args.no_cache else ctx.cache()
@@ -129,33 +154,77 @@ def pull(ctx: Context, args: argparse.Namespace) -> int:
 
 def tag(ctx: Context, args: argparse.Namespace) -> int:
     ref = Ref.parse(args.ref)
+    if args.repair:
+        return repair(ctx, ref, args)
+    if args.new_tag is None:
+        raise InvalidInput("name the tag to set: aetherfs tag NAME:TAG NEWTAG")
+    if args.manifest:
+        raise InvalidInput("--manifest goes with --repair")
     new_tag = check_tag(args.new_tag)
     repo = ctx.repository()
-    current = repo.resolve(ref.dataset, ref.tag)
+    current = resolve(ctx, repo, ref)
     signed = repo.set_tag(ref.dataset, new_tag, current.record.manifest_id)
+    trust_store(ctx).accept(repo.keyring.store_id, signed.record)
+    _print_tag(ctx, signed)
+    return 0
+
+
+def _print_tag(ctx: Context, signed: SignedTag, **extra: Any) -> None:
+    r = signed.record
     if ctx.json:
         print_json(
-            {
-                "dataset": ref.dataset,
-                "tag": new_tag,
-                "manifest": signed.record.manifest_id.hex(),
-                "seq": signed.record.seq,
-            }
+            {"dataset": r.dataset, "tag": r.tag, "manifest": r.manifest_id.hex(), "seq": r.seq}
+            | extra
         )
     else:
-        print(
-            f"{ref.dataset}:{new_tag} -> {signed.record.manifest_id.short()} "
-            f"(seq {signed.record.seq})"
+        print(f"{r.dataset}:{r.tag} -> {r.manifest_id.short()} (seq {r.seq})")
+
+
+def repair(ctx: Context, ref: Ref, args: argparse.Namespace) -> int:
+    """`tag --repair NAME:TAG`: re-sign a damaged tag from its last good record."""
+    if args.new_tag is not None:
+        raise InvalidInput("--repair takes only NAME:TAG")
+    repo = ctx.repository()
+    if isinstance(repo, HubRepository):
+        raise InvalidInput(
+            "--repair rewrites the tag in the store with the signing key: run it with --store "
+            "(and the producer's keyring), not through a hub"
         )
+    trust = trust_store(ctx)
+    store_id = repo.keyring.store_id
+    known = trust.load(store_id).get(ref.dataset, ref.tag)
+    manifest = ManifestId.from_hex(args.manifest) if args.manifest else None
+    signed, found = repo.repair_tag(ref.dataset, ref.tag, known, manifest)
+    if signed is None:
+        if ctx.json:
+            print_json({"dataset": ref.dataset, "tag": ref.tag, "repaired": False})
+        else:
+            print(f"{ref} is not damaged: nothing to repair")
+        return 0
+    trust.accept(store_id, signed.record)
+    if not ctx.json:
+        for why in found.damaged:
+            print(f"dropped {why}", file=sys.stderr)
+        print(f"repaired {ref}: kept {len(found.good)} good records, re-signed as", end=" ")
+    _print_tag(ctx, signed, repaired=True, kept=len(found.good), dropped=list(found.damaged))
     return 0
 
 
 def tags(ctx: Context, args: argparse.Namespace) -> int:
     dataset = check_dataset_name(args.dataset)
     repo = ctx.repository()
-    found = repo.list_tags(dataset)
-    if not found:
+    # A hub lists tags through its API, which has no damaged-tag listing yet: all or an error.
+    hub = isinstance(repo, HubRepository)
+    scan = TagScan(repo.list_tags(dataset), {}) if hub else repo.scan_tags(dataset)
+    found = scan.histories
+    if not found and not scan.damaged:
         raise NotFound(f"dataset {dataset} has no tags (see `aetherfs ls`)")
+    trusted = trust_store(ctx).load(repo.keyring.store_id)
+    problems = [why for _, why in sorted(scan.damaged.items())]
+    for tag_name, history in sorted(found.items()):
+        problem = _against_trust(history, trusted.get(dataset, tag_name))
+        if problem:
+            problems.append(problem)
     if ctx.json:
         print_json(
             {
@@ -171,20 +240,93 @@ def tags(ctx: Context, args: argparse.Namespace) -> int:
                 for tag_name, history in found.items()
             }
         )
-        return 0
-    rows = []
-    for tag_name, history in sorted(found.items()):
-        records = list(reversed(history.records)) if args.history else [history.current]
-        for index, r in enumerate(records):
-            rows.append(
-                [
-                    tag_name if index == 0 else "",
-                    r.record.manifest_id.short(),
-                    str(r.record.seq),
-                    when(r.record.time),
-                ]
+    else:
+        rows = []
+        for tag_name, history in sorted(found.items()):
+            records = list(reversed(history.records)) if args.history else [history.current]
+            for index, r in enumerate(records):
+                rows.append(
+                    [
+                        tag_name if index == 0 else "",
+                        r.record.manifest_id.short(),
+                        str(r.record.seq),
+                        when(r.record.time),
+                    ]
+                )
+        if rows:
+            print(table(rows, ["TAG", "MANIFEST", "SEQ", "SET"]))
+    for problem in problems:
+        print(f"aetherfs: error: {problem}", file=sys.stderr)
+    return IntegrityError.exit_code if problems else 0
+
+
+def _against_trust(history: TagHistory, trusted: TrustedTag | None) -> str | None:
+    """Why a listed history is not the whole one this user saw, if it is not."""
+    r = history.current.record
+    if trusted is None or r.seq > trusted.seq or trusted.same_record(r):
+        return None
+    if r.seq == trusted.seq:
+        return (
+            f"{r.dataset}:{r.tag}: the store's record with seq {r.seq} is not the one trusted "
+            "here: its history was forked or replayed"
+        )
+    return (
+        f"{r.dataset}:{r.tag}: the store's history ends at seq {r.seq}, but seq {trusted.seq} "
+        f"(manifest {trusted.manifest_id.short()}) was trusted here: the history shown is cut "
+        "down (replayed or rolled back), not whole"
+    )
+
+
+def _store_id(ctx: Context) -> str:
+    """The id of the store named; on a store, read from its aetherfs.json (no keyring needed,
+    so an admin can reset an agent's copy without the agent's keys)."""
+    if isinstance(ctx, HubContext):
+        return ctx.repository().keyring.store_id
+    s = ctx.settings
+    store = open_store(s.store_url, s.s3_endpoint, s.s3_region)
+    try:
+        return StoreInfo.from_json(store.get(layout.STORE_INFO)).store_id
+    except NotFound:
+        raise NotFound(f"the store {store.url} is empty: nothing is trusted of it") from None
+
+
+def trust(ctx: Context, args: argparse.Namespace) -> int:
+    """`trust show` and `trust reset`: the tag records this user (or an agent) trusts."""
+    store = trust_store(ctx, args.data_root)
+    if args.action == "reset":
+        dataset = check_dataset_name(args.dataset) if args.dataset else None
+        store_id = _store_id(ctx)
+        dropped = store.forget(store_id, dataset)
+        if ctx.json:
+            print_json({"store_id": store_id, "forgotten": dropped})
+        else:
+            which = f"of {dataset} " if dataset else ""
+            print(
+                f"forgot {len(dropped)} trusted tags {which}of store {store_id} in "
+                f"{store.directory}; the next read trusts the store's tags as they are then"
             )
-    print(table(rows, ["TAG", "MANIFEST", "SEQ", "SET"]))
+        return 0
+    states = store.stores()
+    if ctx.json:
+        print_json(
+            {
+                s.store_id: {
+                    key: {"seq": t.seq, "manifest": t.manifest_id.hex(), "time": t.time}
+                    for key, t in s.items()
+                }
+                for s in states
+            }
+        )
+        return 0
+    rows = [
+        [s.store_id, key, str(t.seq), t.manifest_id.short(), when(t.time)]
+        for s in states
+        for key, t in s.items()
+    ]
+    if not rows:
+        print(f"no tags trusted yet in {store.directory}")
+        return 0
+    print(table(rows, ["STORE", "TAG", "SEQ", "MANIFEST", "SET"]))
     return 0
 
 
@@ -229,7 +371,7 @@ def ls(ctx: Context, args: argparse.Namespace) -> int:
 def inspect(ctx: Context, args: argparse.Namespace) -> int:
     ref = Ref.parse(args.ref)
     repo = ctx.repository()
-    manifest_id = repo.resolve(ref.dataset, ref.tag).record.manifest_id
+    manifest_id = resolve(ctx, repo, ref).record.manifest_id
     info = describe(repo.get_manifest(ref.dataset, manifest_id), manifest_id)
     if ctx.json:
         print_json(info)
@@ -261,8 +403,8 @@ def diff(ctx: Context, args: argparse.Namespace) -> int:
     if a.dataset != b.dataset:
         raise InvalidInput("diff compares two versions of one dataset")
     repo = ctx.repository()
-    id_a = repo.resolve(a.dataset, a.tag).record.manifest_id
-    id_b = repo.resolve(b.dataset, b.tag).record.manifest_id
+    id_a = resolve(ctx, repo, a).record.manifest_id
+    id_b = resolve(ctx, repo, b).record.manifest_id
     result = diff_manifests(repo.get_manifest(a.dataset, id_a), repo.get_manifest(b.dataset, id_b))
     result.update(
         {"a": {"tag": a.tag, "manifest": id_a.hex()}, "b": {"tag": b.tag, "manifest": id_b.hex()}}

@@ -107,9 +107,23 @@ def build_parser() -> argparse.ArgumentParser:
     _json(p)
     p.set_defaults(run=commands.pull)
 
-    p = sub.add_parser("tag", help="point a tag at the version another tag names")
+    p = sub.add_parser(
+        "tag",
+        help="point a tag at the version another tag names, or repair a damaged tag",
+        description="aetherfs tag NAME:TAG NEWTAG points NEWTAG at the version TAG names. "
+        "aetherfs tag --repair NAME:TAG rewrites a damaged tag record: the records that still "
+        "verify, then the last good one re-signed with a higher seq (needs the signing key).",
+    )
     p.add_argument("ref", metavar="NAME:TAG")
-    p.add_argument("new_tag", metavar="NEWTAG")
+    p.add_argument("new_tag", metavar="NEWTAG", nargs="?")
+    p.add_argument(
+        "--repair", action="store_true", help="re-sign a damaged tag from its last good record"
+    )
+    p.add_argument(
+        "--manifest",
+        metavar="ID",
+        help="with --repair: the version to re-sign when no good record is left",
+    )
     _common(p)
     _json(p)
     p.set_defaults(run=commands.tag)
@@ -120,6 +134,22 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     _json(p)
     p.set_defaults(run=commands.tags)
+
+    p = sub.add_parser(
+        "trust",
+        help="show or reset the tag records trusted here (what refuses a rolled-back tag)",
+        description="Every reader remembers the newest record of each tag it accepted "
+        "(XDG_STATE_HOME/aetherfs/trust; an agent under DATA_ROOT/.agent/trust) and refuses "
+        "older ones. After a store was really reset, `trust reset` accepts it as it is now.",
+    )
+    p.add_argument("action", choices=("show", "reset"))
+    p.add_argument("--dataset", metavar="NAME", help="reset: only this dataset's tags")
+    p.add_argument(
+        "--data-root", metavar="DIR", help="the copy of the agent whose data root is DIR"
+    )
+    _common(p)
+    _json(p)
+    p.set_defaults(run=commands.trust)
 
     p = sub.add_parser("ls", help="list datasets")
     _common(p)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass
 
@@ -37,9 +38,16 @@ def is_version_tag(tag: str) -> bool:
     """True for SemVer (`1.4.2`, `1.4.2-rc.1`) and CalVer (`2026.11.24`, `2026.11.24.1`) tags."""
     calver = _CALVER.fullmatch(tag)
     if calver:
-        month, day = int(calver.group(2)), int(calver.group(3))
-        return 1 <= month <= 12 and 1 <= day <= 31
+        return _real_date(calver) is not None
     return _SEMVER.fullmatch(tag) is not None
+
+
+def _real_date(calver: re.Match[str]) -> datetime.date | None:
+    """The day a CalVer tag names, or None when there is no such day (`2026.02.30`)."""
+    try:
+        return datetime.date(int(calver.group(1)), int(calver.group(2)), int(calver.group(3)))
+    except ValueError:
+        return None
 
 
 def check_tag(tag: str) -> str:
@@ -47,7 +55,16 @@ def check_tag(tag: str) -> str:
     if is_version_tag(tag):
         return tag
     if _CALVER.fullmatch(tag):
-        raise InvalidInput(f"bad CalVer tag {echo(tag)}: month must be 01-12 and day 01-31")
+        raise InvalidInput(
+            f"bad CalVer tag {echo(tag)}: YYYY.MM.DD must be a real date (month 01-12, a day that "
+            "month has)"
+        )
+    if tag[:1] in ("v", "V") and is_version_tag(tag[1:]):
+        # `v1.0.0` would otherwise be a channel: a name that moves, when a fixed one was meant.
+        raise InvalidInput(
+            f"bad tag {echo(tag)}: did you mean {tag[1:]}? Version tags have no 'v' prefix, and "
+            "a channel may not look like a version"
+        )
     if re.fullmatch(r"\d+(\.\d+)*(-.*)?", tag):
         raise InvalidInput(
             f"bad version tag {echo(tag)}: use SemVer (1.4.2, 1.4.2-rc.1) or CalVer "

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from aetherfs.core.names import Ref, check_dataset_name, check_tag, is_version_tag
@@ -37,3 +39,30 @@ def test_ref_parse() -> None:
     assert Ref.parse("team/geo-db:stable") == Ref("team/geo-db", "stable")
     with pytest.raises(InvalidInput, match="NAME:TAG"):
         Ref.parse("team/geo-db")
+
+
+@pytest.mark.parametrize(
+    ("tag", "meant"),
+    [("v1.0.0", "1.0.0"), ("V2.1.3-rc.1", "2.1.3-rc.1"), ("v2026.11.24", "2026.11.24")],
+)
+def test_v_prefixed_version_is_not_a_channel(tag: str, meant: str) -> None:
+    with pytest.raises(InvalidInput, match=f"did you mean {re.escape(meant)}\\?"):
+        check_tag(tag)
+
+
+def test_v_channels_that_are_no_version_stay_channels() -> None:
+    assert check_tag("v2") == "v2"
+    assert check_tag("vnext") == "vnext"
+
+
+@pytest.mark.parametrize(
+    "tag", ["2026.02.30", "2025.02.29", "2026.04.31", "2026.00.10", "2026.02.30.1"]
+)
+def test_calver_must_be_a_real_date(tag: str) -> None:
+    assert not is_version_tag(tag)
+    with pytest.raises(InvalidInput, match="real date"):
+        check_tag(tag)
+
+
+def test_calver_leap_day_is_a_date() -> None:
+    assert check_tag("2028.02.29") == "2028.02.29"

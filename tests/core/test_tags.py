@@ -52,3 +52,63 @@ def test_version_tags_never_move() -> None:
     history = TagHistory((signed("1.0.0", M1, 1),))
     with pytest.raises(Conflict, match="immutable"):
         history.advanced(signed("1.0.0", M2, 2))
+
+
+def _raw_record(**fields: object) -> bytes:
+    import msgpack
+
+    doc: dict[str, object] = {
+        "v": 1,
+        "dataset": "team/geo",
+        "tag": "stable",
+        "manifest": M1.digest,
+        "seq": 1,
+        "time": 1.0,
+        "signer": PUBLIC,
+    }
+    doc.update(fields)
+    for key in [k for k, v in doc.items() if v is None]:
+        del doc[key]
+    return bytes(msgpack.packb(doc, use_bin_type=True))
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"tag": None}, "the tag name is missing"),
+        ({"dataset": None}, "the dataset name is missing"),
+        ({"seq": "one"}, "its sequence number has the wrong type"),
+        ({"seq": True}, "its sequence number has the wrong type"),
+        ({"seq": 0}, "its sequence number 0 is below 1"),
+        ({"manifest": b"short"}, "its manifest id or signer key has the wrong length"),
+        ({"time": None}, "the time it was set is missing"),
+    ],
+)
+def test_malformed_records_say_what_is_wrong_in_words(
+    fields: dict[str, object], words: str
+) -> None:
+    with pytest.raises(IntegrityError, match=f"tag record is malformed: {words}") as info:
+        TagRecord.from_bytes(_raw_record(**fields))
+    assert "'" not in str(info.value)  # no bare key name leaks out
+
+
+def test_unreadable_bytes_are_named_as_such() -> None:
+    with pytest.raises(IntegrityError, match="not readable msgpack"):
+        TagRecord.from_bytes(b"\xc1")
+    with pytest.raises(IntegrityError, match="too short to hold a signature"):
+        SignedTag.verify(b"x" * 10, [PUBLIC])
+    with pytest.raises(IntegrityError, match="holds no list of signed records"):
+        TagHistory.from_bytes(b"\x80", [PUBLIC])
+
+
+def test_salvage_keeps_what_verifies_and_bounds_the_seq() -> None:
+    from aetherfs.core.tags import salvage
+
+    good = [signed("stable", M1, 1), signed("stable", M2, 2)]
+    forged = good[1].signed[:64] + good[1].signed[64:].replace(M2.digest, M1.digest)
+    raw = TagHistory(tuple(good)).to_bytes().replace(good[1].signed, forged)
+    found = salvage(raw, [PUBLIC], "team/geo", "stable")
+    assert [s.record.seq for s in found.good] == [1]
+    assert len(found.damaged) == 1 and "bad signature" in found.damaged[0]
+    assert found.highest_seq == 2  # two entries: seq 2 at least, though unreadable
+    assert salvage(b"junk", [PUBLIC], "team/geo", "stable").good == ()

@@ -1,0 +1,58 @@
+"""The trusted tag state: the comparison (pure) and its one encoding."""
+
+import pytest
+from nacl.signing import SigningKey
+
+from aetherfs.core.ids import ManifestId
+from aetherfs.core.tags import TagRecord
+from aetherfs.core.trust import TagRollback, TrustedTag, TrustState, check_record
+from aetherfs.errors import IntegrityError
+
+PUBLIC = bytes(SigningKey(bytes(32)).verify_key)
+M1, M2 = ManifestId(b"\1" * 32), ManifestId(b"\2" * 32)
+REMEDY = "run the reset"
+
+
+def record(seq: int, manifest: ManifestId = M1, time: float = 1.0) -> TagRecord:
+    return TagRecord("team/geo", "stable", manifest, seq, time, PUBLIC)
+
+
+def test_first_and_newer_records_are_accepted() -> None:
+    assert check_record(None, record(1), REMEDY)
+    assert check_record(TrustedTag.of(record(1)), record(2, M2), REMEDY)
+
+
+def test_the_trusted_record_itself_is_accepted_without_change() -> None:
+    assert not check_record(TrustedTag.of(record(2)), record(2), REMEDY)
+
+
+def test_an_older_record_is_refused_naming_both_seqs_and_the_way_out() -> None:
+    with pytest.raises(TagRollback, match=r"at seq 1 .* but seq 2 .* run the reset") as info:
+        check_record(TrustedTag.of(record(2, M2)), record(1), REMEDY)
+    assert isinstance(info.value, IntegrityError)
+    assert info.value.trusted.seq == 2 and info.value.offered.seq == 1
+
+
+def test_a_second_record_under_a_trusted_seq_is_refused() -> None:
+    with pytest.raises(TagRollback, match="different record with seq 2"):
+        check_record(TrustedTag.of(record(2, M2)), record(2, M1), REMEDY)
+    with pytest.raises(TagRollback, match="different record"):  # same manifest, other time
+        check_record(TrustedTag.of(record(2, M2)), record(2, M2, time=5.0), REMEDY)
+
+
+def test_state_round_trips_and_forgets_by_dataset() -> None:
+    other = TagRecord("team/roads", "latest", M2, 7, 2.0, PUBLIC)
+    state = TrustState("store-1").with_record(record(3)).with_record(other)
+    again = TrustState.from_bytes(state.to_bytes(), "f", REMEDY)
+    assert again == state
+    assert again.get("team/geo", "stable") == TrustedTag.of(record(3))
+    assert again.without("team/geo").get("team/geo", "stable") is None
+    assert again.without("team/geo").get("team/roads", "latest") is not None
+    assert again.without("team/ge").get("team/geo", "stable") is not None  # whole names only
+    assert again.without(None).tags == {}
+
+
+@pytest.mark.parametrize("raw", [b"", b"[]", b'{"format": 9}', b'{"format": 1, "tags": {}}'])
+def test_damaged_state_says_what_to_do(raw: bytes) -> None:
+    with pytest.raises(IntegrityError, match=r"is damaged .* run `run the reset`"):
+        TrustState.from_bytes(raw, "/x/s.json", REMEDY)
