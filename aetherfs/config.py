@@ -1,7 +1,9 @@
 """Settings parsed once at the edge (flags, environment) and passed down as frozen values.
 
 Follows the XDG base directories: keys under XDG_CONFIG_HOME, the block cache under
-XDG_CACHE_HOME, the default embedded store under XDG_DATA_HOME.
+XDG_CACHE_HOME, the default embedded store under XDG_DATA_HOME, and what the CLI must remember
+between runs (each part in its own subdirectory: `pulls/` for what pull wrote) under
+XDG_STATE_HOME.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Settings:
     cache_dir: Path
     manifest_cache_dir: Path
     cache_limit: int  # bytes
+    state_dir: Path  # XDG_STATE_HOME/aetherfs: kept between runs, unlike the cache
 
     @classmethod
     def from_env(
@@ -41,6 +44,7 @@ class Settings:
         config_home = _xdg(env, "XDG_CONFIG_HOME", ".config") / "aetherfs"
         data_home = _xdg(env, "XDG_DATA_HOME", ".local/share") / "aetherfs"
         cache_home = _xdg(env, "XDG_CACHE_HOME", ".cache") / "aetherfs"
+        state_home = _xdg(env, "XDG_STATE_HOME", ".local/state") / "aetherfs"
         store_url = store or env.get("AETHERFS_STORE") or (data_home / "store").as_uri()
         keys = keys or env.get("AETHERFS_KEYS")
         limit = cache_limit if cache_limit is not None else env.get("AETHERFS_CACHE_LIMIT")
@@ -53,6 +57,7 @@ class Settings:
             cache_dir=cache_home / "blocks",
             manifest_cache_dir=cache_home / "manifests",
             cache_limit=parse_size(str(limit)) if limit is not None else 4 * 1024**3,
+            state_dir=state_home,
         )
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
+from aetherfs.cache import BlockCache
 from aetherfs.cli.context import Context
 from aetherfs.cli.output import human_bytes, print_json, table, when
 from aetherfs.cli.progress import byte_progress
@@ -21,6 +25,15 @@ from aetherfs.ops.push import push_directory
 from aetherfs.ops.scan import scan_directory
 
 LATEST = "latest"
+
+
+def say(message: str) -> None:
+    """A line for the user that is not the command's output (on stderr, like errors)."""
+    tqdm.write(f"aetherfs: {message}", file=sys.stderr)  # above a progress bar, if one shows
+
+
+def warn(message: str) -> None:
+    say(f"warning: {message}")
 
 
 def push(ctx: Context, args: argparse.Namespace) -> int:
@@ -80,7 +93,9 @@ def pull(ctx: Context, args: argparse.Namespace) -> int:
     signed = repo.resolve(ref.dataset, ref.tag)
     manifest_id = signed.record.manifest_id
     manifest = repo.get_manifest(ref.dataset, manifest_id)
-    cache = None if args.no_cache else ctx.cache()
+    s = ctx.settings
+    # A full cache disk is no reason to fail a pull: it goes on without caching, warned once.
+    cache = None if args.no_cache else BlockCache(s.cache_dir, s.cache_limit, on_full=warn)
     sources: list[BlockSource] = [CacheSource(cache)] if cache else []
     sources.append(StoreSource(repo))
     with byte_progress(manifest.total_size, f"pull {ref}") as progress:
@@ -93,6 +108,10 @@ def pull(ctx: Context, args: argparse.Namespace) -> int:
             workers=args.workers,
             force=args.force,
             progress=progress,
+            state_dir=ctx.settings.state_dir,
+            wait=args.wait,
+            what=str(ref),
+            on_wait=say,
         )
     counts = result.counts
     if ctx.json:
