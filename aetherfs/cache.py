@@ -12,10 +12,10 @@ After a kill -9 the index names only bytes that were written (a segment's bytes 
 before the rows naming them are committed); bytes written but never indexed go with their
 segment. A power cut may lose bytes the index still names: the check on read catches that.
 
-A full disk is met by evicting, least recently used first, segments that hold none of the
-blocks a caller spares (`sparing`: the version being pulled); if that frees too little, a
-cache given `on_full` stops caching (reads go on) and says so once, and one without raises
-CacheFull.
+A full disk, while the caller says which blocks it needs (`sparing`: the version being
+pulled), is met by freeing the others, least recently used first; if that frees too little,
+or outside `sparing`, a cache given `on_full` stops caching (reads go on) and says so once,
+and one without raises CacheFull.
 """
 
 from __future__ import annotations
@@ -121,7 +121,8 @@ class BlockCache:
         self.corrupt_dropped = 0
         self._on_full = on_full
         self.writes_off = False  # the disk filled up and nothing could go: no more writes
-        self._spare: Callable[[], Iterable[BlockId]] = tuple
+        # What making room must not drop; None: the caller never said, so no room is made.
+        self._spare: Callable[[], Iterable[BlockId]] | None = None
         self._room_lock = threading.Lock()  # one thread makes room at a time
         self._lock = threading.Lock()  # guards the fields below, never held around SQL
         self._ready = False
@@ -327,7 +328,7 @@ class BlockCache:
                     return
                 need = sum(len(stored) for _, stored in blocks)
                 try:
-                    if self._make_room(need):
+                    if self._spare is not None and self._make_room(self._spare, need):
                         self._put(blocks)
                         return
                 except CacheFull:
@@ -348,13 +349,13 @@ class BlockCache:
 
     @contextlib.contextmanager
     def sparing(self, blocks: Callable[[], Iterable[BlockId]]) -> Iterator[None]:
-        """While inside, making room on a full disk never drops these blocks (listed only when
-        room must be made: a version's blocks are not held in memory for it)."""
+        """While inside, a full disk makes room by dropping blocks other than these (listed
+        only when room must be made: a version's blocks are not held in memory for it)."""
         self._spare = blocks
         try:
             yield
         finally:
-            self._spare = tuple
+            self._spare = None
 
     def _put(self, blocks: Sequence[tuple[BlockId, bytes]], move: bool = False) -> None:
         """Write `blocks` in one segment; CacheFull if the disk has no room.
@@ -488,7 +489,7 @@ class BlockCache:
                 freed += size - kept
         return freed
 
-    def _make_room(self, need: int) -> bool:
+    def _make_room(self, spare: Callable[[], Iterable[BlockId]], need: int) -> bool:
         """On a full disk: free the bytes of unspared blocks, least recently used segments
         first, until `need` bytes and some more are free. True if anything was freed.
 
@@ -497,7 +498,7 @@ class BlockCache:
         the bytes around them are punched out of the file. The bytes go before their rows, so
         the space is back before SQLite needs any: a row left naming them reads as a miss.
         """
-        keep = {block_id.digest for block_id in self._spare()}
+        keep = {block_id.digest for block_id in spare()}
         db = self._conn()
         freed = False
         try:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aetherfs.cache import BlockCache
+from aetherfs.cache import BlockCache, CacheFull
 from aetherfs.core.blocklist import as_block_list
 from aetherfs.core.ids import ManifestId
 from aetherfs.core.manifest import FILE, FileEntry, Manifest
@@ -171,9 +171,9 @@ def _record(
             st = (staging / entry.path).lstat()
             stamps.append((entry, Stamp.of(st), stat.S_IMODE(st.st_mode)))
     written = [s.mtime_ns for e, s, _ in stamps if e.path not in linked]
-    # The probe lies beside DIR, on its file system (whose clock and granularity count), and
-    # is gone before the swap: DIR holds the dataset and nothing else.
-    fd, probe = tempfile.mkstemp(prefix=f"{staging.name}.clock-", dir=staging.parent)
+    # The probe is on DIR's file system (whose clock and granularity count), and gone before
+    # the swap: DIR holds the dataset and nothing else.
+    fd, probe = tempfile.mkstemp(prefix=".aetherfs-clock-", dir=staging)
     os.close(fd)
     try:
         now_ns = _settle_clock(Path(probe), max(written, default=0))
@@ -289,7 +289,8 @@ def _pull_held(
     fsync_dir(target.parent)
     records.prune(keep=key)  # the old tree's record, and any of a pull killed before the swap
     if cache is not None:
-        cache.evict(pinned=(ref.id for ref in manifest.iter_blocks()))  # read only if over
+        with contextlib.suppress(CacheFull):  # DIR is done: a cache too full to tidy can wait
+            cache.evict(pinned=(ref.id for ref in manifest.iter_blocks()))  # read only if over
     linked_entries = [e for e in manifest.files if e.path in linked]
     linked_bytes = sum(e.size for e in linked_entries)
     if linked_entries:

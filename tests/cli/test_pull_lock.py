@@ -6,6 +6,7 @@ while it holds the target, so the overlap is certain, not a matter of timing.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -14,7 +15,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from aetherfs.ops.pull import staging_path
+from aetherfs.ops.pull_lock import lock_path
 from tests.cli.test_push_pull import make_tree, tree
 from tests.conftest import Cli
 
@@ -111,4 +115,29 @@ def test_a_pull_killed_while_holding_the_directory_does_not_block_the_next(
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
     cli("pull", "geo:1.0.0", str(out))  # the lock went with the process
+    assert tree(out) == tree(v1)
+
+
+def test_a_lock_file_of_another_user_still_excludes_and_is_taken_when_free(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Left by another user's pull (mode 0644, not writable here): locked read-only. The
+    pull runs with capabilities dropped, so root is held to file modes as a user is."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the lock file to another user")
+    v1, _ = publish_two(cli, tmp_path)
+    out = tmp_path / "out"
+    lock = lock_path(out)
+    lock.write_text(json.dumps({"pid": 4242, "what": "geo:9.9.9"}))
+    lock.chmod(0o644)
+    os.chown(lock, 65534, 65534)
+    as_user = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"]
+    command = [*as_user, sys.executable, "-m", "aetherfs.cli.main", "pull", "geo:1.0.0", str(out)]
+    with lock.open("rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # the other user's pull, still running
+        refused = subprocess.run(command, env=cli.env, capture_output=True, text=True)
+        assert refused.returncode == 6, refused.stderr
+        assert "pid 4242, pulling geo:9.9.9" in refused.stderr
+    done = subprocess.run(command, env=cli.env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
     assert tree(out) == tree(v1)

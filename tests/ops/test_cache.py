@@ -208,13 +208,15 @@ def tmpfs(mount: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_full_disk_is_a_clear_error_and_loses_no_spared_block(tmp_path: Path) -> None:
+@pytest.mark.parametrize("spared", [False, True])
+def test_full_disk_is_a_clear_error_and_loses_nothing(tmp_path: Path, spared: bool) -> None:
+    # Outside `sparing` no room is made; inside, the spared blocks stay.
     with tmpfs(tmp_path / "small", "2m") as mount:
         cache = BlockCache(mount / "c", limit=10**9)
         first = blocks(10, size=50_000)
         cache.put_many(first)
         with (
-            cache.sparing(lambda: [b for b, _ in first]),
+            cache.sparing(lambda: [b for b, _ in first]) if spared else contextlib.nullcontext(),
             pytest.raises(StoreUnavailable, match="No space left on device"),
         ):
             cache.put_many(blocks(40, size=50_000, seed=1))
