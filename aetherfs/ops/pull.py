@@ -241,6 +241,8 @@ def _pull_held(
 ) -> PullResult:
     previous = records.read(target)
     _check_target(target, force, previous)
+    # Records of trees no longer there could only ever vouch for a stranger reusing an inode.
+    records.prune(target, keep=TargetKey.of(target) if previous is not None else None)
     staging = staging_path(target)
     if staging.exists() or staging.is_symlink():
         shutil.rmtree(staging)  # left by an interrupted pull; its blocks are in the cache
@@ -287,7 +289,7 @@ def _pull_held(
     else:
         staging.rename(target)
     fsync_dir(target.parent)
-    records.prune(keep=key)  # the old tree's record, and any of a pull killed before the swap
+    records.prune(target, keep=key)  # the old tree's record
     if cache is not None:
         with contextlib.suppress(CacheFull):  # DIR is done: a cache too full to tidy can wait
             cache.evict(pinned=(ref.id for ref in manifest.iter_blocks()))  # read only if over

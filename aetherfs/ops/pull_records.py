@@ -90,12 +90,13 @@ class PullRecords:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         return MarkerWriter(self._path(key), head | key.head())
 
-    def prune(self, keep: TargetKey) -> None:
-        """Remove every record of `keep.path` but `keep`'s: the trees they named are gone."""
+    def prune(self, path: Path, keep: TargetKey | None) -> None:
+        """Remove every record of the directory at `path` but `keep`'s: the trees they named
+        are gone (replaced, or staged by a pull killed before its swap)."""
         if not self.root.is_dir():
             return
-        prefix = self._prefix(keep.path) + "-"
-        mine = self._path(keep).name
+        prefix = self._prefix(os.path.realpath(path)) + "-"
+        mine = self._path(keep).name if keep is not None else None
         for entry in self.root.iterdir():
             if entry.name.startswith(prefix) and entry.name != mine:
                 with contextlib.suppress(FileNotFoundError):
