@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from aetherfs.config import Settings
 from aetherfs.ops import reuse
 from tests.cli.test_push_pull import make_tree, tree
 from tests.conftest import Cli
@@ -49,7 +50,7 @@ def inodes(root: Path) -> dict[str, int]:
 
 def record_of(cli: Cli) -> Path:
     """The one record the CLI keeps of a pulled directory."""
-    (record,) = (cli.home / ".local" / "state" / "aetherfs" / "pulls").iterdir()
+    (record,) = (Settings.from_env(cli.env).state_dir / "pulls").iterdir()
     return record
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from aetherfs.config import Settings
 from tests.cli.test_pull_fast import edit_middle, inodes, make_dataset, pull_json, setup_v1_v2
 from tests.cli.test_push_pull import tree
 from tests.conftest import Cli
@@ -21,7 +22,7 @@ LEGACY_MARKER = ".aetherfs-pulled.json"
 
 
 def records(cli: Cli) -> list[Path]:
-    pulls = cli.home / "state" / "aetherfs" / "pulls"
+    pulls = Settings.from_env(cli.env).state_dir / "pulls"
     return sorted(pulls.iterdir()) if pulls.exists() else []
 
 
@@ -44,7 +45,8 @@ def test_a_pulled_directory_is_exactly_the_dataset(state_cli: Cli, tmp_path: Pat
     cli("pull", "geo:1.0.0", str(out))
     assert diff_r(src, out).returncode == 0, diff_r(src, out).stdout
     assert sorted(os.listdir(out)) == sorted(os.listdir(src))
-    assert len(records(cli)) == 1  # remembered outside DIR
+    (record,) = records(cli)  # remembered outside DIR, where XDG_STATE_HOME says
+    assert record.is_relative_to(cli.home / "state" / "aetherfs" / "pulls")
     edit_middle(src / "big.bin")
     cli("push", str(src), "geo:2.0.0")
     pulled = pull_json(cli, "geo:2.0.0", out)  # no --force: DIR is known to be ours
