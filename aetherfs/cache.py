@@ -11,11 +11,18 @@ first; blocks a caller pins that sit in a segment being removed are copied to a 
 After a kill -9 the index names only bytes that were written (a segment's bytes are written
 before the rows naming them are committed); bytes written but never indexed go with their
 segment. A power cut may lose bytes the index still names: the check on read catches that.
+
+A full disk, while the caller says which blocks it needs (`sparing`: the version being
+pulled), is met by freeing the others, least recently used first; if that frees too little,
+or outside `sparing`, a cache given `on_full` stops caching (reads go on) and says so once,
+and one without raises CacheFull.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import errno
 import os
 import re
@@ -23,7 +30,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +44,28 @@ _OPEN_ATTEMPTS = 100  # of 50 ms, while another process holds a new index
 _IOV_MAX = 1024  # buffers per pwritev: Linux's IOV_MAX
 _INDEX = "index.sqlite"
 _LEGACY_DIR = re.compile(r"[0-9a-f]{2}")
+# Free space to make when the disk is full, beyond the batch that did not fit: enough that the
+# next batches fit too, rather than evicting (and listing the spared blocks) once per batch.
+_ROOM_BYTES = 64 * 1024 * 1024
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
+
+
+def punch_hole(fd: int, offset: int, length: int) -> None:
+    """Give a file's bytes in [offset, offset + length) back to the file system (reading as
+    zeros), its size unchanged: Linux's fallocate(PUNCH_HOLE), which Python does not wrap."""
+    mode = _FALLOC_FL_KEEP_SIZE | _FALLOC_FL_PUNCH_HOLE
+    if _libc.fallocate(fd, mode, ctypes.c_int64(offset), ctypes.c_int64(length)) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+class CacheFull(StoreUnavailable):
+    """The disk under the cache has no room left (or the user's quota is used up)."""
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS segments (
@@ -78,11 +107,23 @@ class _Row:
 
 
 class BlockCache:
-    def __init__(self, root: Path, limit: int, segment_bytes: int = SEGMENT_BYTES) -> None:
+    def __init__(
+        self,
+        root: Path,
+        limit: int,
+        segment_bytes: int = SEGMENT_BYTES,
+        on_full: Callable[[str], None] | None = None,
+    ) -> None:
+        """`on_full`: told, once, that the disk is full and caching stops (instead of raising)."""
         self.root = root
         self.limit = limit
         self.segment_bytes = segment_bytes
         self.corrupt_dropped = 0
+        self._on_full = on_full
+        self.writes_off = False  # the disk filled up and nothing could go: no more writes
+        # What making room must not drop; None: the caller never said, so no room is made.
+        self._spare: Callable[[], Iterable[BlockId]] | None = None
+        self._room_lock = threading.Lock()  # one thread makes room at a time
         self._lock = threading.Lock()  # guards the fields below, never held around SQL
         self._ready = False
         # One connection per thread: readers run at once (WAL); writers queue in SQLite.
@@ -177,9 +218,15 @@ class BlockCache:
     def _unusable(self, exc: BaseException) -> StoreUnavailable:
         if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
             exc = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # say it as the OS would
+        if isinstance(exc, OSError) and exc.errno in _FULL:
+            return CacheFull(f"cannot use the block cache {self.root}: {exc.strerror}")
         if isinstance(exc, OSError) and exc.strerror:
             return StoreUnavailable(f"cannot use the block cache {self.root}: {exc.strerror}")
         return StoreUnavailable(f"cannot use the block cache {self.root}: {exc}")
+
+    def _cannot_write(self, exc: OSError) -> StoreUnavailable:
+        kind = CacheFull if exc.errno in _FULL else StoreUnavailable
+        return kind(f"cannot write to the block cache {self.root}: {exc.strerror}")
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -216,7 +263,16 @@ class BlockCache:
 
     def has(self, ids: Iterable[BlockId]) -> set[BlockId]:
         """Those of `ids` the index names (not read, so not yet checked)."""
-        return {row.block_id for row in self._rows(list(ids))}
+        return {row.block_id for row in self._readable_rows(list(ids))}
+
+    def _readable_rows(self, ids: Sequence[BlockId]) -> list[_Row]:
+        """`_rows`, or none if a full disk keeps the index from opening and the caller goes
+        on without the cache (`on_full`)."""
+        try:
+            return self._rows(ids)
+        except CacheFull as exc:
+            self._stop_writing(exc)
+            return []
 
     def get_many(self, ids: Sequence[BlockId]) -> dict[BlockId, bytes]:
         """Verified stored bytes of those of `ids` the cache holds."""
@@ -224,7 +280,7 @@ class BlockCache:
         corrupt: list[BlockId] = []
         gone: list[BlockId] = []
         by_segment: dict[int, list[_Row]] = {}
-        for row in self._rows(ids):
+        for row in self._readable_rows(ids):
             by_segment.setdefault(row.segment, []).append(row)
         for seq, rows in by_segment.items():
             try:
@@ -256,12 +312,57 @@ class BlockCache:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def put_many(self, blocks: Sequence[tuple[BlockId, bytes]], move: bool = False) -> None:
+    def put_many(self, blocks: Sequence[tuple[BlockId, bytes]]) -> None:
         """Keep verified blocks (the caller has checked each against its id) in one segment.
+
+        Blocks already held are skipped. On a full disk, room is made (`_make_room`) and the
+        write tried once more; if it still fails the cache stops writing (`on_full`) or raises.
+        """
+        if self.writes_off:
+            return
+        try:
+            self._put(blocks)
+        except CacheFull as exc:
+            with self._room_lock:
+                if self.writes_off:
+                    return
+                need = sum(len(stored) for _, stored in blocks)
+                try:
+                    if self._spare is not None and self._make_room(self._spare, need):
+                        self._put(blocks)
+                        return
+                except CacheFull:
+                    pass
+                self._stop_writing(exc)
+
+    def _stop_writing(self, exc: CacheFull) -> None:
+        if self._on_full is None:
+            raise exc
+        with self._lock:
+            if self.writes_off:
+                return
+            self.writes_off = True
+        self._on_full(
+            f"the disk of the block cache {self.root} is full and nothing more in it may go; "
+            "going on without caching blocks (free some space there to cache them again)"
+        )
+
+    @contextlib.contextmanager
+    def sparing(self, blocks: Callable[[], Iterable[BlockId]]) -> Iterator[None]:
+        """While inside, a full disk makes room by dropping blocks other than these (listed
+        only when room must be made: a version's blocks are not held in memory for it)."""
+        self._spare = blocks
+        try:
+            yield
+        finally:
+            self._spare = None
+
+    def _put(self, blocks: Sequence[tuple[BlockId, bytes]], move: bool = False) -> None:
+        """Write `blocks` in one segment; CacheFull if the disk has no room.
 
         Blocks already held are skipped, unless `move`: then the index points at the new copy.
         """
-        present = set() if move else self.has(block_id for block_id, _ in blocks)
+        present = set() if move else {r.block_id for r in self._rows([b for b, _ in blocks])}
         fresh: dict[BlockId, bytes] = {}
         for block_id, stored in blocks:
             if block_id not in present:
@@ -304,9 +405,7 @@ class BlockCache:
                 if views and written:
                     views[0] = views[0][written:]
         except OSError as exc:
-            raise StoreUnavailable(
-                f"cannot write to the block cache {self.root}: {exc.strerror}"
-            ) from None
+            raise self._cannot_write(exc) from None
 
     def _checkout(self) -> _Segment:
         with self._lock:
@@ -323,9 +422,7 @@ class BlockCache:
         except OSError as exc:
             with self._lock:
                 self._open.discard(seq)
-            raise StoreUnavailable(
-                f"cannot write to the block cache {self.root}: {exc.strerror}"
-            ) from None
+            raise self._cannot_write(exc) from None
         return _Segment(seq, fd, 0)
 
     def _checkin(self, segment: _Segment) -> None:
@@ -387,8 +484,74 @@ class BlockCache:
                 continue  # nothing here may go
             if not self._retire(seq):
                 continue  # a thread is appending to it right now
-            freed += size - self._drop_segment(seq, live)
+            kept = self._drop_segment(seq, live)
+            if kept is not None:
+                freed += size - kept
         return freed
+
+    def _make_room(self, spare: Callable[[], Iterable[BlockId]], need: int) -> bool:
+        """On a full disk: free the bytes of unspared blocks, least recently used segments
+        first, until `need` bytes and some more are free. True if anything was freed.
+
+        Nothing is moved (there is no room to move to). A segment of unspared blocks only is
+        removed; in one that also holds spared blocks (versions share blocks, so most do),
+        the bytes around them are punched out of the file. The bytes go before their rows, so
+        the space is back before SQLite needs any: a row left naming them reads as a miss.
+        """
+        keep = {block_id.digest for block_id in spare()}
+        db = self._conn()
+        freed = False
+        try:
+            order = db.execute("SELECT seq FROM segments ORDER BY used, seq").fetchall()
+            for (seq,) in order:
+                if self._free_bytes() >= need + _ROOM_BYTES:
+                    break
+                rows = db.execute(
+                    "SELECT id, offset, size FROM blocks WHERE segment = ?", (seq,)
+                ).fetchall()
+                spared = [(off, n) for digest, off, n in rows if digest in keep]
+                if not self._retire(seq):
+                    continue  # a thread is appending to it right now
+                if not spared:
+                    with contextlib.suppress(FileNotFoundError):
+                        self._segment_path(seq).unlink()
+                    freed = True
+                    with self._transaction() as tx:
+                        tx.execute("DELETE FROM blocks WHERE segment = ?", (seq,))
+                        tx.execute("DELETE FROM segments WHERE seq = ?", (seq,))
+                elif len(spared) < len(rows) and self._punch_around(seq, spared):
+                    freed = True
+                    kept = sum(n for _, n in spared)
+                    gone = [(digest,) for digest, _, _ in rows if digest not in keep]
+                    with self._transaction() as tx:
+                        tx.executemany("DELETE FROM blocks WHERE id = ?", gone)
+                        tx.execute("UPDATE segments SET bytes = ? WHERE seq = ?", (kept, seq))
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from None
+        return freed
+
+    def _punch_around(self, seq: int, spared: list[tuple[int, int]]) -> bool:
+        """Free the bytes of segment `seq` outside the (offset, size) ranges in `spared`,
+        keeping its length and every spared byte; False if the file system cannot."""
+        try:
+            fd = os.open(self._segment_path(seq), os.O_WRONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            at = 0
+            for offset, size in [*sorted(spared), (os.fstat(fd).st_size, 0)]:
+                if offset > at:
+                    punch_hole(fd, at, offset - at)
+                at = max(at, offset + size)
+        except OSError:
+            return False  # e.g. EOPNOTSUPP: this segment stays whole
+        finally:
+            os.close(fd)
+        return True
+
+    def _free_bytes(self) -> int:
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize
 
     def _retire(self, seq: int) -> bool:
         """Stop appending to segment `seq`; False if a thread is writing to it now."""
@@ -403,11 +566,14 @@ class BlockCache:
                     return True
         return False
 
-    def _drop_segment(self, seq: int, live: list[_Row]) -> int:
-        """Remove segment `seq`, first moving its `live` blocks to a new one; return bytes kept.
+    def _drop_segment(self, seq: int, live: list[_Row]) -> int | None:
+        """Remove segment `seq`, first moving its `live` blocks to a new one; return bytes kept,
+        or None if the disk is too full to move them (then the segment stays).
 
         Moved before the segment goes, so a crash half-way loses no pinned block.
         """
+        if live and self.writes_off:
+            return None
         path = self._segment_path(seq)
         kept = 0
         try:
@@ -423,12 +589,14 @@ class BlockCache:
                     batch_bytes += len(data)
                     kept += len(data)
                     if batch_bytes >= _MOVE_BYTES:
-                        self.put_many(batch, move=True)
+                        self._put(batch, move=True)
                         batch, batch_bytes = [], 0
                 if batch:
-                    self.put_many(batch, move=True)
+                    self._put(batch, move=True)
         except FileNotFoundError:
             kept = 0
+        except CacheFull:
+            return None  # the blocks moved so far are indexed at their new place
         with self._transaction() as db:
             db.execute("DELETE FROM blocks WHERE segment = ?", (seq,))
             db.execute("DELETE FROM segments WHERE seq = ?", (seq,))

@@ -1,8 +1,9 @@
 """Settings parsed once at the edge (flags, environment) and passed down as frozen values.
 
 Follows the XDG base directories: keys under XDG_CONFIG_HOME, the block cache under
-XDG_CACHE_HOME, the default embedded store under XDG_DATA_HOME, what this user has come to
-trust (tag records seen, aetherfs/trust.py) under XDG_STATE_HOME.
+XDG_CACHE_HOME, the default embedded store under XDG_DATA_HOME, and what the CLI must remember
+between runs under XDG_STATE_HOME, each part in its own subdirectory: `trust/` for the tag
+records this user has come to trust (aetherfs/trust.py), `pulls/` for what pull wrote.
 """
 
 from __future__ import annotations

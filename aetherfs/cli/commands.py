@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
+from aetherfs.cache import BlockCache
 from aetherfs.cli.context import Context
 from aetherfs.cli.hub_cmd import HubContext
 from aetherfs.cli.output import human_bytes, print_json, table, when
@@ -46,6 +49,15 @@ def resolve(ctx: Context, repo: Repository, ref: Ref) -> SignedTag:
     signed = repo.resolve(ref.dataset, ref.tag)
     trust_store(ctx).accept(repo.keyring.store_id, signed.record)
     return signed
+
+
+def say(message: str) -> None:
+    """A line for the user that is not the command's output (on stderr, like errors)."""
+    tqdm.write(f"aetherfs: {message}", file=sys.stderr)  # above a progress bar, if one shows
+
+
+def warn(message: str) -> None:
+    say(f"warning: {message}")
 
 
 def push(ctx: Context, args: argparse.Namespace) -> int:
@@ -105,7 +117,9 @@ def pull(ctx: Context, args: argparse.Namespace) -> int:
     signed = resolve(ctx, repo, ref)
     manifest_id = signed.record.manifest_id
     manifest = repo.get_manifest(ref.dataset, manifest_id)
-    cache = None if args.no_cache else ctx.cache()
+    s = ctx.settings
+    # A full cache disk is no reason to fail a pull: it goes on without caching, warned once.
+    cache = None if args.no_cache else BlockCache(s.cache_dir, s.cache_limit, on_full=warn)
     sources: list[BlockSource] = [CacheSource(cache)] if cache else []
     sources.append(StoreSource(repo))
     with byte_progress(manifest.total_size, f"pull {ref}") as progress:
@@ -118,6 +132,10 @@ def pull(ctx: Context, args: argparse.Namespace) -> int:
             workers=args.workers,
             force=args.force,
             progress=progress,
+            state_dir=ctx.settings.state_dir,
+            wait=args.wait,
+            what=str(ref),
+            on_wait=say,
         )
     counts = result.counts
     if ctx.json:

@@ -103,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--cache-limit", metavar="SIZE", help="block cache bound (default 4G)")
     p.add_argument("--no-cache", action="store_true", help="do not use the local block cache")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="if another pull is writing into DIR, wait for it to finish instead of failing",
+    )
     _common(p)
     _json(p)
     p.set_defaults(run=commands.pull)

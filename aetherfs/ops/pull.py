@@ -4,20 +4,26 @@ The tree is built in a staging directory beside DIR and then swapped with DIR in
 renameat2(RENAME_EXCHANGE): a reader, or a crash, sees the old DIR or the new one. Blocks come
 from bytes already in DIR, then the cache, then the store; fetched blocks land in the cache
 first, so a pull killed half-way resumes without fetching them again.
+
+One pull at a time holds DIR (`pull_lock.py`), from before it looks at DIR until after the
+swap, so no other pull writes into its staging tree or records what it wrote. What it wrote is
+recorded outside DIR (`pull_records.py`), so DIR holds exactly the dataset.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
 import stat
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aetherfs.cache import BlockCache
+from aetherfs.cache import BlockCache, CacheFull
 from aetherfs.core.blocklist import as_block_list
 from aetherfs.core.ids import ManifestId
 from aetherfs.core.manifest import FILE, FileEntry, Manifest
@@ -26,16 +32,16 @@ from aetherfs.fetch.planner import BlockFetcher, SourceCounts
 from aetherfs.fetch.sources import BlockSource
 from aetherfs.ops.atomic import exchange, fsync_dir
 from aetherfs.ops.materialise import LinkSource, build_tree
+from aetherfs.ops.pull_lock import hold_target
+from aetherfs.ops.pull_records import LEGACY_MARKER, PullRecords, TargetKey
 from aetherfs.ops.reuse import (
-    MarkerWriter,
+    PulledFile,
     Stamp,
     TrustedFile,
     fingerprint,
     index_chunks,
-    read_marker,
     scan_pulled_directory,
 )
-from aetherfs.ops.scan import PULL_MARKER as MARKER
 
 Progress = Callable[[int], None]
 
@@ -68,10 +74,19 @@ def staging_path(target: Path) -> Path:
     return target.parent / f".{target.name}.aetherfs-staging"
 
 
-def _check_target(target: Path, force: bool) -> None:
+def _normalised(target: Path) -> Path:
+    """`target` absolute, `..` gone and its parent's symlinks resolved: one lock, one record,
+    whichever way the same directory is named."""
+    target = Path(os.path.abspath(target))
+    if target.parent == target:
+        raise InvalidInput(f"cannot pull into {target}: pull into a directory below it")
+    return Path(os.path.realpath(target.parent)) / target.name
+
+
+def _check_target(target: Path, force: bool, previous: dict[str, PulledFile] | None) -> None:
     if target.is_symlink() or (target.exists() and not target.is_dir()):
         raise InvalidInput(f"{target} exists and is not a directory")
-    if target.is_dir() and not force and not (target / MARKER).exists() and any(target.iterdir()):
+    if target.is_dir() and not force and previous is None and any(target.iterdir()):
         raise InvalidInput(
             f"{target} is not empty and was not made by `aetherfs pull`; its contents would be "
             "replaced. Pass --force to replace them."
@@ -131,14 +146,16 @@ def _settle_clock(probe: Path, newest_ns: int) -> int:
     return now_ns
 
 
-def _write_marker(
+def _record(
     manifest: Manifest,
     manifest_id: ManifestId,
     staging: Path,
+    records: PullRecords,
+    key: TargetKey,
     links: dict[str, LinkSource],
     linked: set[str],
 ) -> None:
-    """Record each file written or linked, its stat and its blocks, in the staging marker.
+    """Record each file written or linked, its stat and its blocks, for the tree `key` names.
 
     Written file by file: the whole record held at once would grow with the version.
     """
@@ -154,15 +171,22 @@ def _write_marker(
             st = (staging / entry.path).lstat()
             stamps.append((entry, Stamp.of(st), stat.S_IMODE(st.st_mode)))
     written = [s.mtime_ns for e, s, _ in stamps if e.path not in linked]
-    now_ns = _settle_clock(staging / MARKER, max(written, default=0))
+    # The probe is on DIR's file system (whose clock and granularity count), and gone before
+    # the swap: DIR holds the dataset and nothing else.
+    fd, probe = tempfile.mkstemp(prefix=".aetherfs-clock-", dir=staging)
+    os.close(fd)
+    try:
+        now_ns = _settle_clock(Path(probe), max(written, default=0))
+    finally:
+        os.unlink(probe)
     head = {"dataset": manifest.dataset, "manifest": manifest_id.hex(), "time": time.time()}
-    with MarkerWriter(staging / MARKER, head) as marker:
+    with records.writer(key, head) as record:
         for entry, stamp, mode in stamps:
             # On a file system with very coarse times the wait can give up: files whose mtime
             # a change now would not move are left out, so the next pull reads and hashes them.
             if stamp.mtime_ns < now_ns:
-                marker.add(entry.path, stamp, mode, as_block_list(entry.blocks))
-        marker.finish()
+                record.add(entry.path, stamp, mode, as_block_list(entry.blocks))
+        record.finish()
 
 
 def pull_manifest(
@@ -174,15 +198,55 @@ def pull_manifest(
     workers: int = 8,
     force: bool = False,
     progress: Progress | None = None,
+    *,
+    state_dir: Path,
+    wait: bool = False,
+    what: str = "",
+    on_wait: Callable[[str], None] | None = None,
 ) -> PullResult:
+    """Make `target` hold exactly `manifest`'s tree.
+
+    `state_dir` keeps what this pull wrote (for the next pull over it); `what` names this pull
+    to another one that finds `target` held (`wait`: wait for it, telling `on_wait`).
+    """
     started = time.monotonic()
-    target = target.absolute()
-    _check_target(target, force)
+    target = _normalised(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with hold_target(target, what or f"{manifest.dataset} {manifest_id.short()}", wait, on_wait):
+        return _pull_held(
+            manifest,
+            manifest_id,
+            target,
+            sources,
+            cache,
+            workers,
+            force,
+            progress,
+            PullRecords(state_dir),
+            started,
+        )
+
+
+def _pull_held(
+    manifest: Manifest,
+    manifest_id: ManifestId,
+    target: Path,
+    sources: Sequence[BlockSource],
+    cache: BlockCache | None,
+    workers: int,
+    force: bool,
+    progress: Progress | None,
+    records: PullRecords,
+    started: float,
+) -> PullResult:
+    previous = records.read(target)
+    _check_target(target, force, previous)
+    # Records of trees no longer there could only ever vouch for a stranger reusing an inode.
+    records.prune(target, keep=TargetKey.of(target) if previous is not None else None)
     staging = staging_path(target)
     if staging.exists() or staging.is_symlink():
         shutil.rmtree(staging)  # left by an interrupted pull; its blocks are in the cache
-    previous = read_marker(target / MARKER) if target.is_dir() else {}
-    scan = scan_pulled_directory(target, previous, skip=frozenset({MARKER}))
+    scan = scan_pulled_directory(target, previous or {}, skip=frozenset({LEGACY_MARKER}))
     del previous  # what is vouched for is in `scan`
     links = _link_sources(manifest, scan.trusted)
     # Bytes already in DIR are looked for only for files to be written, not linked: a set per
@@ -201,10 +265,19 @@ def pull_manifest(
     del wanted
     fetcher = BlockFetcher(sources, cache, local.chunks)
     try:
-        linked = build_tree(
-            manifest, staging, fetcher, workers=workers, progress=progress, links=links
-        )
-        _write_marker(manifest, manifest_id, staging, links, linked)
+        # A full cache disk makes room from other versions' blocks, never from this one's.
+        with (
+            cache.sparing(lambda: (ref.id for ref in manifest.iter_blocks()))
+            if cache
+            else (contextlib.nullcontext())
+        ):
+            linked = build_tree(
+                manifest, staging, fetcher, workers=workers, progress=progress, links=links
+            )
+        staged = TargetKey.of(staging)
+        assert staged is not None  # build_tree made it
+        key = staged.moved_to(target)  # the swap moves the staging directory, inode and all
+        _record(manifest, manifest_id, staging, records, key, links, linked)
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)  # give the space back; DIR is untouched
         if isinstance(exc, OSError):
@@ -212,12 +285,14 @@ def pull_manifest(
         raise
     if target.exists():
         exchange(staging, target)
-        shutil.rmtree(staging)  # now the old tree
+        shutil.rmtree(staging)  # now the old tree (a marker left by earlier pulls with it)
     else:
         staging.rename(target)
     fsync_dir(target.parent)
+    records.prune(target, keep=key)  # the old tree's record
     if cache is not None:
-        cache.evict(pinned=(ref.id for ref in manifest.iter_blocks()))  # read only if over
+        with contextlib.suppress(CacheFull):  # DIR is done: a cache too full to tidy can wait
+            cache.evict(pinned=(ref.id for ref in manifest.iter_blocks()))  # read only if over
     linked_entries = [e for e in manifest.files if e.path in linked]
     linked_bytes = sum(e.size for e in linked_entries)
     if linked_entries:

@@ -4,8 +4,10 @@ Chunking the existing files with the manifest's parameters and hashing each chun
 plaintext digests the manifest records, so matching needs no keys and trusts nothing: a local
 chunk is only used if its BLAKE3 equals the digest in the (authenticated) manifest.
 
-A directory filled by `aetherfs pull` carries a marker recording, per file written, its stat
-(size, mtime_ns, inode, mode) and the digests of its blocks. The marker is one line of JSON
+For each directory it fills, `aetherfs pull` keeps a record (`pull_records.py`: outside the
+directory, under the CLI's state dir) of each file written: its stat (size, mtime_ns, inode,
+mode) and the digests of its blocks. A record (the "marker" format, which earlier pulls left
+inside the directory as `.aetherfs-pulled.json`) is one line of JSON
 (the files, each with a fingerprint of its block list and where that list lies) followed by
 the block lists as 40-byte records, read only when needed: a pull over a tree holds one
 record per file, not per block. A file whose stat still matches is
@@ -112,7 +114,7 @@ MARKER_FORMAT = 2
 
 
 class MarkerWriter:
-    """Writes a marker file by file: block lists to a scratch file as they come, then the JSON
+    """Writes a record file by file: block lists to a scratch file as they come, then the JSON
     line, then the block lists after it. Nothing per block is held in memory."""
 
     def __init__(self, path: Path, head: dict[str, Any]) -> None:
@@ -154,6 +156,8 @@ class MarkerWriter:
             out.write(json.dumps(self._head | {"files": self._records}).encode() + b"\n")
             self._lists.seek(0)
             shutil.copyfileobj(self._lists, out)
+            out.flush()
+            os.fsync(out.fileno())  # it must not outlive the tree it names only half written
 
 
 def _runs(pairs: Iterator[tuple[bytes, int]]) -> Iterator[list[tuple[bytes, int]]]:
@@ -203,8 +207,9 @@ def _pulled_file_from_json(doc: dict[str, Any], marker: Path, region: int) -> Pu
     return PulledFile(str(doc["path"]), stamp, int(doc["mode"]), count, print_, blocks)
 
 
-def read_marker(path: Path) -> dict[str, PulledFile]:
-    """The files a previous pull recorded in its marker; empty if missing, old or corrupt.
+def read_record(path: Path) -> tuple[dict[str, Any], dict[str, PulledFile]] | None:
+    """A record's head (what it was written for) and the files it vouches for; None if it is
+    missing, old or corrupt.
 
     Only the JSON line is read here: each file's block list stays in the file until asked for.
     """
@@ -212,10 +217,17 @@ def read_marker(path: Path) -> dict[str, PulledFile]:
         with path.open("rb") as f:
             line = f.readline()
         doc = json.loads(line)
-        files = doc["files"]
-        return {f.path: f for f in (_pulled_file_from_json(d, path, len(line)) for d in files)}
-    except (OSError, ValueError, KeyError, TypeError, binascii.Error):
-        return {}  # no usable record: every file is chunked and hashed instead
+        files = doc.pop("files")
+        found = {f.path: f for f in (_pulled_file_from_json(d, path, len(line)) for d in files)}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+        return None  # no usable record: every file is chunked and hashed instead
+    return doc, found
+
+
+def read_marker(path: Path) -> dict[str, PulledFile]:
+    """The files a record vouches for; empty if it is missing, old or corrupt."""
+    record = read_record(path)
+    return record[1] if record else {}
 
 
 def _chunk_file(

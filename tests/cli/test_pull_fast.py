@@ -1,7 +1,7 @@
 """Pulling a new version over a pulled one: unchanged files are linked, nothing unchecked trusted.
 
-Real CLI processes on the embedded local store. The marker a pull leaves in DIR vouches for a
-file only while its size, mtime and inode are what the pull recorded.
+Real CLI processes on the embedded local store. The record a pull keeps of DIR (under the state
+dir, not in DIR) vouches for a file only while its size, mtime and inode are what it recorded.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from aetherfs.config import Settings
 from aetherfs.ops import reuse
 from tests.cli.test_push_pull import make_tree, tree
 from tests.conftest import Cli
 
-MARKER = ".aetherfs-pulled.json"
 KEPT = [f"data/keep{i}.bin" for i in range(4)]
 
 
@@ -44,8 +44,14 @@ def inodes(root: Path) -> dict[str, int]:
     return {
         p.relative_to(root).as_posix(): p.lstat().st_ino
         for p in root.rglob("*")
-        if p.is_file() and not p.is_symlink() and p.name != MARKER
+        if p.is_file() and not p.is_symlink()
     }
+
+
+def record_of(cli: Cli) -> Path:
+    """The one record the CLI keeps of a pulled directory."""
+    (record,) = (Settings.from_env(cli.env).state_dir / "pulls").iterdir()
+    return record
 
 
 def marker_parts(path: Path) -> tuple[dict[str, Any], bytes]:
@@ -82,7 +88,7 @@ def test_v2_over_v1_links_unchanged_files_and_fetches_only_changed_blocks(
     out = tmp_path / "out"
     first = pull_json(cli, "geo:1.0.0", out)
     assert first["linked_files"] == 0
-    marker, lists = marker_parts(out / MARKER)
+    marker, lists = marker_parts(record_of(cli))
     recorded = {f["path"]: f for f in marker["files"]}
     assert len(lists) == 40 * sum(f["blocks"][1] for f in marker["files"])
     st = (out / "big.bin").stat()
@@ -113,7 +119,7 @@ def test_v2_over_v1_links_unchanged_files_and_fetches_only_changed_blocks(
     assert isinstance(by_source, dict)
     assert by_source["linked"] == linked_bytes
     # Only big.bin's changed blocks come from the store; the rest of it is read locally, at the
-    # offsets the marker recorded; copy.bin's bytes come from keep0.bin.
+    # offsets the record names; copy.bin's bytes come from keep0.bin.
     assert 0 < by_source["store"] <= second["new_bytes"] < 1_000_000
     assert by_source["local"] >= 1_000_000 + 400_000
 
@@ -153,11 +159,11 @@ def test_a_file_changed_after_the_pull_is_not_trusted(
 
 
 @pytest.mark.parametrize("damage", ["missing", "not-json", "bad-fingerprint", "no-files"])
-def test_missing_or_corrupt_marker_falls_back_to_chunking(
+def test_missing_or_corrupt_record_falls_back_to_chunking(
     cli: Cli, tmp_path: Path, damage: str
 ) -> None:
     src, out, before = setup_v1_v2(cli, tmp_path)
-    marker = out / MARKER
+    marker = record_of(cli)
     doc, lists = marker_parts(marker)
     if damage == "missing":
         marker.unlink()
@@ -168,7 +174,7 @@ def test_missing_or_corrupt_marker_falls_back_to_chunking(
         marker.write_bytes(json.dumps(doc).encode() + b"\n" + lists)
     else:
         marker.write_text(json.dumps({k: doc[k] for k in ("dataset", "manifest", "time")}))
-    # Without a marker DIR is no longer known to be ours: --force, as before.
+    # Without a record DIR is no longer known to be ours: --force, as before.
     pulled = pull_json(cli, "geo:2.0.0", out, "--no-cache", "--force")
     assert tree(out) == tree(src)
     assert pulled["linked_files"] == 0
@@ -183,8 +189,8 @@ def test_block_lists_cut_off_cost_reuse_not_correctness(cli: Cli, tmp_path: Path
     """The JSON line intact, the block lists after it lost: files are still linked by their
     recorded fingerprint, and the changed file's unchanged chunks are fetched instead."""
     src, out, _ = setup_v1_v2(cli, tmp_path)
-    doc, _ = marker_parts(out / MARKER)
-    (out / MARKER).write_bytes(json.dumps(doc).encode() + b"\n")
+    doc, _ = marker_parts(record_of(cli))
+    record_of(cli).write_bytes(json.dumps(doc).encode() + b"\n")
     pulled = pull_json(cli, "geo:2.0.0", out, "--no-cache")
     assert tree(out) == tree(src)
     assert pulled["linked_files"] == 6  # all but big.bin (changed) and the empty file
@@ -194,15 +200,15 @@ def test_block_lists_cut_off_cost_reuse_not_correctness(cli: Cli, tmp_path: Path
 def test_a_marker_of_the_previous_format_still_vouches(cli: Cli, tmp_path: Path) -> None:
     """Block lists inline as base64 digests and sizes, as pulls wrote them before."""
     src, out, _ = setup_v1_v2(cli, tmp_path)
-    doc, _ = marker_parts(out / MARKER)
-    records = reuse.read_marker(out / MARKER)
+    doc, _ = marker_parts(record_of(cli))
+    records = reuse.read_marker(record_of(cli))
     for item in doc["files"]:
         pairs = list(records[item["path"]].blocks())
         item["digests"] = base64.b64encode(b"".join(d for d, _ in pairs)).decode()
         item["sizes"] = [size for _, size in pairs]
         del item["blocks"], item["fingerprint"]
     del doc["v"]
-    (out / MARKER).write_text(json.dumps(doc) + "\n")
+    record_of(cli).write_text(json.dumps(doc) + "\n")
     pulled = pull_json(cli, "geo:2.0.0", out, "--no-cache")
     assert tree(out) == tree(src)
     assert pulled["linked_files"] == 6

@@ -31,8 +31,6 @@ def tree(root: Path) -> dict[str, tuple[str, int, bytes]]:
     found = {}
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
-        if rel == ".aetherfs-pulled.json":
-            continue
         st = path.lstat()
         if path.is_symlink():
             found[rel] = ("l", 0, os.readlink(path).encode())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -10,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -194,21 +196,69 @@ def test_kill_9_while_writing_leaves_only_whole_blocks_indexed(tmp_path: Path) -
     assert cache.stats().blocks == len(ids) + 3
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
-def test_full_disk_is_a_clear_error_and_loses_nothing(tmp_path: Path) -> None:
-    mount = tmp_path / "small"
+@contextlib.contextmanager
+def tmpfs(mount: Path, size: str) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], check=True)
     try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("spared", [False, True])
+def test_full_disk_is_a_clear_error_and_loses_nothing(tmp_path: Path, spared: bool) -> None:
+    # Outside `sparing` no room is made; inside, the spared blocks stay.
+    with tmpfs(tmp_path / "small", "2m") as mount:
         cache = BlockCache(mount / "c", limit=10**9)
         first = blocks(10, size=50_000)
         cache.put_many(first)
-        with pytest.raises(StoreUnavailable, match="No space left on device"):
+        with (
+            cache.sparing(lambda: [b for b, _ in first]) if spared else contextlib.nullcontext(),
+            pytest.raises(StoreUnavailable, match="No space left on device"),
+        ):
             cache.put_many(blocks(40, size=50_000, seed=1))
         assert cache.get_many([b for b, _ in first]) == dict(first)
         cache.close()
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_frees_unspared_blocks_even_beside_spared_ones(tmp_path: Path) -> None:
+    """Old blocks share segments with blocks of the version being pulled (versions share
+    blocks): the old ones' bytes are punched out, the spared ones stay readable."""
+    with tmpfs(tmp_path / "small", "2m") as mount:
+        old = BlockCache(mount / "c", limit=10**9)
+        mixed = blocks(30, size=50_000, seed=1)  # 1.5 MB in one segment
+        old.put_many(mixed)
+        old.close()
+        spared = mixed[::10]
+        cache = BlockCache(mount / "c", limit=10**9)
+        new = blocks(20, size=50_000, seed=2)  # 1 MB more does not fit beside it
+        with cache.sparing(lambda: [b for b, _ in spared + new]):
+            for start in range(0, len(new), 5):
+                cache.put_many(new[start : start + 5])
+        assert cache.get_many([b for b, _ in spared + new]) == dict(spared + new)
+        assert cache.corrupt_dropped == 0
+        assert cache.has(b for b, _ in mixed) == {b for b, _ in spared}
+        assert cache.usage() == 50_000 * (len(spared) + len(new))
+        cache.close()
+
+
+def test_a_full_disk_with_nothing_to_free_stops_caching_with_one_warning(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "small", "1m") as mount:
+        said: list[str] = []
+        cache = BlockCache(mount / "c", limit=10**9, on_full=said.append)
+        items = blocks(40, size=50_000)  # 2 MB, all spared
+        with cache.sparing(lambda: [b for b, _ in items]):
+            for start in range(0, len(items), 4):
+                cache.put_many(items[start : start + 4])  # never raises
+        assert len(said) == 1 and "full" in said[0], said
+        assert cache.writes_off
+        held = cache.has(b for b, _ in items)
+        assert 0 < len(held) < len(items)
+        assert cache.get_many(sorted(held, key=lambda b: b.digest)).keys() == held  # reads go on
+        cache.close()
 
 
 def test_eviction_reaches_the_segment_still_open_for_appending(tmp_path: Path) -> None:

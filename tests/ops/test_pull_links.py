@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from aetherfs.config import Settings
 from aetherfs.fetch.sources import StoreSource
 from aetherfs.ops.pull import pull_manifest, staging_path
 from tests.cli.test_pull_fast import edit_middle, inodes, setup_v1_v2
@@ -22,6 +23,7 @@ def test_linked_file_changed_mid_pull_is_rewritten(cli: Cli, tmp_path: Path) -> 
     manifest_id = repo.resolve("geo", "2.0.0").record.manifest_id
     manifest = repo.get_manifest("geo", manifest_id)
     staged = staging_path(out.absolute()) / "data/keep1.bin"
+    state_dir = Settings.from_env(cli.env).state_dir  # where the CLI recorded its pull
     edited: list[int] = []
 
     def meddle(_: int) -> None:
@@ -31,7 +33,14 @@ def test_linked_file_changed_mid_pull_is_rewritten(cli: Cli, tmp_path: Path) -> 
             edited.append(staged.stat().st_ino)
 
     result = pull_manifest(
-        manifest, manifest_id, out, [StoreSource(repo)], None, workers=1, progress=meddle
+        manifest,
+        manifest_id,
+        out,
+        [StoreSource(repo)],
+        None,
+        workers=1,
+        progress=meddle,
+        state_dir=state_dir,
     )
     assert edited == [before["data/keep1.bin"]]  # it had been linked, then changed
     assert tree(out) == tree(src)
@@ -39,7 +48,9 @@ def test_linked_file_changed_mid_pull_is_rewritten(cli: Cli, tmp_path: Path) -> 
     after = inodes(out)
     assert after["data/keep1.bin"] != before["data/keep1.bin"]
     assert after["data/keep2.bin"] == before["data/keep2.bin"]
-    # The marker vouches for the rewritten file as written: a repeat pull links every file.
-    again = pull_manifest(manifest, manifest_id, out, [StoreSource(repo)], None)
+    # The record vouches for the rewritten file as written: a repeat pull links every file.
+    again = pull_manifest(
+        manifest, manifest_id, out, [StoreSource(repo)], None, state_dir=state_dir
+    )
     assert again.linked_files == 7 and again.counts.bytes.get("store", 0) == 0
     assert tree(out) == tree(src)

@@ -37,7 +37,14 @@ def test_pulls_over_spooled_manifests_are_exact(cli: Cli, tmp_path: Path) -> Non
         manifest = repo.get_manifest("geo", manifest_id)
         files = [e for e in manifest.files if e.kind == "f" and len(e.blocks)]
         assert files and all(e.blocks.on_disk for e in files)  # type: ignore[attr-defined]
-        pull_manifest(manifest, manifest_id, out, [CacheSource(cache), StoreSource(repo)], cache)
+        pull_manifest(
+            manifest,
+            manifest_id,
+            out,
+            [CacheSource(cache), StoreSource(repo)],
+            cache,
+            state_dir=tmp_path / "state",
+        )
     assert tree(out) == tree(src)
 
 

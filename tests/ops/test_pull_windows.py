@@ -54,6 +54,7 @@ def test_pull_over_many_windows_is_exact(
         [CacheSource(cache), StoreSource(repo)],
         cache,
         workers=1,  # in order: a later window finds the earlier one's blocks in the cache
+        state_dir=tmp_path / "state",
     )
     assert tree(tmp_path / "out") == tree(src)
     # Blocks shared by windows after the first came from the cache, not the store again.
