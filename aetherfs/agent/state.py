@@ -61,6 +61,7 @@ class ChannelState:
     retries: int = 0
     next_retry: float | None = None
     versions_made_live: int = 0
+    files_repaired: int = 0  # of retained versions, before they went live again
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,6 +82,7 @@ class ChannelState:
             "retries": self.retries,
             "next_retry": self.next_retry,
             "versions_made_live": self.versions_made_live,
+            "files_repaired": self.files_repaired,
         }
 
 
