@@ -177,6 +177,21 @@ def push(cli: Cli, src: Path, ref: str, *tags: str) -> str:
     return manifest
 
 
+STABLE = "team/geo-db:stable"
+
+
+def live_on_stable(
+    agents: AgentFactory, cli: Cli, src: Path, big: int, *args: str
+) -> tuple[AgentProcess, str]:
+    """`src` (seed 1) published as team/geo-db:1.0.0 on stable, and an agent (with `args`)
+    that has it live. Returns the agent and the manifest id."""
+    write_dataset(src, 1, big=big)
+    manifest = push(cli, src, "team/geo-db:1.0.0", "stable")
+    agent = agents("--subscribe", STABLE, *args)
+    agent.wait_live(STABLE, manifest)
+    return agent, manifest
+
+
 def tree(root: Path) -> dict[str, bytes]:
     out = {}
     for path in sorted(root.rglob("*")):

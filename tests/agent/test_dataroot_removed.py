@@ -6,21 +6,17 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tests.agent.conftest import AgentFactory, push, tree, write_dataset
+from tests.agent.conftest import STABLE as REF
+from tests.agent.conftest import AgentFactory, live_on_stable, tree
 from tests.conftest import Cli
-
-REF = "team/geo-db:stable"
 
 
 def test_data_root_removed_while_running_is_recreated_and_rebuilt(
     agents: AgentFactory, local_store: Cli, tmp_path: Path
 ) -> None:
     src = tmp_path / "src"
-    write_dataset(src, 1, big=3_000_000)
-    v1 = push(local_store, src, "team/geo-db:1.0.0", "stable")
     # A slow store read, so the rebuild lasts long enough to read status meanwhile.
-    agent = agents("--subscribe", REF, "--store-rate", "2M")
-    agent.wait_live(REF, v1)
+    agent, v1 = live_on_stable(agents, local_store, src, 3_000_000, "--store-rate", "2M")
     agent.over_http = True  # the Unix socket goes with the data root
     shutil.rmtree(agent.data_root)
 

@@ -8,21 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.agent.conftest import AgentFactory, push, tree, write_dataset
+from tests.agent.conftest import STABLE as REF
+from tests.agent.conftest import AgentFactory, live_on_stable, push, tree
 from tests.conftest import Cli
-
-REF = "team/geo-db:stable"
 
 
 def test_a_write_through_a_shared_file_never_goes_live_in_another_version(
     agents: AgentFactory, local_store: Cli, tmp_path: Path
 ) -> None:
     src = tmp_path / "src"
-    write_dataset(src, 1, big=300_000)
+    agent, v1 = live_on_stable(agents, local_store, src, 300_000, "--keep-versions", "2")
     v1_tree = tree(src)
-    v1 = push(local_store, src, "team/geo-db:1.0.0", "stable")
-    agent = agents("--subscribe", REF, "--keep-versions", "2")
-    agent.wait_live(REF, v1)
     (src / "sub/small.txt").write_text("version 2\n")
     v2_tree = tree(src)
     v2 = push(local_store, src, "team/geo-db:1.1.0", "stable")
