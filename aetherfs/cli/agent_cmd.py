@@ -349,6 +349,12 @@ def render_status(snap: dict[str, Any]) -> str:
         if ch["live"]:
             lines.append(f"  {ch['subscription']} -> {ch['live']['path']}")
     for ch in snap["subscriptions"]:
+        if ch.get("files_repaired"):
+            lines.append(
+                f"  {ch['subscription']}: {ch['files_repaired']} altered files of retained "
+                "versions repaired before they went live again"
+            )
+    for ch in snap["subscriptions"]:
         if ch["last_error"]:
             lines.append(f"  {ch['subscription']} error: {ch['last_error']}")
     src = snap["bytes_by_source"]

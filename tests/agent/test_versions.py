@@ -68,3 +68,5 @@ def test_a_write_through_a_shared_file_never_goes_live_in_another_version(
     assert tree(root / "team/geo-db/stable") == v2_tree
     assert agent.channel(REF)["files_repaired"] == 2
     assert stat.S_IMODE(live_big.stat().st_mode) & 0o222 == 0
+    out = local_store("status", "--data-root", str(root)).out
+    assert "2 altered files of retained versions repaired" in out
