@@ -3,6 +3,7 @@ before it goes live again or lends a file to a new version: real agent processes
 
 from __future__ import annotations
 
+import json
 import stat
 import subprocess
 import sys
@@ -70,3 +71,36 @@ def test_a_write_through_a_shared_file_never_goes_live_in_another_version(
     assert stat.S_IMODE(live_big.stat().st_mode) & 0o222 == 0
     out = local_store("status", "--data-root", str(root)).out
     assert "2 altered files of retained versions repaired" in out
+
+
+def test_a_version_recorded_before_the_check_is_rehashed_once(
+    agents: AgentFactory, local_store: Cli, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    agent, v1 = live_on_stable(agents, local_store, src, 100_000, "--keep-versions", "2")
+    v1_tree = tree(src)
+    (src / "sub/small.txt").write_text("version 2\n")
+    v2 = push(local_store, src, "team/geo-db:1.1.0", "stable")
+    agent.wait_live(REF, v2)
+    assert agent.stop() == 0
+    # As an older agent left it: no stats in the record, a file with its write bits.
+    root = agent.data_root
+    record = root / ".agent/versions" / f"{v1}.json"
+    doc = json.loads(record.read_text())
+    del doc["written"]
+    record.write_text(json.dumps(doc))
+    small = root / ".versions" / v1 / "sub/small.txt"
+    small.chmod(0o644)
+
+    again = agents("--subscribe", REF, "--keep-versions", "2")
+    local_store("tag", "team/geo-db:1.0.0", "stable")
+    again.wait_live(REF, v1)
+    assert tree(root / "team/geo-db/stable") == v1_tree
+    rechecked = [line for line in again.log().splitlines() if "event=version.rechecked" in line]
+    assert sorted(line.split("path=")[1].split()[0] for line in rechecked) == [
+        "big.bin",
+        "sub/small.txt",
+    ]
+    assert again.channel(REF)["files_repaired"] == 0
+    assert stat.S_IMODE(small.stat().st_mode) == 0o444
+    assert set(json.loads(record.read_text())["written"]) == {"big.bin", "sub/small.txt"}
