@@ -85,10 +85,14 @@ def vouched_source(entry: FileEntry, candidates: list[Candidate]) -> LinkSource 
         # Changed since written (or never recorded): only its bytes can say.
         try:
             st = candidate.path.lstat()
+            # A file an older agent left with its write bits loses them here, once.
+            if stat.S_IMODE(st.st_mode) & ~0o222 != mode or not holds_entry(candidate.path, entry):
+                continue
+            if stat.S_IMODE(st.st_mode) != mode:
+                os.chmod(candidate.path, mode)
         except OSError:
             continue
-        if stat.S_IMODE(st.st_mode) == mode and holds_entry(candidate.path, entry):
-            return LinkSource(candidate.path, Stamp.of(st), mode)
+        return LinkSource(candidate.path, Stamp.of(st), mode)
     return None
 
 
@@ -138,7 +142,7 @@ def build_version(
             "version.link_refused",
             manifest=manifest_id.hex(),
             files=refused,
-            why="changed since written: written afresh from blocks",
+            why="changed since they were written: written afresh from blocks",
         )
     partial = dataclasses.replace(manifest, files=tuple(to_write))
     progress.files_total = sum(1 for e in manifest.files if e.kind == FILE)
