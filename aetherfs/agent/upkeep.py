@@ -67,22 +67,29 @@ async def ensure_data_root(agent: Agent) -> None:
         why = await agent.disk(dataroot.lost)
         if why is None:
             return
-        error = DataRootLost.because(dataroot.root, why)
-        message = f"{type(error).__name__}: {error}"
         agent.log.error("dataroot.lost", data_root=str(dataroot.root), why=why)
-        agent.state.error(None, message)
         await agent.disk(dataroot.recreate)
-        for ch in agent.state.channels.values():
-            sub = ch.subscription
-            live = await agent.disk(dataroot.live, sub.dataset, sub.channel)
-            if ch.live_manifest is not None and (live is None or live.hex() != ch.live_manifest):
-                # Its link went with the root: status must not show a path that is not there.
-                ch.live_manifest = ch.live_path = None
-                ch.live_since = None
-                agent.state.error(ch, message)
         cache_dir = agent.config.cache_dir
         if cache_dir.is_relative_to(dataroot.root) or not cache_dir.is_dir():
             old, agent.cache = agent.cache, BlockCache(cache_dir, agent.config.cache_limit)
             await agent.disk(old.close)
+        lives = {
+            ch.subscription: await agent.disk(
+                dataroot.live, ch.subscription.dataset, ch.subscription.channel
+            )
+            for ch in agent.state.channels.values()
+        }
+        await agent.refresh_cache(evict=False)  # status's versions and cache: what is there now
+        # Then status changes in one step (nothing awaited): the versions gone, the links
+        # gone with them (no path shown that is not there), and why.
+        error = DataRootLost.because(dataroot.root, why)
+        message = f"{type(error).__name__}: {error}"
+        agent.state.error(None, message)
+        for ch in agent.state.channels.values():
+            live = lives[ch.subscription]
+            if ch.live_manifest is not None and (live is None or live.hex() != ch.live_manifest):
+                ch.live_manifest = ch.live_path = None
+                ch.live_since = None
+                agent.state.error(ch, message)
         agent.log.info("dataroot.recreated", data_root=str(dataroot.root))
     agent.poke()

@@ -28,6 +28,7 @@ def test_data_root_removed_while_running_is_recreated_and_rebuilt(
     ch = snap["subscriptions"][0]
     assert "local fault, not the store" in ch["last_error"]
     assert snap["agent"]["store_reachable"] is not False
+    assert snap["versions"] == []  # none on disk until the rebuild is published
 
     snap = agent.wait_live(REF, v1)
     link = agent.data_root / "team/geo-db/stable"
