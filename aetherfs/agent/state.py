@@ -49,7 +49,7 @@ class Progress:
 @dataclass(slots=True)
 class ChannelState:
     subscription: Subscription
-    state: str = "starting"  # starting, idle, downloading, retrying, error
+    state: str = "starting"  # starting, idle, downloading, checking, retrying, error
     live_manifest: str | None = None
     live_path: str | None = None
     live_since: float | None = None

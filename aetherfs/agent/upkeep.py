@@ -27,6 +27,7 @@ async def restore(agent: Agent, channel: ChannelState, manifest_id: ManifestId) 
     """Before a retained version goes live again: check it, put right what was changed."""
     sub = channel.subscription
     repo = await agent.repos.get()
+    channel.state = "checking"  # the loop sets it back to idle when the check is over
     agent.building += 1  # `collect` must not remove the version while it is checked
     try:
         result = await trio.to_thread.run_sync(
