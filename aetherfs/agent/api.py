@@ -1,6 +1,8 @@
 """The agent's REST surface (Starlette on Hypercorn's trio worker, in the daemon's nursery).
 
 GET  /v1/status          the status document (`aetherfs status --json` prints it)
+GET  /v1/watch?ref=NAME:CHANNEL   server-sent events: the channel's state now, at each switch
+                         and every WATCH_EVERY seconds (`aetherfs status --wait` follows it)
 POST /v1/poll            check every channel now
 POST /v1/shutdown        stop the agent
 GET  /metrics            Prometheus text format
@@ -9,7 +11,9 @@ GET  /files/NAME/CHANNEL/PATH   a file of a live version (Range, ETag); reads ar
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from aetherfs.agent.config import Subscription
 from aetherfs.agent.dataroot import VERSIONS
 from aetherfs.agent.files import VersionTree
 from aetherfs.agent.metrics import render_metrics
@@ -31,10 +36,40 @@ from aetherfs.http.files import check_url_path, serve_path
 if TYPE_CHECKING:
     from aetherfs.agent.daemon import Agent
 
+WATCH_EVERY = 1.0  # seconds between states sent while the channel does not switch (progress)
+
 
 def build_app(agent: Agent) -> Starlette:
     async def status(request: Request) -> Response:
         return JSONResponse(agent.state.snapshot())
+
+    async def watch(request: Request) -> Response:
+        ref = request.query_params.get("ref", "")
+        try:
+            wanted = Subscription.parse(ref)
+        except InvalidInput as exc:
+            return JSONResponse({"error": str(exc)[:300]}, status_code=400)
+        channel = agent.state.channels.get(wanted)
+        if channel is None:
+            subscribed = ", ".join(str(s) for s in agent.state.channels) or "nothing"
+            return JSONResponse(
+                {"error": f"this agent does not subscribe to {wanted} (it keeps {subscribed})"},
+                status_code=404,
+            )
+        # Listening starts before the first state is read: no switch falls in between.
+        events = agent.state.listen()
+
+        async def stream() -> AsyncIterator[str]:
+            async with events:
+                while True:
+                    yield f"event: channel\ndata: {json.dumps(channel.to_json())}\n\n"
+                    with trio.move_on_after(WATCH_EVERY):
+                        try:
+                            await events.receive()
+                        except trio.EndOfChannel:
+                            return  # dropped for falling behind: the client reconnects
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
 
     async def poll(request: Request) -> Response:
         agent.poke()
@@ -74,6 +109,7 @@ def build_app(agent: Agent) -> Starlette:
     return Starlette(
         routes=[
             Route("/v1/status", status),
+            Route("/v1/watch", watch),
             Route("/v1/poll", poll, methods=["POST"]),
             Route("/v1/shutdown", shutdown, methods=["POST"]),
             Route("/metrics", metrics),

@@ -16,6 +16,7 @@ import trio
 from aetherfs.agent.build import build_version
 from aetherfs.agent.sources import Stopped
 from aetherfs.agent.state import ChannelState, Progress, VersionLive
+from aetherfs.agent.upkeep import ensure_data_root, restore
 from aetherfs.core.ids import ManifestId
 from aetherfs.errors import AetherError, StoreUnavailable
 from aetherfs.trust import TrustStore
@@ -84,6 +85,7 @@ class ChannelLoop:
         if agent.config.read_only:
             await self.follow()
             return
+        await ensure_data_root(agent)
         record = await agent.watcher.current(self.sub)
         agent.state.store_reachable = True
         channel.last_check = time.time()
@@ -119,6 +121,8 @@ class ChannelLoop:
         async with agent.manifest_lock(manifest_id):
             if not await agent.disk(agent.dataroot.has_version, manifest_id):
                 await self.build(manifest_id)
+            else:
+                await restore(agent, channel, manifest_id)  # a retained version, checked
             async with agent.layout_lock:
                 if not await agent.disk(agent.dataroot.has_version, manifest_id):
                     raise AetherError(f"version {manifest_id.short()} vanished; rebuilding")
@@ -161,6 +165,7 @@ class ChannelLoop:
                     agent.config.fetch_workers,
                     agent.stopping,
                     agent.store_limit,
+                    agent.log.warning,
                 ),
                 limiter=agent.build_limiter,
             )

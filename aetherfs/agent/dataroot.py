@@ -5,7 +5,8 @@ DATA_ROOT/
   .versions/<manifest-id>/...                          (one materialised version, read-only use)
   .versions/.staging-<manifest-id>                     (being built; removed at start)
   .agent/lock                                          (flock: one writing agent)
-  .agent/versions/<manifest-id>.json                   (dataset, blocks to pin, when built)
+  .agent/versions/<manifest-id>.json                   (dataset, blocks to pin, when built,
+                                                        each file's stat as written)
   .agent/cache/                                        (block cache, by default)
   .agent/agent.sock, .agent/grpc.sock                  (status API)
 """
@@ -19,14 +20,17 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aetherfs.core.ids import DIGEST_SIZE, BlockId, ManifestId
-from aetherfs.errors import AetherError, Conflict
+from aetherfs.errors import AetherError, Conflict, LocalIOError
 from aetherfs.ops.atomic import fsync_dir
+from aetherfs.ops.reuse import Stamp
 
 VERSIONS = ".versions"
 STAGING_PREFIX = ".staging-"
@@ -34,6 +38,47 @@ STAGING_PREFIX = ".staging-"
 
 class DataRootBusy(Conflict):
     """Another agent holds the data root's write lock."""
+
+
+class DataRootLost(LocalIOError):
+    """The data root was removed or replaced under a running agent: a local fault."""
+
+    @classmethod
+    def because(cls, root: Path, why: str) -> DataRootLost:
+        return cls(
+            f"the data root {root} was removed or replaced while the agent ran ({why}): a "
+            "local fault, not the store; the agent recreates it and rebuilds the subscribed "
+            "versions (find what removed it: a cleanup job, a tmpfs remounted)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A materialised file's stat as the agent left it: what changes when anyone writes it.
+
+    nlink is left out: hard-linking a file into a new version changes it on purpose."""
+
+    stamp: Stamp
+    mode: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> Written:
+        return cls(Stamp.of(st), stat.S_IMODE(st.st_mode))
+
+    def matches(self, path: Path) -> bool:
+        try:
+            st = path.lstat()
+        except OSError:
+            return False
+        return stat.S_ISREG(st.st_mode) and Written.of(st) == self
+
+    def to_json(self) -> list[int]:
+        return [self.stamp.size, self.stamp.mtime_ns, self.stamp.ino, self.mode]
+
+    @classmethod
+    def from_json(cls, value: Any) -> Written:
+        size, mtime_ns, ino, mode = (int(n) for n in value)
+        return cls(Stamp(size, mtime_ns, ino), mode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +90,9 @@ class VersionInfo:
     files: int
     size: int
     fingerprints: dict[str, str]  # file fingerprint -> a path with those bytes (hard links)
+    # Each regular file's stat as written (path -> Written); empty in records written before
+    # versions were checked, whose every file is then re-hashed once.
+    written: dict[str, Written] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -56,6 +104,7 @@ class VersionInfo:
                 "files": self.files,
                 "size": self.size,
                 "fingerprints": self.fingerprints,
+                "written": {path: w.to_json() for path, w in self.written.items()},
             }
         )
 
@@ -71,7 +120,12 @@ class VersionInfo:
             int(doc["files"]),
             int(doc["size"]),
             {str(k): str(v) for k, v in doc.get("fingerprints", {}).items()},
+            {str(k): Written.from_json(v) for k, v in doc.get("written", {}).items()},
         )
+
+    def changed(self, base: Path) -> list[str]:
+        """Files under `base` (the version's directory) whose stat is not what was written."""
+        return [rel for rel, w in self.written.items() if not w.matches(base / rel)]
 
     def block_ids(self) -> Iterator[BlockId]:
         for start in range(0, len(self.blocks), DIGEST_SIZE):
@@ -122,6 +176,29 @@ class DataRoot:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+    def lost(self) -> str | None:
+        """Why the layout this agent locked is no longer there (the root removed or replaced
+        while it ran), or None. Only a writing agent (one holding the lock) can tell."""
+        if self._lock_fd is None:
+            return None
+        held = os.fstat(self._lock_fd)
+        try:
+            now = os.stat(self.state / "lock")
+        except OSError:
+            return f"its lock file {self.state / 'lock'} is gone"
+        if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+            return f"its lock file {self.state / 'lock'} was replaced"
+        for path in (self.versions, self.meta):
+            if not path.is_dir():
+                return f"{path} is gone"
+        return None
+
+    def recreate(self) -> list[Path]:
+        """After `lost`: take the lock again on a new lock file and recreate the layout."""
+        self.unlock()
+        self.lock(wait=False)
+        return self.prepare()
 
     # Layout -----------------------------------------------------------------------------
     def prepare(self) -> list[Path]:
@@ -180,6 +257,15 @@ class DataRoot:
         fsync_dir(self.versions)
         fsync_dir(self.meta)
         return final
+
+    def save_record(self, info: VersionInfo) -> None:
+        """Replace a published version's record (after a repair changed what was written)."""
+        tmp = self.meta / f".tmp-{info.manifest_id.hex()}"
+        tmp.write_text(info.to_json())
+        with tmp.open("rb") as f:
+            os.fsync(f.fileno())
+        os.rename(tmp, self.meta / f"{info.manifest_id.hex()}.json")
+        fsync_dir(self.meta)
 
     def version_info(self, manifest_id: ManifestId) -> VersionInfo | None:
         try:

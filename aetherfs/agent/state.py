@@ -49,7 +49,7 @@ class Progress:
 @dataclass(slots=True)
 class ChannelState:
     subscription: Subscription
-    state: str = "starting"  # starting, idle, downloading, retrying, error
+    state: str = "starting"  # starting, idle, downloading, checking, retrying, error
     live_manifest: str | None = None
     live_path: str | None = None
     live_since: float | None = None
@@ -61,6 +61,7 @@ class ChannelState:
     retries: int = 0
     next_retry: float | None = None
     versions_made_live: int = 0
+    files_repaired: int = 0  # of retained versions, before they went live again
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,6 +82,7 @@ class ChannelState:
             "retries": self.retries,
             "next_retry": self.next_retry,
             "versions_made_live": self.versions_made_live,
+            "files_repaired": self.files_repaired,
         }
 
 

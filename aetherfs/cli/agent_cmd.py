@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import trio
 
-from aetherfs.agent.config import AgentConfig, build_config, load_toml
+from aetherfs.agent.config import AgentConfig, Subscription, build_config, load_toml
 from aetherfs.cli.context import Context
 from aetherfs.cli.hub_cmd import HubContext
 from aetherfs.cli.output import human_bytes, print_json, table, when
@@ -80,12 +82,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.set_defaults(run=agent)
 
-    p = sub.add_parser("status", help="what the local agent holds and how it is doing")
+    p = sub.add_parser(
+        "status",
+        help="what the local agent holds and how it is doing; --wait until a channel is live",
+    )
     p.add_argument("--config", metavar="FILE", help="the agent's TOML config (finds its socket)")
     p.add_argument("--data-root", metavar="DIR", help="the agent's data root (finds its socket)")
     p.add_argument("--socket", metavar="PATH", help="the agent's REST Unix socket")
     p.add_argument("--url", metavar="URL", help="the agent's loopback REST URL")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument(
+        "--wait",
+        metavar="NAME:CHANNEL",
+        help="wait until the agent has this channel live, following its watch stream (exit 0; "
+        "progress on stderr)",
+    )
+    p.add_argument(
+        "--manifest",
+        metavar="ID",
+        help="with --wait: until it is live at this manifest (an id or a prefix of one)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="with --wait: give up after this long, exit code 124 (default: no limit)",
+    )
     p.add_argument("--store", help=argparse.SUPPRESS)
     p.add_argument("--keys", help=argparse.SUPPRESS)
     p.set_defaults(run=status)
@@ -174,9 +196,26 @@ def agent(context: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def _client(context: Context, args: argparse.Namespace) -> tuple[httpx.Client, str]:
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where the agent's REST API answers: a loopback URL, or a Unix socket."""
+
+    base_url: str
+    socket: Path | None
+    where: str  # for messages
+
+    def client(self) -> httpx.Client:
+        transport = httpx.HTTPTransport(uds=str(self.socket)) if self.socket else None
+        return httpx.Client(transport=transport, base_url=self.base_url, timeout=10)
+
+    def async_client(self) -> httpx.AsyncClient:
+        transport = httpx.AsyncHTTPTransport(uds=str(self.socket)) if self.socket else None
+        return httpx.AsyncClient(transport=transport, base_url=self.base_url, timeout=10)
+
+
+def _endpoint(context: Context, args: argparse.Namespace) -> Endpoint:
     if args.url:
-        return httpx.Client(base_url=args.url, timeout=10), args.url
+        return Endpoint(args.url, None, args.url)
     if args.socket:
         sock = Path(args.socket)
     else:
@@ -188,28 +227,75 @@ def _client(context: Context, args: argparse.Namespace) -> tuple[httpx.Client, s
         config = agent_config(context, args)
         if config.listen.socket is None:
             url = f"http://{config.listen.http}"
-            return httpx.Client(base_url=url, timeout=10), url
+            return Endpoint(url, None, url)
         sock = config.listen.socket
-    transport = httpx.HTTPTransport(uds=str(sock))
-    return httpx.Client(transport=transport, base_url="http://agent", timeout=10), str(sock)
+    return Endpoint("http://agent", sock, str(sock))
 
 
 def status(context: Context, args: argparse.Namespace) -> int:
-    client, where = _client(context, args)
+    if args.wait is None and (args.manifest or args.timeout is not None):
+        raise InvalidInput("--manifest and --timeout go with --wait NAME:CHANNEL")
+    endpoint = _endpoint(context, args)
+    if args.wait is not None:
+        return wait(endpoint, args)
     try:
-        with client:
+        with endpoint.client() as client:
             response = client.get("/v1/status")
             response.raise_for_status()
             snap: dict[str, Any] = response.json()
     except (httpx.HTTPError, OSError) as exc:
         raise StoreUnavailable(
-            f"no agent answers at {where} ({exc}); is `aetherfs agent` running?"
+            f"no agent answers at {endpoint.where} ({exc}); is `aetherfs agent` running?"
         ) from None
     if args.json:
         print_json(snap)
     else:
         print(render_status(snap))
     return 0
+
+
+def wait(endpoint: Endpoint, args: argparse.Namespace) -> int:
+    """`status --wait`: one process following the agent's watch stream until live."""
+    from aetherfs.agent.client import wait_live
+
+    ref = str(Subscription.parse(args.wait))
+    if args.timeout is not None and args.timeout < 0:
+        raise InvalidInput(f"--timeout must be 0 or more seconds, not {args.timeout:g}")
+    said: list[str] = []
+
+    def report(channel: dict[str, Any]) -> None:
+        line = describe_wait(channel, args.manifest)
+        if not said or said[-1] != line:
+            said.append(line)
+            print(line, file=sys.stderr, flush=True)
+
+    channel = trio.run(
+        wait_live, endpoint.async_client, endpoint.where, ref, args.manifest, args.timeout, report
+    )
+    if args.json:
+        print_json(channel)
+    else:
+        live = channel["live"]
+        print(f"{ref} is live at {live['manifest']} ({live['path']})")
+    return 0
+
+
+def describe_wait(channel: dict[str, Any], manifest: str | None) -> str:
+    """One line of progress for `status --wait`."""
+    ref, state, live = channel["subscription"], channel["state"], channel["live"]
+    line = f"{ref}: {state}"
+    p = channel["progress"]
+    if p:
+        line += (
+            f" {p['manifest'][:12]}: {p['fraction'] * 100:.0f}% of "
+            f"{human_bytes(p['bytes_total'])} ({p['blocks_missing']} blocks to fetch)"
+        )
+    line += f", live at {live['manifest'][:12]}" if live else ", nothing live yet"
+    if manifest and not p:
+        line += f", waiting for {manifest[:12]}"
+    if channel["last_error"] and state == "retrying":
+        line += f"; last error: {channel['last_error']}"
+    return line
 
 
 def _ago(t: float | None) -> str:
@@ -262,6 +348,12 @@ def render_status(snap: dict[str, Any]) -> str:
     for ch in snap["subscriptions"]:
         if ch["live"]:
             lines.append(f"  {ch['subscription']} -> {ch['live']['path']}")
+    for ch in snap["subscriptions"]:
+        if ch.get("files_repaired"):
+            lines.append(
+                f"  {ch['subscription']}: {ch['files_repaired']} altered files of retained "
+                "versions repaired before they went live again"
+            )
     for ch in snap["subscriptions"]:
         if ch["last_error"]:
             lines.append(f"  {ch['subscription']} error: {ch['last_error']}")

@@ -6,6 +6,7 @@ instead of written; they are never opened for writing here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import threading
@@ -14,6 +15,8 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+import blake3
 
 from aetherfs.core.blocks import BlockRef
 from aetherfs.core.ids import BlockId
@@ -57,7 +60,7 @@ def _still_vouched(path: Path, source: LinkSource) -> bool:
     )
 
 
-def _link(source: LinkSource, path: Path) -> bool:
+def link_vouched(source: LinkSource, path: Path) -> bool:
     """Hard-link `source` at `path`; False (and nothing at `path`) if that cannot be done."""
     try:
         os.link(source.path, path, follow_symlinks=False)
@@ -67,6 +70,56 @@ def _link(source: LinkSource, path: Path) -> bool:
         return True
     path.unlink()
     return False
+
+
+def file_mode(entry: FileEntry, read_only: bool) -> int:
+    """The mode a file of `entry` is given: the manifest's, less its write bits if read-only."""
+    return entry.mode & ~0o222 if read_only else entry.mode
+
+
+def holds_entry(path: Path, entry: FileEntry) -> bool:
+    """Whether the regular file at `path` holds exactly `entry`'s bytes (re-hashed, block by
+    block, against the manifest's plaintext digests)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or os.fstat(fd).st_size != entry.size:
+            return False
+        offset = 0
+        for ref in entry.blocks:
+            data = os.pread(fd, ref.size, offset)
+            if len(data) != ref.size or blake3.blake3(data).digest() != ref.digest:
+                return False
+            offset += ref.size
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def replace_file(entry: FileEntry, path: Path, fetcher: BlockFetcher, mode: int) -> None:
+    """Write `entry` afresh beside `path` and rename it over `path`: a new inode, so a copy
+    that shared the old one by a hard link is left as it is."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.aetherfs-repair")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        with tmp.open("wb") as f:
+            for ref in entry.blocks:
+                f.write(fetcher.plaintext(ref))
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
 
 
 def _write_file(entry: FileEntry, path: Path, fetcher: BlockFetcher) -> None:
@@ -115,12 +168,14 @@ def build_tree(
     workers: int = 8,
     progress: Progress | None = None,
     links: Mapping[str, LinkSource] | None = None,
+    read_only: bool = False,
 ) -> set[str]:
     """Create every directory, file and symlink of `manifest` under the empty `target`.
 
     A file named in `links` is hard-linked from its source when possible (and then neither
-    written, chmod-ed nor fsync-ed: the source already has the mode and is durable). Returns
-    the paths linked.
+    written, chmod-ed nor fsync-ed: the source already has the mode and is durable). With
+    `read_only`, files written get their mode without write bits (`file_mode`): the agent
+    shares them between versions. Returns the paths linked.
     """
     links = links or {}
     linked: set[str] = set()
@@ -133,7 +188,7 @@ def build_tree(
             path = target / entry.path
             path.parent.mkdir(parents=True, exist_ok=True)
             source = links.get(entry.path)
-            if source is not None and _link(source, path):
+            if source is not None and link_vouched(source, path):
                 linked.add(entry.path)
                 if progress:
                     progress(entry.size)
@@ -211,7 +266,7 @@ def build_tree(
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-            os.chmod(path, entry.mode)
+            os.chmod(path, file_mode(entry, read_only))
     # Directory modes last: a read-only directory must be filled before it is closed.
     for entry in sorted(manifest.files, key=lambda e: e.path, reverse=True):
         if entry.kind == DIRECTORY:

@@ -38,6 +38,7 @@ class AgentProcess:
         ]
         self.process: subprocess.Popen[bytes] | None = None
         self.socket_path: Path | None = None
+        self.over_http = False  # ask over loopback HTTP instead of the Unix socket
 
     @property
     def socket(self) -> Path:
@@ -79,8 +80,12 @@ class AgentProcess:
         raise AssertionError(f"agent not ready in {timeout}s: {self.log()}")
 
     def status(self) -> dict[str, Any]:
-        transport = httpx.HTTPTransport(uds=str(self.socket))
-        with httpx.Client(transport=transport, base_url="http://agent", timeout=10) as client:
+        if self.over_http:
+            client = httpx.Client(base_url=self.url, timeout=10)
+        else:
+            transport = httpx.HTTPTransport(uds=str(self.socket))
+            client = httpx.Client(transport=transport, base_url="http://agent", timeout=10)
+        with client:
             response = client.get("/v1/status")
             response.raise_for_status()
             result: dict[str, Any] = response.json()
@@ -170,6 +175,21 @@ def push(cli: Cli, src: Path, ref: str, *tags: str) -> str:
         args += ["--tag", tag]
     manifest: str = json.loads(cli(*args).out)["manifest"]
     return manifest
+
+
+STABLE = "team/geo-db:stable"
+
+
+def live_on_stable(
+    agents: AgentFactory, cli: Cli, src: Path, big: int, *args: str
+) -> tuple[AgentProcess, str]:
+    """`src` (seed 1) published as team/geo-db:1.0.0 on stable, and an agent (with `args`)
+    that has it live. Returns the agent and the manifest id."""
+    write_dataset(src, 1, big=big)
+    manifest = push(cli, src, "team/geo-db:1.0.0", "stable")
+    agent = agents("--subscribe", STABLE, *args)
+    agent.wait_live(STABLE, manifest)
+    return agent, manifest
 
 
 def tree(root: Path) -> dict[str, bytes]:
