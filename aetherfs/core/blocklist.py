@@ -113,6 +113,19 @@ class BlockList(Sequence[BlockRef]):
         made._spool, made._start, made._length = spool, start, length
         return made
 
+    def like(self, runs: Iterable[bytes]) -> BlockList:
+        """A list of the records in `runs`, kept where this one is (memory or its spool)."""
+        if self._spool is None:
+            return BlockList.from_records(b"".join(runs))
+        start: int | None = None
+        length = 0
+        for run in runs:
+            if run:
+                at = self._spool.append(run)
+                start = at if start is None else start
+                length += len(run)
+        return BlockList.spooled(self._spool, start or 0, length)
+
     @property
     def on_disk(self) -> bool:
         return self._spool is not None
@@ -198,3 +211,46 @@ class BlockList(Sequence[BlockRef]):
 
 def as_block_list(refs: Sequence[BlockRef]) -> BlockList:
     return refs if isinstance(refs, BlockList) else BlockList(refs)
+
+
+# A file's block list as edits of the same path's list in the base version (delta manifests):
+# ops of (keep, drop, add): take `keep` records of the base, skip `drop`, then the `add`
+# records that follow the op. Base records left after the last op are dropped. One record
+# rewritten in place costs an op and a record (156 bytes), not the whole list again.
+PATCH_OP = struct.Struct("<III")
+
+
+def apply_patch(base: BlockList, patch: bytes) -> BlockList:
+    """The block list `patch` describes over `base`; ValueError if it does not fit.
+
+    A spooled base gives a spooled result, written to the same spool a run at a time.
+    """
+    return base.like(_patched_runs(base, patch))
+
+
+def _patched_runs(base: BlockList, patch: bytes) -> Iterator[bytes]:
+    source = base.iter_records()
+    out = bytearray()
+    at = 0
+    while at < len(patch):
+        if at + PATCH_OP.size > len(patch):
+            raise ValueError("block patch is cut short")
+        keep, drop, add = PATCH_OP.unpack_from(patch, at)
+        at += PATCH_OP.size
+        for _ in range(keep):
+            record = next(source, None)
+            if record is None:
+                raise ValueError("block patch keeps more blocks than the base has")
+            out += record
+            if len(out) >= RUN_RECORDS * RECORD_SIZE:
+                yield bytes(out)
+                out.clear()
+        for _ in range(drop):
+            if next(source, None) is None:
+                raise ValueError("block patch drops more blocks than the base has")
+        literals = patch[at : at + add * RECORD_SIZE]
+        if len(literals) != add * RECORD_SIZE:
+            raise ValueError("block patch is cut short")
+        out += literals
+        at += len(literals)
+    yield bytes(out)

@@ -13,7 +13,7 @@ import io
 import itertools
 import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 
 import blake3
@@ -25,6 +25,7 @@ from aetherfs.core.blocklist import (
     RUN_RECORDS,
     BlockList,
     RecordSpool,
+    apply_patch,
     as_block_list,
     pack_record,
 )
@@ -58,6 +59,9 @@ class FileEntry:
     blocks: Sequence[BlockRef] = ()  # held as a compact BlockList, whatever is passed
     target: str = ""  # symlink target, relative
     chunking: ChunkParams | None = None  # how this file was cut, if not the manifest default
+    # In a delta only: the blocks as edits of the same path's in the base (`apply_patch`), in
+    # place of `blocks`; resolved by `apply_delta`.
+    patch: bytes = b""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "blocks", as_block_list(self.blocks))
@@ -109,7 +113,10 @@ def apply_delta(base: Manifest, delta: Manifest) -> Manifest:
     entries = {entry.path: entry for entry in base.files}
     for path in delta.removed:
         entries.pop(path, None)
-    entries.update((entry.path, entry) for entry in delta.files)
+    for entry in delta.files:
+        if entry.patch:
+            entry = _patched(entries.get(entry.path), entry)
+        entries[entry.path] = entry
     full = Manifest(
         delta.dataset,
         delta.created,
@@ -120,6 +127,16 @@ def apply_delta(base: Manifest, delta: Manifest) -> Manifest:
     )
     validate(full)
     return full
+
+
+def _patched(base: FileEntry | None, entry: FileEntry) -> FileEntry:
+    if base is None or base.kind != FILE:
+        raise IntegrityError(f"delta patches {entry.path!r}, which its base has no file at")
+    try:
+        blocks = apply_patch(as_block_list(base.blocks), entry.patch)
+    except ValueError as exc:
+        raise IntegrityError(f"the block patch of {entry.path!r} does not fit: {exc}") from None
+    return replace(entry, blocks=blocks, patch=b"")
 
 
 def validate(manifest: Manifest) -> None:
@@ -163,6 +180,10 @@ class EntryChecker:
         if entry.kind == SYMLINK:
             check_link_target(entry.path, entry.target)
             self._links.append((entry.path, entry.target))
+        if entry.patch:
+            if self.whole or entry.kind != FILE or len(entry.blocks):
+                raise IntegrityError(f"manifest entry {entry.path!r} has a misplaced block patch")
+            return  # its sizes are checked once the patch is applied (`apply_delta`)
         if block_bytes is None:
             block_bytes = as_block_list(entry.blocks).total_size()
         if entry.kind == FILE and block_bytes != entry.size:
@@ -227,9 +248,12 @@ def pack_entry(
     wire: dict[str, Any] = {"p": entry.path, "k": entry.kind, "m": entry.mode}
     if entry.kind == FILE:
         wire["s"] = entry.size
-        wire["b"] = count  # packed one by one below
         if entry.chunking is not None:
             wire["c"] = entry.chunking.as_list()
+        if entry.patch:
+            wire["x"] = entry.patch
+            return _pack_map(packer, wire, "", ())
+        wire["b"] = count  # packed one by one below
     elif entry.kind == SYMLINK:
         wire["t"] = entry.target
     refs = (packer.pack(_fields_to_wire(fields)) for run in runs for fields in run.wire_fields())
@@ -260,6 +284,7 @@ def _read_entry(unpacker: msgpack.Unpacker, spool: RecordSpool | None) -> FileEn
         blocks=blocks,
         target=str(wire.get("t", "")),
         chunking=ChunkParams.from_list(chunking) if chunking else None,
+        patch=bytes(wire.get("x", b"")),
     )
 
 
@@ -294,9 +319,9 @@ def _record_from_wire(item: list[Any]) -> bytes:
     return pack_record(block_id, key, digest, pack, size, stored_size, offset)
 
 
-def format_for(chunking: ChunkParams | None) -> int:
-    """The oldest document format that can name this chunking."""
-    return 2 if chunking is not None and chunking.kind == RECORDS else 1
+def format_for(chunking: ChunkParams | None, patched: bool = False) -> int:
+    """The oldest document format that can name this chunking (and a block patch)."""
+    return 2 if patched or (chunking is not None and chunking.kind == RECORDS) else 1
 
 
 def document_pieces(
@@ -330,7 +355,7 @@ def encode_pieces(manifest: Manifest) -> Iterator[bytes]:
     validate(manifest)
     packer = msgpack.Packer(use_bin_type=True)
     entries = itertools.chain.from_iterable(pack_entry(packer, e) for e in manifest.files)
-    version = max((format_for(e.chunking) for e in manifest.files), default=1)
+    version = max((format_for(e.chunking, bool(e.patch)) for e in manifest.files), default=1)
     return document_pieces(manifest, len(manifest.files), entries, version)
 
 

@@ -281,7 +281,9 @@ def push_directory(
     key = repo.keyring.dataset_key(dataset)
     base = _latest_version(repo, dataset)
     builder = ManifestBuilder(dataset, params, meta or {}, base)
-    del base  # its paths' fingerprints are in the builder: the entries can go
+    # The builder keeps the base's paths' fingerprints and its files' block lists (on disk
+    # when the base is large: a spooled manifest), to patch against; the rest can go.
+    del base
     with (
         builder,
         LocatedBlocks() as located,

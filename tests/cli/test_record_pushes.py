@@ -30,6 +30,10 @@ def test_rows_rewritten_in_place_cost_their_blocks_only(cli: Cli, tmp_path: Path
     # 400 rows in blocks of 10 rows: at most 400 blocks of 3.8 KiB, not most of the file
     # (64 KiB content-defined blocks would each hold about 1.7 changed rows: 80% of them new).
     assert pushed["new_bytes"] <= 400 * 3840 * 1.01 < size / 9
+    # The delta names the file's blocks as edits of v1's list: about 156 bytes per changed
+    # block, not 144 for each of its 4,000.
+    stored = cli.home / "data" / "aetherfs" / "store" / "manifests" / pushed["manifest"]
+    assert stored.stat().st_size < 400 * 156 * 1.1 + 4096
     pulled = json.loads(cli("pull", "emb:1.1.0", str(out), "--json").out)
     assert np.array_equal(np.load(out / "embeddings.npy"), matrix)
     assert pulled["bytes_by_source"].get("store", 0) <= 400 * 3840 * 1.01
