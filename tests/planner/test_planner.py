@@ -1,0 +1,253 @@
+"""The planner driven on explicit times: no clock, no sleeping."""
+
+from aetherfs.planner import (
+    STORE,
+    Assign,
+    BandwidthPolicy,
+    Bitfield,
+    Cancel,
+    DropPeer,
+    FetchPlanner,
+    GaveUp,
+    PeerGone,
+    PeerJoined,
+    PieceArrived,
+    PieceFailed,
+    PieceRef,
+    PlannerConfig,
+    StoreFailed,
+    VersionWanted,
+)
+from tests.planner.helpers import Lan, MiB, peer, table_of
+
+ME = peer(100)
+
+
+def assigned(actions: list[object]) -> list[Assign]:
+    return [a for a in actions if isinstance(a, Assign)]
+
+
+def test_with_no_peers_every_piece_goes_to_the_store_at_once_at_full_concurrency() -> None:
+    table = table_of(20)
+    planner = FetchPlanner(ME, PlannerConfig(store_reads=8))
+    first = assigned(planner.handle(VersionWanted(table), now=0.0))
+    assert [(a.piece.index, a.source) for a in first] == [(i, STORE) for i in range(8)]
+    assert planner.get_timer() is None  # nothing to wait for but the reads themselves
+    now, done = 0.0, 0
+    pending = [a.piece for a in first]
+    while pending:
+        now += 0.5
+        more = assigned(planner.handle(PieceArrived(pending.pop(0), STORE), now))
+        done += 1
+        assert all(a.source == STORE for a in more)
+        pending += [a.piece for a in more]
+        assert planner.status().store_in_flight == min(8, 20 - done)
+    assert planner.complete(table.id)
+    status = planner.status().versions[0]
+    assert status.store_reads == 20 and status.bytes_from_store == table.total_size
+    assert status.pieces_needed == 0 and status.bytes_from_peers == 0
+
+
+def test_held_pieces_are_not_fetched() -> None:
+    table = table_of(10)
+    planner = FetchPlanner(ME)
+    actions = assigned(planner.handle(VersionWanted(table, Bitfield.of(10, range(7))), 0.0))
+    assert [a.piece.index for a in actions] == [7, 8, 9]
+
+
+def test_one_lan_reads_the_store_about_once_per_piece_and_beats_the_store_alone() -> None:
+    table = table_of(64)  # a 256 MiB version
+    lan = Lan(table, agents=10)
+    lan.start()
+    lan.run()
+    assert len(lan.done_at) == 10
+    reads = sum(lan.store_reads.values())
+    assert len(lan.store_reads) == 64 and reads <= 64 * 1.05, reads
+    alone = (64 / 8) * lan.store_time  # one agent, 8 reads at a time
+    assert max(lan.done_at.values()) < alone
+
+
+def test_the_same_inputs_give_the_same_outputs() -> None:
+    def run() -> list[tuple[float, int, object]]:
+        lan = Lan(table_of(40), agents=6, silent={2})
+        lan.start()
+        lan.run()
+        return list(lan.log)
+
+    first = run()
+    assert first == run()
+    assert len(first) > 40
+
+
+def test_a_peer_vanishing_mid_transfer_loses_its_pieces_to_others() -> None:
+    table = table_of(1)
+    planner = FetchPlanner(ME)
+    full = {table.id: Bitfield.full(1)}
+    planner.handle(PeerJoined(peer(1), full), 0.0)
+    (first,) = assigned(planner.handle(VersionWanted(table), 0.0))
+    assert first.source == peer(1)
+    planner.handle(PeerJoined(peer(2), full), 0.1)
+    (again,) = assigned(planner.handle(PeerGone(peer(1)), 0.5))
+    assert again.piece == first.piece and again.source == peer(2)
+
+
+def test_a_lan_agent_vanishing_before_its_store_reads_land_is_covered_by_the_others() -> None:
+    table = table_of(64)
+    lan = Lan(table, agents=6)
+    lan.start()
+    lan.vanish(0.3, agent=3)  # before its first store reads finish; noticed 1 s later
+    lan.run()
+    assert set(lan.done_at) == {0, 1, 2, 4, 5}
+    owned = [i for i in range(64) if lan.planners[0].owner(PieceRef(table.id, i)) == lan.ids[3]]
+    assert owned == []  # nobody owns anything for the vanished agent any more
+    assert sum(lan.store_reads.values()) <= 64 + 64 / 6 + 8  # its share read again at most
+
+
+def test_a_missed_deadline_moves_the_piece_to_another_peer_and_then_to_the_store() -> None:
+    table = table_of(1)
+    planner = FetchPlanner(ME, PlannerConfig(peer_attempts=2))
+    full = {table.id: Bitfield.full(1)}
+    planner.handle(PeerJoined(peer(1), full), 0.0)
+    planner.handle(PeerJoined(peer(2), full), 0.0)
+    (first,) = assigned(planner.handle(VersionWanted(table), 0.0))
+    assert isinstance(first.source, type(peer(1))) and first.deadline is not None
+    # 1 s plus 4 MiB at 3 MB/s
+    assert abs(first.deadline - (1.0 + 4 * MiB / 3e6)) < 1e-9
+    assert planner.get_timer() == first.deadline
+    assert planner.handle_timer(first.deadline - 0.01) == []
+    actions = planner.handle_timer(first.deadline)
+    other = peer(2) if first.source == peer(1) else peer(1)
+    assert actions[0] == Cancel(first.piece, first.source)
+    (second,) = assigned(actions)
+    assert second.source == other
+    assert second.deadline is not None
+    actions = planner.handle_timer(second.deadline)
+    assert actions[0] == Cancel(first.piece, other)
+    assert [a.source for a in assigned(actions)] == [STORE]
+    # the late piece may still come from the first peer: taken, and the store read cancelled
+    after = planner.handle(PieceArrived(first.piece, first.source), second.deadline + 1)
+    assert after == [Cancel(first.piece, STORE)]
+    assert planner.complete(table.id)
+    misses = {p.peer: p.misses for p in planner.status().peers}
+    assert misses == {peer(1): 1, peer(2): 1}
+
+
+def test_silent_peers_in_a_lan_cost_time_not_completion() -> None:
+    lan = Lan(table_of(64), agents=5, silent={1})
+    lan.start()
+    lan.run()
+    assert len(lan.done_at) == 5
+    # The silent agent's share (a fifth) is read again once, by the agents it failed.
+    assert sum(lan.store_reads.values()) <= 64 * 1.2 + 4 * 4
+    alone = 64 / 8 * lan.store_time
+    first_deadline = 1.0 + 4 * MiB / 3e6  # the most a silent peer can cost
+    assert max(lan.done_at.values()) <= alone + first_deadline
+
+
+def test_a_peer_that_sends_a_bad_block_is_dropped_and_never_asked_again() -> None:
+    table = table_of(4)
+    planner = FetchPlanner(ME)
+    full = {table.id: Bitfield.full(4)}
+    planner.handle(PeerJoined(peer(1), full), 0.0)
+    actions = assigned(planner.handle(VersionWanted(table), 0.0))
+    assert {a.source for a in actions} == {peer(1)}
+    bad = PieceFailed(actions[0].piece, peer(1), bad_block=True)
+    answer = planner.handle(bad, 0.2)
+    assert answer[0] == DropPeer(peer(1), "sent a block that does not match its id")
+    assert {a.source for a in assigned(answer)} == {STORE}
+    assert planner.status().banned == (peer(1),)
+    assert planner.handle(PeerJoined(peer(1), full), 0.3) == []  # it comes back: refused
+    planner.handle(PeerJoined(peer(2), full), 0.4)
+    assert all(p.peer != peer(1) for p in planner.status().peers)
+
+
+def test_a_corrupt_agent_in_a_lan_is_avoided() -> None:
+    lan = Lan(table_of(32), agents=5, corrupt={4})
+    lan.start()
+    lan.run()
+    assert {0, 1, 2, 3} <= set(lan.done_at)
+    corrupt = lan.ids[4]
+    for agent in range(4):
+        asks = [a for t, n, a in lan.log if n == agent and isinstance(a, Assign)]
+        to_bad = [a for a in asks if a.source == corrupt]
+        assert len(to_bad) <= 4  # only the requests in flight when the first bad block came
+        assert corrupt in lan.planners[agent].status().banned
+
+
+def test_an_owner_that_never_delivers_loses_its_pieces_after_its_patience() -> None:
+    config = PlannerConfig(owner_patience=5.0)
+    lan = Lan(table_of(32), agents=4, stuck={2}, config=config)
+    lan.start()
+    lan.run(until=100)
+    assert {0, 1, 3} <= set(lan.done_at)
+    assert max(lan.done_at[a] for a in (0, 1, 3)) < 5.0 + 2.0 + 4 * lan.store_time
+
+
+def test_store_errors_are_retried_with_backoff_then_given_up() -> None:
+    table = table_of(1)
+    planner = FetchPlanner(ME, PlannerConfig(store_attempts=3, store_retry=1.0))
+    (read,) = assigned(planner.handle(VersionWanted(table), 0.0))
+    assert planner.handle(StoreFailed(read.piece), 1.0) == []
+    assert planner.get_timer() == 2.0
+    assert assigned(planner.handle_timer(2.0))[0].source == STORE
+    planner.handle(StoreFailed(read.piece), 2.5)
+    assert planner.get_timer() == 4.5
+    planner.handle_timer(4.5)
+    actions = planner.handle(StoreFailed(read.piece), 5.0)
+    assert actions == [GaveUp(read.piece, "the store failed it 3 times")]
+    assert planner.get_timer() is None and not planner.complete(table.id)
+
+
+def test_a_higher_priority_version_gets_the_store_first() -> None:
+    low, high = table_of(8, "low"), table_of(8, "high")
+    planner = FetchPlanner(ME, PlannerConfig(store_reads=4))
+    assert len(assigned(planner.handle(VersionWanted(low, priority=0), 0.0))) == 4
+    planner.handle(VersionWanted(high, priority=5), 0.0)
+    for index in range(4):
+        (next_read,) = assigned(planner.handle(PieceArrived(PieceRef(low.id, index), STORE), 1.0))
+        assert next_read.piece.version == high.id
+
+
+def _drive_capped(cap: float, pieces: int, with_peer: bool) -> list[tuple[float, int]]:
+    """Pieces complete 10 ms after they start; returns (start time, bytes) of each."""
+    table = table_of(pieces)
+    policy = BandwidthPolicy(
+        store_read=None if with_peer else cap, peer_download=cap if with_peer else None
+    )
+    planner = FetchPlanner(ME, PlannerConfig(), policy)
+    if with_peer:
+        planner.handle(PeerJoined(peer(1), {table.id: Bitfield.full(pieces)}), 0.0)
+    started: list[tuple[float, int]] = []
+    events: list[tuple[float, Assign]] = []
+    now = 0.0
+
+    def take(actions: list[object]) -> None:
+        for a in assigned(actions):
+            started.append((now, a.size if with_peer else table.read(a.piece.index).length))
+            events.append((now + 0.01, a))
+
+    take(planner.handle(VersionWanted(table), now))
+    while not planner.complete(table.id):
+        timer = planner.get_timer()
+        events.sort(key=lambda e: e[0])
+        if events and (timer is None or events[0][0] <= timer):
+            now, a = events.pop(0)
+            take(planner.handle(PieceArrived(a.piece, a.source), now))
+        else:
+            assert timer is not None
+            now = timer
+            take(planner.handle_timer(now))
+    return started
+
+
+def test_store_and_peer_caps_hold_over_time() -> None:
+    cap = 8 * MiB  # two 4 MiB pieces a second
+    for with_peer in (False, True):
+        started = _drive_capped(cap, 40, with_peer)
+        assert len(started) == 40
+        total = 0
+        for when, size in started:
+            total += size
+            assert total <= cap * 1.0 + cap * when + 4 * MiB, (when, total)
+        last = started[-1][0]
+        assert 160 * MiB / cap - 2 <= last <= 160 * MiB / cap  # as fast as the cap allows
