@@ -185,6 +185,9 @@ class FetchPlanner:
         self._requests: dict[PieceRef, _Request] = {}
         self._store_in_flight = 0
         self._timer: float | None = None
+        # What peers can be asked for, per version: an OR over every peer, kept until a
+        # peer's bitfield, presence or rest changes.
+        self._available_cache: dict[ManifestId, int] = {}
 
     # Entry points ---------------------------------------------------------------------------
     def handle(self, event: Event, now: float) -> list[Action]:
@@ -233,6 +236,7 @@ class FetchPlanner:
         for peer in self._peers.values():
             if peer.cool_until and peer.cool_until <= now:
                 peer.cool_until = 0.0
+                self._available_cache.clear()
                 self._rejoin(peer)
         for version in self._versions.values():
             self._expire_members(version, now)
@@ -296,6 +300,7 @@ class FetchPlanner:
             tie=tie,
         )
         self._versions[table.id] = version
+        self._available_cache.pop(table.id, None)
         version.rendezvous.add(self.self_id)
         for peer in sorted(self._peers.values(), key=lambda p: p.id):
             bits = peer.have.get(table.id)
@@ -321,6 +326,7 @@ class FetchPlanner:
             blake3.blake3(b"aetherfs peer order\0" + self.self_id.raw + event.peer.raw).digest()[:4]
         )
         self._peers[event.peer] = _Peer(event.peer, now, tie)
+        self._available_cache.clear()
         for version_id, bitfield in event.bitfields.items():
             self._announce(event.peer, version_id, bitfield.bits, now, actions)
         for version in self._versions.values():
@@ -349,6 +355,7 @@ class FetchPlanner:
             self._ban(peer_id, f"announced pieces past the end of {version_id.short()}", actions)
             return
         peer.have[version_id] = new
+        self._available_cache.clear()
         if version_id not in peer.progress or new & ~old:
             peer.progress[version_id] = now
         if version is None:
@@ -430,6 +437,7 @@ class FetchPlanner:
             peer.misses_in_row += 1
             rest = self.config.peer_cooldown * 2 ** (peer.misses_in_row - 1)
             peer.cool_until = now + min(rest, self.config.peer_cooldown_max)
+            self._available_cache.clear()
             # Out of every version's members while it rests: the pieces it owns move to
             # agents that deliver, instead of every agent reading them from the store.
             for version in self._versions.values():
@@ -481,6 +489,7 @@ class FetchPlanner:
 
     def _forget_peer(self, peer_id: PeerId) -> None:
         peer = self._peers.pop(peer_id, None)
+        self._available_cache.clear()
         if peer is None:
             return
         for piece, request in list(self._requests.items()):
@@ -497,6 +506,7 @@ class FetchPlanner:
     def _drop_version(self, version_id: ManifestId, actions: list[Action]) -> None:
         if self._versions.pop(version_id, None) is None:
             return
+        self._available_cache.pop(version_id, None)
         for piece, request in list(self._requests.items()):
             if piece.version == version_id:
                 self._finish(piece, request)
@@ -545,10 +555,13 @@ class FetchPlanner:
     # Scheduling -----------------------------------------------------------------------------
     def _available(self, version: _Version) -> int:
         """Pieces some peer can be asked for now (not resting after a miss)."""
-        bits = 0
-        for peer in self._peers.values():
-            if not peer.cool_until:
-                bits |= peer.have.get(version.id, 0)
+        bits = self._available_cache.get(version.id)
+        if bits is None:
+            bits = 0
+            for peer in self._peers.values():
+                if not peer.cool_until:
+                    bits |= peer.have.get(version.id, 0)
+            self._available_cache[version.id] = bits
         return bits
 
     def _idle(self, version: _Version) -> int:
