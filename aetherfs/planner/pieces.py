@@ -8,7 +8,7 @@ reads (same pack, gaps of at most MERGE_GAP, a span of at most PIECE_BYTES). The
 files in the manifest plays no part, and a block used many times is one block of one piece.
 
 The table keeps fixed-size records in a few bytes objects and arrays, never one Python object
-per block: 40 bytes per block, 24 per piece.
+per block: 40 bytes per block, 36 per piece.
 """
 
 from __future__ import annotations

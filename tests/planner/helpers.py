@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import itertools
@@ -67,16 +68,21 @@ def table_of(pieces: int, manifest: str = "v1", piece_blocks: int = 4) -> PieceT
     return PieceTable.of_refs(ManifestId(digest("manifest", manifest)), refs)
 
 
+@functools.cache
 def big_manifest(total: int, block: int = 64 * KiB, pack: int = 16 * MiB) -> Manifest:
     """One file of `total` bytes in `block`-sized blocks, packed `pack` bytes a pack, its
-    records built straight as bytes (no BlockRef per block)."""
+    records built straight as bytes (no BlockRef per block). Made once per session."""
     per_pack = pack // block
+
+    def tagged(tag: bytes, n: int) -> bytes:
+        return tag + n.to_bytes(31, "big")
+
     records = b"".join(
         pack_record(
-            digest("b", i),
-            digest("k", i),
-            digest("d", i),
-            digest("p", i // per_pack),
+            tagged(b"b", i),
+            tagged(b"k", i),
+            tagged(b"d", i),
+            tagged(b"p", i // per_pack),
             block,
             block,
             (i % per_pack) * block,

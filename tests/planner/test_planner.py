@@ -302,6 +302,7 @@ def test_planner_state_for_a_5_gib_version_and_100_peers_is_small_and_quick() ->
         planner.handle(PeerJoined(p, {table.id: field}), 0.0)
     pending = assigned(planner.handle(VersionWanted(table), 0.0))
     held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
     now, events = 0.0, 0
     while pending:
         action = pending.pop(0)
@@ -310,10 +311,37 @@ def test_planner_state_for_a_5_gib_version_and_100_peers_is_small_and_quick() ->
         planner.handle(PeerHave(peers[rng.randrange(100)], table.id, (rng.randrange(count),)), now)
         events += 2
     spent = time.process_time() - start
-    tracemalloc.stop()
     assert planner.complete(table.id)
     # Measured: 0.24 MiB for 100 peers' bitfields, rarity, owners and ties of 1,280 pieces
     # (the table itself is 3.2 MiB: test_pieces); 0.8 ms of CPU per event, joins included.
     assert held < 1 * MiB, held
     assert spent < 10.0, spent
     print(f"planner: {held / MiB:.2f} MiB, {spent / events * 1000:.2f} ms per event")
+
+
+def test_dropping_a_version_cancels_its_requests_and_status_counts_by_source() -> None:
+    from aetherfs.planner import VersionDropped
+
+    table = table_of(12)
+    planner = FetchPlanner(ME, PlannerConfig(store_reads=2, peer_requests=1))
+    planner.handle(PeerJoined(peer(1), {table.id: Bitfield.of(12, [11])}), 0.0)
+    first = assigned(planner.handle(VersionWanted(table), 0.0))
+    # peer 1 announced the version: it reads its own share, this agent the rest
+    mine = [i for i in range(11) if planner.owner(PieceRef(table.id, i)) == ME]
+    assert len(mine) >= 3
+    expected = {(11, peer(1)), (mine[0], STORE), (mine[1], STORE)}
+    assert {(a.piece.index, a.source) for a in first} == expected
+    planner.handle(PieceArrived(PieceRef(table.id, 11), peer(1)), 0.3)
+    planner.handle(PieceArrived(PieceRef(table.id, mine[0]), STORE), 0.4)
+    status = planner.status()
+    (version,) = status.versions
+    assert version.bytes_from_peers == version.bytes_from_store == 4 * MiB
+    assert version.pieces_needed == 10 and version.pieces_in_flight == 2
+    assert version.bytes_needed == 40 * MiB
+    assert [(p.peer, p.pieces_received, p.bytes_received) for p in status.peers] == [
+        (peer(1), 1, 4 * MiB)
+    ]
+    cancelled = planner.handle(VersionDropped(table.id), 0.5)
+    assert sorted(a.piece.index for a in cancelled if isinstance(a, Cancel)) == mine[1:3]
+    assert planner.status().versions == () and planner.status().store_in_flight == 0
+    assert planner.get_timer() is None
