@@ -413,22 +413,25 @@ class FetchPlanner:
 
     def _peer_failed(self, event: PieceFailed, actions: list[Action]) -> None:
         request = self._requests.get(event.piece)
-        if request is not None and request.source == event.peer:
+        current = request is not None and request.source == event.peer
+        if request is not None and current:
             self._finish(event.piece, request)
         peer = self._peers.get(event.peer)
         if peer is not None:
             peer.failures += 1
         if event.bad_block:
             self._ban(event.peer, "sent a block that does not match its id", actions)
-        self._lose(event.piece, event.peer)
+        if current or event.bad_block:
+            self._lose(event.piece, event.peer)  # else: a request already moved on
 
     def _missed(self, piece: PieceRef, peer_id: PeerId, now: float, actions: list[Action]) -> None:
         """A deadline passed: the peer loses that piece and every request queued behind it."""
         for other, request in list(self._requests.items()):
             if request.source == peer_id and other != piece:
+                # Not failed by it, only queued behind: idle again, asked of whoever has it
+                # (the resting peer is out of the members, so its own pieces get new owners).
                 self._finish(other, request)
                 actions.append(Cancel(other, peer_id))
-                self._lose(other, peer_id, attempt=False)
         self._finish(piece, self._requests[piece])
         actions.append(Cancel(piece, peer_id))
         peer = self._peers.get(peer_id)
@@ -444,16 +447,15 @@ class FetchPlanner:
                 version.rendezvous.remove(peer_id)
         self._lose(piece, peer_id)
 
-    def _lose(self, piece: PieceRef, peer_id: PeerId, attempt: bool = True) -> None:
+    def _lose(self, piece: PieceRef, peer_id: PeerId) -> None:
         """`peer_id` failed `piece`: it is not asked again; after `peer_attempts` failures, or
-        when no other peer has it, the store takes it. Requests lost only because they queued
-        behind a missed one count no attempt."""
+        when no other peer has it, the store takes it."""
         version = self._versions.get(piece.version)
         if version is None:
             return
         bit = 1 << piece.index
         version.tried[peer_id] = version.tried.get(peer_id, 0) | bit
-        attempts = version.attempts.get(piece.index, 0) + attempt
+        attempts = version.attempts.get(piece.index, 0) + 1
         version.attempts[piece.index] = attempts
         others = any(
             p.have.get(version.id, 0) & bit and not version.tried.get(p.id, 0) & bit
