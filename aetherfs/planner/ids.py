@@ -14,6 +14,9 @@ class PeerId:
 
     raw: bytes
 
+    def __hash__(self) -> int:
+        return hash(self.raw)  # bytes cache their hash; the generated one builds a tuple
+
     def hex(self) -> str:
         return self.raw.hex()
 

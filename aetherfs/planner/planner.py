@@ -108,10 +108,10 @@ class _Version:
     from_store: int = 0  # bytes
     from_peers: int = 0
     store_reads: int = 0  # pieces
+    id: ManifestId = field(init=False)
 
-    @property
-    def id(self) -> ManifestId:
-        return self.table.id
+    def __post_init__(self) -> None:
+        self.id = self.table.id
 
 
 @dataclass(slots=True)

@@ -136,19 +136,21 @@ class Lan:
         planner = self.planners[agent]
         self.at(when, agent, lambda: planner.handle(event, self.now))
 
-    def start(self, at: float = 0.0) -> None:
-        """Everyone knows everyone, then wants the version and announces that it does."""
+    def start(self, at: float = 0.0, starts: list[float] | None = None) -> None:
+        """Everyone knows everyone at `at`; agent n wants the version at `starts[n]` (all at
+        `at` by default) and announces that it does."""
         empty = Bitfield(len(self.table))
+        starts = starts or [at] * self.agents
         for a in range(self.agents):
             for b in range(self.agents):
                 if a != b:
                     self.tell(at, a, PeerJoined(self.ids[b]))
-            self.tell(at, a, VersionWanted(self.table))
+        for a in range(self.agents):
+            self.tell(starts[a], a, VersionWanted(self.table))
+            announce = PeerBitfield(self.ids[a], self.table.id, empty)
             for b in range(self.agents):
                 if a != b:
-                    self.tell(
-                        at + self.announce_delay, b, PeerBitfield(self.ids[a], self.table.id, empty)
-                    )
+                    self.tell(starts[a] + self.announce_delay, b, announce)
 
     def vanish(self, when: float, agent: int) -> None:
         def go() -> list[Action]:

@@ -67,6 +67,17 @@ def test_one_lan_reads_the_store_about_once_per_piece_and_beats_the_store_alone(
     assert max(lan.done_at.values()) < alone
 
 
+def test_agents_that_start_within_the_announce_grace_still_read_once_per_piece() -> None:
+    import random
+
+    rng = random.Random(1)
+    lan = Lan(table_of(128), agents=20)
+    lan.start(starts=[rng.uniform(0, 1.5) for _ in range(20)])
+    lan.run()
+    assert len(lan.done_at) == 20
+    assert sum(lan.store_reads.values()) == 128
+
+
 def test_the_same_inputs_give_the_same_outputs() -> None:
     def run() -> list[tuple[float, int, object]]:
         lan = Lan(table_of(40), agents=6, silent={2})
