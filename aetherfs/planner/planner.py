@@ -93,6 +93,9 @@ class _Version:
     needed: int  # pieces still to fetch
     rendezvous: Rendezvous
     rarity: array[int]  # live, trusted peers holding each piece
+    # by_rarity[k]: the pieces exactly k peers hold, so the rarest candidates of a peer are
+    # found with a few `&`s rather than a scan of every piece it has.
+    by_rarity: list[int]
     tie: array[int]  # this agent's own order among equally rare pieces
     in_flight: int = 0
     fallback: int = 0  # pieces for the store whoever owns them (their peers failed)
@@ -297,6 +300,7 @@ class FetchPlanner:
             needed=((1 << count) - 1) & ~held,
             rendezvous=Rendezvous(table.id, count),
             rarity=array("H", bytes(2 * count)),
+            by_rarity=[(1 << count) - 1],
             tie=tie,
         )
         self._versions[table.id] = version
@@ -615,7 +619,7 @@ class FetchPlanner:
                 if not self._download.ready(now):
                     timers.append(self._download.ready_at(now))
                     return
-                index = min(iter_bits(wanted), key=lambda i: (version.rarity[i], version.tie[i], i))
+                index = self._rarest(version, wanted)
                 size = version.table.size(index)
                 self._download.take(now, size)
                 deadline = now + self._patience_for(peer, size)
@@ -672,7 +676,27 @@ class FetchPlanner:
         ahead = peer.in_flight_bytes / max(peer.rate, config.peer_min_rate)
         return config.peer_timeout + size / config.peer_min_rate + ahead
 
+    def _rarest(self, version: _Version, wanted: int) -> int:
+        """The rarest piece of `wanted`; among equals, first in this agent's own order."""
+        tie = version.tie
+        for bucket in version.by_rarity:
+            rarest = wanted & bucket
+            if rarest:
+                return min(iter_bits(rarest), key=lambda i: (tie[i], i))
+        raise AssertionError("every piece has a rarity")
+
     def _count(self, version: _Version, bits: int, delta: int) -> None:
-        rarity = version.rarity
+        rarity, buckets = version.rarity, version.by_rarity
         for index in iter_bits(bits):
-            rarity[index] = max(0, rarity[index] + delta)
+            old = rarity[index]
+            new = max(0, old + delta)
+            if new == old:
+                continue
+            bit = 1 << index
+            buckets[old] &= ~bit
+            if new == len(buckets):
+                buckets.append(0)
+            buckets[new] |= bit
+            rarity[index] = new
+        while len(buckets) > 1 and not buckets[-1]:
+            buckets.pop()

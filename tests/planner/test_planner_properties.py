@@ -68,6 +68,15 @@ class Checked:
             assert sum(1 for s in self.flight.values() if s == p) <= CONFIG.peer_requests
         timer = self.planner.get_timer()
         assert timer is None or timer >= self.now
+        for version in self.planner._versions.values():  # the rarity buckets partition
+            union = 0
+            for k, bucket in enumerate(version.by_rarity):
+                assert not union & bucket
+                union |= bucket
+                assert all(version.rarity[i] == k for i in range(PIECES) if bucket >> i & 1)
+            assert union == (1 << PIECES) - 1
+            held = [sum(bits >> i & 1 for bits in self.peers.values()) for i in range(PIECES)]
+            assert list(version.rarity) == held
 
     def forget(self, p: PeerId) -> None:
         self.peers.pop(p, None)
