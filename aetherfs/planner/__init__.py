@@ -31,6 +31,7 @@ from aetherfs.planner.planner import (
     PlannerStatus,
     VersionStatus,
 )
+from aetherfs.planner.policy import InOrder, PieceSelector, RarestFirst
 from aetherfs.planner.upload import UploadConfig, UploadRequest, UploadScheduler
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "Event",
     "FetchPlanner",
     "GaveUp",
+    "InOrder",
     "PeerBitfield",
     "PeerGone",
     "PeerHave",
@@ -56,9 +58,11 @@ __all__ = [
     "PieceFailed",
     "PieceRead",
     "PieceRef",
+    "PieceSelector",
     "PieceTable",
     "PlannerConfig",
     "PlannerStatus",
+    "RarestFirst",
     "Source",
     "StoreFailed",
     "StoreSource",

@@ -49,6 +49,7 @@ from aetherfs.planner.events import (
 )
 from aetherfs.planner.ids import STORE, PeerId, PieceRef, Source, StoreSource
 from aetherfs.planner.pieces import PieceTable
+from aetherfs.planner.policy import PieceSelector, RarestFirst
 from aetherfs.planner.rendezvous import Rendezvous
 
 
@@ -176,9 +177,11 @@ class FetchPlanner:
         config: PlannerConfig | None = None,
         bandwidth: BandwidthPolicy | None = None,
         now: float = 0.0,
+        selector: PieceSelector | None = None,
     ) -> None:
         self.self_id = self_id
         self.config = config or PlannerConfig()
+        self.selector: PieceSelector = selector or RarestFirst()
         policy = bandwidth or BandwidthPolicy()
         self._download: TokenBucket = policy.bucket(policy.peer_download, now)
         self._store_bucket: TokenBucket = policy.bucket(policy.store_read, now)
@@ -619,7 +622,7 @@ class FetchPlanner:
                 if not self._download.ready(now):
                     timers.append(self._download.ready_at(now))
                     return
-                index = self._rarest(version, wanted)
+                index = self.selector.select(wanted, version.by_rarity, version.tie)
                 size = version.table.size(index)
                 self._download.take(now, size)
                 deadline = now + self._patience_for(peer, size)
@@ -675,15 +678,6 @@ class FetchPlanner:
         config = self.config
         ahead = peer.in_flight_bytes / max(peer.rate, config.peer_min_rate)
         return config.peer_timeout + size / config.peer_min_rate + ahead
-
-    def _rarest(self, version: _Version, wanted: int) -> int:
-        """The rarest piece of `wanted`; among equals, first in this agent's own order."""
-        tie = version.tie
-        for bucket in version.by_rarity:
-            rarest = wanted & bucket
-            if rarest:
-                return min(iter_bits(rarest), key=lambda i: (tie[i], i))
-        raise AssertionError("every piece has a rarity")
 
     def _count(self, version: _Version, bits: int, delta: int) -> None:
         rarity, buckets = version.rarity, version.by_rarity

@@ -275,6 +275,19 @@ def test_the_rarest_piece_a_peer_has_is_asked_first() -> None:
     assert asks[peer(1)] == 1 and asks[peer(2)] == 0 and asks[peer(3)] == 2
 
 
+def test_the_piece_selector_is_pluggable() -> None:
+    from aetherfs.planner import InOrder
+
+    table = table_of(8)
+    planner = FetchPlanner(ME, PlannerConfig(peer_requests=3), selector=InOrder())
+    planner.handle(PeerJoined(peer(1), {table.id: Bitfield.of(8, [1, 2, 4, 6, 7])}), 0.0)
+    planner.handle(PeerJoined(peer(2), {table.id: Bitfield.of(8, [6])}), 0.0)
+    asks: dict[object, set[int]] = {}
+    for a in assigned(planner.handle(VersionWanted(table), 0.0)):
+        asks.setdefault(a.source, set()).add(a.piece.index)
+    assert asks[peer(1)] == {1, 2, 4} and asks[peer(2)] == {6}  # lowest first, not rarest
+
+
 def test_live_peers_silent_about_a_version_share_its_store_reads_until_the_grace_is_up() -> None:
     table = table_of(40)
     config = PlannerConfig(announce_grace=2.0)
