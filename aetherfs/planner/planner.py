@@ -325,7 +325,10 @@ class FetchPlanner:
             self._count(version, bits, 1)
 
     def _join(self, event: PeerJoined, now: float, actions: list[Action]) -> None:
-        if event.peer in self._banned or event.peer == self.self_id:
+        if event.peer == self.self_id:
+            return
+        if event.peer in self._banned:
+            actions.append(DropPeer(event.peer, self._banned[event.peer]))  # again
             return
         if event.peer in self._peers:
             self._forget_peer(event.peer)

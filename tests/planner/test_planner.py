@@ -167,7 +167,8 @@ def test_a_peer_that_sends_a_bad_block_is_dropped_and_never_asked_again() -> Non
     assert answer[0] == DropPeer(peer(1), "sent a block that does not match its id")
     assert {a.source for a in assigned(answer)} == {STORE}
     assert planner.status().banned == (peer(1),)
-    assert planner.handle(PeerJoined(peer(1), full), 0.3) == []  # it comes back: refused
+    again = planner.handle(PeerJoined(peer(1), full), 0.3)  # it comes back: refused
+    assert again == [DropPeer(peer(1), "sent a block that does not match its id")]
     planner.handle(PeerJoined(peer(2), full), 0.4)
     assert all(p.peer != peer(1) for p in planner.status().peers)
 
