@@ -20,12 +20,15 @@ from aetherfs.planner.pieces import PieceTable
 @dataclass(frozen=True, slots=True)
 class VersionWanted:
     """Fetch the pieces of `table` not in `held` (pieces this agent already has: its cache,
-    a version on disk). Higher `priority` versions get peers and store reads first. Told
-    again, only the priority changes."""
+    a version on disk). Pieces in `store_only` are never asked of peers (those holding a block
+    the peer protocol does not carry: `PieceTable.with_blocks_over(MAX_BLOCK_SIZE)`). Higher
+    `priority` versions get peers and store reads first. Told again, only the priority
+    changes."""
 
     table: PieceTable
     held: Bitfield | None = None
     priority: int = 0
+    store_only: Bitfield | None = None
 
 
 @dataclass(frozen=True, slots=True)

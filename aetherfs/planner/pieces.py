@@ -8,7 +8,7 @@ reads (same pack, gaps of at most MERGE_GAP, a span of at most PIECE_BYTES). The
 files in the manifest plays no part, and a block used many times is one block of one piece.
 
 The table keeps fixed-size records in a few bytes objects and arrays, never one Python object
-per block: 40 bytes per block, 36 per piece.
+per block: 40 bytes per block, 40 per piece.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from aetherfs.core.ids import DIGEST_SIZE, BlockId, ManifestId, PackId
 from aetherfs.core.manifest import FILE, Manifest
 from aetherfs.core.packs import MERGE_GAP, MiB
 from aetherfs.errors import IntegrityError
+from aetherfs.planner.bitfield import Bitfield
 
 # 4 MiB: a GET then costs 0.1% of the egress it carries (a GET is worth ~4 KB at AWS list
 # prices), store reads were as fast as at 3 MiB (ops/materialise.py BATCH_BYTES measured 2, 3
@@ -64,6 +65,7 @@ class PieceTable:
     __slots__ = (
         "_blocks",
         "_first",
+        "_largest",
         "_length",
         "_pack",
         "_packs",
@@ -88,6 +90,7 @@ class PieceTable:
         self._packs, self._pack, self._start, self._length = packs, pack_index, start, length
         self._first, self._blocks = first, blocks  # `first` has one more entry: the end
         self._size = array("Q", (self._payload(i) for i in range(len(start))))
+        self._largest = array("I", (self._largest_block(i) for i in range(len(start))))
         self._piece_bytes = piece_bytes
 
     @classmethod
@@ -173,13 +176,23 @@ class PieceTable:
 
     def memory_bytes(self) -> int:
         """Bytes held by the table's arrays and records (not counting the small PackIds)."""
-        arrays = (self._pack, self._start, self._length, self._first, self._size)
+        arrays = (self._pack, self._start, self._length, self._first, self._size, self._largest)
         return len(self._blocks) + sum(a.itemsize * len(a) for a in arrays) + 80 * len(self._packs)
 
     def _records(self, index: int) -> bytes:
         return self._blocks[
             self._first[index] * BLOCK_RECORD : self._first[index + 1] * BLOCK_RECORD
         ]
+
+    def with_blocks_over(self, limit: int) -> Bitfield:
+        """The pieces holding a block of more than `limit` stored bytes: those the peer
+        protocol does not carry (its MAX_BLOCK_SIZE), to be read from the store only."""
+        return Bitfield.of(len(self), (i for i, big in enumerate(self._largest) if big > limit))
+
+    def _largest_block(self, index: int) -> int:
+        return max(
+            (size for _rel, size, _id in _BLOCK.iter_unpack(self._records(index))), default=0
+        )
 
     def _payload(self, index: int) -> int:
         return sum(size for _rel, size, _id in _BLOCK.iter_unpack(self._records(index)))

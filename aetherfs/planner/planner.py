@@ -100,6 +100,7 @@ class _Version:
     tie: array[int]  # this agent's own order among equally rare pieces
     in_flight: int = 0
     fallback: int = 0  # pieces for the store whoever owns them (their peers failed)
+    store_only: int = 0  # pieces never asked of peers
     given_up: int = 0
     announced: set[PeerId] = field(default_factory=set)  # peers that announced this version
     provisional: set[PeerId] = field(default_factory=set)  # members during announce_grace
@@ -288,8 +289,10 @@ class FetchPlanner:
             return
         count = len(table)
         held = event.held.bits if event.held is not None else 0
-        if event.held is not None and event.held.count != count:
-            raise InvalidInput(f"held pieces of {table.id.short()} do not match its table")
+        for given in (event.held, event.store_only):
+            if given is not None and given.count != count:
+                raise InvalidInput(f"a bitfield for {table.id.short()} does not match its table")
+        store_only = event.store_only.bits if event.store_only is not None else 0
         tie = array("I")
         tie.frombytes(
             blake3.blake3(b"aetherfs order\0" + self.self_id.raw + table.id.digest).digest(
@@ -305,6 +308,8 @@ class FetchPlanner:
             rarity=array("H", bytes(2 * count)),
             by_rarity=[(1 << count) - 1],
             tie=tie,
+            fallback=store_only,
+            store_only=store_only,
         )
         self._versions[table.id] = version
         self._available_cache.pop(table.id, None)
@@ -610,7 +615,7 @@ class FetchPlanner:
     ) -> None:
         limit = self.config.peer_requests
         while True:
-            idle = self._idle(version)
+            idle = self._idle(version) & ~version.store_only
             if not idle:
                 return
             peers = sorted(

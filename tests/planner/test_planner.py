@@ -370,3 +370,21 @@ def test_dropping_a_version_cancels_its_requests_and_status_counts_by_source() -
     assert sorted(a.piece.index for a in cancelled if isinstance(a, Cancel)) == mine[1:3]
     assert planner.status().versions == () and planner.status().store_in_flight == 0
     assert planner.get_timer() is None
+
+
+def test_pieces_with_blocks_the_peer_protocol_does_not_carry_come_from_the_store() -> None:
+    from aetherfs.core.ids import ManifestId
+    from aetherfs.planner import PieceTable
+    from tests.planner.helpers import digest, ref
+
+    refs = [ref(0, 0, 100_000), ref(1, 0, 300_000), ref(2, 0, 100_000)]
+    table = PieceTable.of_refs(ManifestId(digest("big blocks")), refs)
+    big = table.with_blocks_over(262_208)
+    assert len(big) == 1
+    (index,) = big
+    planner = FetchPlanner(ME, PlannerConfig(store_reads=1))
+    planner.handle(PeerJoined(peer(1), {table.id: Bitfield.full(3)}), 0.0)
+    actions = assigned(planner.handle(VersionWanted(table, store_only=big), 0.0))
+    assert {(a.piece.index, a.source) for a in actions} == {
+        (i, peer(1)) for i in range(3) if i != index
+    } | {(index, STORE)}
