@@ -62,9 +62,15 @@ class StoreInfo:
     def from_json(cls, raw: bytes) -> StoreInfo:
         try:
             doc = json.loads(raw)
-            return cls(str(doc["store_id"]), str(doc["key_check"]), bytes.fromhex(doc["signer"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise IntegrityError(f"the store's {layout.STORE_INFO} is malformed: {exc}") from None
+            store_id, check, signer = doc.get("store_id"), doc.get("key_check"), doc.get("signer")
+            if isinstance(store_id, str) and isinstance(check, str) and isinstance(signer, str):
+                return cls(store_id, check, bytes.fromhex(signer))
+        except (ValueError, AttributeError):
+            pass
+        raise IntegrityError(
+            f"the store's {layout.STORE_INFO} is malformed (it must name the store's id, key "
+            "check and signer): restore it from a backup"
+        )
 
 
 def open_keyring(

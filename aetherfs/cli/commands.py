@@ -294,7 +294,8 @@ def gc(ctx: Context, args: argparse.Namespace) -> int:
     if args.grace < 0:
         raise InvalidInput("--grace cannot be negative")
     repo = ctx.repository()
-    repo.keyring.require_writer("gc")
+    if isinstance(repo.keyring, ReaderKeyring):
+        repo.keyring.require_writer("gc")
     result = collect_garbage(repo, args.grace * 3600, dry_run=args.dry_run)
     if ctx.json:
         print_json(
@@ -322,12 +323,11 @@ def keys(ctx: Context, args: argparse.Namespace) -> int:
     s = ctx.settings
     keyring = repo.keyring
     path = s.keys_path or keyring_path(s.keys_dir, keyring.store_id)
-    reader = isinstance(keyring, ReaderKeyring)
     info: dict[str, Any] = {
         "store": repo.store.url,
         "store_id": keyring.store_id,
         "keyring": str(path),
-        "kind": "reader" if reader else "writer",
+        "kind": "reader" if isinstance(keyring, ReaderKeyring) else "writer",
         "can_sign": keyring.signing_seed is not None,
     }
     if isinstance(keyring, ReaderKeyring):

@@ -88,5 +88,18 @@ def test_mistyped_s3_prefix_and_bucket(cli: Cli, tmp_path: Path, seaweedfs: Seaw
     assert listed.get("KeyCount", 0) == 0  # nothing was written under the typo
 
     no_bucket = cli("ls", "--store", "s3://no-such-bucket-here/x", check=False)
-    assert no_bucket.code == 7 and "no-such-bucket-here does not exist" in no_bucket.err
+    assert no_bucket.code == 7 and "the bucket no-such-bucket-here of the store" in no_bucket.err
+    assert "does not exist: check the URL" in no_bucket.err
     assert "geo" in cli("ls", "--store", url).out
+
+
+def test_a_damaged_store_info_says_so_in_words(cli: Cli, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_tree(src, big=1000)
+    store = tmp_path / "store"
+    cli("push", str(src), "geo:1.0.0", "--store", store.as_uri())
+    (store / "aetherfs.json").write_text('{"format": 1, "store_id": "x"}')
+    result = cli("ls", "--store", store.as_uri(), check=False)
+    assert result.code == 5
+    assert "aetherfs.json is malformed (it must name the store's id" in result.err
+    assert "'" not in result.err.replace("store's", "")
