@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,44 @@ def test_chunking_child_exits_quietly_when_push_is_gone(tmp_path: Path) -> None:
     child.stdin.close()
     assert child.wait(60) == 0
     assert child.stderr.read() == b""
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(c) for c in text.split()]
+
+
+def _has_open(pid: int, path: Path) -> bool:
+    try:
+        return any(os.readlink(fd) == str(path) for fd in Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+
+
+def test_kill_9_of_push_leaves_no_child_traceback(cli: Cli, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    big = src / "zeros.bin"
+    with big.open("wb") as f:
+        f.truncate(2 * 1024**3)  # sparse: cheap to make, about 2 s for the child to cut
+    cli.env["AETHERFS_STORE"] = (tmp_path / "store").as_uri()
+    push = subprocess.Popen(
+        [sys.executable, "-m", "aetherfs.cli.main", "push", str(src), "geo:1.0.0"],
+        env=cli.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert push.stderr is not None
+    deadline = time.monotonic() + 60
+    cutting = False
+    while time.monotonic() < deadline and push.poll() is None and not cutting:
+        cutting = any(_has_open(child, big) for child in _children(push.pid))
+        time.sleep(0.01)
+    assert cutting, "the chunking child never opened the file"
+    push.kill()  # kill -9 while the child is cutting: its answers now go nowhere
+    push.wait(10)
+    err = push.stderr.read().decode()  # the child holds push's stderr until it exits
+    assert "Traceback" not in err and "Error" not in err, err
