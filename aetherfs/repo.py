@@ -34,7 +34,7 @@ from aetherfs.core.packs import ReadRange, plan_reads
 from aetherfs.core.tags import Salvage, SignedTag, TagHistory, TagRecord, TagScan, salvage
 from aetherfs.core.trust import TrustedTag
 from aetherfs.errors import Conflict, IntegrityError, KeyringError, NotFound
-from aetherfs.keys import Keyring, keyring_path, load_keyring, save_keyring
+from aetherfs.keys import Keyring, Notice, keyring_path, load_keyring, save_keyring, to_stderr
 from aetherfs.spool import FileRecordSpool
 from aetherfs.store import layout
 from aetherfs.store.base import Store
@@ -63,43 +63,66 @@ class StoreInfo:
     def from_json(cls, raw: bytes) -> StoreInfo:
         try:
             doc = json.loads(raw)
-            return cls(str(doc["store_id"]), str(doc["key_check"]), bytes.fromhex(doc["signer"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise IntegrityError(f"the store's {layout.STORE_INFO} is malformed: {exc}") from None
+            store_id, check, signer = doc.get("store_id"), doc.get("key_check"), doc.get("signer")
+            if isinstance(store_id, str) and isinstance(check, str) and isinstance(signer, str):
+                return cls(store_id, check, bytes.fromhex(signer))
+        except (ValueError, AttributeError):
+            pass
+        raise IntegrityError(
+            f"the store's {layout.STORE_INFO} is malformed (it must name the store's id, key "
+            "check and signer): restore it from a backup"
+        )
 
 
-def open_keyring(store: Store, keys_dir: Path, keys_path: Path | None, create: bool) -> Keyring:
-    """Find the keyring for `store`; with `create`, make one (and the store's info) if new."""
+def open_keyring(
+    store: Store,
+    keys_dir: Path,
+    keys_path: Path | None,
+    create: bool,
+    notice: Notice = to_stderr,
+) -> Keyring:
+    """Find the keyring for `store`. With `create` (commands that write), the keyring must
+    be a writer's, and a store that does not exist yet is made (said through `notice`);
+    without it, a missing store is an error and nothing is written."""
     try:
         info: StoreInfo | None = StoreInfo.from_json(store.get(layout.STORE_INFO))
     except NotFound:
         info = None
     if info is None:
         if not create:
-            raise NotFound(f"the store {store.url} is empty: push a dataset to it first")
-        keyring = load_keyring(keys_path) if keys_path and keys_path.exists() else None
+            raise NotFound(
+                f"there is no AetherFS store at {store.url} (it has no {layout.STORE_INFO}): "
+                "check the URL; the first push to a new URL creates a store there"
+            )
+        keyring = load_keyring(keys_path, notice) if keys_path and keys_path.exists() else None
         keyring = keyring or Keyring.generate(str(uuid.uuid4()))
         public = keyring.signer_public
-        if public is None:
+        if public is None or not keyring.can_write:
             raise KeyringError("a reader's keyring cannot initialise a store")
         candidate = StoreInfo(keyring.store_id, keyring.key_check, public)
         if store.put_if_absent(layout.STORE_INFO, candidate.to_json()):
-            save_keyring(keyring, keys_path or keyring_path(keys_dir, keyring.store_id))
+            path = keys_path or keyring_path(keys_dir, keyring.store_id)
+            save_keyring(keyring, path)
+            notice(
+                f"created a new store at {store.url} (id {keyring.store_id}); its keyring: {path}"
+            )
             return keyring
         info = StoreInfo.from_json(store.get(layout.STORE_INFO))  # another writer won the race
     path = keys_path or keyring_path(keys_dir, info.store_id)
-    try:
-        keyring = load_keyring(path)
-    except KeyringError as exc:
+    if not path.exists():
         raise KeyringError(
-            f"{exc}. The store {store.url} (id {info.store_id}) was created with another "
-            f"keyring: copy it from the producer to {path}, or pass --keys FILE"
-        ) from None
+            f"no keyring at {path}. The store {store.url} (id {info.store_id}) was created "
+            f"with another keyring: copy it (or a reader's keyring exported from it) to {path}, "
+            "or pass --keys FILE"
+        )
+    keyring = load_keyring(path, notice)
     if keyring.store_id != info.store_id or keyring.key_check != info.key_check:
         raise KeyringError(
             f"the keyring {path} is not the key of the store {store.url} (store id "
             f"{info.store_id}); refusing to decrypt with a wrong key"
         )
+    if create:
+        keyring.require_writer(f"writing to the store {store.url}")
     return keyring
 
 

@@ -22,6 +22,7 @@ from aetherfs.errors import IntegrityError, InvalidInput, NotFound
 from aetherfs.fetch.sources import BlockSource, CacheSource, StoreSource
 from aetherfs.heap import fix_mmap_threshold
 from aetherfs.hub.remote import HubRepository
+from aetherfs.keys import ReaderKeyring, keyring_path, save_keyring
 from aetherfs.ops.compare import describe
 from aetherfs.ops.compare import diff as diff_manifests
 from aetherfs.ops.gc import collect_garbage
@@ -350,23 +351,19 @@ def trust(ctx: Context, args: argparse.Namespace) -> int:
 
 def ls(ctx: Context, args: argparse.Namespace) -> int:
     datasets: list[dict[str, Any]] = []
-    try:
-        repo = ctx.repository()
-    except NotFound:
-        pass  # an empty store has no datasets
-    else:
-        for name in repo.list_datasets():
-            found = repo.list_tags(name)
-            latest = found.get(LATEST)
-            updated = max((h.current.record.time for h in found.values()), default=None)
-            datasets.append(
-                {
-                    "dataset": name,
-                    "tags": sorted(found),
-                    "latest": latest.current.record.manifest_id.hex() if latest else None,
-                    "updated": updated,
-                }
-            )
+    repo = ctx.repository()  # a store that does not exist is an error, not an empty list
+    for name in repo.list_datasets():
+        found = repo.list_tags(name)
+        latest = found.get(LATEST)
+        updated = max((h.current.record.time for h in found.values()), default=None)
+        datasets.append(
+            {
+                "dataset": name,
+                "tags": sorted(found),
+                "latest": latest.current.record.manifest_id.hex() if latest else None,
+                "updated": updated,
+            }
+        )
     if ctx.json:
         print_json(datasets)
         return 0
@@ -456,7 +453,10 @@ def diff(ctx: Context, args: argparse.Namespace) -> int:
 def gc(ctx: Context, args: argparse.Namespace) -> int:
     if args.grace < 0:
         raise InvalidInput("--grace cannot be negative")
-    result = collect_garbage(ctx.repository(), args.grace * 3600, dry_run=args.dry_run)
+    repo = ctx.repository()
+    if isinstance(repo.keyring, ReaderKeyring):
+        repo.keyring.require_writer("gc")
+    result = collect_garbage(repo, args.grace * 3600, dry_run=args.dry_run)
     if ctx.json:
         print_json(
             {
@@ -481,16 +481,50 @@ def gc(ctx: Context, args: argparse.Namespace) -> int:
 def keys(ctx: Context, args: argparse.Namespace) -> int:
     repo = ctx.repository()
     s = ctx.settings
-    path = s.keys_path or s.keys_dir / f"{repo.keyring.store_id}.json"
-    info = {
+    keyring = repo.keyring
+    path = s.keys_path or keyring_path(s.keys_dir, keyring.store_id)
+    info: dict[str, Any] = {
         "store": repo.store.url,
-        "store_id": repo.keyring.store_id,
+        "store_id": keyring.store_id,
         "keyring": str(path),
-        "can_sign": repo.keyring.signing_seed is not None,
+        "kind": "reader" if isinstance(keyring, ReaderKeyring) else "writer",
+        "can_sign": keyring.signing_seed is not None,
     }
+    if isinstance(keyring, ReaderKeyring):
+        info["datasets"] = sorted(keyring.dataset_keys)
     if ctx.json:
         print_json(info)
     else:
         for k, v in info.items():
-            print(f"{k:<9} {v}")
+            print(f"{k:<9} {', '.join(v) if isinstance(v, list) else v}")
+    return 0
+
+
+def keys_export(ctx: Context, args: argparse.Namespace) -> int:
+    """Write a reader's keyring: what reading the named datasets needs, nothing more."""
+    repo = ctx.repository()
+    stored = repo.list_datasets()
+    names = [check_dataset_name(n) for n in args.dataset] or stored
+    missing = sorted(set(names) - set(stored))
+    if missing:
+        raise NotFound(
+            f"the store {repo.store.url} has no dataset {', '.join(missing)} "
+            "(see `aetherfs ls`); push it before giving a reader its key"
+        )
+    if not names:
+        raise NotFound(
+            f"the store {repo.store.url} has no datasets yet: push one before exporting a "
+            "reader's keyring"
+        )
+    target = Path(args.reader)
+    reader = repo.keyring.for_reader(names)
+    save_keyring(reader, target, replace=False)
+    if ctx.json:
+        print_json({"keyring": str(target), "store_id": reader.store_id, "datasets": names})
+    else:
+        print(
+            f"wrote a reader's keyring for {len(names)} dataset(s) of store {reader.store_id} "
+            f"to {target} (0600): it reads {', '.join(sorted(names))} and cannot write; "
+            "give it to a reader, who passes --keys FILE"
+        )
     return 0

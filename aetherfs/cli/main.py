@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import sys
 from collections.abc import Sequence
 
@@ -52,8 +53,22 @@ def _common(parser: argparse.ArgumentParser, nested: bool = False) -> None:
     )
 
 
-def _json(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+def _json(parser: argparse.ArgumentParser, nested: bool = False) -> None:
+    default = argparse.SUPPRESS if nested else False
+    parser.add_argument(
+        "--json", action="store_true", default=default, help="print JSON instead of text"
+    )
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a count of at least one (workers, threads)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-latest", action="store_true", help="do not move the `latest` channel")
     p.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=max(2, os.cpu_count() or 2),
         help="parallel seal/upload threads (default: one per core, at least 2)",
     )
@@ -97,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=DEFAULT_WORKERS,
         help="parallel fetch threads (default: two per core, at most 8)",
     )
@@ -187,10 +202,33 @@ def build_parser() -> argparse.ArgumentParser:
     _json(p)
     p.set_defaults(run=commands.gc)
 
-    p = sub.add_parser("keys", help="show where the keyring of a store is")
+    p = sub.add_parser(
+        "keys", help="show where the keyring of a store is, or export a reader's keyring"
+    )
     _common(p)
     _json(p)
     p.set_defaults(run=commands.keys)
+    actions = p.add_subparsers(dest="keys_action", metavar="ACTION")
+    e = actions.add_parser(
+        "export",
+        help="write a reader's keyring: dataset keys and trusted signers, nothing that writes",
+    )
+    e.add_argument(
+        "--reader",
+        metavar="FILE",
+        required=True,
+        help="the file to write (0600; never overwritten)",
+    )
+    e.add_argument(
+        "--dataset",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a dataset the reader may read (repeatable; default: every dataset of the store)",
+    )
+    _common(e, nested=True)
+    _json(e, nested=True)
+    e.set_defaults(run=commands.keys_export)
 
     agent_cmd.register(sub)
     hub_cmd.register(sub, _common, _json)
@@ -213,10 +251,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         context = hub_cmd.make_context(args, settings, getattr(args, "json", False))
         code: int = args.run(context, args)
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe is seen below
     except AetherError as exc:
         print(f"aetherfs: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:  # a last resort: our own code translates the ones it expects
+        # The reader of our output left (`aetherfs ls | head`); not a pipe to a child of ours.
+        if isinstance(exc, BrokenPipeError) and _stdout_gone():
+            return _quiet_after_broken_pipe()
         where = f" ({exc.filename})" if exc.filename else ""
         print(f"aetherfs: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 9
@@ -224,6 +266,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("aetherfs: interrupted", file=sys.stderr)
         return 130
     return code
+
+
+def _stdout_gone() -> bool:
+    """Whether whoever read our output has closed it (`aetherfs ls | head`)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
+def _quiet_after_broken_pipe() -> int:
+    """Exit as CLIs do when their reader leaves: no message, status 141 (128 + SIGPIPE)."""
+    # Python flushes stdout again at exit: point it at /dev/null so that says nothing either.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
 
 
 if __name__ == "__main__":

@@ -114,7 +114,7 @@ class HubRepository(Repository):
         trusted = tuple(bytes.fromhex(k) for k in info["trusted_signers"])
         keyring = HubKeyring(
             store_id=str(info["store_id"]),
-            master=b"",
+            master_secret=None,
             signing_seed=None,
             trusted_signers=trusted,
             fetch=client.keys,

@@ -16,6 +16,7 @@ Protocol (little-endian), jobs on the child's stdin, answers on its stdout, in o
 from __future__ import annotations
 
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -143,6 +144,8 @@ def _serve(jobs: BinaryIO, answers: BinaryIO) -> None:
                         answers.write(struct.pack(f"<{len(lengths)}I", *lengths))
                         answers.flush()  # push seals this run while we cut the next
                 answers.write(_U32.pack(0))
+            except BrokenPipeError:
+                raise  # push is gone: nobody to tell (see _main)
             except OSError as exc:
                 if params is None:
                     answers.write(_pack_params(default))
@@ -156,5 +159,19 @@ def _fail(answers: BinaryIO, message: str) -> None:
     answers.flush()
 
 
+def _main() -> int:
+    # Ctrl-C reaches push's whole process group: push stops this child itself (close()).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _serve(sys.stdin.buffer, sys.stdout.buffer)
+    except BrokenPipeError:
+        # push died (kill -9) or stopped reading: there is no one left to answer, and no
+        # traceback to print. Python flushes stdout again at exit: point it at /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    return 0
+
+
 if __name__ == "__main__":
-    _serve(sys.stdin.buffer, sys.stdout.buffer)
+    sys.exit(_main())

@@ -31,7 +31,8 @@ from aetherfs.core.ids import DIGEST_SIZE, ManifestId
 from aetherfs.core.manifest import FILE, FileEntry, Manifest
 from aetherfs.core.names import check_dataset_name, check_tag, is_version_tag
 from aetherfs.core.packs import PACK_TARGET, PackBuilder
-from aetherfs.errors import Conflict, InvalidInput, NotFound
+from aetherfs.errors import Conflict, InvalidInput, LocalIOError, NotFound
+from aetherfs.keys import ReaderKeyring
 from aetherfs.ops.cutter import Cutter
 from aetherfs.ops.located import LocatedBlocks
 from aetherfs.ops.manifest_builder import ManifestBuilder
@@ -226,6 +227,17 @@ def _read_exactly(stream: BinaryIO, size: int, name: str) -> bytes:
     return data
 
 
+def _open_entry(root: Path, path: str) -> BinaryIO:
+    """A scanned file, opened to be read; one that cannot be is an error naming it."""
+    try:
+        return (root / path).open("rb")
+    except OSError as exc:
+        raise LocalIOError(
+            f"cannot read {root / path}: {exc.strerror}; nothing was published (fix it and "
+            "push again)"
+        ) from None
+
+
 def _latest_version(repo: Repository, dataset: str) -> tuple[ManifestId, Manifest] | None:
     """The version `latest` names, if any: a new version is stored as a delta on it when
     that is much smaller."""
@@ -274,6 +286,8 @@ def push_directory(
     check_dataset_name(dataset)
     for tag in tags:
         check_tag(tag)
+    if isinstance(repo.keyring, ReaderKeyring):
+        repo.keyring.require_writer("push")  # before anything is written
     entries = scan_directory(root) if entries is None else entries
     _refuse_taken_version_tags(repo, dataset, tags)
     repo.ensure_dataset(dataset)
@@ -339,7 +353,7 @@ def push_directory(
                 owner = _Planned(entry.path, entry.kind, entry.mode, entry.target)
                 planned.append(owner)
                 if entry.kind == FILE:
-                    with (root / entry.path).open("rb") as stream:
+                    with _open_entry(root, entry.path) as stream:
                         if cutter is not None:
                             chosen, runs = cutter.next_file()
                             batches = _read_runs(stream, runs, entry.path)

@@ -35,11 +35,19 @@ class LocalStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.url = root.resolve().as_uri()
+        # Made on the first write, never on open: a command that only reads a mistyped path
+        # must not leave a new, empty store there.
+        self._prepared = False
+
+    def _prepare(self) -> None:
+        if self._prepared:
+            return
         try:
-            (root / _TMP).mkdir(parents=True, exist_ok=True)
-            (root / _LOCKS).mkdir(exist_ok=True)
+            (self.root / _TMP).mkdir(parents=True, exist_ok=True)
+            (self.root / _LOCKS).mkdir(exist_ok=True)
         except OSError as exc:
-            raise StoreUnavailable(f"cannot use {root} as a store: {exc.strerror}") from None
+            raise StoreUnavailable(f"cannot use {self.root} as a store: {exc.strerror}") from None
+        self._prepared = True
 
     def _path(self, key: str) -> Path:
         if not key or key.startswith("/") or ".." in key.split("/") or key.startswith("."):
@@ -76,6 +84,7 @@ class LocalStore:
             raise NotFound(f"{key} is not in the store {self.url}") from None
 
     def _write_temp(self, data: bytes | memoryview | BinaryIO) -> Path:
+        self._prepare()
         fd, name = tempfile.mkstemp(dir=self.root / _TMP)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -120,6 +129,7 @@ class LocalStore:
 
     @contextlib.contextmanager
     def _locked(self, key: str) -> Iterator[None]:
+        self._prepare()
         lock_path = self.root / _LOCKS / blake3.blake3(key.encode()).hexdigest()[:32]
         with lock_path.open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)

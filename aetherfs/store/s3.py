@@ -106,7 +106,10 @@ class S3Store:
         if code in _CONFLICT:
             return Conflict(f"{key} changed while it was being updated; retry")
         if code == "NoSuchBucket":
-            return StoreUnavailable(f"the bucket {self.bucket} does not exist: create it first")
+            return StoreUnavailable(
+                f"the bucket {self.bucket} of the store {self.url} does not exist: check the "
+                "URL, or create the bucket first"
+            )
         return StoreUnavailable(f"the store {self.url} refused {key}: {code} {detail}")
 
     def get(self, key: str) -> bytes:

@@ -148,7 +148,8 @@ def test_special_files_are_refused_before_upload(cli: Cli, tmp_path: Path) -> No
     assert result.code != 0
     assert "a-fifo: a special file (FIFO)" in result.err
     assert "nothing was uploaded" in result.err
-    assert json.loads(cli("ls", "--json").out) == []
+    # Refused before the store was even opened: not created either.
+    assert not (cli.home / "data" / "aetherfs" / "store").exists()
 
 
 def test_symlink_out_of_the_directory_is_refused(cli: Cli, tmp_path: Path) -> None:
