@@ -331,8 +331,9 @@ def event_json(event: PeerEvent) -> str:
     )
 
 
-async def _demo(config: DiscoveryConfig) -> None:
+async def _demo(config: DiscoveryConfig, hub_hints: Sequence[PeerAddress]) -> None:
     discovery = Discovery(config)
+    discovery.set_hub_hints(hub_hints)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(discovery.run)
@@ -358,6 +359,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True, help="peer protocol port to announce")
     parser.add_argument("--protocol-version", type=int, default=1)
     parser.add_argument("--static", action="append", default=[], help="ADDRESS:PORT, repeatable")
+    parser.add_argument(
+        "--hub-hint", action="append", default=[], help="ADDRESS:PORT as a hub would name it"
+    )
     parser.add_argument("--no-mdns", action="store_true")
     parser.add_argument("--probe-interval", type=float, default=PROBE_INTERVAL)
     parser.add_argument("--gone-after", type=float, default=GONE_AFTER)
@@ -375,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             probe_interval=args.probe_interval,
             gone_after=args.gone_after,
         )
-        trio.run(_demo, config)
+        trio.run(_demo, config, [PeerAddress.parse(s) for s in args.hub_hint])
     except (InvalidInput, Conflict) as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

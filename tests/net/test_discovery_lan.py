@@ -117,14 +117,15 @@ def test_a_graceful_stop_says_goodbye() -> None:
 
 
 @pytest.mark.slow
-def test_with_multicast_blocked_static_peers_are_still_seen() -> None:
+def test_with_multicast_blocked_static_peers_and_hub_hints_are_still_seen() -> None:
     with build_lan(["a", "b", "c", "x"]) as lan:
         lan.block_multicast("x")
-        static = [f"--static={lan[h].address}:{PORT}" for h in ("a", "b")]
-        x = start(lan, "x", "f1", *static)
+        hints = [f"--static={lan['a'].address}:{PORT}", f"--hub-hint={lan['b'].address}:{PORT}"]
+        x = start(lan, "x", "f1", *hints)
         agents = [start(lan, h) for h in ("a", "b", "c")]
         assert wait_for(lambda: x.seen() == {"agent-a", "agent-b"}, 10), x.events
-        assert {e["source"] for _, e in x.events if e["event"] == "seen"} == {"static"}
+        sources = {e["agent"]: e["source"] for _, e in x.events if e["event"] == "seen"}
+        assert sources == {"agent-a": "static", "agent-b": "hub"}
         # c is not static for x, and multicast is blocked: x must not know it, nor c know x.
         time.sleep(2)  # a few probe rounds more
         assert "agent-c" not in x.seen() and "agent-x" not in agents[2].seen()
