@@ -114,6 +114,7 @@ def test_a_graceful_stop_says_goodbye() -> None:
         assert got is not None and got[1]["reason"] == "goodbye"
         # Faster than silence could tell (gone_after is 6 s): the goodbye did it.
         assert got[0] - stopped_at < 3
+        print(f"gone {got[0] - stopped_at:.2f} s after SIGTERM")
 
 
 @pytest.mark.slow

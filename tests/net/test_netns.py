@@ -137,3 +137,14 @@ def test_seaweedfs_in_the_store_namespace_serves_hosts_and_the_test(tmp_path: Pa
         get = f"import urllib.request; print(urllib.request.urlopen({url!r}).read())"
         out = lan.run("a", [sys.executable, "-c", get]).stdout
         assert out.strip() == "b'from the root side'"  # anonymous read from a host
+
+
+def test_without_the_rights_for_namespaces_it_fails_and_says_why() -> None:
+    check = "from tests.fixtures.netns import check_netns; check_netns()"
+    done = subprocess.run(
+        ["setpriv", "--bounding-set=-all", "--inh-caps=-all", sys.executable, "-c", check],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert "NetnsUnavailable" in done.stderr and "need root" in done.stderr
