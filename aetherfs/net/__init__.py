@@ -1,0 +1,1 @@
+"""The agent's network side: discovery of peers on the LAN (zeroconf), and the trio transport."""

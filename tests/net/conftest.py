@@ -1,0 +1,3 @@
+from tests.fixtures.netns import netns_lan
+
+__all__ = ["netns_lan"]
