@@ -1,0 +1,332 @@
+"""Fleet membership: the keyring's fleet secret, enrolment through a real hub (certificate
+kept 0600, renewal schedule, revocation lists fetched and gossiped, expiry reported), and
+PeerConnections built from the admissions that result."""
+
+from __future__ import annotations
+
+import dataclasses
+import stat
+import time
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from aetherfs.agent import renewal
+from aetherfs.agent.identity import AgentIdentity, load_identity
+from aetherfs.agent.membership import (
+    CertificateMembership,
+    Enrolment,
+    HubAddress,
+    NotEnrolled,
+    SecretMembership,
+    dataset_accesses,
+    enrolment_path,
+    fleet_secret,
+    load_enrolment,
+    prepare_enrolment,
+)
+from aetherfs.agent.private_file import write_private
+from aetherfs.core import crypto
+from aetherfs.core.fleet_certs import AgentCertificate, RevocationList
+from aetherfs.errors import Forbidden
+from aetherfs.hub.fleet import fleet_signing_key
+from aetherfs.hub.remote import HubKeyring
+from aetherfs.keys import Keyring
+from aetherfs.protocol.admission import FleetCertificate, FleetSecret
+from aetherfs.protocol.connection import PeerConfig
+from aetherfs.protocol.events import ConnectionClosed, Established
+from aetherfs.protocol.messages import Reason
+from tests.hub.helpers import RunningHub, open_repo, start_hub
+from tests.protocol.helpers import connect
+
+DAY = 86400.0
+
+
+@pytest.fixture
+async def hub(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[RunningHub]:
+    """A real hub (Hypercorn on a loopback port) on a fresh local store."""
+    keys = tmp_path / "hub-keys" / "hub.json"
+    running = await start_hub(nursery, open_repo((tmp_path / "store").as_uri(), keys))
+    yield running
+    running.cancel.cancel()
+
+
+def established(events: list[object]) -> bool:
+    return any(isinstance(e, Established) for e in events)
+
+
+def closed(events: list[object]) -> ConnectionClosed | None:
+    return next((e for e in events if isinstance(e, ConnectionClosed)), None)
+
+
+def peer(identity: AgentIdentity, admission: FleetSecret | FleetCertificate | None) -> PeerConfig:
+    assert admission is not None
+    return PeerConfig(identity.signing_key, admission, agent=str(identity.agent_id))
+
+
+def hub_keyring(fetch: Callable[[str], dict[str, str]] | None = None) -> HubKeyring:
+    """The keyring a hub hands out: no master (b"" on older builds, None since reader
+    keyrings)."""
+    names = {f.name for f in dataclasses.fields(HubKeyring)}
+    empty: dict[str, Any] = {"master_secret": None} if "master_secret" in names else {"master": b""}
+    return HubKeyring(store_id="store-1", signing_seed=None, fetch=fetch, **empty)
+
+
+# Fleet secret -------------------------------------------------------------------------------
+
+
+def test_fleet_secret_admits_agents_of_one_keyring_only(tmp_path: Path) -> None:
+    keyring = Keyring.generate("store-1")
+    assert fleet_secret(keyring) == crypto.derive_key(keyring.master, "fleet secret")
+    a, b, c = (load_identity(tmp_path / n) for n in "abc")
+    ours = SecretMembership.from_keyring(keyring)
+    theirs = SecretMembership.from_keyring(Keyring.generate("store-2"))
+    assert ours.status(0.0)["can_join_peers"] and ours.fleet_id != theirs.fleet_id
+    pair = connect(peer(a, ours.admission(0.0)), peer(b, ours.admission(0.0)))
+    assert established(pair.client_events) and established(pair.server_events)
+    pair = connect(peer(a, ours.admission(0.0)), peer(c, theirs.admission(0.0)))
+    refused = closed(pair.client_events)
+    assert refused is not None and refused.reason == Reason.NOT_ADMITTED
+
+
+def test_a_hub_keyring_has_no_fleet_secret() -> None:
+    # A hub's keyring holds no master (b""): a secret derived from it would be everyone's.
+    keyring = hub_keyring()
+    assert fleet_secret(keyring) is None
+    with pytest.raises(NotEnrolled, match="no fleet secret"):
+        SecretMembership.from_keyring(keyring)
+
+
+def test_dataset_accesses_from_the_keys_held() -> None:
+    keyring = Keyring.generate("store-1")
+    accesses = dataset_accesses(keyring, ["team/a", "team/b", "team/a"])
+    assert list(accesses.granted) == ["team/a", "team/b"] and not accesses.missing
+    assert accesses.granted["team/a"].access_id != accesses.granted["team/b"].access_id
+
+    def from_hub(dataset: str) -> dict[str, str]:
+        if dataset == "team/secret":
+            raise Forbidden("not allowed: no read grant on team/secret")
+        return {"dataset_key": keyring.dataset_key(dataset).hex()}
+
+    reader = hub_keyring(from_hub)
+    through_hub = dataset_accesses(reader, ["team/a", "team/secret"])
+    # The same access id whether the key came from the keyring or from the hub.
+    assert through_hub.granted["team/a"].access_id == accesses.granted["team/a"].access_id
+    assert "no read grant" in through_hub.missing["team/secret"]
+
+
+# Renewal schedule (pure) --------------------------------------------------------------------
+
+
+def test_renewal_is_due_between_half_and_seven_tenths_of_the_lifetime() -> None:
+    times = []
+    for n in range(50):
+        cert = AgentCertificate("f", "a", b"k" * 32, f"serial-{n}", 1000.0, 1000.0 + 30 * DAY)
+        at = renewal.renew_at(cert)
+        assert 1000.0 + 15 * DAY <= at < 1000.0 + 21 * DAY
+        assert not renewal.renewal_due(cert, at - 1) and renewal.renewal_due(cert, at)
+        assert renewal.renew_at(cert) == at  # fixed per certificate: a restart keeps the plan
+        times.append(at)
+    assert len(set(times)) == 50 and max(times) - min(times) > 4 * DAY  # a fleet is spread
+
+
+def test_failed_renewals_back_off_but_fit_before_expiry() -> None:
+    cert = AgentCertificate("f", "a", b"k" * 32, "s", 0.0, 30 * DAY)
+    now = 20 * DAY
+    waits = [renewal.retry_at(cert, now, n) - now for n in range(1, 10)]
+    assert waits[:4] == [30.0, 60.0, 120.0, 240.0]
+    assert max(waits) == renewal.MAX_RETRY
+    near_end = 30 * DAY - 400
+    assert renewal.retry_at(cert, near_end, 9) - near_end == 100.0  # a quarter of what is left
+    assert renewal.retry_at(cert, 30 * DAY + 1, 9) - (30 * DAY + 1) == renewal.MAX_RETRY
+
+
+# Enrolment through a real hub ---------------------------------------------------------------
+
+
+async def join_token(hub: RunningHub) -> str:
+    async with hub.client(hub.admin) as admin:
+        made = await admin.post("/v1/fleet/join-tokens", json={"ttl_seconds": 600})
+    assert made.status_code == 201
+    return str(made.json()["join_token"])
+
+
+async def enrolled(hub: RunningHub, state: Path, name: str) -> CertificateMembership:
+    identity = load_identity(state)
+    token = await join_token(hub)
+    address = HubAddress(hub.url)
+    enrolment = await trio.to_thread.run_sync(
+        prepare_enrolment, state, identity, address, token, name, time.time()
+    )
+    assert enrolment is not None
+    return CertificateMembership(state, identity, enrolment, address, revocation_interval=0.2)
+
+
+async def test_enrol_store_restart_handshake_revoke(hub: RunningHub, tmp_path: Path) -> None:
+    a = await enrolled(hub, tmp_path / "a", "edge-a")
+    b = await enrolled(hub, tmp_path / "b", "edge-b")
+    now = time.time()
+
+    # Kept 0600 beside the identity; checked offline with the fleet's public key.
+    path = enrolment_path(tmp_path / "a")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    fleet_public = bytes(fleet_signing_key(hub.repo.keyring).verify_key)
+    cert = AgentCertificate.verify(a.enrolment.certificate, fleet_public, now)
+    assert (cert.agent, cert.key) == ("edge-a", a.identity.public_key)
+    assert a.fleet_id == hub.repo.keyring.store_id
+    status = a.status(now)
+    assert status["can_join_peers"] and status["agent_id"] == str(a.identity.agent_id)
+    assert cert.issued + 15 * DAY <= status["renew_at"] < cert.issued + 21 * DAY
+
+    # Renewal: the same key, a new serial and a later expiry; on a hub without the renewal
+    # route (docs/peers.md) the agent keeps its certificate and tries again later.
+    if await a.renew_once(now):
+        fresh = a.certificate
+        assert fresh.key == cert.key and fresh.serial != cert.serial
+        assert fresh.expires > cert.expires and load_enrolment(tmp_path / "a") == a.enrolment
+    else:
+        assert "Not Found" in (a.last_error or "") and a.certificate == cert
+        assert a.failures == 1 and now < a.next_renewal() <= now + renewal.FIRST_RETRY
+        a.failures = 0
+
+    # A restart reuses what was kept: the spent join token is not sent again.
+    again = await trio.to_thread.run_sync(
+        prepare_enrolment, tmp_path / "a", a.identity, HubAddress(hub.url), "afj_spent", "x", now
+    )
+    assert again == a.enrolment
+
+    # Two enrolled agents admit each other.
+    pair = connect(peer(a.identity, a.admission(now)), peer(b.identity, b.admission(now)), now=now)
+    assert established(pair.client_events) and established(pair.server_events)
+    before = b.admission(now)  # what b would present if it never heard of its revocation
+
+    # Revoke b. a fetches the list from the hub and tells its listeners.
+    heard: list[bytes] = []
+    a.on_revocations(heard.append)
+    async with hub.client(hub.admin) as admin:
+        r = await admin.post("/v1/fleet/revocations", json={"agent": "edge-b"})
+    assert r.status_code == 200
+    assert await a.fetch_once(time.time())
+    held = RevocationList.verify(heard[0], fleet_public)
+    assert b.certificate.serial in held.serials and held.seq == 1
+    assert not await a.fetch_once(time.time())  # the same seq again: nothing new
+    assert len(heard) == 1
+    assert load_enrolment(tmp_path / "a") == a.enrolment  # kept on disk at once
+
+    # b's API token was revoked with it; the list still reaches it through a peer.
+    await trio.sleep(0.4)  # the test hub caches tokens for 0.3 s
+    assert not await b.fetch_once(time.time())
+    assert "revocation list not fetched" in (b.last_error or "")
+    assert b.offer_revocations(heard[0]) and b.revoked()
+    assert b.admission(time.time()) is None
+    assert "was revoked" in (b.status(time.time())["problem"] or "")
+
+    # A connection from b's old admission is refused by a, which holds the list.
+    pair = connect(peer(a.identity, a.admission(now)), peer(b.identity, before), now=now)
+    refused = closed(pair.client_events)
+    assert refused is not None and refused.reason == Reason.NOT_ADMITTED
+    assert not established(pair.client_events)
+    # And b, offered a list by a peer in an open connection, drops the revoked one.
+    c = await enrolled(hub, tmp_path / "c", "edge-c")
+    pair = connect(peer(c.identity, c.admission(now)), peer(b.identity, before), now=now)
+    assert established(pair.client_events)
+    dropped = closed(pair.client.update_revocations(heard[0], now))
+    assert dropped is not None and dropped.reason == Reason.REVOKED
+    _, told = pair.pump(now)
+    said = closed(told)
+    assert said is not None and said.by_peer and said.reason == Reason.REVOKED
+
+
+async def test_revocations_offered_are_checked(hub: RunningHub, tmp_path: Path) -> None:
+    a = await enrolled(hub, tmp_path / "a", "edge-a")
+    key = fleet_signing_key(hub.repo.keyring)
+    fleet = a.fleet_id
+    assert a.offer_revocations(RevocationList(fleet, 3, 0.0, frozenset({"x"})).sign(key))
+    assert not a.offer_revocations(RevocationList(fleet, 3, 0.0, frozenset({"y"})).sign(key))
+    assert not a.offer_revocations(RevocationList(fleet, 2, 0.0, frozenset()).sign(key))
+    assert not a.offer_revocations(RevocationList("other", 9, 0.0, frozenset()).sign(key))
+    forged = RevocationList(fleet, 9, 0.0, frozenset())
+    assert not a.offer_revocations(forged.sign(Keyring.generate("s").signing_key))
+    assert not a.offer_revocations(b"garbage")
+    held = a.enrolment.revocation_list
+    assert held is not None and (held.seq, held.serials) == (3, frozenset({"x"}))
+
+
+async def test_hub_out_of_reach_and_expiry(hub: RunningHub, tmp_path: Path) -> None:
+    a = await enrolled(hub, tmp_path / "a", "edge-a")
+    cert = a.certificate
+    # The hub out of reach: an unexpired certificate keeps working.
+    a.hub = HubAddress("http://127.0.0.1:9")
+    assert not await a.fetch_once(time.time())
+    assert not await a.renew_once(time.time())
+    assert a.failures == 1 and a.next_renewal() > time.time()
+    assert a.admission(time.time()) is not None
+    # Past its expiry it cannot join peers, and says so; peers refuse it too.
+    late = cert.expires + 1
+    status = a.status(late)
+    assert not status["can_join_peers"] and a.admission(late) is None
+    assert "expired" in status["problem"] and "--join-token" in status["problem"]
+    b = await enrolled(hub, tmp_path / "b", "edge-b")
+    pair = connect(
+        peer(b.identity, b.enrolment.admission()),
+        peer(a.identity, a.enrolment.admission()),
+        now=late,
+    )
+    refused = closed(pair.client_events)
+    assert refused is not None and refused.reason == Reason.NOT_ADMITTED
+    assert "expired" in refused.text
+
+
+async def test_start_without_a_usable_enrolment(hub: RunningHub, tmp_path: Path) -> None:
+    identity = load_identity(tmp_path)
+    address = HubAddress(hub.url)
+    run = partial(prepare_enrolment, tmp_path, identity, address)
+    assert await trio.to_thread.run_sync(run, None, "edge-a", time.time()) is None
+    with pytest.raises(NotEnrolled, match=r"refused the join token.*new one"):
+        await trio.to_thread.run_sync(run, "afj_unknown", "edge-a", time.time())
+    token = await join_token(hub)
+    kept = await trio.to_thread.run_sync(run, token, "edge-a", time.time())
+    assert kept is not None
+    # Expired and a new join token given: enrols again, same identity, new serial.
+    token = await join_token(hub)
+    fresh = await trio.to_thread.run_sync(run, token, "edge-a", kept.cert.expires + 1)
+    assert fresh is not None and fresh.cert.serial != kept.cert.serial
+    assert fresh.cert.key == identity.public_key
+    # An enrolment made for an identity since deleted is not used.
+    (tmp_path / "identity.key").unlink()
+    other = load_identity(tmp_path)
+    assert (
+        await trio.to_thread.run_sync(
+            partial(prepare_enrolment, tmp_path, other, address), None, "edge-a", time.time()
+        )
+        is None
+    )
+
+
+def test_a_damaged_enrolment_is_refused(tmp_path: Path) -> None:
+    path = enrolment_path(tmp_path)
+    enrolment = Enrolment("http://hub", "f", b"\0" * 32, b"not signed", "tok")
+    write_private(path, enrolment.to_json())
+    with pytest.raises(NotEnrolled, match=r"not a valid enrolment.*enrol again"):
+        load_enrolment(tmp_path)
+
+
+async def test_the_loop_fetches_revocations_at_its_interval(
+    hub: RunningHub, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    a = await enrolled(hub, tmp_path / "a", "edge-a")
+    b = await enrolled(hub, tmp_path / "b", "edge-b")
+    heard = trio.Event()
+    a.on_revocations(lambda signed: heard.set())
+    await nursery.start(a.run)
+    async with hub.client(hub.admin) as admin:
+        await admin.post("/v1/fleet/revocations", json={"serial": b.certificate.serial})
+    with trio.fail_after(10):
+        await heard.wait()
+    held = a.enrolment.revocation_list
+    assert held is not None and b.certificate.serial in held.serials
+    assert a.last_fetched is not None
