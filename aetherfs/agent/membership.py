@@ -31,7 +31,9 @@ import trio
 from nacl.signing import VerifyKey
 
 from aetherfs.agent import renewal
+from aetherfs.agent.config import AgentConfig
 from aetherfs.agent.identity import AgentIdentity
+from aetherfs.agent.log import Logger
 from aetherfs.agent.private_file import read_private, write_private
 from aetherfs.core import crypto
 from aetherfs.core.fleet_certs import AgentCertificate, RevocationList
@@ -377,7 +379,9 @@ class CertificateMembership:
         enrolment: Enrolment,
         hub: HubAddress | None,
         revocation_interval: float = DEFAULT_REVOCATION_INTERVAL,
+        logger: Logger | None = None,
     ) -> None:
+        self.logger = logger
         self.state_dir = state_dir
         self.identity = identity
         self.enrolment = enrolment
@@ -431,10 +435,14 @@ class CertificateMembership:
             offered = _open_list(signed, self.enrolment)
         except IntegrityError:
             return False
-        if not offered.newer(self.enrolment.revocation_list):
-            return False
+        if offered.seq == 0 or not offered.newer(self.enrolment.revocation_list):
+            return False  # seq 0 is the hub's empty list before any revocation: nothing new
         self.enrolment = replace(self.enrolment, revocations=signed)
         save_enrolment(self.state_dir, self.enrolment)
+        if self.logger:
+            self.logger.info("fleet.revocations", seq=offered.seq, revoked=len(offered.serials))
+            if self.revoked():
+                self.logger.warning("fleet.revoked", problem=self.problem(time.time()))
         for listener in self.listeners:
             listener(signed)
         return True
@@ -488,8 +496,13 @@ class CertificateMembership:
             self.failures += 1
             self.last_error = f"renewal failed: {exc}"
             self.retry_time = renewal.retry_at(self.certificate, now, self.failures)
+            if self.logger:
+                self.logger.warning("fleet.renewal_failed", error=exc, retry_at=self.retry_time)
             return False
         self.renewed(fresh, now)
+        if self.logger:
+            cert = self.certificate
+            self.logger.info("fleet.renewed", serial=cert.serial, expires=_when(cert.expires))
         return True
 
     async def fetch_once(self, now: float) -> bool:
@@ -523,6 +536,34 @@ class CertificateMembership:
             now = clock()
             wake = min(self.next_renewal(), next_fetch)
             await trio.sleep(max(0.05, wake - now))
+
+
+def open_membership(
+    config: AgentConfig, identity: AgentIdentity, hub: HubAddress, logger: Logger, now: float
+) -> CertificateMembership | None:
+    """At start, through a hub: the kept enrolment or a new one (blocking), logged. None when
+    the agent is not enrolled (no join token ever given): it works, without peers."""
+    name = config.agent_name or str(identity.agent_id)
+    enrolment = prepare_enrolment(config.state_dir, identity, hub, config.join_token, name, now)
+    if enrolment is None:
+        logger.info("fleet.not_enrolled", agent_id=identity.agent_id, hint="give --join-token")
+        return None
+    membership = CertificateMembership(
+        config.state_dir, identity, enrolment, hub, config.revocation_interval, logger
+    )
+    cert = membership.certificate
+    logger.info(
+        "fleet.enrolled",
+        fleet=cert.fleet,
+        agent=cert.agent,
+        agent_id=identity.agent_id,
+        serial=cert.serial,
+        expires=_when(cert.expires),
+    )
+    problem = membership.problem(now)
+    if problem:
+        logger.warning("fleet.cannot_join", problem=problem)
+    return membership
 
 
 def _when(t: float) -> str:

@@ -25,7 +25,7 @@ class PrivateFileError(KeyringError):
 def write_private(path: Path, data: bytes, *, replace: bool = True) -> bool:
     """Write `data` to `path`, mode 0600, atomically. With `replace=False` an existing file is
     kept (returns False): two agents starting at once both end up with the same one."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.parent.mkdir(parents=True, exist_ok=True)  # the state dir keeps its usual mode
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, PRIVATE_MODE)
     try:

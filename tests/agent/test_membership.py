@@ -12,10 +12,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import trio
 
 from aetherfs.agent import renewal
+from aetherfs.agent.config import AgentConfig, build_config
 from aetherfs.agent.identity import AgentIdentity, load_identity
 from aetherfs.agent.membership import (
     CertificateMembership,
@@ -32,7 +34,7 @@ from aetherfs.agent.membership import (
 from aetherfs.agent.private_file import write_private
 from aetherfs.core import crypto
 from aetherfs.core.fleet_certs import AgentCertificate, RevocationList
-from aetherfs.errors import Forbidden
+from aetherfs.errors import Forbidden, InvalidInput
 from aetherfs.hub.fleet import fleet_signing_key
 from aetherfs.hub.remote import HubKeyring
 from aetherfs.keys import Keyring
@@ -40,7 +42,11 @@ from aetherfs.protocol.admission import FleetCertificate, FleetSecret
 from aetherfs.protocol.connection import PeerConfig
 from aetherfs.protocol.events import ConnectionClosed, Established
 from aetherfs.protocol.messages import Reason
+from tests.agent.conftest import AgentProcess, push, write_dataset
+from tests.conftest import Cli
+from tests.hub.conftest import hub_process
 from tests.hub.helpers import RunningHub, open_repo, start_hub
+from tests.hub.test_cli_hub import client_cli
 from tests.protocol.helpers import connect
 
 DAY = 86400.0
@@ -330,3 +336,105 @@ async def test_the_loop_fetches_revocations_at_its_interval(
     held = a.enrolment.revocation_list
     assert held is not None and b.certificate.serial in held.serials
     assert a.last_fetched is not None
+
+
+# `aetherfs agent --hub URL --join-token TOKEN`, in real processes ---------------------------
+
+
+def test_agent_enrols_with_a_join_token_and_keeps_the_list(cli: Cli, tmp_path: Path) -> None:
+    cli.env["AETHERFS_STORE"] = (tmp_path / "store").as_uri()
+    src = tmp_path / "src"
+    write_dataset(src, 1, big=100_000)
+    v1 = push(cli, src, "team/geo-db:1.0.0", "stable")
+    cli("hub", "grant", "team/geo-db", "agent:edge-1", "read")
+    admin_token = cli("hub", "token", "create", "--name", "ops", "--admin").out.strip()
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    with hub_process(cli) as hub:
+
+        def join() -> str:
+            made = httpx.post(f"{hub.url}/v1/fleet/join-tokens", json={}, headers=admin)
+            return str(made.json()["join_token"])
+
+        # The agent's host has no keyring, no store and no `aetherfs login`: a join token only.
+        host = client_cli(cli, hub.url, "agent-host")
+        host.env["AETHERFS_JOIN_TOKEN"] = join()
+        args = ["--subscribe", "team/geo-db:stable", "--poll-interval", "0.2"]
+        args += ["--agent-name", "edge-1", "--revocation-interval", "0.3"]
+        agent = AgentProcess(host, tmp_path / "root", args, tmp_path / "agent.log")
+        state = agent.data_root / ".agent"
+        try:
+            agent.start()
+            agent.wait_live("team/geo-db:stable", v1)  # through the hub, with its agent token
+            for name in ("identity.key", "fleet.json"):
+                assert stat.S_IMODE((state / name).stat().st_mode) == 0o600
+            kept = load_enrolment(state)
+            assert kept is not None and kept.cert.agent == "edge-1"
+            assert kept.cert.key == load_identity(state, create=False).public_key
+            assert f"event=fleet.enrolled fleet={kept.fleet} agent=edge-1" in agent.log()
+
+            # Another agent is revoked: the running agent fetches the list and keeps it.
+            other = load_identity(tmp_path / "other")
+            issued = httpx.post(
+                f"{hub.url}/v1/fleet/enrol",
+                json={
+                    "join_token": join(),
+                    "agent": "edge-2",
+                    "public_key": other.public_key.hex(),
+                },
+            ).json()
+            r = httpx.post(
+                f"{hub.url}/v1/fleet/revocations", json={"agent": "edge-2"}, headers=admin
+            )
+            assert r.status_code == 200
+            deadline = time.monotonic() + 20
+            while "event=fleet.revocations seq=1" not in agent.log():
+                assert time.monotonic() < deadline, agent.log()
+                time.sleep(0.05)
+            held = load_enrolment(state)
+            assert held is not None and held.revocation_list is not None
+            assert issued["serial"] in held.revocation_list.serials
+            assert agent.stop() == 0
+
+            # Restarted with the same (spent) join token: the kept certificate is used.
+            agent.log_path = tmp_path / "agent-again.log"
+            agent.start()
+            assert f"event=fleet.enrolled fleet={kept.fleet} agent=edge-1" in agent.log()
+            assert f"serial={kept.cert.serial}" in agent.log()
+            assert load_enrolment(state) == held  # not enrolled again
+            assert agent.stop() == 0
+        finally:
+            agent.close()
+
+
+# Configuration ---------------------------------------------------------------------------
+
+
+def test_join_token_settings(tmp_path: Path) -> None:
+    def build(file: dict[str, Any], flags: dict[str, Any], env: dict[str, str]) -> AgentConfig:
+        base = {"data_root": str(tmp_path / "root"), **flags}
+        return build_config(file, base, env, tmp_path / "keys", "file:///nowhere")
+
+    token_file = tmp_path / "join"
+    token_file.write_text("afj_from_file\nignored\n")
+    env = {"AETHERFS_JOIN_TOKEN": "afj_from_env"}
+    assert build({}, {}, env).join_token == "afj_from_env"
+    assert build({"join_token_file": str(token_file)}, {}, env).join_token == "afj_from_file"
+    assert build({}, {"join_token": "afj_flag"}, env).join_token == "afj_flag"
+    config = build({}, {"join_token": "afj_flag"}, {})
+    assert "afj_flag" not in repr(config)  # a secret: never in a log line or traceback
+    assert config.agent_name is None and config.revocation_interval == 300.0
+    config = build({"agent_name": "edge-1", "revocation_interval": 5}, {}, {})
+    assert (config.agent_name, config.revocation_interval) == ("edge-1", 5.0)
+    with pytest.raises(InvalidInput, match="bad agent id"):
+        build({}, {"agent_name": "Edge 1"}, {})
+    with pytest.raises(InvalidInput, match="read-only"):
+        build({}, {"join_token": "afj_x", "read_only": True}, {})
+    with pytest.raises(InvalidInput, match="cannot read the join token file"):
+        build({}, {"join_token_file": str(tmp_path / "missing")}, {})
+    with pytest.raises(InvalidInput, match="revocation_interval"):
+        build({"revocation_interval": 0}, {}, {})
+
+
+def test_a_join_token_needs_a_hub(cli: Cli, tmp_path: Path) -> None:
+    done = cli("agent", "--data-root", str(tmp_path / "root"), "--join-token", "afj_x", check=False)
+    assert done.code == 2 and "give --hub URL" in done.err and "Traceback" not in done.err
