@@ -11,7 +11,7 @@ Two deployments (protocol/peer.md, "Admission"):
   keeps working; once it has expired (or was revoked) the agent cannot join peers, and says
   so, but keeps working with the store.
 
-The transport reads `admission(now)` for each new connection (None: do not connect), hands
+The transport reads `admission(now)` for each new connection (None: do not connect), awaits
 lists learnt from peers to `offer_revocations`, and is told of newer lists through
 `on_revocations`. Both kinds answer `status(now)` for `aetherfs status`.
 """
@@ -388,6 +388,7 @@ class CertificateMembership:
         self.hub = hub
         self.revocation_interval = revocation_interval
         self.listeners: list[Callable[[bytes], None]] = []
+        self._save_lock = trio.Lock()
         self.failures = 0
         self.retry_time = 0.0  # when to try again after a failed renewal
         self.last_error: str | None = None
@@ -428,9 +429,10 @@ class CertificateMembership:
             return None
         return self.enrolment.admission()
 
-    def offer_revocations(self, signed: bytes) -> bool:
+    async def offer_revocations(self, signed: bytes) -> bool:
         """A revocation list learnt from a peer (or the hub): kept if it is this fleet's,
-        its signature checks and its seq is higher than the one held. True if kept."""
+        its signature checks and its seq is higher than the one held. True if kept; it is
+        in use at once, on disk when this returns, and passed to every listener."""
         try:
             offered = _open_list(signed, self.enrolment)
         except IntegrityError:
@@ -438,7 +440,7 @@ class CertificateMembership:
         if offered.seq == 0 or not offered.newer(self.enrolment.revocation_list):
             return False  # seq 0 is the hub's empty list before any revocation: nothing new
         self.enrolment = replace(self.enrolment, revocations=signed)
-        save_enrolment(self.state_dir, self.enrolment)
+        await self._save()
         if self.logger:
             self.logger.info("fleet.revocations", seq=offered.seq, revoked=len(offered.serials))
             if self.revoked():
@@ -451,11 +453,11 @@ class CertificateMembership:
         """Call `listener(signed)` with each newer list kept (to pass to open connections)."""
         self.listeners.append(listener)
 
-    def renewed(self, enrolment: Enrolment, now: float) -> None:
-        held = self.enrolment.revocations
-        self.enrolment = replace(enrolment, revocations=held)
-        save_enrolment(self.state_dir, self.enrolment)
-        self.failures, self.last_error, self.last_renewed = 0, None, now
+    async def _save(self) -> None:
+        """Write what is held now, off the event loop; one write at a time, so the last
+        one to start writes the newest state."""
+        async with self._save_lock:
+            await trio.to_thread.run_sync(save_enrolment, self.state_dir, self.enrolment)
 
     def next_renewal(self) -> float:
         """When to renew next (after a failure: when to try again); inf once revoked."""
@@ -499,7 +501,9 @@ class CertificateMembership:
             if self.logger:
                 self.logger.warning("fleet.renewal_failed", error=exc, retry_at=self.retry_time)
             return False
-        self.renewed(fresh, now)
+        self.enrolment = replace(fresh, revocations=self.enrolment.revocations)
+        self.failures, self.last_error, self.last_renewed = 0, None, now
+        await self._save()
         if self.logger:
             cert = self.certificate
             self.logger.info("fleet.renewed", serial=cert.serial, expires=_when(cert.expires))
@@ -514,7 +518,7 @@ class CertificateMembership:
             self.last_error = f"revocation list not fetched: {exc}"
             return False
         self.last_fetched = now
-        return self.offer_revocations(signed)
+        return await self.offer_revocations(signed)
 
     async def run(
         self,

@@ -5,6 +5,7 @@ PeerConnections built from the admissions that result."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import stat
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,7 @@ import trio
 from aetherfs.agent import renewal
 from aetherfs.agent.config import AgentConfig, build_config
 from aetherfs.agent.identity import AgentIdentity, load_identity
+from aetherfs.agent.log import Logger
 from aetherfs.agent.membership import (
     CertificateMembership,
     Enrolment,
@@ -29,6 +31,7 @@ from aetherfs.agent.membership import (
     enrolment_path,
     fleet_secret,
     load_enrolment,
+    open_membership,
     prepare_enrolment,
 )
 from aetherfs.agent.private_file import write_private
@@ -227,7 +230,7 @@ async def test_enrol_store_restart_handshake_revoke(hub: RunningHub, tmp_path: P
     await trio.sleep(0.4)  # the test hub caches tokens for 0.3 s
     assert not await b.fetch_once(time.time())
     assert "revocation list not fetched" in (b.last_error or "")
-    assert b.offer_revocations(heard[0]) and b.revoked()
+    assert await b.offer_revocations(heard[0]) and b.revoked()
     assert b.admission(time.time()) is None
     assert "was revoked" in (b.status(time.time())["problem"] or "")
 
@@ -251,13 +254,13 @@ async def test_revocations_offered_are_checked(hub: RunningHub, tmp_path: Path) 
     a = await enrolled(hub, tmp_path / "a", "edge-a")
     key = fleet_signing_key(hub.repo.keyring)
     fleet = a.fleet_id
-    assert a.offer_revocations(RevocationList(fleet, 3, 0.0, frozenset({"x"})).sign(key))
-    assert not a.offer_revocations(RevocationList(fleet, 3, 0.0, frozenset({"y"})).sign(key))
-    assert not a.offer_revocations(RevocationList(fleet, 2, 0.0, frozenset()).sign(key))
-    assert not a.offer_revocations(RevocationList("other", 9, 0.0, frozenset()).sign(key))
+    assert await a.offer_revocations(RevocationList(fleet, 3, 0.0, frozenset({"x"})).sign(key))
+    assert not await a.offer_revocations(RevocationList(fleet, 3, 0.0, frozenset({"y"})).sign(key))
+    assert not await a.offer_revocations(RevocationList(fleet, 2, 0.0, frozenset()).sign(key))
+    assert not await a.offer_revocations(RevocationList("other", 9, 0.0, frozenset()).sign(key))
     forged = RevocationList(fleet, 9, 0.0, frozenset())
-    assert not a.offer_revocations(forged.sign(Keyring.generate("s").signing_key))
-    assert not a.offer_revocations(b"garbage")
+    assert not await a.offer_revocations(forged.sign(Keyring.generate("s").signing_key))
+    assert not await a.offer_revocations(b"garbage")
     held = a.enrolment.revocation_list
     assert held is not None and (held.seq, held.serials) == (3, frozenset({"x"}))
 
@@ -438,3 +441,36 @@ def test_join_token_settings(tmp_path: Path) -> None:
 def test_a_join_token_needs_a_hub(cli: Cli, tmp_path: Path) -> None:
     done = cli("agent", "--data-root", str(tmp_path / "root"), "--join-token", "afj_x", check=False)
     assert done.code == 2 and "give --hub URL" in done.err and "Traceback" not in done.err
+
+
+async def test_the_loop_renews_when_due(
+    hub: RunningHub, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    a = await enrolled(hub, tmp_path / "a", "edge-a")
+    cert = a.certificate
+    later = renewal.renew_at(cert) + 1 - time.time()  # the loop's clock, past the renewal time
+    await nursery.start(partial(a.run, lambda: time.time() + later))
+    with trio.fail_after(10):
+        while a.failures == 0 and a.certificate == cert:
+            await trio.sleep(0.05)
+    if a.certificate == cert:  # a hub without the renewal route (docs/peers.md): kept, retried
+        assert "Not Found" in (a.last_error or "") and a.admission(time.time()) is not None
+        assert a.next_renewal() > time.time() + later
+    else:
+        assert a.certificate.expires > cert.expires and a.failures == 0
+
+
+async def test_an_expired_certificate_is_reported_at_start(hub: RunningHub, tmp_path: Path) -> None:
+    a = await enrolled(hub, tmp_path / "root" / ".agent", "edge-a")
+    config = build_config(
+        {}, {"data_root": str(tmp_path / "root")}, {}, tmp_path / "keys", "file:///x"
+    )
+    out = io.StringIO()
+    late = a.certificate.expires + 1
+    again = await trio.to_thread.run_sync(
+        open_membership, config, a.identity, HubAddress(hub.url), Logger(out), late
+    )
+    assert again is not None and again.admission(late) is None
+    lines = out.getvalue().splitlines()
+    assert "event=fleet.enrolled" in lines[0] and f"serial={a.certificate.serial}" in lines[0]
+    assert "level=warning event=fleet.cannot_join" in lines[1] and "expired" in lines[1]
