@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aetherfs.config import parse_size
 from aetherfs.core.names import Ref, check_dataset_name, check_tag
 from aetherfs.errors import InvalidInput
+from aetherfs.hub.layout import check_agent_id
 from aetherfs.ops.materialise import DEFAULT_WORKERS
 
 DEFAULT_HTTP = "127.0.0.1:7420"
@@ -67,6 +68,10 @@ class AgentConfig:
     store_rate: int  # bytes/s cap on store reads, 0 = none
     wait_for_lock: bool  # wait for another agent to release the data root instead of failing
     read_only: bool  # a shared data root another agent writes: follow its links, fetch nothing
+    # Fleet membership through a hub (aetherfs/agent/membership.py, docs/peers.md):
+    join_token: str | None = field(default=None, repr=False)  # spent once, at first start
+    agent_name: str | None = None  # the name enrolled under (default: the agent id)
+    revocation_interval: float = 300.0  # seconds between fetches of the revocation list
 
     @property
     def state_dir(self) -> Path:
@@ -136,6 +141,9 @@ def build_config(
         "read_only",
         "s3_endpoint",
         "s3_region",
+        "join_token_file",
+        "agent_name",
+        "revocation_interval",
     }
     unknown = sorted(set(file) - known)
     if unknown:
@@ -182,6 +190,13 @@ def build_config(
         raise InvalidInput("keep_versions >= 0, poll_interval > 0 and fetch_workers >= 1, please")
     keys = pick("keys") or env.get("AETHERFS_KEYS")
     cache_dir = pick("cache_dir")
+    join_token = _join_token(pick("join_token"), pick("join_token_file"), env)
+    if join_token and read_only:
+        raise InvalidInput("a --read-only agent does not join a fleet: drop --join-token")
+    revocation_interval = float(pick("revocation_interval", 300.0))
+    if revocation_interval <= 0:
+        raise InvalidInput("revocation_interval must be more than 0 seconds")
+    agent_name = pick("agent_name")
     return AgentConfig(
         store_url=str(pick("store") or env.get("AETHERFS_STORE") or default_store),
         s3_endpoint=pick("s3_endpoint") or env.get("AETHERFS_S3_ENDPOINT") or None,
@@ -200,4 +215,24 @@ def build_config(
         store_rate=store_rate,
         wait_for_lock=bool(pick("wait_for_lock", False)),
         read_only=read_only,
+        join_token=join_token,
+        agent_name=check_agent_id(str(agent_name)) if agent_name else None,
+        revocation_interval=revocation_interval,
     )
+
+
+def _join_token(flag: Any, file: Any, env: Mapping[str, str]) -> str | None:
+    """--join-token, else the first line of --join-token-file / join_token_file, else
+    AETHERFS_JOIN_TOKEN."""
+    if flag:
+        return str(flag).strip()
+    if file:
+        path = Path(str(file)).expanduser()
+        try:
+            text = path.read_text().strip()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read the join token file {path}: {exc.strerror}") from None
+        if not text:
+            raise InvalidInput(f"the join token file {path} is empty")
+        return text.splitlines()[0].strip()
+    return env.get("AETHERFS_JOIN_TOKEN") or None

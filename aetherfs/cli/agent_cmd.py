@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -14,6 +15,9 @@ import httpx
 import trio
 
 from aetherfs.agent.config import AgentConfig, Subscription, build_config, load_toml
+from aetherfs.agent.identity import load_identity
+from aetherfs.agent.log import Logger
+from aetherfs.agent.membership import CertificateMembership, HubAddress, open_membership
 from aetherfs.cli.context import Context
 from aetherfs.cli.hub_cmd import HubContext
 from aetherfs.cli.output import human_bytes, print_json, table, when
@@ -80,6 +84,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=None,
         help="follow a data root another agent writes (a shared mount): serve, fetch nothing",
     )
+    p.add_argument(
+        "--join-token",
+        metavar="TOKEN",
+        help="through a hub: enrol in its fleet with this join token at first start (or "
+        "AETHERFS_JOIN_TOKEN); the certificate is kept in DATA_ROOT/.agent/fleet.json",
+    )
+    p.add_argument("--join-token-file", metavar="FILE", help="read the join token from FILE")
+    p.add_argument("--agent-name", metavar="NAME", help="name to enrol under (default: agent id)")
+    p.add_argument(
+        "--revocation-interval",
+        type=float,
+        metavar="SECONDS",
+        help="fetch the fleet's revocation list this often (default 300)",
+    )
     p.set_defaults(run=agent)
 
     p = sub.add_parser(
@@ -133,6 +151,10 @@ def agent_config(context: Context, args: argparse.Namespace) -> AgentConfig:
         "listen_socket": getattr(args, "listen_socket", None),
         "listen_grpc": getattr(args, "listen_grpc", None),
         "listen_grpc_socket": getattr(args, "listen_grpc_socket", None),
+        "join_token": getattr(args, "join_token", None),
+        "join_token_file": getattr(args, "join_token_file", None),
+        "agent_name": getattr(args, "agent_name", None),
+        "revocation_interval": getattr(args, "revocation_interval", None),
     }
     s = context.settings
     env = {
@@ -141,6 +163,7 @@ def agent_config(context: Context, args: argparse.Namespace) -> AgentConfig:
             "AETHERFS_KEYS": str(s.keys_path) if s.keys_path else None,
             "AETHERFS_S3_ENDPOINT": s.s3_endpoint,
             "AETHERFS_S3_REGION": s.s3_region,
+            "AETHERFS_JOIN_TOKEN": os.environ.get("AETHERFS_JOIN_TOKEN"),
         }.items()
         if v
     }
@@ -151,6 +174,16 @@ def _single(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return exc
+
+
+def start_membership(config: AgentConfig, context: Context) -> CertificateMembership | None:
+    """The agent's identity (made on first start) and, through a hub, its enrolment in the
+    fleet: kept from an earlier start, or made now with the join token (blocking, once)."""
+    identity = load_identity(config.state_dir)
+    if not isinstance(context, HubContext):
+        return None  # a keyring's fleet secret admits it; nothing to enrol
+    hub = HubAddress(context.hub_url, context.ca_file)
+    return open_membership(config, identity, hub, Logger(), time.time())
 
 
 class AgentFailed(AetherError):
@@ -164,6 +197,12 @@ def agent(context: Context, args: argparse.Namespace) -> int:
     hub = isinstance(context, HubContext)
     if hub:
         config = dataclasses.replace(config, store_url=context.hub_url)  # type: ignore[attr-defined]
+    elif config.join_token:
+        raise InvalidInput("--join-token enrols through a hub: give --hub URL too")
+    membership = None if config.read_only else start_membership(config, context)
+    if membership is not None and getattr(context, "token", None) is None:
+        # Enrolled with no `aetherfs login`: the agent's own API token works the hub.
+        context = dataclasses.replace(context, token=membership.enrolment.token)  # type: ignore[call-arg]
     try:
         # Imported here: the daemon pulls in grpc, Hypercorn and Starlette, which every other
         # command would otherwise pay for at start-up.
@@ -175,14 +214,17 @@ def agent(context: Context, args: argparse.Namespace) -> int:
             if hub
             else None
         )
-        trio.run(
-            run_agent,
-            config,
-            None,
-            context.repository if hub else None,
-            args.report_interval,
-            link,
-        )
+
+        async def run() -> None:
+            async with trio.open_nursery() as nursery:
+                if membership is not None:  # renewal and revocation lists, beside the daemon
+                    await nursery.start(membership.run)
+                await run_agent(
+                    config, None, context.repository if hub else None, args.report_interval, link
+                )
+                nursery.cancel_scope.cancel()
+
+        trio.run(run)
     except BaseExceptionGroup as group:
         # Task failures arrive grouped; one AetherError or OSError is said plainly.
         inner = _single(group)
