@@ -24,6 +24,7 @@ def describe(manifest: Manifest, manifest_id: ManifestId) -> dict[str, Any]:
                 "size": e.size,
                 "blocks": len(e.blocks),
                 **({"target": e.target} if e.target else {}),
+                **({"chunking": e.chunking.as_list()} if e.chunking else {}),
             }
             for e in manifest.files
         ],

@@ -6,8 +6,8 @@ child process reads each file and sends back only where to cut it (chunk lengths
 each); push then reads the bytes itself, in runs of whole chunks, and seals them.
 
 Protocol (little-endian), jobs on the child's stdin, answers on its stdout, in order:
-  job:    path length (u32), path bytes, default chunking: kind (u8: 0 CDC, 1 fixed, 2 records),
-          min, avg, max (u32 each)
+  job:    path length (u32), path bytes, default chunking: kind (u8: 0 CDC, 1 fixed, 2 records;
+          plus 0x80: use it as it is, whatever the header says), min, avg, max (u32 each)
   answer: the chunking chosen for the file (kind u8, min, avg, max u32), then any number of
           runs (count u32, then count lengths u32), ended by a count of 0; or, if the file
           cannot be read, count 0xFFFFFFFF, a message length (u32) and the message.
@@ -40,26 +40,35 @@ _PARAMS = struct.Struct("<BIII")
 _U32 = struct.Struct("<I")
 _FAILED = 0xFFFFFFFF
 _KINDS = (CDC, FIXED, RECORDS)  # by their number on the pipe
+_EXACT = 0x80  # in a job's kind byte: cut with these params, whatever the file's header says
 
 
 class CutterFailed(AetherError):
     """The chunking process died or spoke out of turn."""
 
 
-def _pack_params(params: ChunkParams) -> bytes:
-    kind = _KINDS.index(params.kind)
+def _pack_params(params: ChunkParams, exact: bool = False) -> bytes:
+    kind = _KINDS.index(params.kind) | (_EXACT if exact else 0)
     return _PARAMS.pack(kind, params.min_size, params.avg_size, params.max_size)
 
 
 def _unpack_params(raw: bytes) -> ChunkParams:
+    return _unpack_job_params(raw)[0]
+
+
+def _unpack_job_params(raw: bytes) -> tuple[ChunkParams, bool]:
+    """A job's default chunking, and whether it is to be used as it is (`_EXACT`)."""
     kind, low, avg, high = _PARAMS.unpack(raw)
-    return ChunkParams(low, avg, high, _KINDS[kind])
+    return ChunkParams(low, avg, high, _KINDS[kind & ~_EXACT]), bool(kind & _EXACT)
 
 
 class Cutter:
     """One child process cutting the files it is given, in order; a context manager."""
 
-    def __init__(self, paths: list[Path], params: ChunkParams) -> None:
+    def __init__(
+        self, paths: list[Path], params: ChunkParams, exact: frozenset[Path] = frozenset()
+    ) -> None:
+        """`exact`: paths to cut with `params` as given, not by what their header says."""
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "aetherfs.ops.cutter"],
             stdin=subprocess.PIPE,
@@ -70,18 +79,21 @@ class Cutter:
         # Jobs are written by a thread of their own: the child's answers fill its pipe
         # while we are still sending, and neither side may wait on the other.
         self._feeder = threading.Thread(
-            target=self._feed, args=(self._proc.stdin, paths, params), daemon=True
+            target=self._feed, args=(self._proc.stdin, paths, params, exact), daemon=True
         )
         self._feeder.start()
 
     @staticmethod
-    def _feed(pipe: IO[bytes], paths: list[Path], params: ChunkParams) -> None:
+    def _feed(
+        pipe: IO[bytes], paths: list[Path], params: ChunkParams, exact: frozenset[Path]
+    ) -> None:
         packed = _pack_params(params)
+        forced = _pack_params(params, exact=True)
         try:
             with pipe:
                 for path in paths:
                     name = os.fsencode(path)
-                    pipe.write(_U32.pack(len(name)) + name + packed)
+                    pipe.write(_U32.pack(len(name)) + name + (forced if path in exact else packed))
         except (BrokenPipeError, ValueError):
             pass  # the child is gone or being stopped: the reader reports why
 
@@ -124,7 +136,7 @@ def _serve(jobs: BinaryIO, answers: BinaryIO) -> None:
     while head := jobs.read(4):
         (size,) = _U32.unpack(head)
         path = os.fsdecode(jobs.read(size))
-        default = _unpack_params(jobs.read(_PARAMS.size))
+        default, exact = _unpack_job_params(jobs.read(_PARAMS.size))
         try:
             stream = open(path, "rb")  # noqa: SIM115 (closed below, after the answer)
         except OSError as exc:
@@ -135,7 +147,8 @@ def _serve(jobs: BinaryIO, answers: BinaryIO) -> None:
             params = None
             try:
                 size = os.fstat(stream.fileno()).st_size
-                params = choose_params(stream.read(HEADER_BYTES), default, size)
+                header = stream.read(HEADER_BYTES)
+                params = default if exact else choose_params(header, default, size)
                 answers.write(_pack_params(params))
                 stream.seek(0)
                 for _, _, lengths in cut_stream(stream, params):

@@ -36,6 +36,7 @@ from aetherfs.keys import ReaderKeyring
 from aetherfs.ops.cutter import Cutter
 from aetherfs.ops.located import LocatedBlocks
 from aetherfs.ops.manifest_builder import ManifestBuilder
+from aetherfs.ops.rebuilt import rebuilt_files
 from aetherfs.ops.scan import LocalEntry, scan_directory
 from aetherfs.repo import Repository
 
@@ -294,6 +295,7 @@ def push_directory(
     stats = PushStats()
     key = repo.keyring.dataset_key(dataset)
     base = _latest_version(repo, dataset)
+    rebuilt = rebuilt_files(root, (e.path for e in entries if e.kind == FILE), base and base[1])
     builder = ManifestBuilder(dataset, params, meta or {}, base)
     # The builder keeps the base's paths' fingerprints and its files' block lists (on disk
     # when the base is large: a spooled manifest), to patch against; the rest can go.
@@ -348,7 +350,12 @@ def push_directory(
         cutter = None
         try:
             if cut_elsewhere:
-                cutter = Cutter([root / e.path for e in entries if e.kind == FILE], params)
+                files = [e for e in entries if e.kind == FILE]
+                cutter = Cutter(
+                    [root / e.path for e in files],
+                    params,
+                    exact=frozenset(root / e.path for e in files if e.path in rebuilt),
+                )
             for entry in entries:
                 owner = _Planned(entry.path, entry.kind, entry.mode, entry.target)
                 planned.append(owner)
@@ -359,7 +366,11 @@ def push_directory(
                             batches = _read_runs(stream, runs, entry.path)
                         else:
                             header = stream.read(HEADER_BYTES)
-                            chosen = choose_params(header, params, entry.size)
+                            chosen = (
+                                params
+                                if entry.path in rebuilt
+                                else choose_params(header, params, entry.size)
+                            )
                             stream.seek(0)
                             batches = _copy_runs(stream, chosen)
                         owner.chunking = chosen if chosen != params else None
