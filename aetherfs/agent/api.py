@@ -25,7 +25,7 @@ from aetherfs.agent.dataroot import VERSIONS
 from aetherfs.agent.files import VersionTree
 from aetherfs.agent.metrics import render_metrics
 from aetherfs.core.ids import ManifestId
-from aetherfs.errors import InvalidInput, NotFound
+from aetherfs.errors import AetherError, NotFound, echo, envelope
 from aetherfs.http.files import check_url_path, serve_path
 
 if TYPE_CHECKING:
@@ -53,32 +53,33 @@ def build_app(agent: Agent) -> Starlette:
         raw = request.scope.get("raw_path", b"")
         found = resolve_live_version(agent.config.data_root, rest)
         if found is None:
-            return JSONResponse({"error": f"no live version at /files/{rest}"}, status_code=404)
+            raise NotFound(f"no live version at /files/{echo(rest)}")
         ref, inner, version = found
-        try:
-            inner = check_url_path(raw, inner)
-            tree = await trio.to_thread.run_sync(
-                version_tree, agent, version, limiter=agent.disk_limiter
-            )
-            response = await serve_path(
-                request, tree, inner, agent.disk_limiter, title=lambda p: f"{ref}/{p}"
-            )
-        except InvalidInput as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        except NotFound as exc:
-            return JSONResponse({"error": str(exc)}, status_code=404)
+        inner = check_url_path(raw, inner)
+        tree = await trio.to_thread.run_sync(
+            version_tree, agent, version, limiter=agent.disk_limiter
+        )
+        response = await serve_path(
+            request, tree, inner, agent.disk_limiter, title=lambda p: f"{ref}/{p}"
+        )
         if isinstance(response, StreamingResponse) and request.method == "GET":
             agent.state.count_read(ref, inner)
         return response
 
+    async def on_error(request: Request, exc: Exception) -> Response:
+        # The status and envelope the error's class names: the hub's, for the same error.
+        assert isinstance(exc, AetherError)
+        return JSONResponse(envelope(exc), exc.http_status)
+
     return Starlette(
+        exception_handlers={AetherError: on_error},
         routes=[
             Route("/v1/status", status),
             Route("/v1/poll", poll, methods=["POST"]),
             Route("/v1/shutdown", shutdown, methods=["POST"]),
             Route("/metrics", metrics),
             Route("/files/{rest:path}", files, methods=["GET", "HEAD"]),
-        ]
+        ],
     )
 
 

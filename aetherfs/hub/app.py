@@ -24,20 +24,15 @@ from aetherfs.core.ids import ManifestId, PackId
 from aetherfs.core.names import check_dataset_name, check_tag
 from aetherfs.errors import (
     AetherError,
-    Conflict,
-    Forbidden,
-    IntegrityError,
     InvalidInput,
-    KeyringError,
     NotFound,
-    StoreUnavailable,
-    bounded,
     echo,
+    envelope,
 )
 from aetherfs.http.files import Unsatisfiable, ascii_digits, parse_range
 from aetherfs.hub.auth import Authenticator, OidcVerifier, Principal, bearer
 from aetherfs.hub.config import HubConfig
-from aetherfs.hub.errors import OutOfRange, Overloaded, TooLarge, Unauthenticated
+from aetherfs.hub.errors import TooLarge, Unauthenticated
 from aetherfs.hub.openapi import openapi_document
 from aetherfs.hub.service import HubService
 from aetherfs.hub.watch import WatchHub
@@ -47,33 +42,12 @@ T = TypeVar("T")
 COOKIE = "aetherfs_token"
 SSE_PING_SECONDS = 15.0
 
-_STATUS: list[tuple[type[AetherError], int, str]] = [
-    (Unauthenticated, 401, "unauthenticated"),
-    (Forbidden, 403, "forbidden"),
-    (TooLarge, 413, "too_large"),
-    (OutOfRange, 416, "out_of_range"),
-    (Overloaded, 429, "busy"),
-    (InvalidInput, 400, "invalid"),
-    (NotFound, 404, "not_found"),
-    (Conflict, 409, "conflict"),
-    (IntegrityError, 422, "integrity"),
-    (StoreUnavailable, 503, "unavailable"),
-    (KeyringError, 500, "keyring"),
-]
-
-
-def error_status(exc: AetherError) -> tuple[int, str]:
-    for kind, status, code in _STATUS:
-        if isinstance(exc, kind):
-            return status, code
-    return 500, "error"
-
 
 def error_response(exc: AetherError) -> JSONResponse:
-    status, code = error_status(exc)
+    """The envelope and HTTP status the error's class names (aetherfs.errors)."""
+    status = exc.http_status
     headers = {"WWW-Authenticate": 'Bearer realm="aetherfs"'} if status == 401 else None
-    message = bounded(str(exc))
-    return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
+    return JSONResponse(envelope(exc), status, headers=headers)
 
 
 @dataclass(slots=True)

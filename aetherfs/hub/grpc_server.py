@@ -30,7 +30,7 @@ import trio
 from aetherfs.core.ids import ManifestId, PackId
 from aetherfs.core.names import check_tag
 from aetherfs.errors import AetherError, InvalidInput, NotFound, bounded
-from aetherfs.hub.app import Hub, error_status
+from aetherfs.hub.app import Hub
 from aetherfs.hub.auth import Principal, bearer
 from aetherfs.hub.config import split_host_port
 from aetherfs.hub.errors import OutOfRange, Overloaded, TooLarge, Unauthenticated
@@ -41,18 +41,6 @@ from aetherfs.hub.watch import StreamQuota, Subscription
 T = TypeVar("T")
 log = logging.getLogger("aetherfs.hub.grpc")
 
-_CODES = {
-    400: grpc.StatusCode.INVALID_ARGUMENT,
-    401: grpc.StatusCode.UNAUTHENTICATED,
-    403: grpc.StatusCode.PERMISSION_DENIED,
-    404: grpc.StatusCode.NOT_FOUND,
-    409: grpc.StatusCode.ABORTED,
-    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    416: grpc.StatusCode.OUT_OF_RANGE,
-    422: grpc.StatusCode.FAILED_PRECONDITION,
-    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    503: grpc.StatusCode.UNAVAILABLE,
-}
 WATCH_TICK = 0.5  # how often a Watch stream checks that its client is still there
 UPLOAD_WAIT = 30.0  # how long an upload waits for a free slot before RESOURCE_EXHAUSTED
 SERVICE = "/aetherfs.hub.v1.Hub/"
@@ -83,9 +71,13 @@ class _Upload(Protocol):
 U = TypeVar("U", bound=_Upload)
 
 
+def grpc_status(exc: AetherError) -> grpc.StatusCode:
+    """The gRPC code the error's class names (`grpc_code`, beside its HTTP status)."""
+    return grpc.StatusCode[exc.grpc_code]
+
+
 def _abort(context: grpc.ServicerContext, exc: AetherError) -> NoReturn:
-    status, _ = error_status(exc)
-    code = _CODES.get(status, grpc.StatusCode.INTERNAL)
+    code = grpc_status(exc)
     log.info("gRPC call refused: %s %s", code.name, bounded(str(exc), 200))
     context.abort(code, bounded(str(exc)))
     raise AssertionError("unreachable")  # context.abort raises

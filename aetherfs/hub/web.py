@@ -24,7 +24,7 @@ from aetherfs.core.ids import BlockId, ManifestId
 from aetherfs.core.names import check_dataset_name, check_tag
 from aetherfs.errors import AetherError, Forbidden, InvalidInput
 from aetherfs.http import files
-from aetherfs.hub.app import COOKIE, Hub, error_status, read_body
+from aetherfs.hub.app import COOKIE, Hub, read_body
 from aetherfs.hub.auth import Principal
 from aetherfs.hub.errors import Unauthenticated
 from aetherfs.hub.versions import BlockLru, ManifestTree
@@ -143,7 +143,7 @@ def web_routes(hub: Hub) -> list[BaseRoute]:
         return await hub.principal(request, cookie=True)
 
     async def error_page(request: Request, exc: AetherError, who: Principal | None) -> Response:
-        status, _ = error_status(exc)
+        status = exc.http_status
         if status == 401:
             return RedirectResponse(f"/ui/login?next={quote(request.url.path)}", 303)
         return page("Not available", f"<p>{e(exc)}</p>", who, status)
