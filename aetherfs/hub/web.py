@@ -156,12 +156,12 @@ def web_routes(hub: Hub) -> list[BaseRoute]:
         found = await hub.run(service.list_datasets, who)
         rows = [
             [
-                f"<a href='{dataset_href(d['name'])}'>{e(d['name'])}</a>",
+                f"<a href='{dataset_href(d.name)}'>{e(d.name)}</a>",
                 " ".join(
-                    f"<a href='/files/{quote(d['name'])}/{quote(t)}/'><code>{e(t)}</code></a>"
-                    for t in d["tags"]
+                    f"<a href='/files/{quote(d.name)}/{quote(t)}/'><code>{e(t)}</code></a>"
+                    for t in d.tags
                 ),
-                e(when(d["updated"])),
+                e(when(d.updated)),
             ]
             for d in found
         ]
@@ -191,13 +191,13 @@ def web_routes(hub: Hub) -> list[BaseRoute]:
             info = await hub.run(service.get_dataset, who, name)
         except AetherError as exc:
             return await error_page(request, exc, who)
-        tags = info["tags"]
+        tags = info.tags
         rows = [
             [
                 f"<code>{e(t)}</code>",
-                f"<code>{e(doc['manifest'][:12])}</code>",
-                e(doc["seq"]),
-                e(when(doc["time"])),
+                f"<code>{e(doc.manifest[:12])}</code>",
+                e(doc.seq),
+                e(when(doc.time)),
                 f"<a href='/files/{quote(name)}/{quote(t)}/'>files</a> &middot; "
                 f"<a href='{dataset_href(name)}/-/history/{quote(t)}'>history</a>",
             ]
@@ -210,7 +210,7 @@ def web_routes(hub: Hub) -> list[BaseRoute]:
             for i, t in enumerate(names)
         )
         body = (
-            f"<p class='note'>created {e(when(info['created']))}</p><h2>Tags</h2>"
+            f"<p class='note'>created {e(when(info.created))}</p><h2>Tags</h2>"
             + table(["tag", "manifest", "seq", "set", ""], rows, {2})
             + f"<h2>Compare two versions</h2><form class='inline' method='get' "
             f"action='{dataset_href(name)}/-/diff'><select name='a'>{options}</select> &rarr; "
@@ -222,10 +222,10 @@ def web_routes(hub: Hub) -> list[BaseRoute]:
         records = await hub.run(service.tag_history, who, name, tag)
         rows = [
             [
-                e(r["seq"]),
-                f"<code>{e(r['manifest'][:12])}</code>",
-                e(when(r["time"])),
-                f"<code>{e(r['signer'][:16])}</code>",
+                e(r.seq),
+                f"<code>{e(r.manifest[:12])}</code>",
+                e(when(r.time)),
+                f"<code>{e(r.signer[:16])}</code>",
             ]
             for r in reversed(records)
         ]
@@ -240,19 +240,19 @@ def web_routes(hub: Hub) -> list[BaseRoute]:
         result = await hub.run(service.diff, who, name, a, b)
         rows = [
             [
-                f"<span class='{e(c['change'])}'>{e(c['change'])}</span>",
-                f"<code>{e(c['path'])}</code>",
-                e(human_bytes(c["old_size"])),
-                e(human_bytes(c["new_size"])),
-                e(human_bytes(c["new_bytes"])),
+                f"<span class='{e(c.change)}'>{e(c.change)}</span>",
+                f"<code>{e(c.path)}</code>",
+                e(human_bytes(c.old_size)),
+                e(human_bytes(c.new_size)),
+                e(human_bytes(c.new_bytes)),
             ]
-            for c in result["changes"]
+            for c in result.changes
         ]
         summary = (
-            f"<p>A holder of <code>{e(a)}</code> fetches <b>{result['blocks_to_fetch']}</b> "
-            f"blocks, <b>{e(human_bytes(result['bytes_to_fetch']))}</b> of "
-            f"{e(human_bytes(result['total_stored_bytes']))} stored "
-            f"({result['saving']:.1%} saved by blocks it already holds).</p>"
+            f"<p>A holder of <code>{e(a)}</code> fetches <b>{result.blocks_to_fetch}</b> "
+            f"blocks, <b>{e(human_bytes(result.bytes_to_fetch))}</b> of "
+            f"{e(human_bytes(result.total_stored_bytes))} stored "
+            f"({result.saving:.1%} saved by blocks it already holds).</p>"
         )
         body = (
             f"<p><a href='{dataset_href(name)}'>&larr; {e(name)}</a></p>"
@@ -272,8 +272,8 @@ def web_routes(hub: Hub) -> list[BaseRoute]:
         except AetherError as exc:
             return await error_page(request, exc, who)
         rows = []
-        for agent in sorted(agents, key=lambda a: str(a["agent"])):
-            report: dict[str, Any] = agent.get("report", {})
+        for agent in sorted(agents, key=lambda a: a.agent):
+            report: dict[str, Any] = agent.report
             live = report.get("datasets", {})
             versions = (
                 "<br>".join(
@@ -288,10 +288,10 @@ def web_routes(hub: Hub) -> list[BaseRoute]:
             )
             rows.append(
                 [
-                    f"<code>{e(agent['agent'])}</code>",
+                    f"<code>{e(agent.agent)}</code>",
                     e(report.get("site", "")),
                     versions,
-                    e(when(agent.get("received"))),
+                    e(when(agent.received)),
                 ]
             )
         body = (
