@@ -145,3 +145,22 @@ async def test_the_document_is_generated_and_agrees_with_names(hub: RunningHub) 
         assert not allowed(refused), refused
     for accepted in ("1.0.0", "1.4.2-rc.1", "2026.11.24", "2026.11.24.1", "stable"):
         assert allowed(accepted) and check_tag(accepted), accepted
+
+
+async def test_pages_escape_what_callers_sent(hub: RunningHub, tmp_path: Path) -> None:
+    """Templates autoescape: an agent's report cannot put markup on the fleet page."""
+    hostile = "<img src=x onerror=alert(1)>"
+    token = hub.token("edge-1", kind="agent")
+    report = {"site": hostile, "datasets": {"team/x": {"tag": hostile, "manifest": hostile}}}
+    async with hub.client(token) as agent:
+        assert (await agent.put("/v1/agents/edge-1/status", json=report)).status_code == 204
+    async with hub.client(hub.admin) as c:
+        page = await c.get("/ui/fleet")
+        assert page.status_code == 200 and "edge-1" in page.text
+        assert "<img" not in page.text and "&lt;img src=x onerror=alert(1)&gt;" in page.text
+        login = await c.post(
+            "/ui/login?next=/ui/%22%3E%3Cscript%3E",
+            content=b"token=afs_%3Cscript%3E",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert login.status_code == 401 and "<script>" not in login.text
