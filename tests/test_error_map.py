@@ -8,7 +8,9 @@ and gRPC apps, and checks that all four answer what the class says.
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 import pkgutil
 import types
 from collections.abc import Iterator
@@ -23,8 +25,16 @@ import trio
 import aetherfs
 from aetherfs.agent import api as agent_api
 from aetherfs.agent import grpc_api as agent_grpc
+from aetherfs.agent.build import is_disk_full
 from aetherfs.agent.proto import agent_pb2, agent_pb2_grpc
-from aetherfs.errors import AetherError, Conflict, KeyringError
+from aetherfs.errors import (
+    AetherError,
+    Conflict,
+    DiskFull,
+    KeyringError,
+    LocalIOError,
+    StoreUnavailable,
+)
 from aetherfs.hub.config import HubConfig
 from aetherfs.hub.grpc_gen import hub_pb2 as pb
 from aetherfs.hub.grpc_gen import hub_pb2_grpc as pb_grpc
@@ -143,3 +153,25 @@ async def test_hub_and_agent_give_the_same_codes_for_every_error(
             assert seen == {"hub REST": want, "agent": want}, cls
             assert hub_rest.json()["error"]["message"] == str(error)
     hub.cancel.cancel()
+
+
+def test_a_full_disk_is_told_by_its_errno_not_by_its_words() -> None:
+    """The block cache replaces an ENOSPC by another error (`from None`); the build still
+    reports DiskFull, a local fault, and never mistakes the store's words for one."""
+
+    def replaced(cause: BaseException) -> BaseException:
+        try:
+            try:
+                raise cause
+            except BaseException:
+                raise StoreUnavailable("cannot use the block cache: disk full") from None
+        except StoreUnavailable as exc:
+            return exc
+
+    assert is_disk_full(replaced(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))))
+    assert is_disk_full(OSError(errno.EDQUOT, "quota"))
+    assert is_disk_full(DiskFull("full"))
+    # Words alone are not a full disk (a store's message may quote a path or a peer's text).
+    assert not is_disk_full(StoreUnavailable("No space left on device"))
+    assert not is_disk_full(replaced(OSError(errno.EACCES, "denied")))
+    assert issubclass(DiskFull, LocalIOError) and not issubclass(DiskFull, StoreUnavailable)
