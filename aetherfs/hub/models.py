@@ -70,7 +70,9 @@ def tag_schema() -> dict[str, Any]:
             # A SemVer core that reads as a date (2026.11.32) is a bad CalVer tag, not SemVer.
             {"pattern": f"^{semver}$", "not": {"pattern": r"^[0-9]{4}[.][0-9]{2}[.][0-9]{2}"}},
             {"pattern": f"^{calver}$"},
-            {"pattern": f"^{channel}$", "not": {"pattern": "^[0-9]+([.][0-9]+)*(-.*)?$"}},
+            # Nor a channel shaped like a version (`1.2`, `v1.0.0`): names.py refuses those, or
+            # may (a `v` prefix is a version someone mistyped), so the document never offers one.
+            {"pattern": f"^{channel}$", "not": {"pattern": "^v?[0-9]+([.][0-9]+)*(-.*)?$"}},
         ],
     }
 

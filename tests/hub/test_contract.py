@@ -141,7 +141,7 @@ async def test_the_document_is_generated_and_agrees_with_names(hub: RunningHub) 
 
     # Nothing the document allows is refused by the server (names.py is the one source).
     assert [t for t in samples if allowed(t) and not accepted_by_names(t)] == []
-    for refused in ("2026.11.32", "2026.13.01", "1.2", "01.2.3"):
+    for refused in ("2026.11.32", "2026.13.01", "1.2", "01.2.3", "v1.0.0"):
         assert not allowed(refused), refused
     for accepted in ("1.0.0", "1.4.2-rc.1", "2026.11.24", "2026.11.24.1", "stable"):
         assert allowed(accepted) and check_tag(accepted), accepted
