@@ -30,7 +30,7 @@ from aetherfs.agent.dataroot import VERSIONS
 from aetherfs.agent.files import VersionTree
 from aetherfs.agent.metrics import render_metrics
 from aetherfs.core.ids import ManifestId
-from aetherfs.errors import InvalidInput, NotFound
+from aetherfs.errors import AetherError, InvalidInput, NotFound, echo, envelope
 from aetherfs.http.files import check_url_path, serve_path
 
 if TYPE_CHECKING:
@@ -48,14 +48,12 @@ def build_app(agent: Agent) -> Starlette:
         try:
             wanted = Subscription.parse(ref)
         except InvalidInput as exc:
-            return JSONResponse({"error": str(exc)[:300]}, status_code=400)
+            return JSONResponse(envelope(exc), status_code=exc.http_status)
         channel = agent.state.channels.get(wanted)
         if channel is None:
             subscribed = ", ".join(str(s) for s in agent.state.channels) or "nothing"
-            return JSONResponse(
-                {"error": f"this agent does not subscribe to {wanted} (it keeps {subscribed})"},
-                status_code=404,
-            )
+            missing = NotFound(f"this agent does not subscribe to {wanted} (it keeps {subscribed})")
+            return JSONResponse(envelope(missing), status_code=missing.http_status)
         # Listening starts before the first state is read: no switch falls in between.
         events = agent.state.listen()
 
@@ -88,25 +86,26 @@ def build_app(agent: Agent) -> Starlette:
         raw = request.scope.get("raw_path", b"")
         found = resolve_live_version(agent.config.data_root, rest)
         if found is None:
-            return JSONResponse({"error": f"no live version at /files/{rest}"}, status_code=404)
+            raise NotFound(f"no live version at /files/{echo(rest)}")
         ref, inner, version = found
-        try:
-            inner = check_url_path(raw, inner)
-            tree = await trio.to_thread.run_sync(
-                version_tree, agent, version, limiter=agent.disk_limiter
-            )
-            response = await serve_path(
-                request, tree, inner, agent.disk_limiter, title=lambda p: f"{ref}/{p}"
-            )
-        except InvalidInput as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        except NotFound as exc:
-            return JSONResponse({"error": str(exc)}, status_code=404)
+        inner = check_url_path(raw, inner)
+        tree = await trio.to_thread.run_sync(
+            version_tree, agent, version, limiter=agent.disk_limiter
+        )
+        response = await serve_path(
+            request, tree, inner, agent.disk_limiter, title=lambda p: f"{ref}/{p}"
+        )
         if isinstance(response, StreamingResponse) and request.method == "GET":
             agent.state.count_read(ref, inner)
         return response
 
+    async def on_error(request: Request, exc: Exception) -> Response:
+        # The status and envelope the error's class names: the hub's, for the same error.
+        assert isinstance(exc, AetherError)
+        return JSONResponse(envelope(exc), exc.http_status)
+
     return Starlette(
+        exception_handlers={AetherError: on_error},
         routes=[
             Route("/v1/status", status),
             Route("/v1/watch", watch),
@@ -114,7 +113,7 @@ def build_app(agent: Agent) -> Starlette:
             Route("/v1/shutdown", shutdown, methods=["POST"]),
             Route("/metrics", metrics),
             Route("/files/{rest:path}", files, methods=["GET", "HEAD"]),
-        ]
+        ],
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import sqlite3
 import stat
 import threading
 import time
@@ -28,7 +29,7 @@ from aetherfs.agent.state import AgentState, Progress
 from aetherfs.cache import BlockCache
 from aetherfs.core.ids import ManifestId
 from aetherfs.core.manifest import FILE, FileEntry, Manifest
-from aetherfs.errors import AetherError
+from aetherfs.errors import AetherError, DiskFull
 from aetherfs.fetch.planner import BlockFetcher
 from aetherfs.ops.atomic import fsync_dir
 from aetherfs.ops.materialise import (
@@ -41,10 +42,6 @@ from aetherfs.ops.materialise import (
 )
 from aetherfs.ops.reuse import Stamp
 from aetherfs.repo import Repository
-
-
-class DiskFull(AetherError):
-    """The data root or the cache ran out of space."""
 
 
 def fingerprint(entry: FileEntry) -> str:
@@ -96,10 +93,22 @@ def vouched_source(entry: FileEntry, candidates: list[Candidate]) -> LinkSource 
     return None
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    return "No space left on device" in str(exc) or "Disk quota exceeded" in str(exc)
+def is_disk_full(exc: BaseException | None) -> bool:
+    """A full disk, said by the OS or by SQLite, here or in what this error replaced.
+
+    The block cache reports its faults as another error raised `from None`; the OSError (or
+    SQLite's SQLITE_FULL) it replaced is still its `__context__`.
+    """
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, DiskFull):
+            return True
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def build_version(

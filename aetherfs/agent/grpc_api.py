@@ -18,20 +18,11 @@ import trio
 
 from aetherfs.agent.proto import agent_pb2, agent_pb2_grpc
 from aetherfs.agent.state import VersionLive
-from aetherfs.errors import AetherError, InvalidInput
+from aetherfs.errors import AetherError, InvalidInput, bounded
 from aetherfs.ops.push import push_directory
 
 if TYPE_CHECKING:
     from aetherfs.agent.daemon import Agent
-
-_STATUS_CODES = {
-    "InvalidInput": grpc.StatusCode.INVALID_ARGUMENT,
-    "NotFound": grpc.StatusCode.NOT_FOUND,
-    "Forbidden": grpc.StatusCode.PERMISSION_DENIED,
-    "KeyringError": grpc.StatusCode.PERMISSION_DENIED,
-    "Conflict": grpc.StatusCode.ALREADY_EXISTS,
-    "StoreUnavailable": grpc.StatusCode.UNAVAILABLE,
-}
 
 
 def status_reply(snap: dict[str, Any]) -> agent_pb2.StatusReply:
@@ -87,8 +78,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self.closing = threading.Event()
 
     def _abort(self, context: grpc.ServicerContext, exc: AetherError) -> None:
-        code = _STATUS_CODES.get(type(exc).__name__, grpc.StatusCode.FAILED_PRECONDITION)
-        context.abort(code, str(exc))
+        # The code the error's class names: the same as the hub's for the same error.
+        context.abort(grpc.StatusCode[exc.grpc_code], bounded(str(exc)))
 
     def Status(
         self, request: agent_pb2.StatusRequest, context: grpc.ServicerContext

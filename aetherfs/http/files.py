@@ -17,6 +17,7 @@ segments, empty segments.
 from __future__ import annotations
 
 import html
+import mimetypes
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -129,6 +130,8 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
         suffix = int(last)
         if suffix == 0:
             raise Unsatisfiable
+        if size == 0:
+            return None  # no last bytes to name (`bytes 0--1/0`): serve the empty whole
         start = max(0, size - suffix)
         return ByteRange(start, size - start)
     start = int(first)
@@ -241,6 +244,26 @@ def listing(
     return HTMLResponse(body)
 
 
+# The standard library's built-in table only, not the host's /etc/mime.types: the same file
+# gets the same type on every host.
+_TYPES = mimetypes.MimeTypes()
+# IANA-registered types of the files datasets hold that the built-in table lacks.
+for _ext, _type in (
+    (".parquet", "application/vnd.apache.parquet"),
+    (".sqlite", "application/vnd.sqlite3"),
+    (".sqlite3", "application/vnd.sqlite3"),
+):
+    _TYPES.add_type(_type, _ext)
+
+
+def media_type(path: str) -> str:
+    """The type its extension names (`.parquet`, `.json`, `.csv`), else octet-stream."""
+    guessed, encoding = _TYPES.guess_type(path, strict=False)
+    if guessed is None or encoding is not None:
+        return "application/octet-stream"  # `.csv.gz` is gzip bytes, not text
+    return guessed
+
+
 async def serve_path(
     request: Request,
     tree: Tree,
@@ -288,7 +311,11 @@ async def serve_path(
         status, start, length = 206, wanted.start, wanted.length
         headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{node.size}"
     headers["Content-Length"] = str(length)
-    media = "application/octet-stream"
+    media = media_type(node.path)
+    # A dataset's HTML or SVG must not run as the server's own pages: no sniffing, and a
+    # sandbox (an opaque origin, no cookies, no scripts) for whatever the type is.
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Content-Security-Policy"] = "sandbox; default-src 'none'; img-src 'self'"
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type=media)
     return StreamingResponse(

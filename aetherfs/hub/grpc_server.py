@@ -30,29 +30,18 @@ import trio
 from aetherfs.core.ids import ManifestId, PackId
 from aetherfs.core.names import check_tag
 from aetherfs.errors import AetherError, InvalidInput, NotFound, bounded
-from aetherfs.hub.app import Hub, error_status
+from aetherfs.hub.app import Hub
 from aetherfs.hub.auth import Principal, bearer
 from aetherfs.hub.config import split_host_port
 from aetherfs.hub.errors import OutOfRange, Overloaded, TooLarge, Unauthenticated
 from aetherfs.hub.grpc_gen import hub_pb2 as pb
 from aetherfs.hub.grpc_gen import hub_pb2_grpc as pb_grpc
+from aetherfs.hub.models import Tag
 from aetherfs.hub.watch import StreamQuota, Subscription
 
 T = TypeVar("T")
 log = logging.getLogger("aetherfs.hub.grpc")
 
-_CODES = {
-    400: grpc.StatusCode.INVALID_ARGUMENT,
-    401: grpc.StatusCode.UNAUTHENTICATED,
-    403: grpc.StatusCode.PERMISSION_DENIED,
-    404: grpc.StatusCode.NOT_FOUND,
-    409: grpc.StatusCode.ABORTED,
-    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    416: grpc.StatusCode.OUT_OF_RANGE,
-    422: grpc.StatusCode.FAILED_PRECONDITION,
-    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    503: grpc.StatusCode.UNAVAILABLE,
-}
 WATCH_TICK = 0.5  # how often a Watch stream checks that its client is still there
 UPLOAD_WAIT = 30.0  # how long an upload waits for a free slot before RESOURCE_EXHAUSTED
 SERVICE = "/aetherfs.hub.v1.Hub/"
@@ -60,15 +49,15 @@ SERVICE = "/aetherfs.hub.v1.Hub/"
 UPLOADS = frozenset({SERVICE + "PutPack", SERVICE + "PutManifest", SERVICE + "PutStatus"})
 
 
-def _tag(doc: dict[str, Any]) -> pb.Tag:
+def _tag(doc: Tag) -> pb.Tag:
     return pb.Tag(
-        dataset=doc["dataset"],
-        tag=doc["tag"],
-        manifest=bytes.fromhex(doc["manifest"]),
-        seq=doc["seq"],
-        time=doc["time"],
-        signer=bytes.fromhex(doc["signer"]),
-        signed=base64.b64decode(doc["signed"]),
+        dataset=doc.dataset,
+        tag=doc.tag,
+        manifest=bytes.fromhex(doc.manifest),
+        seq=doc.seq,
+        time=doc.time,
+        signer=bytes.fromhex(doc.signer),
+        signed=base64.b64decode(doc.signed),
     )
 
 
@@ -83,9 +72,13 @@ class _Upload(Protocol):
 U = TypeVar("U", bound=_Upload)
 
 
+def grpc_status(exc: AetherError) -> grpc.StatusCode:
+    """The gRPC code the error's class names (`grpc_code`, beside its HTTP status)."""
+    return grpc.StatusCode[exc.grpc_code]
+
+
 def _abort(context: grpc.ServicerContext, exc: AetherError) -> NoReturn:
-    status, _ = error_status(exc)
-    code = _CODES.get(status, grpc.StatusCode.INTERNAL)
+    code = grpc_status(exc)
     log.info("gRPC call refused: %s %s", code.name, bounded(str(exc), 200))
     context.abort(code, bounded(str(exc)))
     raise AssertionError("unreachable")  # context.abort raises
@@ -165,9 +158,9 @@ class HubServicer(pb_grpc.HubServicer):
     def Info(self, request: pb.InfoRequest, context: grpc.ServicerContext) -> pb.InfoReply:
         info = self.service.info()
         return pb.InfoReply(
-            store_id=info["store_id"],
-            signer=bytes.fromhex(info["signer"]),
-            trusted_signers=[bytes.fromhex(k) for k in info["trusted_signers"]],
+            store_id=info.store_id,
+            signer=bytes.fromhex(info.signer),
+            trusted_signers=[bytes.fromhex(k) for k in info.trusted_signers],
         )
 
     def WhoAmI(self, request: pb.WhoAmIRequest, context: grpc.ServicerContext) -> pb.Principal:
@@ -185,7 +178,7 @@ class HubServicer(pb_grpc.HubServicer):
     ) -> pb.ListDatasetsReply:
         found = self._call(context, self.service.list_datasets)
         return pb.ListDatasetsReply(
-            datasets=[pb.DatasetSummary(name=d["name"], tags=d["tags"]) for d in found]
+            datasets=[pb.DatasetSummary(name=d.name, tags=d.tags) for d in found]
         )
 
     def CreateDataset(self, request: pb.DatasetRef, context: grpc.ServicerContext) -> pb.DatasetRef:
@@ -214,7 +207,7 @@ class HubServicer(pb_grpc.HubServicer):
     def SetTag(self, request: pb.SetTagRequest, context: grpc.ServicerContext) -> pb.Tag:
         expect = request.expect_seq if request.HasField("expect_seq") else None
 
-        def run(who: Principal | None) -> dict[str, Any]:
+        def run(who: Principal | None) -> Tag:
             return self.service.set_tag(
                 who, request.dataset, request.tag, _manifest_id(request.manifest), expect
             )
@@ -285,11 +278,11 @@ class HubServicer(pb_grpc.HubServicer):
     def GetKeys(self, request: pb.DatasetRef, context: grpc.ServicerContext) -> pb.Keys:
         keys = self._call(context, lambda who: self.service.keys(who, request.dataset))
         return pb.Keys(
-            dataset=keys["dataset"],
-            store_id=keys["store_id"],
-            dataset_key=bytes.fromhex(keys["dataset_key"]),
-            convergence_secret=bytes.fromhex(keys.get("convergence_secret", "")),
-            trusted_signers=[bytes.fromhex(k) for k in keys["trusted_signers"]],
+            dataset=keys.dataset,
+            store_id=keys.store_id,
+            dataset_key=bytes.fromhex(keys.dataset_key),
+            convergence_secret=bytes.fromhex(keys.convergence_secret or ""),
+            trusted_signers=[bytes.fromhex(k) for k in keys.trusted_signers],
         )
 
     def PutStatus(self, request: pb.StatusReport, context: grpc.ServicerContext) -> pb.Empty:
@@ -310,7 +303,7 @@ class HubServicer(pb_grpc.HubServicer):
     def GetStatus(self, request: pb.AgentRef, context: grpc.ServicerContext) -> pb.StatusReport:
         doc = self._call(context, lambda who: self.service.get_status(who, request.agent))
         return pb.StatusReport(
-            agent=doc["agent"], report_json=json.dumps(doc["report"]), received=doc["received"]
+            agent=doc.agent, report_json=json.dumps(doc.report), received=doc.received
         )
 
     def Watch(

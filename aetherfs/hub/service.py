@@ -18,32 +18,20 @@ from aetherfs.core.names import check_dataset_name, check_tag
 from aetherfs.core.tags import SignedTag, TagHistory, TagRecord
 from aetherfs.errors import Conflict, Forbidden, IntegrityError, InvalidInput, NotFound, echo
 from aetherfs.hub import layout as hub_layout
+from aetherfs.hub import models
 from aetherfs.hub.acl import AclStore, check_subject
 from aetherfs.hub.audit import AuditLog
 from aetherfs.hub.auth import Principal, TokenRegistry
 from aetherfs.hub.caches import Lru, ManifestCache, PackScope
 from aetherfs.hub.enrol import Enrolment
 from aetherfs.hub.errors import Unauthenticated
+from aetherfs.hub.models import Tag
 from aetherfs.ops import compare
 from aetherfs.repo import Repository
 from aetherfs.store import layout
 
 _CAS_ATTEMPTS = 50
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def tag_json(signed: SignedTag) -> dict[str, Any]:
-    r = signed.record
-    return {
-        "dataset": r.dataset,
-        "tag": r.tag,
-        "manifest": r.manifest_id.hex(),
-        "seq": r.seq,
-        "time": r.time,
-        "signer": r.signer.hex(),
-        # The signed record itself, so a client (or a peer it relays to) can verify it.
-        "signed": base64.b64encode(signed.signed).decode(),
-    }
 
 
 def _no_such_pack(dataset: str, pack_id: PackId) -> NotFound:
@@ -93,13 +81,13 @@ class HubService:
             raise Forbidden("not allowed: this needs a hub admin")
         return who
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> models.Info:
         keyring = self.repo.keyring
-        return {
-            "store_id": keyring.store_id,
-            "signer": (keyring.signer_public or b"").hex(),
-            "trusted_signers": [k.hex() for k in keyring.trusted],
-        }
+        return models.Info(
+            store_id=keyring.store_id,
+            signer=(keyring.signer_public or b"").hex(),
+            trusted_signers=[k.hex() for k in keyring.trusted],
+        )
 
     # Datasets -----------------------------------------------------------------------------
     def dataset_exists(self, dataset: str, cached: bool = False) -> bool:
@@ -112,37 +100,35 @@ class HubService:
         self._existing.put(dataset, exists)
         return exists
 
-    def list_datasets(self, principal: Principal | None) -> list[dict[str, Any]]:
+    def list_datasets(self, principal: Principal | None) -> list[models.DatasetSummary]:
         found = []
         for name in self.repo.list_datasets():
             if not self.acls.allowed(principal, name, "read"):
                 continue
             tags = self.repo.list_tags(name)
             found.append(
-                {
-                    "name": name,
-                    "tags": {
-                        t: h.current.record.manifest_id.hex() for t, h in sorted(tags.items())
-                    },
-                    "updated": max((h.current.record.time for h in tags.values()), default=None),
-                }
+                models.DatasetSummary(
+                    name=name,
+                    tags={t: h.current.record.manifest_id.hex() for t, h in sorted(tags.items())},
+                    updated=max((h.current.record.time for h in tags.values()), default=None),
+                )
             )
         return found
 
-    def get_dataset(self, principal: Principal | None, dataset: str) -> dict[str, Any]:
+    def get_dataset(self, principal: Principal | None, dataset: str) -> models.Dataset:
         self.require(principal, dataset, "read")
         try:
             meta = json.loads(self.store.get(layout.dataset_key(dataset)))
         except NotFound:
             raise NotFound(f"dataset {dataset} does not exist") from None
         tags = self.repo.list_tags(dataset)
-        return {
-            "name": dataset,
-            "created": meta.get("created"),
-            "tags": {t: tag_json(h.current) for t, h in sorted(tags.items())},
-        }
+        return models.Dataset(
+            name=dataset,
+            created=meta.get("created"),
+            tags={t: Tag.of(h.current) for t, h in sorted(tags.items())},
+        )
 
-    def create_dataset(self, principal: Principal | None, dataset: str) -> dict[str, Any]:
+    def create_dataset(self, principal: Principal | None, dataset: str) -> models.DatasetName:
         who = self.require_admin(principal)
         check_dataset_name(dataset)
         if self.dataset_exists(dataset):
@@ -151,7 +137,7 @@ class HubService:
         self._existing.put(dataset, True)
         self.acls.set(dataset, who.subject, "admin")
         self.audit.record(who, "dataset.create", dataset)
-        return {"name": dataset}
+        return models.DatasetName(name=dataset)
 
     def delete_dataset(self, principal: Principal | None, dataset: str) -> None:
         """Forget the dataset's tags, metadata and grants (blocks and manifests stay)."""
@@ -170,11 +156,11 @@ class HubService:
         self.audit.record(principal, "dataset.delete", dataset)
 
     # Tags ---------------------------------------------------------------------------------
-    def list_tags(self, principal: Principal | None, dataset: str) -> dict[str, Any]:
+    def list_tags(self, principal: Principal | None, dataset: str) -> dict[str, Tag]:
         self.require(principal, dataset, "read")
         if not self.dataset_exists(dataset):
             raise NotFound(f"dataset {dataset} does not exist")
-        return {t: tag_json(h.current) for t, h in sorted(self.repo.list_tags(dataset).items())}
+        return {t: Tag.of(h.current) for t, h in sorted(self.repo.list_tags(dataset).items())}
 
     def tag_heads(self, dataset: str) -> dict[str, tuple[int, str]]:
         """tag -> (seq, manifest hex), unchecked access: the watcher's cheap view.
@@ -191,15 +177,13 @@ class HubService:
             t: (h.current.record.seq, h.current.record.manifest_id.hex()) for t, h in tags.items()
         }
 
-    def get_tag(self, principal: Principal | None, dataset: str, tag: str) -> dict[str, Any]:
+    def get_tag(self, principal: Principal | None, dataset: str, tag: str) -> Tag:
         self.require(principal, dataset, "read")
-        return tag_json(self.repo.resolve(dataset, check_tag(tag)))
+        return Tag.of(self.repo.resolve(dataset, check_tag(tag)))
 
-    def tag_history(
-        self, principal: Principal | None, dataset: str, tag: str
-    ) -> list[dict[str, Any]]:
+    def tag_history(self, principal: Principal | None, dataset: str, tag: str) -> list[Tag]:
         self.require(principal, dataset, "read")
-        return [tag_json(r) for r in self.repo.tag_history(dataset, check_tag(tag)).records]
+        return [Tag.of(r) for r in self.repo.tag_history(dataset, check_tag(tag)).records]
 
     def set_tag(
         self,
@@ -208,7 +192,7 @@ class HubService:
         tag: str,
         manifest_id: ManifestId,
         expect_seq: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> Tag:
         """Point the tag at a manifest, signed by the registry key, by compare-and-swap.
 
         With `expect_seq` (0: the tag must not exist yet) the write only happens if the tag is
@@ -237,7 +221,7 @@ class HubService:
                     "read it again and retry"
                 )
             if history and history.current.record.manifest_id == manifest_id:
-                return tag_json(history.current)
+                return Tag.of(history.current)
             record = TagRecord(
                 dataset,
                 tag,
@@ -256,7 +240,7 @@ class HubService:
                 principal, "tag.set", dataset, tag=tag, manifest=manifest_id.hex(), seq=seq + 1
             )
             self._heads.put((dataset, tag), signed)
-            return tag_json(signed)
+            return Tag.of(signed)
         raise Conflict(f"{dataset}:{tag} is being updated by many writers at once; retry")
 
     # Versions -----------------------------------------------------------------------------
@@ -275,14 +259,14 @@ class HubService:
         manifest_id = head.record.manifest_id
         return self.manifests.get(dataset, manifest_id), manifest_id
 
-    def diff(self, principal: Principal | None, dataset: str, a: str, b: str) -> dict[str, Any]:
+    def diff(self, principal: Principal | None, dataset: str, a: str, b: str) -> models.Diff:
         """What changed from tag A to tag B, and what B costs a holder of A."""
         manifest_a, id_a = self.version(principal, dataset, a)
         manifest_b, id_b = self.version(principal, dataset, b)
         result = compare.diff(manifest_a, manifest_b)
         result["a"] = {"tag": a, "manifest": id_a.hex()}
         result["b"] = {"tag": b, "manifest": id_b.hex()}
-        return result
+        return models.Diff.model_validate(result)
 
     # Manifests ----------------------------------------------------------------------------
     def _open_manifest(self, dataset: str, manifest_id: ManifestId) -> bytes:
@@ -385,34 +369,34 @@ class HubService:
         return created
 
     # Keys ---------------------------------------------------------------------------------
-    def keys(self, principal: Principal | None, dataset: str) -> dict[str, Any]:
+    def keys(self, principal: Principal | None, dataset: str) -> models.Keys:
         """The dataset key for readers; the namespace's convergence secret for writers too."""
         self.require(principal, dataset, "read")
         keyring = self.repo.keyring
-        found: dict[str, Any] = {
-            "dataset": dataset,
-            "store_id": keyring.store_id,
-            "dataset_key": keyring.dataset_key(dataset).hex(),
-            "trusted_signers": [k.hex() for k in keyring.trusted],
-        }
-        if self.acls.allowed(principal, dataset, "write"):
-            found["convergence_secret"] = keyring.convergence_secret.hex()
-        self.audit.record(principal, "keys.get", dataset, writer="convergence_secret" in found)
+        writer = self.acls.allowed(principal, dataset, "write")
+        found = models.Keys(
+            dataset=dataset,
+            store_id=keyring.store_id,
+            dataset_key=keyring.dataset_key(dataset).hex(),
+            trusted_signers=[k.hex() for k in keyring.trusted],
+            convergence_secret=keyring.convergence_secret.hex() if writer else None,
+        )
+        self.audit.record(principal, "keys.get", dataset, writer=writer)
         return found
 
     # Grants -------------------------------------------------------------------------------
-    def grants(self, principal: Principal | None, dataset: str) -> dict[str, Any]:
+    def grants(self, principal: Principal | None, dataset: str) -> models.Grants:
         self.require(principal, dataset, "admin")
-        return self.acls.get(dataset).to_json()
+        return models.Grants.model_validate(self.acls.get(dataset).to_json())
 
     def grant(
         self, principal: Principal | None, dataset: str, subject: str, role: str | None
-    ) -> dict[str, Any]:
+    ) -> models.Grants:
         self.require(principal, dataset, "admin")
         check_subject(subject)
         acl = self.acls.set(dataset, subject, role)
         self.audit.record(principal, "grant.set", dataset, subject=subject, role=role)
-        return acl.to_json()
+        return models.Grants.model_validate(acl.to_json())
 
     # Agents -------------------------------------------------------------------------------
     def put_status(
@@ -425,69 +409,66 @@ class HubService:
         doc = {"agent": agent_id, "received": time.time(), "report": report}
         self.store.put(hub_layout.agent_status_key(agent_id), json.dumps(doc).encode())
 
-    def get_status(self, principal: Principal | None, agent_id: str) -> dict[str, Any]:
+    def get_status(self, principal: Principal | None, agent_id: str) -> models.AgentStatus:
         who = _need_login(principal)
         if not who.admin and who.subject != f"agent:{hub_layout.check_agent_id(agent_id)}":
             raise Forbidden("not allowed: this needs a hub admin")
         try:
-            doc: dict[str, Any] = json.loads(self.store.get(hub_layout.agent_status_key(agent_id)))
+            raw = self.store.get(hub_layout.agent_status_key(agent_id))
         except NotFound:
             raise NotFound(f"agent {echo(agent_id)} has not reported") from None
-        return doc
+        return models.AgentStatus.model_validate_json(raw)
 
-    def fleet(self, principal: Principal | None) -> list[dict[str, Any]]:
+    def fleet(self, principal: Principal | None) -> list[models.AgentStatus]:
         self.require_admin(principal)
         found = []
         for key in self.store.list(hub_layout.AGENTS):
             if key.endswith("/status.json"):
                 try:
-                    found.append(json.loads(self.store.get(key)))
+                    found.append(models.AgentStatus.model_validate_json(self.store.get(key)))
                 except NotFound:
                     continue
         return found
 
     # Fleet: enrolment and revocation ---------------------------------------------------
-    def fleet_info(self) -> dict[str, Any]:
-        return {
-            "fleet": self.enrolment.fleet_id,
-            "fleet_public_key": self.enrolment.fleet_public.hex(),
-        }
+    def fleet_info(self) -> models.FleetInfo:
+        return models.FleetInfo(
+            fleet=self.enrolment.fleet_id, fleet_public_key=self.enrolment.fleet_public.hex()
+        )
 
-    def create_join_token(self, principal: Principal | None, ttl: float) -> dict[str, Any]:
+    def create_join_token(self, principal: Principal | None, ttl: float) -> models.JoinToken:
         who = self.require_admin(principal)
-        made = self.enrolment.create_join_token(who, ttl)
-        self.audit.record(who, "fleet.join_token", None, expires=made["expires"])
+        made = models.JoinToken.model_validate(self.enrolment.create_join_token(who, ttl))
+        self.audit.record(who, "fleet.join_token", None, expires=made.expires)
         return made
 
-    def enrol(self, join_token: str, agent: str, public_key: bytes) -> dict[str, Any]:
-        issued = self.enrolment.enrol(join_token, agent, public_key)
+    def enrol(self, join_token: str, agent: str, public_key: bytes) -> models.Enrolled:
+        issued = models.Enrolled.model_validate(self.enrolment.enrol(join_token, agent, public_key))
         self.audit.record(
-            Principal("agent", agent, via="join"), "fleet.enrol", None, serial=issued["serial"]
+            Principal("agent", agent, via="join"), "fleet.enrol", None, serial=issued.serial
         )
         return issued
 
     def revoke_certificates(
         self, principal: Principal | None, serial: str | None, agent: str | None
-    ) -> dict[str, Any]:
+    ) -> models.Revoked:
         who = self.require_admin(principal)
         revoked = self.enrolment.revoke(serial, agent)
         self.audit.record(who, "fleet.revoke", None, serial=serial, agent=agent)
-        return {"seq": revoked.seq, "serials": sorted(revoked.serials)}
+        return models.Revoked(seq=revoked.seq, serials=sorted(revoked.serials))
 
-    def revocations(self, principal: Principal | None) -> dict[str, Any]:
+    def revocations(self, principal: Principal | None) -> models.Revocations:
         _need_login(principal)
         held, signed = self.enrolment.revocations()
-        return {
-            "seq": held.seq,
-            "serials": sorted(held.serials),
-            "signed": base64.b64encode(signed).decode(),
-        }
+        return models.Revocations(
+            seq=held.seq, serials=sorted(held.serials), signed=base64.b64encode(signed).decode()
+        )
 
     # Audit --------------------------------------------------------------------------------
     def audit_entries(
         self, principal: Principal | None, day: str | None, limit: int = 200
-    ) -> list[dict[str, Any]]:
+    ) -> list[models.AuditEntry]:
         self.require_admin(principal)
         if day is not None and not _DAY.fullmatch(day):
             raise InvalidInput(f"day must be YYYY-MM-DD, not {echo(day)}")
-        return self.audit.entries(day, limit)
+        return [models.AuditEntry.model_validate(e) for e in self.audit.entries(day, limit)]

@@ -30,6 +30,7 @@ def test_range_forms() -> None:
     assert parse_range("bytes=-3", 10) == ByteRange(7, 3)
     assert parse_range("bytes=-30", 10) == ByteRange(0, 10)
     assert parse_range("bytes=4-", 10) == ByteRange(4, 6)
+    assert parse_range("bytes=-5", 0) is None  # an empty file: all of it, not `bytes 0--1/0`
     assert parse_range(" Bytes = 1-2", 10) == ByteRange(1, 2)  # the unit is case-insensitive
     for ignored in ("bytes=a-b", "bytes=1-2,3-4", "items=1-2", "bytes=", "bytes=--1"):
         assert parse_range(ignored, 10) is None, ignored

@@ -83,7 +83,17 @@ async def test_whole_files_ranges_and_validators(hub: RunningHub, tmp_path: Path
         stale = await c.get(url, headers={"Range": "bytes=0-9", "If-Range": '"old"'})
         assert stale.status_code == 200 and len(stale.content) == len(data)
 
-        assert (await c.get("/files/team/geo-db/1.0.0/empty")).content == b""
+        empty = await c.get("/files/team/geo-db/1.0.0/empty")
+        assert empty.status_code == 200 and empty.content == b""
+        # No last bytes of nothing to name (it was `Content-Range: bytes 0--1/0`): all of it.
+        empty = await c.get("/files/team/geo-db/1.0.0/empty", headers={"Range": "bytes=-5"})
+        assert empty.status_code == 200 and "content-range" not in empty.headers
+        # The type its extension names (it was octet-stream for every file), never sniffed.
+        assert whole.headers["content-type"] == "application/octet-stream"
+        text = await c.get("/files/team/geo-db/1.0.0/sub/a%20b.txt")
+        assert text.headers["content-type"].startswith("text/plain")
+        assert text.headers["x-content-type-options"] == "nosniff"
+        assert "sandbox" in text.headers["content-security-policy"]
         assert (await c.get("/files/team/geo-db/1.0.0/link")).content == data
         assert (await c.get("/files/team/geo-db/1.0.0/sub/a%20b.txt")).text == "spaces & <tags>\n"
         assert (await c.get("/files/team/geo-db/1.0.0/nope")).status_code == 404

@@ -1,0 +1,293 @@
+"""The hub's request and response bodies as typed, frozen models (pydantic).
+
+HubService returns these, the REST routes declare them (so the OpenAPI document is generated
+from them, `aetherfs/hub/openapi.py`), and gRPC and the web pages read their fields. Requests
+refuse unknown fields and wrong types before any handler runs (400 `invalid`).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    WithJsonSchema,
+)
+
+from aetherfs.core import names
+from aetherfs.core.tags import SignedTag
+from aetherfs.hub import acl
+from aetherfs.hub import layout as hub_layout
+from aetherfs.hub.acl import ANYONE
+
+HEX64 = r"^[0-9a-f]{64}$"
+# What the server checks (`check_dataset_name`, `check_tag`) is the truth; these schemas say
+# the same, so that no name the document allows is refused (schemathesis checks it).
+_DATASET_SEGMENT = names._SEGMENT.pattern
+
+
+def _ecma(pattern: str) -> str:
+    """A Python pattern of names.py as an ECMA-262 one (JSON Schema): `\\d` is `[0-9]` there."""
+    return pattern.replace(r"\d", "[0-9]")
+
+
+def _calver_days() -> str:
+    """MM.DD pairs that `names.is_version_tag` accepts in every year (2001 has no Feb 29)."""
+    by_month: dict[str, list[str]] = {}
+    for month in range(1, 13):
+        for day in range(1, 32):
+            if names.is_version_tag(f"2001.{month:02}.{day:02}"):
+                by_month.setdefault(f"{month:02}", []).append(f"{day:02}")
+    return "(" + "|".join(f"{m}[.]({'|'.join(d)})" for m, d in by_month.items()) + ")"
+
+
+def dataset_schema() -> dict[str, Any]:
+    segment = _ecma(_DATASET_SEGMENT)
+    return {
+        "type": "string",
+        "maxLength": names.MAX_NAME,
+        "pattern": f"^{segment}(/{segment})*$",
+        "description": "a dataset name; its '/' separators stay as they are (team/geo-db)",
+    }
+
+
+def tag_schema() -> dict[str, Any]:
+    """A version tag (SemVer, or CalVer on a real day) or a channel not shaped like one."""
+    semver = _ecma(names._SEMVER.pattern)
+    channel = _ecma(names._CHANNEL.pattern)
+    calver = f"[1-9][0-9]{{3}}[.]{_calver_days()}([.](0|[1-9][0-9]*))?"
+    return {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 128,
+        "anyOf": [
+            # A SemVer core that reads as a date (2026.11.32) is a bad CalVer tag, not SemVer.
+            {"pattern": f"^{semver}$", "not": {"pattern": r"^[0-9]{4}[.][0-9]{2}[.][0-9]{2}"}},
+            {"pattern": f"^{calver}$"},
+            # Nor a channel shaped like a version (`1.2`, `v1.0.0`): names.py refuses those, or
+            # may (a `v` prefix is a version someone mistyped), so the document never offers one.
+            {"pattern": f"^{channel}$", "not": {"pattern": "^v?[0-9]+([.][0-9]+)*(-.*)?$"}},
+        ],
+    }
+
+
+def subject_schema() -> dict[str, Any]:
+    return {"type": "string", "pattern": f"^({ANYONE}|{_ecma(acl._SUBJECT.pattern)})$"}
+
+
+def agent_schema() -> dict[str, Any]:
+    return {"type": "string", "pattern": f"^{_ecma(hub_layout._AGENT_ID.pattern)}$"}
+
+
+DatasetName_ = Annotated[StrictStr, WithJsonSchema(dataset_schema())]
+Subject = Annotated[StrictStr, WithJsonSchema(subject_schema())]
+AgentId = Annotated[StrictStr, WithJsonSchema(agent_schema())]
+
+
+MAX_TTL_SECONDS = 30 * 86400  # a join token lives at most 30 days
+
+
+def _integral(value: object) -> object:
+    # JSON has one number type: 3.0 is the integer 3 (and "3" or true are not integers).
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# Responses -------------------------------------------------------------------------------
+class Info(Model):
+    store_id: str
+    signer: str
+    trusted_signers: list[str]
+
+
+class Who(Model):
+    subject: str
+    kind: str
+    name: str
+    groups: list[str]
+    admin: bool
+    via: str
+
+
+class Tag(Model):
+    """A tag record, with the signed bytes so a client (or a peer it relays to) verifies it."""
+
+    dataset: str
+    tag: str
+    manifest: str
+    seq: int
+    time: float
+    signer: str
+    signed: str = Field(description="base64: the Ed25519 signature, then the msgpack record")
+
+    @classmethod
+    def of(cls, signed: SignedTag) -> Tag:
+        r = signed.record
+        return cls(
+            dataset=r.dataset,
+            tag=r.tag,
+            manifest=r.manifest_id.hex(),
+            seq=r.seq,
+            time=r.time,
+            signer=r.signer.hex(),
+            signed=base64.b64encode(signed.signed).decode(),
+        )
+
+
+class DatasetSummary(Model):
+    name: str
+    tags: dict[str, str] = Field(description="tag -> manifest id")
+    updated: float | None
+
+
+class Dataset(Model):
+    name: str
+    created: float | None
+    tags: dict[str, Tag]
+
+
+class DatasetName(Model):
+    name: str
+
+
+class Stored(Model):
+    """A content-addressed upload: `created` is false when the store held it already."""
+
+    created: bool
+
+
+class ManifestStored(Stored):
+    manifest: str
+
+
+class PackStored(Stored):
+    pack: str
+
+
+class Keys(Model):
+    dataset: str
+    store_id: str
+    dataset_key: str
+    trusted_signers: list[str]
+    convergence_secret: str | None = Field(None, description="writers only")
+
+
+class Grant(Model):
+    subject: str
+    role: str
+
+
+class Grants(Model):
+    grants: list[Grant]
+
+
+class FileChange(Model):
+    path: str
+    change: Literal["added", "removed", "changed"]
+    old_size: int
+    new_size: int
+    new_bytes: int
+
+
+class TagAt(Model):
+    tag: str
+    manifest: str
+
+
+class Diff(Model):
+    dataset: str
+    changes: list[FileChange]
+    blocks_to_fetch: int
+    bytes_to_fetch: int
+    total_stored_bytes: int
+    saving: float
+    a: TagAt
+    b: TagAt
+
+
+class AgentStatus(Model):
+    model_config = ConfigDict(frozen=True, extra="allow")
+    agent: str
+    received: float
+    report: dict[str, Any]
+
+
+class AuditEntry(Model):
+    model_config = ConfigDict(frozen=True, extra="allow")
+    time: float
+    subject: str
+    via: str
+    action: str
+    dataset: str | None
+    detail: dict[str, Any]
+
+
+class FleetInfo(Model):
+    fleet: str
+    fleet_public_key: str
+
+
+class JoinToken(Model):
+    join_token: str
+    expires: float
+
+
+class Enrolled(Model):
+    fleet: str
+    fleet_public_key: str
+    certificate: str = Field(description="base64 of the signed agent certificate")
+    serial: str
+    expires: float
+    token: str = Field(description="the agent's API token")
+
+
+class Revoked(Model):
+    seq: int
+    serials: list[str]
+
+
+class Revocations(Revoked):
+    signed: str = Field(description="base64 of the fleet-signed revocation list")
+
+
+# Requests --------------------------------------------------------------------------------
+class CreateDataset(Model):
+    name: DatasetName_
+
+
+class SetTag(Model):
+    manifest: Annotated[StrictStr, Field(pattern=HEX64)]
+    expect_seq: Annotated[StrictInt, Field(ge=0), BeforeValidator(_integral)] | None = Field(
+        None, description="the seq last seen (0: the tag must not exist yet)"
+    )
+
+
+class SetGrant(Model):
+    subject: Subject
+    role: Literal["read", "write", "admin"] | None = Field(None, description="null: revoke")
+
+
+class CreateJoinToken(Model):
+    ttl_seconds: (
+        Annotated[StrictInt, Field(ge=1, le=MAX_TTL_SECONDS), BeforeValidator(_integral)] | None
+    ) = Field(None, description="default 3600; 0 is refused (it used to mean the default)")
+
+
+class Enrol(Model):
+    join_token: StrictStr
+    agent: AgentId
+    public_key: Annotated[StrictStr, Field(pattern=HEX64)]
+
+
+class Revoke(Model):
+    serial: Annotated[StrictStr, Field(pattern="^[0-9a-f]{32}$")] | None = None
+    agent: AgentId | None = None
