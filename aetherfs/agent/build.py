@@ -26,7 +26,7 @@ from aetherfs.errors import AetherError
 from aetherfs.fetch.planner import BlockFetcher
 from aetherfs.ops.atomic import fsync_dir
 from aetherfs.ops.materialise import build_tree
-from aetherfs.repo import Repository
+from aetherfs.repository import Repository
 
 
 class DiskFull(AetherError):
@@ -94,7 +94,7 @@ def build_version(
     progress.bytes_total = sum(e.size for e in to_write if e.kind == FILE)
     progress.blocks_total, progress.blocks_missing = _block_counts(partial, cache)
 
-    sources = fetch_sources(cache, repo, state.count_fetch, stop, store_limit)
+    sources = fetch_sources(cache, repo, manifest.dataset, state.count_fetch, stop, store_limit)
     fetcher = BlockFetcher(sources, cache)
     try:
         build_tree(

@@ -18,14 +18,13 @@ from aetherfs.core.trust import TrustedTag
 from aetherfs.errors import IntegrityError, InvalidInput, NotFound
 from aetherfs.fetch.sources import BlockSource, CacheSource, StoreSource
 from aetherfs.heap import fix_mmap_threshold
-from aetherfs.hub.remote import HubRepository
 from aetherfs.ops.compare import describe
 from aetherfs.ops.compare import diff as diff_manifests
 from aetherfs.ops.gc import collect_garbage
 from aetherfs.ops.pull import pull_manifest
 from aetherfs.ops.push import push_directory
 from aetherfs.ops.scan import scan_directory
-from aetherfs.repo import Repository, StoreInfo
+from aetherfs.repository import Repository, StoreInfo, StoreRepository
 from aetherfs.store import layout, open_store
 from aetherfs.trust import TRUST_DIR, TrustStore
 
@@ -107,7 +106,7 @@ def pull(ctx: Context, args: argparse.Namespace) -> int:
     manifest = repo.get_manifest(ref.dataset, manifest_id)
     cache = None if args.no_cache else ctx.cache()
     sources: list[BlockSource] = [CacheSource(cache)] if cache else []
-    sources.append(StoreSource(repo))
+    sources.append(StoreSource(repo, ref.dataset))
     with byte_progress(manifest.total_size, f"pull {ref}") as progress:
         result = pull_manifest(
             manifest,
@@ -184,12 +183,7 @@ def repair(ctx: Context, ref: Ref, args: argparse.Namespace) -> int:
     """`tag --repair NAME:TAG`: re-sign a damaged tag from its last good record."""
     if args.new_tag is not None:
         raise InvalidInput("--repair takes only NAME:TAG")
-    repo = ctx.repository()
-    if isinstance(repo, HubRepository):
-        raise InvalidInput(
-            "--repair rewrites the tag in the store with the signing key: run it with --store "
-            "(and the producer's keyring), not through a hub"
-        )
+    repo = ctx.store_repository(needs="--repair (it rewrites the tag with the signing key)")
     trust = trust_store(ctx)
     store_id = repo.keyring.store_id
     known = trust.load(store_id).get(ref.dataset, ref.tag)
@@ -214,8 +208,10 @@ def tags(ctx: Context, args: argparse.Namespace) -> int:
     dataset = check_dataset_name(args.dataset)
     repo = ctx.repository()
     # A hub lists tags through its API, which has no damaged-tag listing yet: all or an error.
-    hub = isinstance(repo, HubRepository)
-    scan = TagScan(repo.list_tags(dataset), {}) if hub else repo.scan_tags(dataset)
+    if isinstance(repo, StoreRepository):
+        scan = repo.scan_tags(dataset)
+    else:
+        scan = TagScan(repo.list_tags(dataset), {})
     found = scan.histories
     if not found and not scan.damaged:
         raise NotFound(f"dataset {dataset} has no tags (see `aetherfs ls`)")
@@ -438,7 +434,8 @@ def diff(ctx: Context, args: argparse.Namespace) -> int:
 def gc(ctx: Context, args: argparse.Namespace) -> int:
     if args.grace < 0:
         raise InvalidInput("--grace cannot be negative")
-    result = collect_garbage(ctx.repository(), args.grace * 3600, dry_run=args.dry_run)
+    repo = ctx.store_repository(needs="gc (it deletes from the store)")
+    result = collect_garbage(repo, args.grace * 3600, dry_run=args.dry_run)
     if ctx.json:
         print_json(
             {
@@ -461,7 +458,7 @@ def gc(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def keys(ctx: Context, args: argparse.Namespace) -> int:
-    repo = ctx.repository()
+    repo = ctx.store_repository(needs="`aetherfs keys` (it shows the store's keyring)")
     s = ctx.settings
     path = s.keys_path or s.keys_dir / f"{repo.keyring.store_id}.json"
     info = {

@@ -16,14 +16,14 @@ from aetherfs.hub import layout
 from aetherfs.hub.auth import BAD_CREDENTIALS, Principal, TokenRegistry, token_hash
 from aetherfs.hub.errors import Unauthenticated
 from aetherfs.hub.fleet import AgentCertificate, RevocationList, fleet_signing_key
-from aetherfs.repo import Repository
+from aetherfs.repository import StoreRepository
 
 JOIN_PREFIX = "afj_"
 _CAS_ATTEMPTS = 50
 
 
 class Enrolment:
-    def __init__(self, repo: Repository, cert_lifetime: float = 30 * 86400) -> None:
+    def __init__(self, repo: StoreRepository, cert_lifetime: float = 30 * 86400) -> None:
         self.repo = repo
         self.store = repo.store
         self.fleet_key = fleet_signing_key(repo.keyring)

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-from aetherfs.errors import AetherError, InvalidInput
+from aetherfs.errors import AetherError, InvalidInput, TooLarge, Unauthenticated
 
-
-class Unauthenticated(AetherError):
-    """No credentials, or credentials the hub cannot accept (HTTP 401)."""
-
-    exit_code = 10
-
-
-class TooLarge(InvalidInput):
-    """A request body over the hub's size limit (HTTP 413)."""
+__all__ = ["OutOfRange", "Overloaded", "TooLarge", "Unauthenticated"]  # the last two moved
 
 
 class OutOfRange(InvalidInput):

@@ -25,7 +25,7 @@ from aetherfs.hub.caches import Lru, ManifestCache, PackScope
 from aetherfs.hub.enrol import Enrolment
 from aetherfs.hub.errors import Unauthenticated
 from aetherfs.ops import compare
-from aetherfs.repo import Repository
+from aetherfs.repository import StoreRepository
 from aetherfs.store import layout
 
 _CAS_ATTEMPTS = 50
@@ -62,7 +62,7 @@ def _need_login(principal: Principal | None) -> Principal:
 class HubService:
     def __init__(
         self,
-        repo: Repository,
+        repo: StoreRepository,
         acl_cache_seconds: float = 0.0,
         tag_cache_seconds: float = 0.0,
         pack_scope_seconds: float = 30.0,
@@ -377,7 +377,7 @@ class HubService:
     ) -> bool:
         """Store a pack after checking its bytes against its id; False if already there."""
         self.require(principal, dataset, "write")
-        created = self.repo.put_pack(pack_id, data)  # IntegrityError if the id does not match
+        created = self.repo.put_pack(dataset, pack_id, data)  # IntegrityError: not its id
         # The writer holds these bytes: its manifests may name the pack (see put_manifest).
         self.store.put_if_absent(hub_layout.upload_key(dataset, pack_id.hex()), b"{}")
         if created:

@@ -31,7 +31,7 @@ def test_linked_file_changed_mid_pull_is_rewritten(cli: Cli, tmp_path: Path) -> 
             edited.append(staged.stat().st_ino)
 
     result = pull_manifest(
-        manifest, manifest_id, out, [StoreSource(repo)], None, workers=1, progress=meddle
+        manifest, manifest_id, out, [StoreSource(repo, "geo")], None, workers=1, progress=meddle
     )
     assert edited == [before["data/keep1.bin"]]  # it had been linked, then changed
     assert tree(out) == tree(src)
@@ -40,6 +40,6 @@ def test_linked_file_changed_mid_pull_is_rewritten(cli: Cli, tmp_path: Path) -> 
     assert after["data/keep1.bin"] != before["data/keep1.bin"]
     assert after["data/keep2.bin"] == before["data/keep2.bin"]
     # The marker vouches for the rewritten file as written: a repeat pull links every file.
-    again = pull_manifest(manifest, manifest_id, out, [StoreSource(repo)], None)
+    again = pull_manifest(manifest, manifest_id, out, [StoreSource(repo, "geo")], None)
     assert again.linked_files == 7 and again.counts.bytes.get("store", 0) == 0
     assert tree(out) == tree(src)
