@@ -26,9 +26,9 @@ from aetherfs.hub.enrol import Enrolment
 from aetherfs.hub.errors import Unauthenticated
 from aetherfs.ops import compare
 from aetherfs.repository import StoreRepository
+from aetherfs.repository.cas import compare_and_swap
 from aetherfs.store import layout
 
-_CAS_ATTEMPTS = 50
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -223,13 +223,9 @@ class HubService:
         self._open_manifest(dataset, manifest_id)
         key = layout.tag_key(dataset, tag)
         keyring = self.repo.keyring
-        for _ in range(_CAS_ATTEMPTS):
-            try:
-                current = self.store.get_versioned(key)
-                history: TagHistory | None = TagHistory.from_bytes(current.data, keyring.trusted)
-                version: str | None = current.version
-            except NotFound:
-                history, version = None, None
+
+        def append(raw: bytes | None) -> tuple[bytes | None, tuple[SignedTag, bool]]:
+            history = TagHistory.from_bytes(raw, keyring.trusted) if raw is not None else None
             seq = history.current.record.seq if history else 0
             if expect_seq is not None and expect_seq != seq:
                 raise Conflict(
@@ -237,7 +233,7 @@ class HubService:
                     "read it again and retry"
                 )
             if history and history.current.record.manifest_id == manifest_id:
-                return tag_json(history.current)
+                return None, (history.current, False)
             record = TagRecord(
                 dataset,
                 tag,
@@ -248,16 +244,17 @@ class HubService:
             )
             signed = SignedTag.sign(record, keyring.signing_key)
             updated = history.advanced(signed) if history else TagHistory((signed,))
-            try:
-                self.store.put_if_version(key, updated.to_bytes(), version)
-            except Conflict:
-                continue
+            return updated.to_bytes(), (signed, True)
+
+        busy = f"{dataset}:{tag} is being updated by many writers at once; retry"
+        signed, moved = compare_and_swap(self.store, key, append, busy)
+        if moved:
+            seq = signed.record.seq
             self.audit.record(
-                principal, "tag.set", dataset, tag=tag, manifest=manifest_id.hex(), seq=seq + 1
+                principal, "tag.set", dataset, tag=tag, manifest=manifest_id.hex(), seq=seq
             )
             self._heads.put((dataset, tag), signed)
-            return tag_json(signed)
-        raise Conflict(f"{dataset}:{tag} is being updated by many writers at once; retry")
+        return tag_json(signed)
 
     # Versions -----------------------------------------------------------------------------
     def version(

@@ -10,6 +10,7 @@ Retries go through stamina (tenacity underneath), which also stops after `attemp
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,10 @@ from aetherfs.errors import Conflict, NotFound
 from aetherfs.store.base import Store
 
 T = TypeVar("T")
+
+# stamina logs each retry at WARNING; with no handler Python would print it on stderr, under
+# the CLI's one-line messages. Whoever configures logging (the agent, the hub) still gets it.
+logging.getLogger("stamina").addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True, slots=True)
