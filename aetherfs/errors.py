@@ -134,3 +134,22 @@ def echo(text: str, limit: int = ECHO_CHARS) -> str:
 def bounded(message: str, limit: int = MESSAGE_CHARS) -> str:
     """A message cut to `limit` characters: the last guard before it leaves the process."""
     return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
+# Raised by the hub and by its client (`aetherfs/repository/hub_client.py`), which maps the
+# hub's statuses back to these; kept here so the repository layer needs nothing of the hub.
+class Unauthenticated(AetherError):
+    """No credentials, or credentials the hub cannot accept (HTTP 401)."""
+
+    exit_code = 10
+    http_status = 401
+    error_code = "unauthenticated"
+    grpc_code = "UNAUTHENTICATED"
+
+
+class TooLarge(InvalidInput):
+    """A request body over the hub's size limit (HTTP 413)."""
+
+    http_status = 413
+    error_code = "too_large"
+    grpc_code = "RESOURCE_EXHAUSTED"

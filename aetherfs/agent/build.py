@@ -41,7 +41,7 @@ from aetherfs.ops.materialise import (
     replace_file,
 )
 from aetherfs.ops.reuse import Stamp
-from aetherfs.repo import Repository
+from aetherfs.repository import Repository
 
 
 def fingerprint(entry: FileEntry) -> str:
@@ -159,7 +159,7 @@ def build_version(
     progress.bytes_total = sum(e.size for e in to_write if e.kind == FILE)
     progress.blocks_total, progress.blocks_missing = _block_counts(partial, cache)
 
-    sources = fetch_sources(cache, repo, state.count_fetch, stop, store_limit)
+    sources = fetch_sources(cache, repo, manifest.dataset, state.count_fetch, stop, store_limit)
     fetcher = BlockFetcher(sources, cache)
     try:
         build_tree(
@@ -241,7 +241,8 @@ def restore_version(
     if len(info.written) == info.files and not changed:
         return Restored(info.files, (), ())
     manifest = repo.get_manifest(info.dataset, manifest_id)
-    fetcher = BlockFetcher(fetch_sources(cache, repo, state.count_fetch, stop, store_limit), cache)
+    sources = fetch_sources(cache, repo, manifest.dataset, state.count_fetch, stop, store_limit)
+    fetcher = BlockFetcher(sources, cache)
     written = dict(info.written)
     rehashed: list[str] = []
     repaired: list[str] = []

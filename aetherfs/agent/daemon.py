@@ -30,7 +30,7 @@ from aetherfs.agent.state import AgentState
 from aetherfs.agent.watch import HubLink, HubStreamWatcher, RepoHandle, StorePoller, TagWatcher
 from aetherfs.cache import BlockCache
 from aetherfs.core.ids import ManifestId
-from aetherfs.repo import Repository
+from aetherfs.repository import Repository
 
 T = TypeVar("T")
 

@@ -35,13 +35,18 @@ from aetherfs.agent.config import AgentConfig
 from aetherfs.agent.identity import AgentIdentity
 from aetherfs.agent.log import Logger
 from aetherfs.agent.private_file import read_private, write_private
-from aetherfs.core import crypto
 from aetherfs.core.fleet_certs import AgentCertificate, RevocationList
-from aetherfs.errors import AetherError, Forbidden, IntegrityError, KeyringError, NotFound
-from aetherfs.hub.client import HubClient
-from aetherfs.hub.errors import Unauthenticated
+from aetherfs.errors import (
+    AetherError,
+    Forbidden,
+    IntegrityError,
+    KeyringError,
+    NotFound,
+    Unauthenticated,
+)
 from aetherfs.keys import Keyring
 from aetherfs.protocol.admission import DatasetAccess, FleetCertificate, FleetSecret
+from aetherfs.repository.hub_client import HubClient
 
 ENROLMENT_FILE = "fleet.json"
 FORMAT = 1
@@ -58,25 +63,14 @@ class NotEnrolled(AetherError):
 # Fleet secret (keyring) -----------------------------------------------------------------
 
 
-def fleet_secret(keyring: Keyring) -> bytes | None:
-    """The keyring's fleet secret, or None if it carries none (a hub's keyring, which never
-    holds the master). `Keyring.fleet_secret` where the keyring has it; derived from the
-    master secret (`crypto.derive_key(master, "fleet secret")`) on builds without it."""
+def fleet_secret(keyring: object) -> bytes | None:
+    """The keyring's fleet secret (`Keyring.fleet_secret`, a reader's keyring carries one too),
+    or None if it carries none: what a hub hands out never holds the master."""
     try:
-        held = keyring.fleet_secret  # type: ignore[attr-defined,unused-ignore]
-    except AttributeError:  # a build whose Keyring has no fleet secret yet: derive it
-        held = None
-    except KeyringError:  # a keyring without the master (a hub's): none
+        held = getattr(keyring, "fleet_secret", None)
+    except KeyringError:  # a keyring without the master: none
         return None
-    if held is not None:
-        return held if isinstance(held, bytes) and len(held) == 32 else None
-    try:
-        master = keyring.master
-    except KeyringError:
-        return None
-    if not master or len(master) != 32:  # HubKeyring's b"": never derive a guessable secret
-        return None
-    return crypto.derive_key(master, "fleet secret")
+    return held if isinstance(held, bytes) and len(held) == 32 else None
 
 
 @dataclass(frozen=True, slots=True)

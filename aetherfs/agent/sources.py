@@ -15,7 +15,7 @@ from aetherfs.core.blocks import BlockRef
 from aetherfs.core.ids import BlockId
 from aetherfs.errors import AetherError
 from aetherfs.fetch.sources import BlockSource, CacheSource, StoreSource
-from aetherfs.repo import Repository
+from aetherfs.repository import Repository
 
 
 class Stopped(AetherError):
@@ -69,6 +69,7 @@ class AgentSource:
 def fetch_sources(
     cache: BlockCache,
     repo: Repository,
+    dataset: str,
     on_fetch: Callable[[str, int], None],
     stop: threading.Event,
     store_limit: RateLimit | None,
@@ -76,5 +77,5 @@ def fetch_sources(
     """Cheapest first: the local cache, then (later) peers, then the store."""
     return [
         AgentSource(CacheSource(cache), on_fetch, stop),
-        AgentSource(StoreSource(repo), on_fetch, stop, store_limit),
+        AgentSource(StoreSource(repo, dataset), on_fetch, stop, store_limit),
     ]

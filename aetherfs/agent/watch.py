@@ -21,7 +21,7 @@ import trio
 from aetherfs.agent.config import AgentConfig, Subscription
 from aetherfs.core.tags import TagRecord
 from aetherfs.errors import AetherError, StoreUnavailable
-from aetherfs.repo import Repository, open_keyring
+from aetherfs.repository import Repository, StoreRepository, open_keyring
 from aetherfs.store import open_store
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class RepoHandle:
         c = self.config
         store = open_store(c.store_url, c.s3_endpoint, c.s3_region)
         keyring = open_keyring(store, c.keys_dir, c.keys_path, create=False)
-        return Repository(store, keyring)
+        return StoreRepository(store, keyring)
 
     async def get(self) -> Repository:
         async with self._lock:

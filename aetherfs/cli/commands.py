@@ -21,7 +21,6 @@ from aetherfs.core.trust import TrustedTag
 from aetherfs.errors import IntegrityError, InvalidInput, NotFound
 from aetherfs.fetch.sources import BlockSource, CacheSource, StoreSource
 from aetherfs.heap import fix_mmap_threshold
-from aetherfs.hub.remote import HubRepository
 from aetherfs.keys import ReaderKeyring, keyring_path, save_keyring
 from aetherfs.ops.compare import describe
 from aetherfs.ops.compare import diff as diff_manifests
@@ -29,7 +28,7 @@ from aetherfs.ops.gc import collect_garbage
 from aetherfs.ops.pull import pull_manifest
 from aetherfs.ops.push import push_directory
 from aetherfs.ops.scan import scan_directory
-from aetherfs.repo import Repository, StoreInfo
+from aetherfs.repository import Repository, StoreInfo, StoreRepository
 from aetherfs.store import layout, open_store
 from aetherfs.trust import TRUST_DIR, TrustStore
 
@@ -122,7 +121,7 @@ def pull(ctx: Context, args: argparse.Namespace) -> int:
     # A full cache disk is no reason to fail a pull: it goes on without caching, warned once.
     cache = None if args.no_cache else BlockCache(s.cache_dir, s.cache_limit, on_full=warn)
     sources: list[BlockSource] = [CacheSource(cache)] if cache else []
-    sources.append(StoreSource(repo))
+    sources.append(StoreSource(repo, ref.dataset))
     with byte_progress(manifest.total_size, f"pull {ref}") as progress:
         result = pull_manifest(
             manifest,
@@ -203,12 +202,7 @@ def repair(ctx: Context, ref: Ref, args: argparse.Namespace) -> int:
     """`tag --repair NAME:TAG`: re-sign a damaged tag from its last good record."""
     if args.new_tag is not None:
         raise InvalidInput("--repair takes only NAME:TAG")
-    repo = ctx.repository()
-    if isinstance(repo, HubRepository):
-        raise InvalidInput(
-            "--repair rewrites the tag in the store with the signing key: run it with --store "
-            "(and the producer's keyring), not through a hub"
-        )
+    repo = ctx.store_repository(needs="--repair (it rewrites the tag with the signing key)")
     trust = trust_store(ctx)
     store_id = repo.keyring.store_id
     known = trust.load(store_id).get(ref.dataset, ref.tag)
@@ -233,8 +227,10 @@ def tags(ctx: Context, args: argparse.Namespace) -> int:
     dataset = check_dataset_name(args.dataset)
     repo = ctx.repository()
     # A hub lists tags through its API, which has no damaged-tag listing yet: all or an error.
-    hub = isinstance(repo, HubRepository)
-    scan = TagScan(repo.list_tags(dataset), {}) if hub else repo.scan_tags(dataset)
+    if isinstance(repo, StoreRepository):
+        scan = repo.scan_tags(dataset)
+    else:
+        scan = TagScan(repo.list_tags(dataset), {})
     found = scan.histories
     if not found and not scan.damaged:
         raise NotFound(f"dataset {dataset} has no tags (see `aetherfs ls`)")
@@ -453,7 +449,7 @@ def diff(ctx: Context, args: argparse.Namespace) -> int:
 def gc(ctx: Context, args: argparse.Namespace) -> int:
     if args.grace < 0:
         raise InvalidInput("--grace cannot be negative")
-    repo = ctx.repository()
+    repo = ctx.store_repository(needs="gc (it deletes from the store)")
     if isinstance(repo.keyring, ReaderKeyring):
         repo.keyring.require_writer("gc")
     result = collect_garbage(repo, args.grace * 3600, dry_run=args.dry_run)
@@ -479,7 +475,7 @@ def gc(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def keys(ctx: Context, args: argparse.Namespace) -> int:
-    repo = ctx.repository()
+    repo = ctx.store_repository(needs="`aetherfs keys` (it shows the store's keyring)")
     s = ctx.settings
     keyring = repo.keyring
     path = s.keys_path or keyring_path(s.keys_dir, keyring.store_id)
@@ -502,7 +498,7 @@ def keys(ctx: Context, args: argparse.Namespace) -> int:
 
 def keys_export(ctx: Context, args: argparse.Namespace) -> int:
     """Write a reader's keyring: what reading the named datasets needs, nothing more."""
-    repo = ctx.repository()
+    repo = ctx.store_repository(needs="`keys export` (it needs the store's own keyring)")
     stored = repo.list_datasets()
     names = [check_dataset_name(n) for n in args.dataset] or stored
     missing = sorted(set(names) - set(stored))

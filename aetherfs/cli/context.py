@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from aetherfs.cache import BlockCache
 from aetherfs.config import Settings
-from aetherfs.repo import Repository, open_keyring
+from aetherfs.repository import Repository, StoreRepository, open_keyring
 from aetherfs.store import open_store
 
 
@@ -16,10 +16,16 @@ class Context:
     json: bool = False
 
     def repository(self, create: bool = False) -> Repository:
+        """The datasets the command works on: on the store here, through a hub in HubContext."""
+        return self.store_repository(create)
+
+    def store_repository(self, create: bool = False, needs: str = "") -> StoreRepository:
+        """The store itself, for what only its owner does (gc, repair, the hub's objects);
+        `needs` names that, for the refusal a hub context gives."""
         s = self.settings
         store = open_store(s.store_url, s.s3_endpoint, s.s3_region)
         keyring = open_keyring(store, s.keys_dir, s.keys_path, create=create)
-        return Repository(store, keyring, manifest_cache=s.manifest_cache_dir)
+        return StoreRepository(store, keyring, manifest_cache=s.manifest_cache_dir)
 
     def cache(self) -> BlockCache:
         return BlockCache(self.settings.cache_dir, self.settings.cache_limit)

@@ -19,10 +19,10 @@ from aetherfs.errors import InvalidInput
 from aetherfs.hub.acl import AclStore, role_level
 from aetherfs.hub.audit import AuditLog
 from aetherfs.hub.auth import TokenRegistry
-from aetherfs.hub.client import HubClient, save_token, saved_token
 from aetherfs.hub.config import HubConfig, OidcConfig
-from aetherfs.hub.remote import HubRepository
-from aetherfs.repo import Repository
+from aetherfs.repository import StoreRepository
+from aetherfs.repository.hub_backed import HubRepository
+from aetherfs.repository.hub_client import HubClient, save_token, saved_token
 
 EXAMPLES = """\
 examples:
@@ -72,7 +72,7 @@ def serve(ctx: Context, args: argparse.Namespace) -> int:
     from aetherfs.hub.server import HubAddresses, serve_hub
 
     config = hub_config(args)
-    repo = ctx.repository(create=True)
+    repo = ctx.store_repository(create=True)
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -91,7 +91,7 @@ def serve(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def token_create(ctx: Context, args: argparse.Namespace) -> int:
-    repo = ctx.repository(create=True)
+    repo = ctx.store_repository(create=True)
     secret = TokenRegistry(repo.store).create(
         args.name, "agent" if args.agent else "user", args.admin, args.group
     )
@@ -105,7 +105,7 @@ def token_create(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def token_revoke(ctx: Context, args: argparse.Namespace) -> int:
-    repo = ctx.repository()
+    repo = ctx.store_repository()
     count = TokenRegistry(repo.store).revoke(args.name)
     AuditLog(repo.store).record(None, "token.revoke", None, name=args.name)
     print(f"revoked {count} token(s) named {args.name}")
@@ -113,7 +113,7 @@ def token_revoke(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def token_list(ctx: Context, args: argparse.Namespace) -> int:
-    tokens = TokenRegistry(ctx.repository().store).list()
+    tokens = TokenRegistry(ctx.store_repository().store).list()
     if ctx.json:
         print_json(
             [
@@ -137,7 +137,7 @@ def token_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def grant(ctx: Context, args: argparse.Namespace) -> int:
-    repo = ctx.repository()
+    repo = ctx.store_repository()
     role = None if args.role == "none" else args.role
     if role is not None:
         role_level(role)
@@ -158,8 +158,14 @@ class HubContext(Context):
     token: str | None = None
     ca_file: str | None = None
 
-    def repository(self, create: bool = False) -> Repository:
+    def repository(self, create: bool = False) -> HubRepository:
         return HubRepository(HubClient(self.hub_url, self.token, self.ca_file))
+
+    def store_repository(self, create: bool = False, needs: str = "") -> StoreRepository:
+        raise InvalidInput(
+            f"{needs or 'this command'} needs direct store access: run it with --store (and "
+            f"the store's keyring), not through the hub {self.hub_url}"
+        )
 
 
 def make_context(args: argparse.Namespace, settings: Settings, json_out: bool) -> Context:

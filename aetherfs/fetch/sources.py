@@ -12,7 +12,7 @@ from typing import Protocol
 from aetherfs.cache import BlockCache
 from aetherfs.core.blocks import BlockRef
 from aetherfs.core.ids import BlockId
-from aetherfs.repo import Repository
+from aetherfs.repository import Repository
 
 
 class BlockSource(Protocol):
@@ -38,8 +38,9 @@ class StoreSource:
 
     name = "store"
 
-    def __init__(self, repo: Repository) -> None:
+    def __init__(self, repo: Repository, dataset: str) -> None:
         self.repo = repo
+        self.dataset = dataset  # whose blocks: through a hub, that dataset's ACL decides
 
     def fetch(self, refs: Sequence[BlockRef]) -> dict[BlockId, bytes]:
-        return self.repo.get_blocks(refs)
+        return self.repo.get_blocks(self.dataset, refs)

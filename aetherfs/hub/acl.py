@@ -13,15 +13,15 @@ import threading
 import time
 from dataclasses import dataclass
 
-from aetherfs.errors import Conflict, Forbidden, IntegrityError, InvalidInput, NotFound, echo
+from aetherfs.errors import Forbidden, IntegrityError, InvalidInput, NotFound, echo
 from aetherfs.hub import layout
 from aetherfs.hub.auth import Principal
+from aetherfs.repository.cas import compare_and_swap
 from aetherfs.store.base import Store
 
 ROLES = ("read", "write", "admin")
 ANYONE = "anyone"
 _SUBJECT = re.compile(r"(user|group|agent):[A-Za-z0-9@._-]{1,128}")
-_CAS_ATTEMPTS = 50
 
 
 def role_level(role: str) -> int:
@@ -117,24 +117,19 @@ class AclStore:
             role_level(role)
             if subject == ANYONE and role != "read":
                 raise InvalidInput(f"{ANYONE} can only be granted read")
-        key = layout.acl_key(dataset)
-        for _ in range(_CAS_ATTEMPTS):
-            try:
-                current = self.store.get_versioned(key)
-                acl, version = Acl.from_bytes(current.data), current.version
-            except NotFound:
-                acl, version = Acl(), None
+
+        def regrant(raw: bytes | None) -> tuple[bytes, Acl]:
+            acl = Acl.from_bytes(raw) if raw is not None else Acl()
             grants = {s: r for s, r in acl.grants if s != subject}
             if role is not None:
                 grants[subject] = role
             updated = Acl(tuple(sorted(grants.items())))
-            try:
-                self.store.put_if_version(key, updated.to_bytes(), version)
-            except Conflict:
-                continue
-            self.forget(dataset)
-            return updated
-        raise Conflict(f"the access list of {dataset} is being changed by many at once; retry")
+            return updated.to_bytes(), updated
+
+        busy = f"the access list of {dataset} is being changed by many at once; retry"
+        updated = compare_and_swap(self.store, layout.acl_key(dataset), regrant, busy)
+        self.forget(dataset)
+        return updated
 
     def drop(self, dataset: str) -> None:
         self.store.delete(layout.acl_key(dataset))

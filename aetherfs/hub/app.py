@@ -36,7 +36,7 @@ from aetherfs.hub.errors import PreconditionFailed, TooLarge, Unauthenticated
 from aetherfs.hub.openapi import openapi_document
 from aetherfs.hub.service import HubService
 from aetherfs.hub.watch import WatchHub
-from aetherfs.repo import Repository
+from aetherfs.repository import StoreRepository
 
 T = TypeVar("T")
 COOKIE = "aetherfs_token"
@@ -58,7 +58,7 @@ class Hub:
     """Everything one hub process holds: no state of its own beyond caches."""
 
     config: HubConfig
-    repo: Repository
+    repo: StoreRepository
     service: HubService
     auth: Authenticator
     watch: WatchHub
@@ -66,7 +66,7 @@ class Hub:
     http: httpx.AsyncClient
 
     @classmethod
-    def create(cls, config: HubConfig, repo: Repository, http: httpx.AsyncClient) -> Hub:
+    def create(cls, config: HubConfig, repo: StoreRepository, http: httpx.AsyncClient) -> Hub:
         service = HubService(repo, config.acl_cache_seconds, config.tag_cache_seconds)
         limiter = trio.CapacityLimiter(config.store_threads)
         oidc = OidcVerifier(config.oidc, http) if config.oidc else None

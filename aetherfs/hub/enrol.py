@@ -16,14 +16,14 @@ from aetherfs.hub import layout
 from aetherfs.hub.auth import BAD_CREDENTIALS, Principal, TokenRegistry, token_hash
 from aetherfs.hub.errors import Unauthenticated
 from aetherfs.hub.fleet import AgentCertificate, RevocationList, fleet_signing_key
-from aetherfs.repo import Repository
+from aetherfs.repository import StoreRepository
+from aetherfs.repository.cas import compare_and_swap
 
 JOIN_PREFIX = "afj_"
-_CAS_ATTEMPTS = 50
 
 
 class Enrolment:
-    def __init__(self, repo: Repository, cert_lifetime: float = 30 * 86400) -> None:
+    def __init__(self, repo: StoreRepository, cert_lifetime: float = 30 * 86400) -> None:
         self.repo = repo
         self.store = repo.store
         self.fleet_key = fleet_signing_key(repo.keyring)
@@ -109,19 +109,17 @@ class Enrolment:
                 TokenRegistry(self.store).revoke(agent)
         if not serials:
             raise NotFound("nothing to revoke: give a known serial or an enrolled agent")
-        for _ in range(_CAS_ATTEMPTS):
-            try:
-                current = self.store.get_versioned(layout.REVOCATIONS)
-                held = RevocationList.verify(current.data, self.fleet_public)
-                version: str | None = current.version
-            except NotFound:
-                held, version = RevocationList(self.fleet_id, 0, 0.0, frozenset()), None
+
+        def add(raw: bytes | None) -> tuple[bytes, RevocationList]:
+            held = (
+                RevocationList.verify(raw, self.fleet_public)
+                if raw is not None
+                else RevocationList(self.fleet_id, 0, 0.0, frozenset())
+            )
             updated = RevocationList(
                 self.fleet_id, held.seq + 1, time.time(), held.serials | serials
             )
-            try:
-                self.store.put_if_version(layout.REVOCATIONS, updated.sign(self.fleet_key), version)
-            except Conflict:
-                continue
-            return updated
-        raise Conflict("the revocation list is being changed by many at once; retry")
+            return updated.sign(self.fleet_key), updated
+
+        busy = "the revocation list is being changed by many at once; retry"
+        return compare_and_swap(self.store, layout.REVOCATIONS, add, busy)

@@ -3,24 +3,9 @@ the codes on each class are used)."""
 
 from __future__ import annotations
 
-from aetherfs.errors import AetherError, InvalidInput
+from aetherfs.errors import AetherError, InvalidInput, TooLarge, Unauthenticated
 
-
-class Unauthenticated(AetherError):
-    """No credentials, or credentials the hub cannot accept (HTTP 401)."""
-
-    exit_code = 10
-    http_status = 401
-    error_code = "unauthenticated"
-    grpc_code = "UNAUTHENTICATED"
-
-
-class TooLarge(InvalidInput):
-    """A request body over the hub's size limit (HTTP 413)."""
-
-    http_status = 413
-    error_code = "too_large"
-    grpc_code = "RESOURCE_EXHAUSTED"
+__all__ = ["OutOfRange", "Overloaded", "PreconditionFailed", "TooLarge", "Unauthenticated"]
 
 
 class OutOfRange(InvalidInput):

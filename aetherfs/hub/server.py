@@ -17,7 +17,7 @@ from aetherfs.hub.app import Hub, build_app
 from aetherfs.hub.config import HubConfig
 from aetherfs.hub.grpc_server import serve_grpc
 from aetherfs.hub.web import web_routes
-from aetherfs.repo import Repository
+from aetherfs.repository import StoreRepository
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,7 @@ def hypercorn_config(config: HubConfig, bind: str) -> HypercornConfig:
 
 async def serve_hub(
     config: HubConfig,
-    repo: Repository,
+    repo: StoreRepository,
     *,
     task_status: trio.TaskStatus[HubAddresses] = trio.TASK_STATUS_IGNORED,
 ) -> None:

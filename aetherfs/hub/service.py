@@ -27,10 +27,10 @@ from aetherfs.hub.enrol import Enrolment
 from aetherfs.hub.errors import Unauthenticated
 from aetherfs.hub.models import Tag
 from aetherfs.ops import compare
-from aetherfs.repo import Repository
+from aetherfs.repository import StoreRepository
+from aetherfs.repository.cas import compare_and_swap
 from aetherfs.store import layout
 
-_CAS_ATTEMPTS = 50
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -50,7 +50,7 @@ def _need_login(principal: Principal | None) -> Principal:
 class HubService:
     def __init__(
         self,
-        repo: Repository,
+        repo: StoreRepository,
         acl_cache_seconds: float = 0.0,
         tag_cache_seconds: float = 0.0,
         pack_scope_seconds: float = 30.0,
@@ -207,13 +207,9 @@ class HubService:
         self._open_manifest(dataset, manifest_id)
         key = layout.tag_key(dataset, tag)
         keyring = self.repo.keyring
-        for _ in range(_CAS_ATTEMPTS):
-            try:
-                current = self.store.get_versioned(key)
-                history: TagHistory | None = TagHistory.from_bytes(current.data, keyring.trusted)
-                version: str | None = current.version
-            except NotFound:
-                history, version = None, None
+
+        def append(raw: bytes | None) -> tuple[bytes | None, tuple[SignedTag, bool]]:
+            history = TagHistory.from_bytes(raw, keyring.trusted) if raw is not None else None
             seq = history.current.record.seq if history else 0
             if expect_seq is not None and expect_seq != seq:
                 raise Conflict(
@@ -221,7 +217,7 @@ class HubService:
                     "read it again and retry"
                 )
             if history and history.current.record.manifest_id == manifest_id:
-                return Tag.of(history.current)
+                return None, (history.current, False)
             record = TagRecord(
                 dataset,
                 tag,
@@ -232,16 +228,17 @@ class HubService:
             )
             signed = SignedTag.sign(record, keyring.signing_key)
             updated = history.advanced(signed) if history else TagHistory((signed,))
-            try:
-                self.store.put_if_version(key, updated.to_bytes(), version)
-            except Conflict:
-                continue
+            return updated.to_bytes(), (signed, True)
+
+        busy = f"{dataset}:{tag} is being updated by many writers at once; retry"
+        signed, moved = compare_and_swap(self.store, key, append, busy)
+        if moved:
+            seq = signed.record.seq
             self.audit.record(
-                principal, "tag.set", dataset, tag=tag, manifest=manifest_id.hex(), seq=seq + 1
+                principal, "tag.set", dataset, tag=tag, manifest=manifest_id.hex(), seq=seq
             )
             self._heads.put((dataset, tag), signed)
-            return Tag.of(signed)
-        raise Conflict(f"{dataset}:{tag} is being updated by many writers at once; retry")
+        return Tag.of(signed)
 
     # Versions -----------------------------------------------------------------------------
     def version(
@@ -361,7 +358,7 @@ class HubService:
     ) -> bool:
         """Store a pack after checking its bytes against its id; False if already there."""
         self.require(principal, dataset, "write")
-        created = self.repo.put_pack(pack_id, data)  # IntegrityError if the id does not match
+        created = self.repo.put_pack(dataset, pack_id, data)  # IntegrityError: not its id
         # The writer holds these bytes: its manifests may name the pack (see put_manifest).
         self.store.put_if_absent(hub_layout.upload_key(dataset, pack_id.hex()), b"{}")
         if created:

@@ -20,9 +20,9 @@ from aetherfs.http import files
 
 _KINDS = {FILE: files.FILE, DIRECTORY: files.DIRECTORY, SYMLINK: files.SYMLINK}
 
-# Verified plaintext of each block asked for, by id: one call may merge neighbouring blocks of
-# a pack into one ranged read.
-ReadBlocks = Callable[[Sequence[BlockRef]], dict[BlockId, bytes]]
+# Verified plaintext of each block of a dataset asked for, by id: one call may merge
+# neighbouring blocks of a pack into one ranged read.
+ReadBlocks = Callable[[str, Sequence[BlockRef]], dict[BlockId, bytes]]
 BATCH_BYTES = 4 * 1024 * 1024  # stored bytes asked for at once while streaming a file
 
 
@@ -36,7 +36,7 @@ class BlockLru:
         self._size = 0
         self._lock = threading.Lock()
 
-    def __call__(self, refs: Sequence[BlockRef]) -> dict[BlockId, bytes]:
+    def __call__(self, dataset: str, refs: Sequence[BlockRef]) -> dict[BlockId, bytes]:
         found: dict[BlockId, bytes] = {}
         with self._lock:
             for ref in refs:
@@ -46,7 +46,7 @@ class BlockLru:
                     found[ref.id] = hit
         missing = [ref for ref in refs if ref.id not in found]
         if missing:
-            fetched = self._read(missing)
+            fetched = self._read(dataset, missing)
             found.update(fetched)
             with self._lock:
                 for block_id, data in fetched.items():
@@ -140,7 +140,7 @@ class ManifestTree:
             ):
                 stored += blocks[index + len(batch)].stored_size
                 batch.append(blocks[index + len(batch)])
-            plaintexts = self._read_blocks(batch)
+            plaintexts = self._read_blocks(self.manifest.dataset, batch)
             for ref in batch:
                 block_start = offsets[index]
                 data = plaintexts[ref.id]

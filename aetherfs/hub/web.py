@@ -106,8 +106,8 @@ def web_routes(hub: Hub) -> list[BaseRoute]:
     service = hub.service
     repo = hub.repo
 
-    def read_blocks(refs: Sequence[BlockRef]) -> dict[BlockId, bytes]:
-        stored = repo.get_blocks(refs)  # ranged reads of packs, each block verified
+    def read_blocks(dataset: str, refs: Sequence[BlockRef]) -> dict[BlockId, bytes]:
+        stored = repo.get_blocks(dataset, refs)  # ranged reads of packs, each block verified
         return {ref.id: open_block(ref, stored[ref.id]) for ref in refs}
 
     blocks = BlockLru(read_blocks)

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from aetherfs.core.ids import ManifestId, PackId
-from aetherfs.repo import Repository
+from aetherfs.repository import StoreRepository
 from aetherfs.store import layout
 
 DEFAULT_GRACE = 24 * 3600.0
@@ -28,7 +28,7 @@ class GcResult:
 
 
 def collect_garbage(
-    repo: Repository, grace_seconds: float = DEFAULT_GRACE, dry_run: bool = False
+    repo: StoreRepository, grace_seconds: float = DEFAULT_GRACE, dry_run: bool = False
 ) -> GcResult:
     live_manifests: set[ManifestId] = set()
     live_packs: set[PackId] = set()
@@ -55,7 +55,7 @@ def collect_garbage(
 
 
 def _sweep(
-    repo: Repository,
+    repo: StoreRepository,
     prefix: str,
     live: set[ManifestId] | set[PackId],
     cutoff: float,

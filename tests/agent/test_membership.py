@@ -4,7 +4,6 @@ PeerConnections built from the admissions that result."""
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import stat
 import time
@@ -39,12 +38,12 @@ from aetherfs.core import crypto
 from aetherfs.core.fleet_certs import AgentCertificate, RevocationList
 from aetherfs.errors import Forbidden, InvalidInput
 from aetherfs.hub.fleet import fleet_signing_key
-from aetherfs.hub.remote import HubKeyring
 from aetherfs.keys import Keyring
 from aetherfs.protocol.admission import FleetCertificate, FleetSecret
 from aetherfs.protocol.connection import PeerConfig
 from aetherfs.protocol.events import ConnectionClosed, Established
 from aetherfs.protocol.messages import Reason
+from aetherfs.repository.hub_backed import HubKeyring
 from tests.agent.conftest import AgentProcess, push, write_dataset
 from tests.conftest import Cli
 from tests.hub.conftest import hub_process
@@ -78,11 +77,8 @@ def peer(identity: AgentIdentity, admission: FleetSecret | FleetCertificate | No
 
 
 def hub_keyring(fetch: Callable[[str], dict[str, str]] | None = None) -> HubKeyring:
-    """The keyring a hub hands out: no master (b"" on older builds, None since reader
-    keyrings)."""
-    names = {f.name for f in dataclasses.fields(HubKeyring)}
-    empty: dict[str, Any] = {"master_secret": None} if "master_secret" in names else {"master": b""}
-    return HubKeyring(store_id="store-1", signing_seed=None, fetch=fetch, **empty)
+    """The keyring a hub hands out: dataset keys on demand, no master secret."""
+    return HubKeyring(store_id="store-1", trusted_signers=(), fetch=fetch)
 
 
 # Fleet secret -------------------------------------------------------------------------------

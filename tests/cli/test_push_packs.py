@@ -15,7 +15,7 @@ from aetherfs.core.packs import plan_reads
 from aetherfs.errors import InvalidInput
 from aetherfs.keys import Keyring
 from aetherfs.ops.push import _read_runs, push_directory
-from aetherfs.repo import Repository, open_keyring
+from aetherfs.repository import StoreRepository, open_keyring
 from aetherfs.store.local import LocalStore
 
 
@@ -39,7 +39,7 @@ def test_push_fills_many_reused_pack_buffers_and_reads_back(
         (src / name).write_bytes(data)
     store = LocalStore(tmp_path / "store")
     keyring: Keyring = open_keyring(store, tmp_path / "keys", None, create=True)
-    repo = Repository(store, keyring)
+    repo = StoreRepository(store, keyring)
 
     # Packs of ~256 KiB: a few dozen, so both buffers are reused many times over.
     result = push_directory(
@@ -67,7 +67,7 @@ def test_push_fills_many_reused_pack_buffers_and_reads_back(
             continue
         pieces = {}
         for read in plan_reads(entry.blocks):
-            for ref, stored in repo.read_range(read):
+            for ref, stored in repo.read_range("t/packs", read):
                 pieces[ref.id] = open_block(ref, stored)
         assert b"".join(pieces[ref.id] for ref in entry.blocks) == files[entry.path]
 
@@ -77,7 +77,7 @@ def test_a_push_of_nothing_new_uploads_no_pack(tmp_path: Path) -> None:
     src.mkdir()
     (src / "a.bin").write_bytes(os.urandom(500_000))
     store = LocalStore(tmp_path / "store")
-    repo = Repository(store, open_keyring(store, tmp_path / "keys", None, create=True))
+    repo = StoreRepository(store, open_keyring(store, tmp_path / "keys", None, create=True))
     push_directory(repo, src, "t/again", ["1.0.0"])
     again = push_directory(repo, src, "t/again", ["1.0.1"])
     assert again.stats.packs == 0 and again.stats.new_bytes == 0
@@ -93,7 +93,7 @@ def test_the_cutter_process_cuts_exactly_where_push_would(tmp_path: Path) -> Non
     cuts = {}
     for cut_elsewhere in (False, True):
         store = LocalStore(tmp_path / f"store-{cut_elsewhere}")
-        repo = Repository(store, open_keyring(store, tmp_path / "keys", None, create=True))
+        repo = StoreRepository(store, open_keyring(store, tmp_path / "keys", None, create=True))
         result = push_directory(repo, src, "t/cuts", ["1.0.0"], cut_elsewhere=cut_elsewhere)
         manifest = repo.get_manifest("t/cuts", result.manifest_id)
         cuts[cut_elsewhere] = [

@@ -15,18 +15,18 @@ from pathlib import Path
 import pytest
 import trio
 
-from aetherfs.repo import Repository
+from aetherfs.repository import StoreRepository
 from tests.conftest import Cli
 from tests.hub.helpers import RunningHub, open_repo, start_hub
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Repository:
+def repo(tmp_path: Path) -> StoreRepository:
     return open_repo((tmp_path / "store").as_uri(), tmp_path / "keys" / "hub.json")
 
 
 @pytest.fixture
-async def hub(nursery: trio.Nursery, repo: Repository) -> AsyncIterator[RunningHub]:
+async def hub(nursery: trio.Nursery, repo: StoreRepository) -> AsyncIterator[RunningHub]:
     running = await start_hub(nursery, repo)
     yield running
     running.cancel.cancel()

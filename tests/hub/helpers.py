@@ -13,14 +13,14 @@ from aetherfs.hub.auth import TokenRegistry
 from aetherfs.hub.config import HubConfig
 from aetherfs.hub.server import HubAddresses, serve_hub
 from aetherfs.ops.push import PushResult, push_directory
-from aetherfs.repo import Repository, open_keyring
+from aetherfs.repository import StoreRepository, open_keyring
 from aetherfs.store import open_store
 
 
 @dataclass
 class RunningHub:
     url: str
-    repo: Repository
+    repo: StoreRepository
     admin: str  # an admin API token
     addresses: HubAddresses
     cancel: trio.CancelScope = field(default_factory=trio.CancelScope)
@@ -33,13 +33,13 @@ class RunningHub:
         return TokenRegistry(self.repo.store).create(name, kind, False, groups)
 
 
-def open_repo(store_url: str, keys: Path, s3_endpoint: str | None = None) -> Repository:
+def open_repo(store_url: str, keys: Path, s3_endpoint: str | None = None) -> StoreRepository:
     store = open_store(store_url, s3_endpoint)
-    return Repository(store, open_keyring(store, keys.parent, keys, create=True))
+    return StoreRepository(store, open_keyring(store, keys.parent, keys, create=True))
 
 
 async def start_hub(
-    nursery: trio.Nursery, repo: Repository, config: HubConfig | None = None
+    nursery: trio.Nursery, repo: StoreRepository, config: HubConfig | None = None
 ) -> RunningHub:
     config = config or HubConfig(
         listen="127.0.0.1:0", poll_interval=0.2, token_cache_seconds=0.3, acl_cache_seconds=0.3
@@ -64,7 +64,7 @@ def make_tree(root: Path, seed: int = 1, size: int = 300_000) -> None:
 
 
 def publish(
-    repo: Repository, root: Path, dataset: str, tags: list[str], seed: int = 1
+    repo: StoreRepository, root: Path, dataset: str, tags: list[str], seed: int = 1
 ) -> PushResult:
     """Publish straight to the store (a producer with the keyring), as test setup."""
     make_tree(root, seed)

@@ -14,7 +14,7 @@ import trio
 
 from aetherfs.hub.auth import BAD_CREDENTIALS, TokenRegistry
 from aetherfs.hub.config import HubConfig, OidcConfig
-from aetherfs.repo import Repository
+from aetherfs.repository import StoreRepository
 from tests.hub.helpers import RunningHub, publish, start_hub
 from tests.hub.oidc_issuer import Issuer, new_key, start_issuer
 
@@ -26,7 +26,7 @@ async def issuer(nursery: trio.Nursery) -> Issuer:
 
 @pytest.fixture
 async def oidc_hub(
-    nursery: trio.Nursery, repo: Repository, issuer: Issuer
+    nursery: trio.Nursery, repo: StoreRepository, issuer: Issuer
 ) -> AsyncIterator[RunningHub]:
     config = HubConfig(
         listen="127.0.0.1:0",

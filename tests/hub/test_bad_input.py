@@ -14,13 +14,13 @@ from aetherfs.core.chunking import DEFAULT_PARAMS
 from aetherfs.core.ids import PackId
 from aetherfs.core.manifest import FILE, FileEntry, Manifest, seal_manifest
 from aetherfs.hub.config import HubConfig, Limits
-from aetherfs.repo import Repository
+from aetherfs.repository import StoreRepository
 from aetherfs.store.layout import pack_key
 from tests.hub.helpers import RunningHub, publish, start_hub
 
 
 @pytest.fixture
-async def small_hub(nursery: trio.Nursery, repo: Repository) -> AsyncIterator[RunningHub]:
+async def small_hub(nursery: trio.Nursery, repo: StoreRepository) -> AsyncIterator[RunningHub]:
     config = HubConfig(listen="127.0.0.1:0", limits=Limits(json_body=1024, manifest=64 * 1024))
     running = await start_hub(nursery, repo, config)
     yield running

@@ -88,6 +88,11 @@ def test_login_and_read_commands_through_the_hub(
         for path in src.rglob("*"):
             if path.is_file():
                 assert (target / path.relative_to(src)).read_bytes() == path.read_bytes()
+        # What needs the store itself is refused before anything is read, in words.
+        for command in (["gc"], ["keys"], ["tag", "--repair", "team/geo-db:stable"]):
+            refused = will(*command, check=False)
+            assert refused.code == 2 and "needs direct store access" in refused.err, command
+            assert "--store" in refused.err and hub.url in refused.err
     # The move is on the store, signed by the registry key: a direct reader sees it.
     direct = json.loads(cli("tags", "team/geo-db", "--json").out)
     assert direct["stable"][0]["manifest"] == moved["manifest"]

@@ -18,12 +18,12 @@ from aetherfs.core.tags import SignedTag
 from aetherfs.hub.config import HubConfig
 from aetherfs.hub.grpc_gen import hub_pb2 as pb
 from aetherfs.hub.grpc_gen import hub_pb2_grpc as pb_grpc
-from aetherfs.repo import Repository
+from aetherfs.repository import StoreRepository
 from tests.hub.helpers import RunningHub, publish, start_hub
 
 
 @pytest.fixture
-async def grpc_hub(nursery: trio.Nursery, repo: Repository) -> AsyncIterator[RunningHub]:
+async def grpc_hub(nursery: trio.Nursery, repo: StoreRepository) -> AsyncIterator[RunningHub]:
     config = HubConfig(listen="127.0.0.1:0", grpc_listen="127.0.0.1:0", poll_interval=0.2)
     running = await start_hub(nursery, repo, config)
     yield running

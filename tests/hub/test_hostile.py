@@ -19,7 +19,7 @@ from aetherfs.core.ids import PackId
 from aetherfs.errors import ECHO_CHARS
 from aetherfs.hub.config import HubConfig, Limits
 from aetherfs.hub.grpc_gen import hub_pb2 as pb
-from aetherfs.repo import Repository
+from aetherfs.repository import StoreRepository
 from aetherfs.store.layout import pack_key
 from tests.conftest import Cli
 from tests.hub.conftest import HubProcess
@@ -33,7 +33,7 @@ SERVICE = "/aetherfs.hub.v1.Hub/"
 SUPERSCRIPT_TWO = "\u00b2"  # Latin-1 '²': str.isdigit() says yes, int() says no
 
 
-def a_pack(repo: Repository, dataset: str, tag: str) -> PackId:
+def a_pack(repo: StoreRepository, dataset: str, tag: str) -> PackId:
     manifest = repo.get_manifest(dataset, repo.resolve(dataset, tag).record.manifest_id)
     return min(ref.pack for ref in manifest.unique_blocks().values() if ref.pack is not None)
 
@@ -225,7 +225,7 @@ def test_unauthenticated_80_mib_messages_do_not_grow_the_hub(
 
 
 async def test_uploads_are_read_only_as_far_as_the_callers_role_and_the_limit_allow(
-    nursery: trio.Nursery, repo: Repository, tmp_path: Path
+    nursery: trio.Nursery, repo: StoreRepository, tmp_path: Path
 ) -> None:
     config = HubConfig(
         listen="127.0.0.1:0", grpc_listen="127.0.0.1:0", limits=Limits(pack=3 * 1024 * 1024)

@@ -13,13 +13,13 @@ from aetherfs.core.ids import PackId
 from aetherfs.core.manifest import Manifest, seal_manifest
 from aetherfs.hub.config import HubConfig
 from aetherfs.hub.grpc_gen import hub_pb2 as pb
-from aetherfs.repo import Repository
+from aetherfs.repository import StoreRepository
 from aetherfs.store.layout import pack_key
 from tests.hub.helpers import RunningHub, publish, start_hub
 from tests.hub.test_grpc import auth, stub
 
 
-def packs_of(repo: Repository, dataset: str, tag: str) -> set[PackId]:
+def packs_of(repo: StoreRepository, dataset: str, tag: str) -> set[PackId]:
     manifest = repo.get_manifest(dataset, repo.resolve(dataset, tag).record.manifest_id)
     return {ref.pack for ref in manifest.unique_blocks().values() if ref.pack is not None}
 
@@ -29,7 +29,7 @@ def url(dataset: str, pack: PackId) -> str:
 
 
 @pytest.fixture
-async def scoped_hub(nursery: trio.Nursery, repo: Repository) -> AsyncIterator[RunningHub]:
+async def scoped_hub(nursery: trio.Nursery, repo: StoreRepository) -> AsyncIterator[RunningHub]:
     config = HubConfig(
         listen="127.0.0.1:0",
         grpc_listen="127.0.0.1:0",

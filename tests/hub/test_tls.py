@@ -20,7 +20,7 @@ from aetherfs.errors import InvalidInput
 from aetherfs.hub.config import HubConfig
 from aetherfs.hub.grpc_gen import hub_pb2 as pb
 from aetherfs.hub.grpc_gen import hub_pb2_grpc as pb_grpc
-from aetherfs.repo import Repository
+from aetherfs.repository import StoreRepository
 from tests.hub.helpers import start_hub
 
 
@@ -55,7 +55,7 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-async def test_tls_listeners(nursery: trio.Nursery, repo: Repository, tmp_path: Path) -> None:
+async def test_tls_listeners(nursery: trio.Nursery, repo: StoreRepository, tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
     config = HubConfig(
         listen="127.0.0.1:0",

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import trio
 
-from aetherfs.repo import Repository
+from aetherfs.repository import StoreRepository
 from tests.hub.helpers import RunningHub, publish, start_hub
 
 
@@ -25,7 +25,7 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
 
 
 async def test_watch_sees_moves_from_this_hub_another_hub_and_the_store(
-    hub: RunningHub, nursery: trio.Nursery, repo: Repository, tmp_path: Path
+    hub: RunningHub, nursery: trio.Nursery, repo: StoreRepository, tmp_path: Path
 ) -> None:
     v1 = publish(repo, tmp_path / "v1", "team/geo-db", ["1.0.0", "stable"])
     v2 = publish(repo, tmp_path / "v2", "team/geo-db", ["1.1.0"], seed=2)

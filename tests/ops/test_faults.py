@@ -18,7 +18,7 @@ import pytest
 from aetherfs.config import Settings
 from aetherfs.core.manifest import seal_document
 from aetherfs.keys import load_keyring, save_keyring
-from aetherfs.repo import Repository, open_keyring
+from aetherfs.repository import StoreRepository, open_keyring
 from aetherfs.store import layout
 from aetherfs.store.local import LocalStore
 from tests.cli.test_push_pull import make_tree, tree
@@ -30,10 +30,10 @@ def store_root(cli: Cli) -> Path:
     return cli.home / "data" / "aetherfs" / "store"
 
 
-def repository(cli: Cli) -> Repository:
+def repository(cli: Cli) -> StoreRepository:
     settings = Settings.from_env(cli.env)
     store = LocalStore(store_root(cli))
-    return Repository(store, open_keyring(store, settings.keys_dir, None, create=False))
+    return StoreRepository(store, open_keyring(store, settings.keys_dir, None, create=False))
 
 
 @pytest.fixture

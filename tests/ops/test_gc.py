@@ -26,17 +26,17 @@ def test_gc_removes_orphans_and_keeps_history(cli: Cli, tmp_path: Path) -> None:
     builder.add(seal_block(os.urandom(10_000), bytes(32)))
     pack_id, data, _ = builder.seal()
     repo = repository(cli)
-    repo.put_pack(pack_id, data)
+    repo.put_pack("geo", pack_id, data)
 
     young = json.loads(cli("gc", "--json").out)
     assert young["removed_packs"] == []  # within the grace period
     dry = json.loads(cli("gc", "--grace", "0", "--dry-run", "--json").out)
     assert dry["removed_packs"] == [pack_id.hex()]
-    assert repo.has_pack(pack_id)
+    assert repo.has_pack("geo", pack_id)
     done = json.loads(cli("gc", "--grace", "0", "--json").out)
     assert done["removed_packs"] == [pack_id.hex()]
     assert done["freed_bytes"] == len(data)
-    assert not repo.has_pack(pack_id)
+    assert not repo.has_pack("geo", pack_id)
 
     # Both versions, and the history behind `latest`, still pull.
     old = tmp_path / "old"

@@ -36,7 +36,7 @@ def test_linked_file_changed_mid_pull_is_rewritten(cli: Cli, tmp_path: Path) -> 
         manifest,
         manifest_id,
         out,
-        [StoreSource(repo)],
+        [StoreSource(repo, "geo")],
         None,
         workers=1,
         progress=meddle,
@@ -50,7 +50,7 @@ def test_linked_file_changed_mid_pull_is_rewritten(cli: Cli, tmp_path: Path) -> 
     assert after["data/keep2.bin"] == before["data/keep2.bin"]
     # The record vouches for the rewritten file as written: a repeat pull links every file.
     again = pull_manifest(
-        manifest, manifest_id, out, [StoreSource(repo)], None, state_dir=state_dir
+        manifest, manifest_id, out, [StoreSource(repo, "geo")], None, state_dir=state_dir
     )
     assert again.linked_files == 7 and again.counts.bytes.get("store", 0) == 0
     assert tree(out) == tree(src)

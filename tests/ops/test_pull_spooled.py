@@ -8,15 +8,15 @@ from pathlib import Path
 from aetherfs.cache import BlockCache
 from aetherfs.fetch.sources import CacheSource, StoreSource
 from aetherfs.ops.pull import pull_manifest
-from aetherfs.repo import Repository
+from aetherfs.repository import StoreRepository
 from tests.cli.test_push_pull import make_tree, tree
 from tests.conftest import Cli
 from tests.ops.test_faults import repository
 
 
-def spooling(cli: Cli) -> Repository:
+def spooling(cli: Cli) -> StoreRepository:
     repo = repository(cli)
-    return Repository(repo.store, repo.keyring, spool_above=0)
+    return StoreRepository(repo.store, repo.keyring, spool_above=0)
 
 
 def test_pulls_over_spooled_manifests_are_exact(cli: Cli, tmp_path: Path) -> None:
@@ -41,7 +41,7 @@ def test_pulls_over_spooled_manifests_are_exact(cli: Cli, tmp_path: Path) -> Non
             manifest,
             manifest_id,
             out,
-            [CacheSource(cache), StoreSource(repo)],
+            [CacheSource(cache), StoreSource(repo, "geo")],
             cache,
             state_dir=tmp_path / "state",
         )
@@ -54,13 +54,13 @@ def test_a_damaged_local_copy_of_a_manifest_is_fetched_again(cli: Cli, tmp_path:
     cli("push", str(src), "geo:1.0.0")
     plain = repository(cli)
     cache = tmp_path / "manifests"
-    repo = Repository(plain.store, plain.keyring, manifest_cache=cache)
+    repo = StoreRepository(plain.store, plain.keyring, manifest_cache=cache)
     manifest_id = repo.resolve("geo", "1.0.0").record.manifest_id
     expected = repo.get_manifest("geo", manifest_id)
     local = cache / manifest_id.hex()
     data = bytearray(local.read_bytes())
     data[len(data) // 2] ^= 1
     local.write_bytes(data)
-    again = Repository(plain.store, plain.keyring, manifest_cache=cache)  # nothing in memory
+    again = StoreRepository(plain.store, plain.keyring, manifest_cache=cache)  # nothing in memory
     assert again.get_manifest("geo", manifest_id) == expected
     assert local.read_bytes() != data  # the local copy was replaced by the store's

@@ -51,7 +51,7 @@ def test_pull_over_many_windows_is_exact(
         manifest,
         manifest_id,
         tmp_path / "out",
-        [CacheSource(cache), StoreSource(repo)],
+        [CacheSource(cache), StoreSource(repo, "geo")],
         cache,
         workers=1,  # in order: a later window finds the earlier one's blocks in the cache
         state_dir=tmp_path / "state",

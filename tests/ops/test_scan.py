@@ -124,14 +124,14 @@ from pathlib import Path
 from aetherfs.errors import LocalIOError
 from aetherfs.ops.push import push_directory
 from aetherfs.ops.scan import scan_directory
-from aetherfs.repo import Repository, open_keyring
+from aetherfs.repository import StoreRepository, open_keyring
 from aetherfs.store.local import LocalStore
 
 src, store_dir, keys = (Path(a) for a in sys.argv[1:])
 entries = scan_directory(src)
 (src / "late.bin").chmod(0)  # unreadable after the scan, before push reads it
 store = LocalStore(store_dir)
-repo = Repository(store, open_keyring(store, keys.parent, keys, create=True))
+repo = StoreRepository(store, open_keyring(store, keys.parent, keys, create=True))
 try:
     push_directory(repo, src, "geo", ["2.0.0"], entries=entries)
 except LocalIOError as exc:

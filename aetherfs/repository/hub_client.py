@@ -23,8 +23,9 @@ from aetherfs.errors import (
     InvalidInput,
     NotFound,
     StoreUnavailable,
+    TooLarge,
+    Unauthenticated,
 )
-from aetherfs.hub.errors import TooLarge, Unauthenticated
 
 _ERRORS: dict[int, type[AetherError]] = {
     400: InvalidInput,

@@ -1,46 +1,42 @@
 """A store plus its keyring: blocks, manifests, datasets and signed tags, verified both ways.
 
-Everything the CLI (and later the hub and agents) does to a store goes through here, so the
-checks live in one place: ids are verified on every read, manifests decrypted and validated,
-tag signatures and sequence numbers enforced, and tag updates done by compare-and-swap.
+Everything the CLI, the hub and agents do to a store goes through here, so the checks live in
+one place: ids are verified on every read, manifests decrypted and validated, tag signatures
+and sequence numbers enforced, and tag updates done by compare-and-swap. It is one of the two
+`Repository` implementations (`aetherfs/repository/__init__.py`); the other goes through a hub.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from aetherfs.core.blocklist import as_block_list
-from aetherfs.core.blocks import BlockRef, verify_block
+from aetherfs.core.blocks import BlockRef
 from aetherfs.core.ids import BlockId, ManifestId, PackId
-from aetherfs.core.manifest import (
-    MAX_DEPTH,
-    Manifest,
-    apply_delta,
-    open_manifest,
-)
+from aetherfs.core.manifest import Manifest
 from aetherfs.core.names import check_dataset_name, check_tag
-from aetherfs.core.packs import ReadRange, plan_reads
+from aetherfs.core.packs import ReadRange
 from aetherfs.core.tags import Salvage, SignedTag, TagHistory, TagRecord, TagScan, salvage
 from aetherfs.core.trust import TrustedTag
-from aetherfs.errors import Conflict, IntegrityError, KeyringError, NotFound
+from aetherfs.errors import IntegrityError, KeyringError, NotFound
 from aetherfs.keys import Keyring, Notice, keyring_path, load_keyring, save_keyring, to_stderr
-from aetherfs.spool import FileRecordSpool
+from aetherfs.repository.cas import compare_and_swap
+from aetherfs.repository.reading import (
+    SPOOL_ABOVE,
+    ManifestReader,
+    cut_verified,
+    gather_blocks,
+    known_blocks,
+)
 from aetherfs.store import layout
 from aetherfs.store.base import Store
 
 STORE_FORMAT = 1
-_CAS_ATTEMPTS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,13 +122,14 @@ def open_keyring(
     return keyring
 
 
-_OPENED_MANIFESTS = 16  # resolved manifests kept in memory: a delta's base is often reused
-# Stored manifests this large (about 7,000 blocks, 440 MiB of data at 64 KiB) or larger keep
-# their block records on disk while open: held in memory, they would grow a pull with its data.
-SPOOL_ABOVE = 1024 * 1024
+class StoreRepository:
+    """The repository on a store the caller holds directly (with its keyring).
 
+    Besides what every `Repository` does, it serves what only a store's owner may: the store
+    itself (gc, the hub's own objects), damaged-tag scans and repairs, stored manifests as
+    they are. Safe to share between threads.
+    """
 
-class Repository:
     def __init__(
         self,
         store: Store,
@@ -142,15 +139,18 @@ class Repository:
     ) -> None:
         self.store = store
         self.keyring = keyring
-        self.spool_above = spool_above  # stored manifest bytes from which records go to disk
-        # Sealed manifests kept on local disk (verified by id on read): a reader holding v1
-        # then fetches only v2's delta, not every block list again.
-        self.manifest_cache = manifest_cache
-        self._opened: OrderedDict[ManifestId, Manifest] = OrderedDict()
-        self._opened_lock = threading.Lock()
+        self.manifests = ManifestReader(
+            self._fetch_manifest, keyring.dataset_key, manifest_cache, spool_above
+        )
+
+    @property
+    def url(self) -> str:
+        return self.store.url
 
     # Packs and blocks -------------------------------------------------------------------
-    def put_pack(self, pack_id: PackId, data: bytes | memoryview) -> bool:
+    # `dataset` names whose blocks they are: a store holds one pool of packs for all, so it
+    # is not needed here, but a hub checks each read against it.
+    def put_pack(self, dataset: str, pack_id: PackId, data: bytes | memoryview) -> bool:
         """Store a pack of sealed blocks; False if it was already there.
 
         `data` may view a buffer the caller reuses afterwards: nothing keeps it.
@@ -159,10 +159,10 @@ class Repository:
             raise IntegrityError(f"pack {pack_id.short()} does not match its id")
         return self.store.put_if_absent(layout.pack_key(pack_id), data)
 
-    def has_pack(self, pack_id: PackId) -> bool:
+    def has_pack(self, dataset: str, pack_id: PackId) -> bool:
         return self.store.exists(layout.pack_key(pack_id))
 
-    def read_range(self, read: ReadRange) -> Iterator[tuple[BlockRef, bytes]]:
+    def read_range(self, dataset: str, read: ReadRange) -> Iterator[tuple[BlockRef, bytes]]:
         """One ranged GET; each block in it checked against its id."""
         try:
             data = self.store.get_range(layout.pack_key(read.pack), read.start, read.length)
@@ -170,115 +170,34 @@ class Repository:
             raise NotFound(
                 f"pack {read.pack.short()} is missing from the store {self.store.url}"
             ) from None
-        if len(data) != read.length:
-            raise IntegrityError(f"pack {read.pack.short()} is shorter than its manifest says")
-        for ref, stored in read.cut(data):
-            verify_block(ref.id, stored)
-            yield ref, stored
+        return cut_verified(read, data)
 
-    def get_blocks(self, refs: Iterable[BlockRef]) -> dict[BlockId, bytes]:
+    def get_blocks(self, dataset: str, refs: Iterable[BlockRef]) -> dict[BlockId, bytes]:
         """The stored bytes of each block, verified, in as few ranged reads as pays."""
-        found: dict[BlockId, bytes] = {}
-        for read in plan_reads(refs):
-            found.update((ref.id, stored) for ref, stored in self.read_range(read))
-        return found
+        return gather_blocks(self.read_range, dataset, refs)
 
     # Manifests --------------------------------------------------------------------------
     def put_sealed_manifest(self, dataset: str, manifest_id: ManifestId, sealed: BinaryIO) -> None:
         """Store a manifest sealed into a file (`seal_pieces`) and keep a local copy: a push
         never holds the sealed bytes in memory."""
         sealed.seek(0)
-        self._store_manifest(dataset, manifest_id, sealed)
-        sealed.seek(0)
-        self._keep_local(manifest_id, sealed)
-
-    def _store_manifest(self, dataset: str, manifest_id: ManifestId, sealed: BinaryIO) -> None:
         self.store.put_file_if_absent(layout.manifest_key(manifest_id), sealed)
+        sealed.seek(0)
+        self.manifests.keep_local(manifest_id, sealed)
 
     def _fetch_manifest(self, dataset: str, manifest_id: ManifestId) -> bytes:
-        """The sealed bytes of a manifest, from the store (a hub overrides this)."""
         try:
             return self.store.get(layout.manifest_key(manifest_id))
         except NotFound:
             raise NotFound(f"manifest {manifest_id.short()} of {dataset} is missing") from None
 
-    def _keep_local(self, manifest_id: ManifestId, stored: bytes | BinaryIO) -> None:
-        if self.manifest_cache is None:
-            return
-        with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
-            self.manifest_cache.mkdir(parents=True, exist_ok=True)
-            tmp = self.manifest_cache / f".{manifest_id.hex()}.{threading.get_ident()}"
-            with tmp.open("wb") as out:
-                if isinstance(stored, bytes):
-                    out.write(stored)
-                else:
-                    shutil.copyfileobj(stored, out)
-            tmp.replace(self.manifest_cache / manifest_id.hex())
-
     def open_stored_manifest(self, dataset: str, manifest_id: ManifestId) -> Manifest:
-        """One stored manifest as it is: a delta stays a delta.
-
-        Opened from the local copy when there is one (read a piece at a time, never whole),
-        else fetched and kept. A large one keeps its block records in a spool file, not in
-        memory (`spool.py`).
-        """
-        key = self.keyring.dataset_key(dataset)
-        local = self._local_manifest(manifest_id)
-        if local is not None:
-            with local:
-                spool = self._spool_for(os.fstat(local.fileno()).st_size)
-                with contextlib.suppress(IntegrityError):  # a damaged copy: fetch it again
-                    return open_manifest(manifest_id, local, dataset, key, spool)
-        stored = self._fetch_manifest(dataset, manifest_id)
-        self._keep_local(manifest_id, stored)
-        spool = self._spool_for(len(stored))
-        local = self._local_manifest(manifest_id)
-        if local is None:
-            return open_manifest(manifest_id, stored, dataset, key, spool)
-        del stored  # read back from the local copy: not held whole while it is decoded
-        with local:
-            return open_manifest(manifest_id, local, dataset, key, spool)
-
-    def _local_manifest(self, manifest_id: ManifestId) -> BinaryIO | None:
-        if self.manifest_cache is None:
-            return None
-        try:
-            return (self.manifest_cache / manifest_id.hex()).open("rb")
-        except OSError:
-            return None
-
-    def _spool_for(self, stored_size: int) -> FileRecordSpool | None:
-        return self._record_spool() if stored_size >= self.spool_above else None
-
-    def _record_spool(self) -> FileRecordSpool:
-        """A spool beside the manifest cache (on disk; the temp directory may be in memory)."""
-        if self.manifest_cache is not None:
-            with contextlib.suppress(OSError):
-                self.manifest_cache.mkdir(parents=True, exist_ok=True)
-                return FileRecordSpool(self.manifest_cache)
-        return FileRecordSpool()
+        """One stored manifest as it is: a delta stays a delta."""
+        return self.manifests.open_stored(dataset, manifest_id)
 
     def get_manifest(self, dataset: str, manifest_id: ManifestId) -> Manifest:
         """The whole version: a delta is resolved against its chain of bases."""
-        with self._opened_lock:
-            if manifest_id in self._opened:
-                self._opened.move_to_end(manifest_id)
-                opened = self._opened[manifest_id]
-                if opened.dataset == dataset:
-                    return opened
-        chain = [self.open_stored_manifest(dataset, manifest_id)]
-        while chain[-1].base is not None:
-            if len(chain) > MAX_DEPTH + 1:
-                raise IntegrityError(f"manifest {manifest_id.short()} has too long a chain")
-            chain.append(self.open_stored_manifest(dataset, chain[-1].base))
-        manifest = chain.pop()
-        while chain:
-            manifest = apply_delta(manifest, chain.pop())
-        with self._opened_lock:
-            self._opened[manifest_id] = manifest
-            while len(self._opened) > _OPENED_MANIFESTS:
-                self._opened.popitem(last=False)
-        return manifest
+        return self.manifests.get(dataset, manifest_id)
 
     # Datasets ---------------------------------------------------------------------------
     def ensure_dataset(self, dataset: str) -> None:
@@ -316,12 +235,8 @@ class Repository:
             ) from None
 
     def known_blocks(self, dataset: str) -> Iterator[bytes]:
-        """The located records (see BlockList) of every block of every version a tag of
-        `dataset` names: blocks already on the store. A block may come more than once."""
-        manifests = {h.current.record.manifest_id for h in self.list_tags(dataset).values()}
-        for manifest_id in manifests:
-            for entry in self.get_manifest(dataset, manifest_id).files:
-                yield from as_block_list(entry.blocks).iter_records()
+        """The located records of every block of every tagged version of `dataset`."""
+        return known_blocks(self.list_tags, self.get_manifest, dataset)
 
     def resolve(self, dataset: str, tag: str) -> SignedTag:
         return self.tag_history(dataset, tag).current
@@ -357,27 +272,21 @@ class Repository:
             raise NotFound(f"manifest {manifest_id.short()} is not in the store; push it first")
         key = layout.tag_key(dataset, tag)
         signing_key = self.keyring.signing_key
-        for _ in range(_CAS_ATTEMPTS):
-            try:
-                current = self.store.get_versioned(key)
-                history: TagHistory | None = self._parse_history(dataset, tag, current.data)
-                version: str | None = current.version
-            except NotFound:
-                history, version = None, None
+
+        def append(raw: bytes | None) -> tuple[bytes | None, SignedTag]:
+            history = self._parse_history(dataset, tag, raw) if raw is not None else None
+            if history and history.current.record.manifest_id == manifest_id:
+                return None, history.current  # already there: nothing to record
             seq = history.current.record.seq + 1 if history else 1
             record = TagRecord(
                 dataset, tag, manifest_id, seq, time.time(), bytes(signing_key.verify_key)
             )
             signed = SignedTag.sign(record, signing_key)
-            if history and history.current.record.manifest_id == manifest_id:
-                return history.current  # already there: nothing to record
             updated = history.advanced(signed) if history else TagHistory((signed,))
-            try:
-                self.store.put_if_version(key, updated.to_bytes(), version)
-            except Conflict:
-                continue
-            return signed
-        raise Conflict(f"{dataset}:{tag} is being updated by many writers at once; retry")
+            return updated.to_bytes(), signed
+
+        busy = f"{dataset}:{tag} is being updated by many writers at once; retry"
+        return compare_and_swap(self.store, key, append, busy)
 
     def repair_tag(
         self,
