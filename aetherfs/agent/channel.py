@@ -89,7 +89,7 @@ class ChannelLoop:
             attempt=next_.attempt,
         )
         if not isinstance(exc, AetherError | OSError):
-            self.log.error("subscription.traceback", trace=traceback.format_exc())
+            self.log.error("subscription.traceback", trace="".join(traceback.format_exception(exc)))
 
     async def check(self) -> bool:
         """Look at the channel and act on it; False if it does not exist yet."""
@@ -118,7 +118,7 @@ class ChannelLoop:
         live = await work.disk(work.dataroot.live, self.sub.dataset, self.sub.channel)
         on_disk = await work.disk(work.dataroot.has_version, record.manifest_id)
         action = self.decisions.handle_record(accepted.seq, record.manifest_id, live, on_disk)
-        if isinstance(action, MakeLive):
+        if isinstance(action, MakeLive):  # (build or check: asked again under the lock)
             await self.make_live(action.manifest_id)
         return True
 

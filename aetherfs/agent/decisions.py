@@ -54,7 +54,9 @@ class MakeLive:
     """Build the version (or check the one retained on disk), then switch the channel to it."""
 
     manifest_id: ManifestId
-    build: bool  # False: a retained version is on disk; check it before it goes live
+    # False: a retained version is on disk; check it before it goes live. The driver asks the
+    # disk again under the manifest's lock (another loop may be building the same version).
+    build: bool
 
 
 Action = UpToDate | MakeLive

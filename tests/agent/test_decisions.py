@@ -110,3 +110,19 @@ def test_a_wake_up_makes_a_check_due_only_if_it_may_change_something(wake: Wake,
 
 def test_wake_ups_merge() -> None:
     assert Wake(seq=3).merge(Wake(seq=7)).merge(Wake(look=True)) == Wake(look=True, seq=7)
+
+
+def test_the_decisions_read_no_clock_and_do_no_io() -> None:
+    """So the fleet simulator can drive them on its own clock, as it drives the planner."""
+    import ast
+    from pathlib import Path
+
+    import aetherfs.agent.decisions as module
+
+    names = set()
+    for node in ast.walk(ast.parse(Path(module.__file__).read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    assert names <= {"__future__", "math", "random", "dataclasses", "aetherfs.core.ids"}, names
