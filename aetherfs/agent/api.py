@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 from hypercorn.config import Config
@@ -26,22 +27,32 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from aetherfs.agent.config import Subscription
-from aetherfs.agent.dataroot import VERSIONS
+from aetherfs.agent.dataroot import VERSIONS, DataRoot
 from aetherfs.agent.files import VersionTree
 from aetherfs.agent.metrics import render_metrics
+from aetherfs.agent.ports import Surface
 from aetherfs.core.ids import ManifestId
 from aetherfs.errors import AetherError, InvalidInput, NotFound, echo, envelope
 from aetherfs.http.files import check_url_path, serve_path
 
-if TYPE_CHECKING:
-    from aetherfs.agent.daemon import Agent
-
 WATCH_EVERY = 1.0  # seconds between states sent while the channel does not switch (progress)
 
 
-def build_app(agent: Agent) -> Starlette:
+@dataclass(frozen=True, slots=True)
+class LiveFiles:
+    """What `/files/` reads: the data root's live versions, on threads behind `limiter`, each
+    read counted in status."""
+
+    dataroot: DataRoot
+    limiter: trio.CapacityLimiter
+    count_read: Callable[[str, str], None]
+
+
+def build_app(surface: Surface, live: LiveFiles) -> Starlette:
+    view, control = surface.status, surface.control
+
     async def status(request: Request) -> Response:
-        return JSONResponse(agent.state.snapshot())
+        return JSONResponse(view.snapshot())
 
     async def watch(request: Request) -> Response:
         ref = request.query_params.get("ref", "")
@@ -49,18 +60,17 @@ def build_app(agent: Agent) -> Starlette:
             wanted = Subscription.parse(ref)
         except InvalidInput as exc:
             return JSONResponse(envelope(exc), status_code=exc.http_status)
-        channel = agent.state.channels.get(wanted)
-        if channel is None:
-            subscribed = ", ".join(str(s) for s in agent.state.channels) or "nothing"
+        if view.channel(wanted) is None:
+            subscribed = ", ".join(str(s) for s in view.subscriptions()) or "nothing"
             missing = NotFound(f"this agent does not subscribe to {wanted} (it keeps {subscribed})")
             return JSONResponse(envelope(missing), status_code=missing.http_status)
         # Listening starts before the first state is read: no switch falls in between.
-        events = agent.state.listen()
+        events = view.listen()
 
         async def stream() -> AsyncIterator[str]:
             async with events:
                 while True:
-                    yield f"event: channel\ndata: {json.dumps(channel.to_json())}\n\n"
+                    yield f"event: channel\ndata: {json.dumps(view.channel(wanted))}\n\n"
                     with trio.move_on_after(WATCH_EVERY):
                         try:
                             await events.receive()
@@ -70,33 +80,33 @@ def build_app(agent: Agent) -> Starlette:
         return StreamingResponse(stream(), media_type="text/event-stream")
 
     async def poll(request: Request) -> Response:
-        agent.poke()
+        control.poke()
         return JSONResponse({"ok": True})
 
     async def shutdown(request: Request) -> Response:
-        agent.request_shutdown("rest")
+        control.request_shutdown("rest")
         return JSONResponse({"ok": True})
 
     async def metrics(request: Request) -> Response:
-        body, content_type = render_metrics(agent.state)
+        body, content_type = render_metrics(view)
         return Response(body, media_type=content_type)
 
     async def files(request: Request) -> Response:
         rest = str(request.path_params["rest"])
         raw = request.scope.get("raw_path", b"")
-        found = resolve_live_version(agent.config.data_root, rest)
+        found = resolve_live_version(live.dataroot.root, rest)
         if found is None:
             raise NotFound(f"no live version at /files/{echo(rest)}")
         ref, inner, version = found
         inner = check_url_path(raw, inner)
         tree = await trio.to_thread.run_sync(
-            version_tree, agent, version, limiter=agent.disk_limiter
+            version_tree, live.dataroot, version, limiter=live.limiter
         )
         response = await serve_path(
-            request, tree, inner, agent.disk_limiter, title=lambda p: f"{ref}/{p}"
+            request, tree, inner, live.limiter, title=lambda p: f"{ref}/{p}"
         )
         if isinstance(response, StreamingResponse) and request.method == "GET":
-            agent.state.count_read(ref, inner)
+            live.count_read(ref, inner)
         return response
 
     async def on_error(request: Request, exc: Exception) -> Response:
@@ -140,14 +150,17 @@ def resolve_live_version(root: Path, rel: str) -> tuple[str, str, Path] | None:
     return None
 
 
-def version_tree(agent: Agent, version: Path) -> VersionTree:
-    info = agent.dataroot.version_info(ManifestId.from_hex(version.name))
+def version_tree(dataroot: DataRoot, version: Path) -> VersionTree:
+    info = dataroot.version_info(ManifestId.from_hex(version.name))
     prints = {path: fp for fp, path in info.fingerprints.items()} if info else {}
     return VersionTree(version, version.name, prints)
 
 
 async def serve_http(
-    agent: Agent, bind: str, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    surface: Surface,
+    live: LiveFiles,
+    bind: str,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     config = Config()
     config.bind = [bind]
@@ -159,10 +172,10 @@ async def serve_http(
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_socket():
             path.unlink()  # left by a previous run; the data root lock says it is ours
-    app: Any = build_app(agent)
+    app: Any = build_app(surface, live)
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(lambda task_status: serve(app, config, task_status=task_status))
         if bind.startswith("unix:"):
             os.chmod(bind[len("unix:") :], 0o660)
-        agent.log.info("http.listening", bind=",".join(binds))
+        surface.log.info("http.listening", bind=",".join(binds))
         task_status.started()

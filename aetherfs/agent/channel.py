@@ -1,134 +1,158 @@
 """One subscription's loop: watch the channel, and on a move build the version and switch.
 
-Errors never end the loop: they are recorded in status and retried with exponential backoff,
-while the version already live keeps being served from disk.
+What to do and when is decided by `ChannelDecisions` (pure, on a clock passed in) and driven by
+`driver.drive`; this module does the I/O each decision asks for: read and verify the tag record,
+build or check the version, switch the link, and write what happened into status. Errors never
+end the loop: they are recorded in status and retried with a jittered backoff, while the
+version already live keeps being served from disk. A channel that does not exist yet is waited
+for at the poll interval, not treated as an error.
 """
 
 from __future__ import annotations
 
-import math
+import random
 import time
 import traceback
-from typing import TYPE_CHECKING
 
 import trio
 
 from aetherfs.agent.build import build_version
+from aetherfs.agent.config import AgentConfig
+from aetherfs.agent.decisions import ChannelDecisions, MakeLive, Next, Timing
+from aetherfs.agent.driver import drive
+from aetherfs.agent.log import Logger
 from aetherfs.agent.sources import Stopped
-from aetherfs.agent.state import ChannelState, Progress, VersionLive
+from aetherfs.agent.state import AgentState, ChannelState, Progress, VersionLive
 from aetherfs.agent.upkeep import ensure_data_root, restore
+from aetherfs.agent.wakeups import Wakeups
+from aetherfs.agent.watch import RepoHandle, TagWatcher
+from aetherfs.agent.workspace import Workspace
 from aetherfs.core.ids import ManifestId
-from aetherfs.errors import AetherError, StoreUnavailable
+from aetherfs.errors import AetherError, NotFound, StoreUnavailable
 from aetherfs.trust import TrustStore
 
-if TYPE_CHECKING:
-    from aetherfs.agent.daemon import Agent
+
+def timing(config: AgentConfig) -> Timing:
+    return Timing(config.poll_interval, config.retry_max)
 
 
 class ChannelLoop:
-    def __init__(self, agent: Agent, channel: ChannelState) -> None:
-        self.agent = agent
+    def __init__(
+        self,
+        config: AgentConfig,
+        log: Logger,
+        state: AgentState,
+        work: Workspace,
+        repos: RepoHandle,
+        watcher: TagWatcher,
+        wakeups: Wakeups,
+        channel: ChannelState,
+        rng: random.Random,
+    ) -> None:
+        self.config, self.log, self.state, self.work = config, log, state, work
+        self.repos, self.watcher, self.wakeups = repos, watcher, wakeups
         self.channel = channel
         self.sub = channel.subscription
-        self.wake = trio.Event()
-        self.highest_seq = 0  # of the record last accepted (the hub watch skips older events)
-        config = agent.config
+        self.rng = rng
         self.trust = TrustStore.for_agent(config.state_dir, config.data_root, config.store_url)
-
-    def poke(self) -> None:
-        """Check now instead of waiting for the poll interval."""
-        self.wake.set()
+        self.decisions = ChannelDecisions(timing(config), rng, trio.current_time())
 
     async def run(self) -> None:
-        agent, channel, log = self.agent, self.channel, self.agent.log
-        failures = 0
-        while True:
-            try:
-                await self.check()
-                failures = 0
-                channel.retries, channel.next_retry = 0, None
-                if channel.state != "idle":
-                    channel.state = "idle"
-                delay = agent.config.poll_interval
-            except Stopped:
-                await trio.sleep_forever()  # the nursery is being cancelled
-                return
-            except Exception as exc:  # a daemon logs, reports, retries: nothing ends the loop
-                failures += 1
-                message = describe(exc)
-                if isinstance(exc, StoreUnavailable | OSError):
-                    agent.state.store_reachable = False
-                delay = min(
-                    agent.config.retry_max,
-                    agent.config.poll_interval * math.pow(2, min(failures - 1, 20)),
-                )
-                channel.state = "retrying"
-                channel.progress = None
-                channel.retries = failures
-                channel.next_retry = time.time() + delay
-                agent.state.error(channel, message)
-                log.error(
-                    "subscription.error",
-                    subscription=str(self.sub),
-                    error=message,
-                    retry_in=round(delay, 3),
-                    attempt=failures,
-                )
-                if not isinstance(exc, AetherError | OSError):
-                    log.error("subscription.traceback", trace=traceback.format_exc())
-            with trio.move_on_after(delay):
-                await self.wake.wait()
-            self.wake = trio.Event()
+        await drive(self.decisions, self.wakeups, self.sub, self.look, self.outcome)
 
-    async def check(self) -> None:
-        agent, channel = self.agent, self.channel
-        if agent.config.read_only:
-            await self.follow()
+    async def look(self) -> bool:
+        try:
+            return await self.check()
+        except Stopped:
+            await trio.sleep_forever()  # the nursery is being cancelled
+            raise
+
+    def outcome(self, next_: Next, exc: Exception | None) -> None:
+        """Status and the log, after each check."""
+        channel = self.channel
+        in_ = next_.at - trio.current_time()
+        channel.state, channel.retries = next_.state, next_.attempt
+        if exc is None:
+            channel.next_retry = None
             return
-        await ensure_data_root(agent)
-        record = await agent.watcher.current(self.sub)
-        agent.state.store_reachable = True
+        message = describe(exc)
+        if isinstance(exc, StoreUnavailable | OSError):
+            self.state.store_reachable = False
+        channel.progress = None
+        channel.next_retry = time.time() + in_
+        self.state.error(channel, message)
+        self.log.error(
+            "subscription.error",
+            subscription=str(self.sub),
+            error=message,
+            retry_in=round(in_, 3),
+            attempt=next_.attempt,
+        )
+        if not isinstance(exc, AetherError | OSError):
+            self.log.error("subscription.traceback", trace="".join(traceback.format_exception(exc)))
+
+    async def check(self) -> bool:
+        """Look at the channel and act on it; False if it does not exist yet."""
+        work, channel = self.work, self.channel
+        if self.config.read_only:
+            await self.follow()
+            return True
+        await ensure_data_root(self.config, self.log, self.state, work, self.wakeups)
+        try:
+            record = await self.watcher.current(self.sub)
+        except NotFound as exc:
+            self.state.store_reachable = True
+            channel.last_check = time.time()
+            if channel.waiting is None:
+                self.log.info("subscription.waiting", subscription=str(self.sub), why=str(exc))
+            channel.waiting = f"{exc}: waiting for its first publish"
+            channel.last_error = None  # not an error: nothing to put right
+            return False
+        self.state.store_reachable = True
+        channel.waiting = None
         channel.last_check = time.time()
         # Refused (TagRollback) if older than what this agent trusted, even before a restart.
-        store_id = (await agent.repos.get()).keyring.store_id
-        self.highest_seq = (await agent.disk(self.trust.accept, store_id, record)).seq
+        store_id = (await self.repos.get()).keyring.store_id
+        accepted = await work.disk(self.trust.accept, store_id, record)
         channel.remote_manifest = record.manifest_id.hex()
-        live = await agent.disk(agent.dataroot.live, self.sub.dataset, self.sub.channel)
-        if live == record.manifest_id:
-            return
-        await self.make_live(record.manifest_id)
+        live = await work.disk(work.dataroot.live, self.sub.dataset, self.sub.channel)
+        on_disk = await work.disk(work.dataroot.has_version, record.manifest_id)
+        action = self.decisions.handle_record(accepted.seq, record.manifest_id, live, on_disk)
+        if isinstance(action, MakeLive):  # (build or check: asked again under the lock)
+            await self.make_live(action.manifest_id)
+        return True
 
     async def follow(self) -> None:
         """Read-only mode: another agent writes; report (and announce) what its links name."""
-        agent, channel, sub = self.agent, self.channel, self.sub
+        work, channel, sub = self.work, self.channel, self.sub
         channel.last_check = time.time()
-        live = await agent.disk(agent.dataroot.live, sub.dataset, sub.channel)
+        live = await work.disk(work.dataroot.live, sub.dataset, sub.channel)
         if live is None or live.hex() == channel.live_manifest:
             return
-        link = agent.dataroot.channel_link(sub.dataset, sub.channel)
+        link = work.dataroot.channel_link(sub.dataset, sub.channel)
         channel.live_manifest, channel.live_path, channel.live_since = (
             live.hex(),
             str(link),
             time.time(),
         )
-        agent.log.info("version.live", subscription=str(sub), manifest=live.hex(), path=str(link))
-        agent.state.announce(
+        self.log.info("version.live", subscription=str(sub), manifest=live.hex(), path=str(link))
+        self.state.announce(
             VersionLive(sub.dataset, sub.channel, live.hex(), str(link), channel.live_since)
         )
 
     async def make_live(self, manifest_id: ManifestId) -> None:
-        agent, channel, sub = self.agent, self.channel, self.sub
-        async with agent.manifest_lock(manifest_id):
-            if not await agent.disk(agent.dataroot.has_version, manifest_id):
+        work, channel, sub = self.work, self.channel, self.sub
+        async with work.manifest_lock(manifest_id):
+            if not await work.disk(work.dataroot.has_version, manifest_id):
                 await self.build(manifest_id)
-            else:
-                await restore(agent, channel, manifest_id)  # a retained version, checked
-            async with agent.layout_lock:
-                if not await agent.disk(agent.dataroot.has_version, manifest_id):
-                    raise AetherError(f"version {manifest_id.short()} vanished; rebuilding")
-                link = await agent.disk(
-                    agent.dataroot.switch, sub.dataset, sub.channel, manifest_id
+            else:  # a retained version, checked
+                await restore(
+                    self.log, self.state, work, await self.repos.get(), channel, manifest_id
                 )
+            async with work.layout_lock:
+                if not await work.disk(work.dataroot.has_version, manifest_id):
+                    raise AetherError(f"version {manifest_id.short()} vanished; rebuilding")
+                link = await work.disk(work.dataroot.switch, sub.dataset, sub.channel, manifest_id)
         now = time.time()
         channel.live_manifest = manifest_id.hex()
         channel.live_path = str(link)
@@ -136,44 +160,44 @@ class ChannelLoop:
         channel.progress = None
         channel.last_error = None
         channel.versions_made_live += 1
-        agent.log.info(
+        self.log.info(
             "version.live", subscription=str(sub), manifest=manifest_id.hex(), path=str(link)
         )
-        agent.state.announce(
+        self.state.announce(
             VersionLive(sub.dataset, sub.channel, manifest_id.hex(), str(link), now)
         )
-        await agent.collect()
+        await work.collect()
 
     async def build(self, manifest_id: ManifestId) -> None:
-        agent, channel, sub = self.agent, self.channel, self.sub
-        repo = await agent.repos.get()
-        manifest = await agent.disk(repo.get_manifest, sub.dataset, manifest_id)
+        work, channel, sub, log = self.work, self.channel, self.sub, self.log
+        repo = await self.repos.get()
+        manifest = await work.disk(repo.get_manifest, sub.dataset, manifest_id)
         progress = Progress(manifest_id.hex())
         channel.state, channel.progress = "downloading", progress
-        agent.log.info("download.start", subscription=str(sub), manifest=manifest_id.hex())
-        agent.building += 1
+        log.info("download.start", subscription=str(sub), manifest=manifest_id.hex())
+        work.building += 1
         try:
             staging, info = await trio.to_thread.run_sync(
                 lambda: build_version(
                     repo,
-                    agent.cache,
-                    agent.dataroot,
-                    agent.state,
+                    work.cache,
+                    work.dataroot,
+                    self.state,
                     manifest,
                     manifest_id,
                     progress,
-                    agent.config.fetch_workers,
-                    agent.stopping,
-                    agent.store_limit,
-                    agent.log.warning,
+                    self.config.fetch_workers,
+                    work.stopping,
+                    work.store_limit,
+                    log.warning,
                 ),
-                limiter=agent.build_limiter,
+                limiter=work.build_limiter,
             )
-            async with agent.layout_lock:
-                await agent.disk(agent.dataroot.publish_version, staging, info)
+            async with work.layout_lock:
+                await work.disk(work.dataroot.publish_version, staging, info)
         finally:
-            agent.building -= 1
-        agent.log.info(
+            work.building -= 1
+        log.info(
             "download.done",
             subscription=str(sub),
             manifest=manifest_id.hex(),
@@ -186,6 +210,4 @@ class ChannelLoop:
 
 
 def describe(exc: BaseException) -> str:
-    if isinstance(exc, AetherError):
-        return f"{type(exc).__name__}: {exc}"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -11,18 +11,16 @@ import threading
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 import trio
 
+from aetherfs.agent.ports import Surface
 from aetherfs.agent.proto import agent_pb2, agent_pb2_grpc
 from aetherfs.agent.state import VersionLive
 from aetherfs.errors import AetherError, InvalidInput, bounded
 from aetherfs.ops.push import push_directory
-
-if TYPE_CHECKING:
-    from aetherfs.agent.daemon import Agent
 
 
 def status_reply(snap: dict[str, Any]) -> agent_pb2.StatusReply:
@@ -72,8 +70,9 @@ def status_reply(snap: dict[str, Any]) -> agent_pb2.StatusReply:
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
-    def __init__(self, agent: Agent, token: trio.lowlevel.TrioToken) -> None:
-        self.agent = agent
+    def __init__(self, surface: Surface, token: trio.lowlevel.TrioToken) -> None:
+        self.status, self.control = surface.status, surface.control
+        self.repos, self.log = surface.repos, surface.log
         self.token = token
         self.closing = threading.Event()
 
@@ -85,7 +84,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self, request: agent_pb2.StatusRequest, context: grpc.ServicerContext
     ) -> agent_pb2.StatusReply:
         async def snap() -> dict[str, Any]:
-            return self.agent.state.snapshot()
+            return self.status.snapshot()
 
         return status_reply(trio.from_thread.run(snap, trio_token=self.token))
 
@@ -95,7 +94,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         wanted = set(request.refs)
 
         async def listen() -> trio.MemoryReceiveChannel[VersionLive]:
-            return self.agent.state.listen()
+            return self.status.listen()
 
         receive = trio.from_thread.run(listen, trio_token=self.token)
 
@@ -143,7 +142,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 tags.append("latest")
 
             async def repository() -> Any:
-                return await self.agent.repos.get()
+                return await self.repos.get()
 
             repo = trio.from_thread.run(repository, trio_token=self.token)
             # This grpc thread does the (blocking) push; only the result crosses back.
@@ -153,14 +152,14 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             raise AssertionError("unreachable") from None
 
         async def after() -> None:
-            self.agent.log.info(
+            self.log.info(
                 "publish.done",
                 dataset=result.dataset,
                 manifest=result.manifest_id.hex(),
                 tags=",".join(result.tags),
                 new_bytes=result.stats.new_bytes,
             )
-            self.agent.poke()
+            self.control.poke()
 
         trio.from_thread.run(after, trio_token=self.token)
         return agent_pb2.PublishReply(
@@ -174,15 +173,18 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     def Shutdown(
         self, request: agent_pb2.ShutdownRequest, context: grpc.ServicerContext
     ) -> agent_pb2.ShutdownReply:
-        trio.from_thread.run_sync(self.agent.request_shutdown, "grpc", trio_token=self.token)
+        trio.from_thread.run_sync(self.control.request_shutdown, "grpc", trio_token=self.token)
         return agent_pb2.ShutdownReply()
 
 
 async def serve_grpc(
-    agent: Agent, binds: list[str], task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    surface: Surface,
+    binds: list[str],
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     token = trio.lowlevel.current_trio_token()
-    servicer = AgentServicer(agent, token)
+    servicer = AgentServicer(surface, token)
+    log = surface.log
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="grpc"))
     agent_pb2_grpc.add_AgentServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     for bind in binds:
@@ -198,7 +200,7 @@ async def serve_grpc(
         if port == 0 and not bind.startswith("unix:"):
             raise InvalidInput(f"cannot listen for gRPC on {bind}: address in use?")
     server.start()
-    agent.log.info("grpc.listening", bind=",".join(binds))
+    log.info("grpc.listening", bind=",".join(binds))
     task_status.started()
     try:
         await trio.sleep_forever()

@@ -9,11 +9,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from aetherfs.agent.state import AgentState
+from aetherfs.agent.ports import StatusView
 
 
 class _StateCollector(Collector):
-    def __init__(self, state: AgentState) -> None:
+    def __init__(self, state: StatusView) -> None:
         self.state = state
 
     def collect(self) -> Iterator[Metric]:
@@ -73,7 +73,7 @@ class _StateCollector(Collector):
         yield GaugeMetricFamily("aetherfs_agent_uptime_seconds", "Uptime", snap["agent"]["uptime"])
 
 
-def render_metrics(state: AgentState) -> tuple[bytes, str]:
+def render_metrics(state: StatusView) -> tuple[bytes, str]:
     registry = CollectorRegistry()
     registry.register(_StateCollector(state))
     return generate_latest(registry), CONTENT_TYPE_LATEST

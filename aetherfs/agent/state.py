@@ -49,7 +49,7 @@ class Progress:
 @dataclass(slots=True)
 class ChannelState:
     subscription: Subscription
-    state: str = "starting"  # starting, idle, downloading, checking, retrying, error
+    state: str = "starting"  # starting, idle, waiting, downloading, checking, retrying
     live_manifest: str | None = None
     live_path: str | None = None
     live_since: float | None = None
@@ -62,6 +62,7 @@ class ChannelState:
     next_retry: float | None = None
     versions_made_live: int = 0
     files_repaired: int = 0  # of retained versions, before they went live again
+    waiting: str | None = None  # why the channel is waited for (not published yet), not an error
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +84,7 @@ class ChannelState:
             "next_retry": self.next_retry,
             "versions_made_live": self.versions_made_live,
             "files_repaired": self.files_repaired,
+            "waiting": self.waiting,
         }
 
 
@@ -157,6 +159,16 @@ class AgentState:
                 self._listeners.discard(send)
 
     # Views -----------------------------------------------------------------------------
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        return tuple(self.channels)
+
+    def channel(self, sub: Subscription) -> dict[str, Any] | None:
+        channel = self.channels.get(sub)
+        if channel is None:
+            return None
+        with self._lock:
+            return channel.to_json()
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             by_source = dict(self.bytes_by_source)

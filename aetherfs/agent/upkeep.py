@@ -9,45 +9,50 @@ live versions that went with it, so the loops rebuild them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import trio
 
 from aetherfs.agent.build import restore_version
+from aetherfs.agent.config import AgentConfig
 from aetherfs.agent.dataroot import DataRootLost
-from aetherfs.agent.state import ChannelState
-from aetherfs.cache import BlockCache
+from aetherfs.agent.log import Logger
+from aetherfs.agent.state import AgentState, ChannelState
+from aetherfs.agent.wakeups import Wakeups
+from aetherfs.agent.workspace import Workspace
 from aetherfs.core.ids import ManifestId
-
-if TYPE_CHECKING:
-    from aetherfs.agent.daemon import Agent
+from aetherfs.repository import Repository
 
 
-async def restore(agent: Agent, channel: ChannelState, manifest_id: ManifestId) -> None:
+async def restore(
+    log: Logger,
+    state: AgentState,
+    work: Workspace,
+    repo: Repository,
+    channel: ChannelState,
+    manifest_id: ManifestId,
+) -> None:
     """Before a retained version goes live again: check it, put right what was changed."""
     sub = channel.subscription
-    repo = await agent.repos.get()
     channel.state = "checking"  # the loop sets it back to idle when the check is over
-    agent.building += 1  # `collect` must not remove the version while it is checked
+    work.building += 1  # `collect` must not remove the version while it is checked
     try:
         result = await trio.to_thread.run_sync(
             lambda: restore_version(
                 repo,
-                agent.cache,
-                agent.dataroot,
-                agent.state,
+                work.cache,
+                work.dataroot,
+                state,
                 manifest_id,
-                agent.stopping,
-                agent.store_limit,
+                work.stopping,
+                work.store_limit,
             ),
-            limiter=agent.build_limiter,
+            limiter=work.build_limiter,
         )
     finally:
-        agent.building -= 1
+        work.building -= 1
     found = (
-        (agent.log.info, "version.rechecked", result.rehashed, "stat changed, bytes right"),
+        (log.info, "version.rechecked", result.rehashed, "stat changed, bytes right"),
         (
-            agent.log.warning,
+            log.warning,
             "version.repaired",
             result.repaired,
             "changed since written (a write through a shared hard link?): written afresh",
@@ -59,38 +64,39 @@ async def restore(agent: Agent, channel: ChannelState, manifest_id: ManifestId) 
     channel.files_repaired += len(result.repaired)
 
 
-async def ensure_data_root(agent: Agent) -> None:
+async def ensure_data_root(
+    config: AgentConfig, log: Logger, state: AgentState, work: Workspace, wakeups: Wakeups
+) -> None:
     """If the data root went away under the agent: say so, recreate it, rebuild what was live."""
-    if agent.config.read_only:
+    if config.read_only:
         return
-    dataroot = agent.dataroot
-    async with agent.layout_lock:
-        why = await agent.disk(dataroot.lost)
+    dataroot = work.dataroot
+    async with work.layout_lock:
+        why = await work.disk(dataroot.lost)
         if why is None:
             return
-        agent.log.error("dataroot.lost", data_root=str(dataroot.root), why=why)
-        await agent.disk(dataroot.recreate)
-        cache_dir = agent.config.cache_dir
+        log.error("dataroot.lost", data_root=str(dataroot.root), why=why)
+        await work.disk(dataroot.recreate)
+        cache_dir = config.cache_dir
         if cache_dir.is_relative_to(dataroot.root) or not cache_dir.is_dir():
-            old, agent.cache = agent.cache, BlockCache(cache_dir, agent.config.cache_limit)
-            await agent.disk(old.close)
+            await work.replace_cache()
         lives = {
-            ch.subscription: await agent.disk(
+            ch.subscription: await work.disk(
                 dataroot.live, ch.subscription.dataset, ch.subscription.channel
             )
-            for ch in agent.state.channels.values()
+            for ch in state.channels.values()
         }
-        await agent.refresh_cache(evict=False)  # status's versions and cache: what is there now
+        await work.refresh_cache(evict=False)  # status's versions and cache: what is there now
         # Then status changes in one step (nothing awaited): the versions gone, the links
         # gone with them (no path shown that is not there), and why.
         error = DataRootLost.because(dataroot.root, why)
         message = f"{type(error).__name__}: {error}"
-        agent.state.error(None, message)
-        for ch in agent.state.channels.values():
+        state.error(None, message)
+        for ch in state.channels.values():
             live = lives[ch.subscription]
             if ch.live_manifest is not None and (live is None or live.hex() != ch.live_manifest):
                 ch.live_manifest = ch.live_path = None
                 ch.live_since = None
-                agent.state.error(ch, message)
-        agent.log.info("dataroot.recreated", data_root=str(dataroot.root))
-    agent.poke()
+                state.error(ch, message)
+        log.info("dataroot.recreated", data_root=str(dataroot.root))
+    wakeups.wake_all()

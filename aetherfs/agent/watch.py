@@ -12,21 +12,19 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
 import trio
 
 from aetherfs.agent.config import AgentConfig, Subscription
+from aetherfs.agent.log import Logger
+from aetherfs.agent.wakeups import Wakeups
 from aetherfs.core.tags import TagRecord
 from aetherfs.errors import AetherError, StoreUnavailable
 from aetherfs.repository import Repository, StoreRepository, open_keyring
 from aetherfs.store import open_store
-
-if TYPE_CHECKING:
-    from aetherfs.agent.channel import ChannelLoop
-    from aetherfs.agent.daemon import Agent
 
 
 class TagWatcher(Protocol):
@@ -87,23 +85,27 @@ WATCH_READ_TIMEOUT = 45.0  # the hub pings every 15 s: three missed pings mean a
 class HubStreamWatcher:
     """Follows the hub's watch stream (server-sent events) for each subscribed dataset.
 
-    An event never makes anything live by itself: it wakes the channel's loop, which reads the
-    signed tag record and verifies it as always. So the stream only decides *when* to look.
-    When the stream drops, the loops are woken at each reconnect attempt (polling, with the
-    reconnect's exponential backoff), and the first events after a reconnect are the current
-    heads, so a move made while the stream was down is seen as soon as it is back.
+    An event never makes anything live by itself: it wakes the channel's loop (through
+    `Wakeups`, with the seq it saw), which reads the signed tag record and verifies it as
+    always. So the stream only decides *when* to look. When the stream drops, the loops are
+    woken at each reconnect attempt (polling, with the reconnect's exponential backoff), and the
+    first events after a reconnect are the current heads, so a move made while the stream was
+    down is seen as soon as it is back. A dataset nobody published yet is watched like any
+    other (the hub streams a granted dataset before it exists), so its first publish wakes
+    the loop at once.
     """
 
-    def __init__(self, agent: Agent, hub: HubLink) -> None:
-        self.agent = agent
+    def __init__(self, wakeups: Wakeups, hub: HubLink, log: Logger) -> None:
+        self.wakeups = wakeups
         self.hub = hub
+        self.log = log
         self.status: dict[str, dict[str, Any]] = {}
 
-    def loops_for(self, dataset: str) -> list[ChannelLoop]:
-        return [loop for loop in self.agent.loops if loop.sub.dataset == dataset]
+    def tags_of(self, dataset: str) -> list[str]:
+        return sorted({s.channel for s in self.wakeups.subscriptions if s.dataset == dataset})
 
     async def run(self) -> None:
-        datasets = sorted({loop.sub.dataset for loop in self.agent.loops})
+        datasets = sorted({sub.dataset for sub in self.wakeups.subscriptions})
         headers = {"Authorization": f"Bearer {self.hub.token}"} if self.hub.token else {}
         verify: Any = self.hub.ca_file if self.hub.ca_file else True
         timeout = httpx.Timeout(10.0, read=WATCH_READ_TIMEOUT)
@@ -117,7 +119,7 @@ class HubStreamWatcher:
                 nursery.start_soon(self.follow, client, dataset)
 
     async def follow(self, client: httpx.AsyncClient, dataset: str) -> None:
-        log = self.agent.log
+        log = self.log
         status: dict[str, Any] = {
             "connected": False,
             "since": None,
@@ -128,7 +130,7 @@ class HubStreamWatcher:
             "next_retry": None,
         }
         self.status[dataset] = status
-        tags = sorted({loop.sub.channel for loop in self.loops_for(dataset)})
+        tags = self.tags_of(dataset)
         path = f"/v1/datasets/{quote(dataset, safe='/')}/-/watch"
         failures = 0
         while True:
@@ -164,8 +166,7 @@ class HubStreamWatcher:
                     attempt=failures,
                 )
             # Fallback while the stream is down: poll now, then again at each reconnect.
-            for loop in self.loops_for(dataset):
-                loop.poke()
+            self.wakeups.wake_dataset(dataset)
             await trio.sleep(delay)
 
     def on_event(self, dataset: str, event: dict[str, str]) -> None:
@@ -175,15 +176,15 @@ class HubStreamWatcher:
             doc = json.loads(event.get("data", ""))
             tag, seq = str(doc["tag"]), int(doc["seq"])
         except (ValueError, KeyError, TypeError):
-            self.agent.log.warning("hub.watch.bad_event", dataset=dataset, data=event.get("data"))
+            self.log.warning("hub.watch.bad_event", dataset=dataset, data=event.get("data"))
             return
         status = self.status[dataset]
         status["events"] += 1
         status["last_event"] = time.time()
-        for loop in self.loops_for(dataset):
-            if loop.sub.channel == tag and seq > loop.highest_seq:
-                self.agent.log.info("hub.watch.moved", dataset=dataset, tag=tag, seq=seq)
-                loop.poke()
+        if tag in self.tags_of(dataset):
+            self.log.info("hub.watch.moved", dataset=dataset, tag=tag, seq=seq)
+            # The loop decides whether seq is newer than the record it already has.
+            self.wakeups.wake_dataset(dataset, seq, tag)
 
 
 async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, str]]:

@@ -397,6 +397,8 @@ def render_status(snap: dict[str, Any]) -> str:
                 "versions repaired before they went live again"
             )
     for ch in snap["subscriptions"]:
+        if ch.get("waiting"):
+            lines.append(f"  {ch['subscription']}: {ch['waiting']}")
         if ch["last_error"]:
             lines.append(f"  {ch['subscription']} error: {ch['last_error']}")
     src = snap["bytes_by_source"]

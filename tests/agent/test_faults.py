@@ -194,7 +194,8 @@ def test_unreadable_subscriptions_report_clear_errors(
     assert "not the key of the store" in out
     assert agent.stop() == 0
 
-    # The right keyring, but a dataset that does not exist: that channel errs, the other works.
+    # The right keyring, but a dataset that does not exist (yet): that channel is waited for,
+    # saying why, and is no error; the other works.
     good = agents(
         "--subscribe",
         "team/geo-db:stable",
@@ -203,11 +204,15 @@ def test_unreadable_subscriptions_report_clear_errors(
         data_root=tmp_path / "root2",
     )
     snap = good.wait_for(
-        lambda s: all(c["live"] or c["last_error"] for c in s["subscriptions"]), "both settled"
+        lambda s: all(c["live"] or c["waiting"] for c in s["subscriptions"]), "both settled"
     )
     by_ref = {c["subscription"]: c for c in snap["subscriptions"]}
     assert by_ref["team/geo-db:stable"]["live"] is not None
-    assert "team/nope:stable does not exist" in by_ref["team/nope:stable"]["last_error"]
+    nope = by_ref["team/nope:stable"]
+    assert nope["state"] == "waiting" and nope["last_error"] is None and nope["retries"] == 0
+    assert "team/nope:stable does not exist" in nope["waiting"]
+    out = local_store("status", "--data-root", str(good.data_root)).out
+    assert "team/nope:stable does not exist" in out and "waiting for its first publish" in out
 
 
 def test_cache_bound_evicts_lru_but_never_live_blocks(

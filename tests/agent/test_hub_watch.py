@@ -131,3 +131,46 @@ def test_the_hub_goes_away_and_comes_back(cli: Cli, tmp_path: Path) -> None:
             assert agent.stop() == 0
     finally:
         agent.close()
+
+
+def test_through_the_hub_a_first_publish_goes_live_from_the_stream(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """A channel and a dataset nobody has published yet are waited for (no error, no
+    backoff); their first publish goes live from the watch stream, not the 60 s poll."""
+    src, _v1, v2, tokens = _setup(cli, tmp_path)
+    reader, writer = tokens.split()
+    cli("hub", "grant", "team/new", "agent:edge-1", "read")
+    cli("hub", "grant", "team/new", "user:release", "write")
+    with hub_process(cli) as hub:
+        host = client_cli(cli, hub.url, "agent-host")
+        host("login", "--token", reader)
+        release = client_cli(cli, hub.url, "release")
+        release.env["AETHERFS_HUB_TOKEN"] = writer
+        refs = ("team/geo-db:canary", "team/new:stable")
+        agent = AgentProcess(
+            host,
+            tmp_path / "root",
+            ["--subscribe", refs[0], "--subscribe", refs[1], *SLOW_POLL],
+            tmp_path / "agent.log",
+        )
+        try:
+            agent.start()
+            snap = agent.wait_for(
+                lambda s: all(c["state"] == "waiting" for c in s["subscriptions"]), "waiting"
+            )
+            assert all(c["last_error"] is None for c in snap["subscriptions"])
+            agent.wait_for(lambda s: _stream(s).get("connected") is True, "the stream connected")
+            time.sleep(2)
+            moved_at = time.monotonic()
+            release("tag", "team/geo-db:1.1.0", "canary", "--hub", hub.url)
+            agent.wait_live(refs[0], v2, timeout=15)
+            assert time.monotonic() - moved_at < 10
+            manifest = push(cli, src, "team/new:1.0.0", "stable")  # the admin, on the store
+            moved_at = time.monotonic()
+            agent.wait_live(refs[1], manifest, timeout=20)
+            assert time.monotonic() - moved_at < 12, "the stream of a new dataset backed off"
+            assert agent.channel(refs[0])["state"] == "idle"
+            assert agent.stop() == 0
+        finally:
+            agent.close()
