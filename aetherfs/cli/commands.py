@@ -34,6 +34,7 @@ from aetherfs.store import layout, open_store
 from aetherfs.trust import TRUST_DIR, TrustStore
 
 LATEST = "latest"
+PUSHES_DIR = "pushes"  # push journals under the state directory (ops/push_journal.py)
 AGENT_STATE = ".agent"  # an agent's state directory under its data root (AgentConfig.state_dir)
 
 
@@ -80,6 +81,7 @@ def push(ctx: Context, args: argparse.Namespace) -> int:
             workers=args.workers,
             progress=progress,
             entries=entries,
+            journal_dir=ctx.settings.state_dir / PUSHES_DIR,
         )
     s = result.stats
     if ctx.json:
@@ -94,6 +96,9 @@ def push(ctx: Context, args: argparse.Namespace) -> int:
                 "unique_blocks": s.unique_blocks,
                 "new_blocks": s.new_blocks,
                 "new_bytes": s.new_bytes,
+                "packs": s.packs,
+                "resumed_packs": s.resumed_packs,
+                "resumed_bytes": s.resumed_bytes,
                 "seconds": s.seconds,
                 "dedup_ratio": None if s.new_bytes == 0 else s.dedup_ratio,
             }
@@ -106,6 +111,11 @@ def push(ctx: Context, args: argparse.Namespace) -> int:
     print(f"  files      {s.files}")
     print(f"  bytes      {human_bytes(s.bytes)} in {s.blocks} blocks ({s.unique_blocks} unique)")
     print(f"  new bytes  {human_bytes(s.new_bytes)} in {s.new_blocks} new blocks uploaded")
+    if s.resumed_packs:
+        print(
+            f"  resumed    {human_bytes(s.resumed_bytes)} in {s.resumed_packs} packs an "
+            "interrupted push had uploaded"
+        )
     print(f"  dedup      {ratio}")
     if s.seconds > 0:
         print(f"  speed      {human_bytes(s.bytes / s.seconds)}/s over {s.seconds:.1f} s")

@@ -140,6 +140,9 @@ class HubRepository(Repository):
     def has_pack(self, pack_id: PackId) -> bool:
         return self.client.has_pack(self._through(), pack_id.hex())
 
+    def lease_store(self) -> None:
+        return None  # the hub's store is not ours to write leases on
+
     def read_range(self, read: ReadRange) -> Iterator[tuple[BlockRef, bytes]]:
         """One ranged GET through the hub; each block checked against its id."""
         data = self.client.get_pack_range(self._through(), read.pack.hex(), read.start, read.length)
