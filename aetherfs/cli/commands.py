@@ -476,6 +476,8 @@ def gc(ctx: Context, args: argparse.Namespace) -> int:
                 "removed_packs": list(result.removed_packs),
                 "freed_bytes": result.freed_bytes,
                 "dry_run": result.dry_run,
+                "pushes_in_progress": result.pushes_in_progress,
+                "held_packs": result.held_packs,
             }
         )
         return 0
@@ -485,6 +487,11 @@ def gc(ctx: Context, args: argparse.Namespace) -> int:
         f"manifests ({human_bytes(result.freed_bytes)}); kept {result.live_packs} packs of "
         f"{result.live_manifests} tagged versions"
     )
+    if result.pushes_in_progress:
+        print(
+            f"spared {result.held_packs} packs that {result.pushes_in_progress} pushes in "
+            "progress will name"
+        )
     return 0
 
 

@@ -184,8 +184,8 @@ class _Packer:
     def _upload(self, builder: PackBuilder) -> None:
         try:
             pack_id, data, located = builder.seal_in_place()
-            self.lease.name([pack_id])  # before the PUT: see ops/push_lease.py
-            with data:
+            with data:  # released however this ends: the buffer is built on again
+                self.lease.name([pack_id])  # before the PUT: see ops/push_lease.py
                 if not self.repo.put_pack(pack_id, data):
                     self.lease.found_there(pack_id)
                 size = len(data)
@@ -219,6 +219,7 @@ def _resume(
     kept = [entry for entry, there in zip(entries, present, strict=True) if there]
     if len(kept) < len(entries):
         journal.keep_only(kept)  # gone (gc, a store reset): those blocks are uploaded again
+        lease.not_needed(e.pack for e, there in zip(entries, present, strict=True) if not there)
     for entry in kept:
         located.add(entry.iter_records())
         stats.resumed_packs += 1

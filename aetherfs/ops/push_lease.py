@@ -85,6 +85,12 @@ class PushLease:
         if store is not None:
             _each(lambda item: store.put(self._key(item.hex()), b""), items)
 
+    def not_needed(self, packs: Iterable[PackId]) -> None:
+        """Named packs the push will not name after all (gone from the store): unchecked."""
+        with self._lock:
+            for pack in packs:
+                self._at_risk.pop(pack, None)
+
     def found_there(self, pack: PackId) -> None:
         """A named pack's PUT found it already stored: it may predate its name."""
         with self._lock:
