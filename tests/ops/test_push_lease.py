@@ -11,11 +11,14 @@ import pytest
 from aetherfs.core.blocks import seal_block
 from aetherfs.core.ids import PackId
 from aetherfs.core.packs import PackBuilder
-from aetherfs.errors import NotFound
+from aetherfs.errors import NotFound, StoreUnavailable
 from aetherfs.ops.gc import collect_garbage
+from aetherfs.ops.located import LocatedBlocks
+from aetherfs.ops.push import PushStats, _Packer
 from aetherfs.ops.push_lease import LEASE_TTL, SETTLE, PushLease
 from aetherfs.repo import Repository
 from aetherfs.store import layout
+from aetherfs.store.local import LocalStore
 from tests.cli.test_push_pull import make_tree
 from tests.conftest import Cli
 from tests.ops.test_faults import repository, store_root
@@ -117,3 +120,29 @@ def test_a_paused_push_names_its_packs_again_and_checks_them(repo: Repository) -
     now[0] += LEASE_TTL
     with pytest.raises(NotFound):
         lease.confirm(repo.has_pack)
+
+
+class _LeaseOutage(LocalStore):
+    """The local store, gone from the moment a push names a pack in its lease."""
+
+    def put(self, key: str, data: bytes) -> None:
+        if key.startswith(layout.PUSHES) and not key.endswith(layout.LEASE):
+            raise StoreUnavailable("cannot reach the store (cut off in a test)")
+        super().put(key, data)
+
+
+def test_a_lease_write_that_fails_gives_the_pack_buffer_back_whole(
+    repo: Repository, cli: Cli
+) -> None:
+    cut_off = Repository(_LeaseOutage(store_root(cli)), repo.keyring)
+    with LocatedBlocks() as located:
+        packer = _Packer(cut_off, located, PushStats(), 1000, PushLease(cut_off.store, "geo"), None)
+        builder = PackBuilder()
+        builder.add(seal_block(os.urandom(2000), bytes(32)))
+        with pytest.raises(StoreUnavailable) as failed:
+            packer._upload(builder)  # as the uploader thread runs it
+        # While the failure is still held (by the push, until it reports it), sealing
+        # builds the next pack in that buffer, growing it: no view of it may be left.
+        builder.buffer.extend(bytes(4000))
+        assert failed.value is not None
+        packer.abandon()
