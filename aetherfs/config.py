@@ -3,7 +3,8 @@
 Follows the XDG base directories: keys under XDG_CONFIG_HOME, the block cache under
 XDG_CACHE_HOME, the default embedded store under XDG_DATA_HOME, and what the CLI must remember
 between runs under XDG_STATE_HOME, each part in its own subdirectory: `trust/` for the tag
-records this user has come to trust (aetherfs/trust.py), `pulls/` for what pull wrote.
+records this user has come to trust (aetherfs/trust.py), `pulls/` for what pull wrote,
+`pushes/` for what interrupted pushes uploaded (aetherfs/ops/push_journal.py).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from aetherfs.store import layout, open_store
 from aetherfs.trust import TRUST_DIR, TrustStore
 
 LATEST = "latest"
+PUSHES_DIR = "pushes"  # push journals under the state directory (ops/push_journal.py)
 AGENT_STATE = ".agent"  # an agent's state directory under its data root (AgentConfig.state_dir)
 
 
@@ -79,6 +80,7 @@ def push(ctx: Context, args: argparse.Namespace) -> int:
             workers=args.workers,
             progress=progress,
             entries=entries,
+            journal_dir=ctx.settings.state_dir / PUSHES_DIR,
         )
     s = result.stats
     if ctx.json:
@@ -93,6 +95,9 @@ def push(ctx: Context, args: argparse.Namespace) -> int:
                 "unique_blocks": s.unique_blocks,
                 "new_blocks": s.new_blocks,
                 "new_bytes": s.new_bytes,
+                "packs": s.packs,
+                "resumed_packs": s.resumed_packs,
+                "resumed_bytes": s.resumed_bytes,
                 "seconds": s.seconds,
                 "dedup_ratio": None if s.new_bytes == 0 else s.dedup_ratio,
             }
@@ -105,6 +110,11 @@ def push(ctx: Context, args: argparse.Namespace) -> int:
     print(f"  files      {s.files}")
     print(f"  bytes      {human_bytes(s.bytes)} in {s.blocks} blocks ({s.unique_blocks} unique)")
     print(f"  new bytes  {human_bytes(s.new_bytes)} in {s.new_blocks} new blocks uploaded")
+    if s.resumed_packs:
+        print(
+            f"  resumed    {human_bytes(s.resumed_bytes)} in {s.resumed_packs} packs an "
+            "interrupted push had uploaded"
+        )
     print(f"  dedup      {ratio}")
     if s.seconds > 0:
         print(f"  speed      {human_bytes(s.bytes / s.seconds)}/s over {s.seconds:.1f} s")
@@ -462,6 +472,8 @@ def gc(ctx: Context, args: argparse.Namespace) -> int:
                 "removed_packs": list(result.removed_packs),
                 "freed_bytes": result.freed_bytes,
                 "dry_run": result.dry_run,
+                "pushes_in_progress": result.pushes_in_progress,
+                "held_packs": result.held_packs,
             }
         )
         return 0
@@ -471,6 +483,11 @@ def gc(ctx: Context, args: argparse.Namespace) -> int:
         f"manifests ({human_bytes(result.freed_bytes)}); kept {result.live_packs} packs of "
         f"{result.live_manifests} tagged versions"
     )
+    if result.pushes_in_progress:
+        print(
+            f"spared {result.held_packs} packs that {result.pushes_in_progress} pushes in "
+            "progress will name"
+        )
     return 0
 
 

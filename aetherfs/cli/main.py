@@ -195,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=24.0,
         metavar="HOURS",
-        help="spare objects younger than this (a push may be uploading them)",
+        help="spare objects younger than this; the packs of pushes in progress are spared "
+        "whatever this says",
     )
     p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     _common(p)

@@ -23,6 +23,7 @@ from aetherfs.core.manifest import Manifest
 from aetherfs.core.packs import ReadRange
 from aetherfs.core.tags import SignedTag, TagHistory
 from aetherfs.repository.store_backed import StoreInfo, StoreRepository, open_keyring
+from aetherfs.store.base import Store
 
 __all__ = ["Keys", "Repository", "StoreInfo", "StoreRepository", "open_keyring"]
 
@@ -61,6 +62,11 @@ class Repository(Protocol):
     def put_pack(self, dataset: str, pack_id: PackId, data: bytes | memoryview) -> bool: ...
 
     def has_pack(self, dataset: str, pack_id: PackId) -> bool: ...
+
+    def lease_store(self) -> Store | None:
+        """Where a push announces the packs it is about to name to gc (`ops/push_lease.py`);
+        None where the client does not own the store (through a hub)."""
+        ...
 
     def read_range(self, dataset: str, read: ReadRange) -> Iterator[tuple[BlockRef, bytes]]: ...
 

@@ -27,6 +27,7 @@ from aetherfs.core.tags import SignedTag, TagHistory
 from aetherfs.errors import Forbidden, IntegrityError, KeyringError, NotFound
 from aetherfs.repository.hub_client import HubClient
 from aetherfs.repository.reading import ManifestReader, cut_verified, gather_blocks, known_blocks
+from aetherfs.store.base import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,9 @@ class HubRepository:
         trusted = tuple(bytes.fromhex(k) for k in info["trusted_signers"])
         self.keyring = HubKeyring(str(info["store_id"]), trusted, fetch=client.keys)
         self.manifests = ManifestReader(self._fetch_manifest, self.keyring.dataset_key)
+
+    def lease_store(self) -> Store | None:
+        return None  # the hub's store is not ours to write leases on
 
     @property
     def url(self) -> str:

@@ -176,6 +176,11 @@ class StoreRepository:
         """The stored bytes of each block, verified, in as few ranged reads as pays."""
         return gather_blocks(self.read_range, dataset, refs)
 
+    def lease_store(self) -> Store | None:
+        """Where a push announces itself to gc (`ops/push_lease.py`): this store. Through a
+        hub there is none to write to, and gc's grace period is what protects such a push."""
+        return self.store
+
     # Manifests --------------------------------------------------------------------------
     def put_sealed_manifest(self, dataset: str, manifest_id: ManifestId, sealed: BinaryIO) -> None:
         """Store a manifest sealed into a file (`seal_pieces`) and keep a local copy: a push

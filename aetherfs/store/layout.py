@@ -31,3 +31,12 @@ def tags_prefix(dataset: str) -> str:
 
 def dataset_key(dataset: str) -> str:
     return f"{DATASETS}{dataset}/@dataset.json"
+
+
+PUSHES = "pushes/"
+LEASE = "@lease"
+
+
+def push_key(dataset: str, lease_id: str, name: str) -> str:
+    """An object of a push in progress: its lease (`LEASE`), or a pack it will name."""
+    return f"{PUSHES}{dataset}/{lease_id}/{name}"
