@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-from aetherfs.repo import Repository
 
 from aetherfs.core.blocks import seal_block
 from aetherfs.core.ids import PackId
@@ -17,6 +16,7 @@ from aetherfs.ops.gc import collect_garbage
 from aetherfs.ops.located import LocatedBlocks
 from aetherfs.ops.push import PushStats, _Packer
 from aetherfs.ops.push_lease import LEASE_TTL, SETTLE, PushLease
+from aetherfs.repository import StoreRepository as Repository
 from aetherfs.store import layout
 from aetherfs.store.local import LocalStore
 from tests.cli.test_push_pull import make_tree
@@ -29,7 +29,7 @@ def orphan(repo: Repository) -> PackId:
     builder = PackBuilder()
     builder.add(seal_block(os.urandom(5_000), bytes(32)))
     pack_id, data, _ = builder.seal()
-    repo.put_pack(pack_id, data)
+    repo.put_pack("geo", pack_id, data)
     return pack_id
 
 
@@ -48,7 +48,7 @@ def test_a_live_lease_holds_its_packs_and_a_dead_one_is_cleared(repo: Repository
     done = collect_garbage(repo, grace_seconds=0)
     assert done.removed_packs == (loose.hex(),)
     assert done.pushes_in_progress == 1 and done.held_packs == 1
-    assert repo.has_pack(held)
+    assert repo.has_pack("geo", held)
 
     # The push died over an hour ago: its lease holds nothing, and goes.
     head = store_root(cli) / layout.push_key("geo", lease.id, layout.LEASE)
@@ -74,7 +74,7 @@ def test_gc_reads_the_leases_again_before_acting_on_an_old_reading(repo: Reposit
 
     done = collect_garbage(repo, grace_seconds=0, clock=clock)
     assert lease and done.removed_packs == ()
-    assert repo.has_pack(pack)
+    assert repo.has_pack("geo", pack)
 
 
 def test_confirm_waits_out_gc_then_finds_a_pack_gone(repo: Repository) -> None:
@@ -89,13 +89,13 @@ def test_confirm_waits_out_gc_then_finds_a_pack_gone(repo: Repository) -> None:
     lease = PushLease(repo.store, "geo", clock=lambda: now[0], sleep=sleep)
     lease.name([there], at_risk=True)  # reused from an earlier try's journal
     now[0] += 3
-    lease.confirm(repo.has_pack)
+    lease.confirm(lambda pack: repo.has_pack("geo", pack))
     assert slept == [SETTLE - 3]  # a gc that read the leases before this one was named
 
     lease.name([gone], at_risk=True)
     repo.store.delete(layout.pack_key(gone))
     with pytest.raises(NotFound, match="push again"):
-        lease.confirm(repo.has_pack)
+        lease.confirm(lambda pack: repo.has_pack("geo", pack))
 
     lease.release()
     assert list(repo.store.list(layout.PUSHES)) == []
@@ -113,13 +113,13 @@ def test_a_paused_push_names_its_packs_again_and_checks_them(repo: Repository) -
     now[0] += LEASE_TTL  # SIGSTOP for an hour; a gc took the lease for dead and cleared it
     for key in list(repo.store.list(layout.PUSHES)):
         repo.store.delete(key)
-    lease.confirm(repo.has_pack)
+    lease.confirm(lambda pack: repo.has_pack("geo", pack))
     names = {key.rsplit("/", 1)[-1] for key in repo.store.list(layout.PUSHES)}
     assert names == {layout.LEASE, pack.hex()}
     repo.store.delete(layout.pack_key(pack))
     now[0] += LEASE_TTL
     with pytest.raises(NotFound):
-        lease.confirm(repo.has_pack)
+        lease.confirm(lambda pack: repo.has_pack("geo", pack))
 
 
 class _LeaseOutage(LocalStore):
@@ -136,7 +136,9 @@ def test_a_lease_write_that_fails_gives_the_pack_buffer_back_whole(
 ) -> None:
     cut_off = Repository(_LeaseOutage(store_root(cli)), repo.keyring)
     with LocatedBlocks() as located:
-        packer = _Packer(cut_off, located, PushStats(), 1000, PushLease(cut_off.store, "geo"), None)
+        packer = _Packer(
+            cut_off, "geo", located, PushStats(), 1000, PushLease(cut_off.store, "geo"), None
+        )
         builder = PackBuilder()
         builder.add(seal_block(os.urandom(2000), bytes(32)))
         with pytest.raises(StoreUnavailable) as failed:
