@@ -115,7 +115,12 @@ def test_reader_keyring_local_every_reader_command_and_the_agent(cli: Cli, tmp_p
     try:
         agent.start()
         agent.wait_live("team/geo:stable", stable[0]["manifest"])
-        assert tree(tmp_path / "agent-root/team/geo/stable") == tree(v2)
+        # The agent's files are read-only (a write must not reach another version).
+        read_only = {
+            path: (kind, mode & ~0o222 if kind == "f" else mode, body)
+            for path, (kind, mode, body) in tree(v2).items()
+        }
+        assert tree(tmp_path / "agent-root/team/geo/stable") == read_only
     finally:
         agent.close()
 

@@ -69,6 +69,7 @@ def test_two_pulls_through_one_hub_repository_at_once(
                     None,
                     workers=1,
                     progress=progress,
+                    state_dir=tmp_path / "state",
                 )
             except BaseException as exc:
                 errors[dataset] = exc
