@@ -1,0 +1,1 @@
+"""Network I/O around the sans-I/O protocol: the trio TCP transport, and discovery."""
