@@ -277,6 +277,7 @@ class SwarmEngine:
             self._count_bytes(state)
         return EngineStatus(
             port=self.port,
+            connections=len(self._states),
             peers=tuple(c.frozen() for c in sorted(self._counters.values(), key=_peer_key)),
             refused=tuple(self._refused),
             versions=tuple(self._version_counters(v) for v in self._versions.values()),
@@ -558,6 +559,8 @@ class SwarmEngine:
 
     def _established(self, state: _LinkState, peer: PeerId, agent: str) -> None:
         link = state.link
+        if link.conn.closed:
+            return  # it ended in the same read (a goodbye right after its Auth)
         if peer == self.self_id:
             self._own_addresses.add(link.address)  # we dialled ourselves
             link.close(Reason.NORMAL, "this is the same agent")

@@ -60,6 +60,7 @@ class VersionCounters:
 @dataclass(frozen=True, slots=True)
 class EngineStatus:
     port: int
+    connections: int  # open sockets, handshakes included
     peers: tuple[PeerCounters, ...]
     refused: tuple[LinkStatus, ...]  # the latest handshakes that failed
     versions: tuple[VersionCounters, ...]
