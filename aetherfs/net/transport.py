@@ -24,6 +24,7 @@ from aetherfs.protocol.messages import Block, Message, Reason
 
 READ_SIZE = 256 * 1024  # one stored block and then some: a read is one frame, mostly
 CONNECT_TIMEOUT = 5.0
+CLOSE_GRACE = 2.0  # to send a goodbye once the connection is closed, then the socket goes
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -69,8 +70,10 @@ class PeerLink:
         self.done = trio.Event()  # set when the socket is closed
         self._on_events = on_events
         self._read_size = read_size
-        self._wake = trio.Event()
+        self._wake = trio.Event()  # the writer's: bytes queued
+        self._tick = trio.Event()  # the ticker's: the connection's timer may have moved
         self._flushed = trio.Event()
+        self._writer_done = trio.Event()
         self._queued = 0  # sends queued, counted
         self._sent = 0  # of those, the count the last send_all carried
 
@@ -82,14 +85,15 @@ class PeerLink:
             return False
         sent = self.conn.send(message, trio.current_time())
         if sent:
-            self._queued += 1
-            self._wake.set()
+            self.poke()
         return sent
 
     def poke(self) -> None:
-        """The connection queued bytes outside `send` (proofs, closing): send them."""
+        """The connection queued bytes (a send, proofs, a goodbye): send them, and look at
+        its timer again."""
         self._queued += 1
         self._wake.set()
+        self._tick.set()
 
     def close(self, reason: Reason = Reason.NORMAL, text: str = "") -> None:
         """Say goodbye; the loop sends it and closes the socket."""
@@ -106,13 +110,21 @@ class PeerLink:
     # --- the loop ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run the connection until it closes; the socket is closed on the way out."""
+        """Run the connection until it closes; the socket is closed on the way out.
+
+        Three tasks: the reader feeds the connection, the writer sends what it queued, and
+        the ticker calls `handle_timer` when `get_timer` comes, even while the writer is
+        stuck on a peer that does not read. Once the connection is closed the writer has
+        `CLOSE_GRACE` to send the goodbye."""
         self.conn.start(trio.current_time())
         self.poke()
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._guarded, self._reader, nursery.cancel_scope)
-                await self._guarded(self._writer, nursery.cancel_scope)
+                nursery.start_soon(self._guarded, self._writer, nursery.cancel_scope)
+                await self._ticker()
+                with trio.move_on_after(CLOSE_GRACE):
+                    await self._writer_done.wait()
                 nursery.cancel_scope.cancel()  # the reader may still wait on a silent socket
         finally:
             self._lost()
@@ -121,9 +133,7 @@ class PeerLink:
             await trio.aclose_forcefully(self.stream)
 
     async def _guarded(self, loop: Callable[[], Awaitable[None]], scope: trio.CancelScope) -> None:
-        """Run one half; if the socket breaks, the connection is lost and both halves stop.
-        (The reader ending at the end of the stream closes the connection, and the writer
-        then sends what is left and ends.)"""
+        """Run one task; if the socket breaks, the connection is lost and the others stop."""
         try:
             await loop()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -136,29 +146,39 @@ class PeerLink:
             self.bytes_received += len(data)
             self.last_seen = trio.current_time()
             self._deliver(self.conn.receive_data(data, self.last_seen))
-            self._wake.set()
+            self.poke()  # answers (pongs, rejects, a goodbye) and a new timer
             if not data:
                 return
 
     async def _writer(self) -> None:
-        while True:
-            target = self._queued
-            data = self.conn.data_to_send()
-            if data:
-                await self.stream.send_all(data)
-                self.bytes_sent += len(data)
-            self._sent = target
-            self._flushed.set()
-            self._flushed = trio.Event()
-            if self.conn.closed:
-                return
+        try:
+            while True:
+                target = self._queued
+                data = self.conn.data_to_send()
+                if data:
+                    await self.stream.send_all(data)
+                    self.bytes_sent += len(data)
+                self._sent = target
+                self._flushed.set()
+                self._flushed = trio.Event()
+                if self.conn.closed and self._sent == self._queued:
+                    return
+                if self._sent == self._queued:
+                    await self._wake.wait()
+                    self._wake = trio.Event()
+        finally:
+            self._writer_done.set()
+
+    async def _ticker(self) -> None:
+        while not self.conn.closed:
             timer = self.conn.get_timer()
             with trio.move_on_at(timer if timer is not None else math.inf):
-                await self._wake.wait()
-            self._wake = trio.Event()
+                await self._tick.wait()
+            self._tick = trio.Event()
             now = trio.current_time()
             if timer is not None and now >= timer:
                 self._deliver(self.conn.handle_timer(now))
+                self.poke()
 
     def _lost(self) -> None:
         """The socket broke or the task was cancelled: the connection is lost, if not over."""

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import blake3
 import trio
@@ -102,9 +104,8 @@ async def fetch(args: argparse.Namespace) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(engine.run)
         with trio.fail_after(args.seconds):
-            while not engine.connected(dataset):
-                await trio.sleep(0.01)
-            await trio.sleep(0.2)  # the peers' bitfields follow their access proofs
+            while not engine.announced(version.table.id):
+                await trio.sleep(0.01)  # fetch once a peer has said what it holds
             started, cpu = time.perf_counter(), time.process_time()
             counters = await engine.fetch(version.table, dataset)
             took, cpu_took = time.perf_counter() - started, time.process_time() - cpu
@@ -125,6 +126,26 @@ async def fetch(args: argparse.Namespace) -> None:
             flush=True,
         )
         nursery.cancel_scope.cancel()
+
+
+@contextmanager
+def serving(options: Sequence[str]) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """A `serve` process (the tests' and the benchmark's), and the port it listens on."""
+    command = [sys.executable, "-m", "aetherfs.swarm.demo", "serve", *options]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as server:
+        try:
+            assert server.stdout is not None
+            yield server, int(json.loads(server.stdout.readline())["port"])
+        finally:
+            server.terminate()
+
+
+def run_fetch(options: Sequence[str], port: int) -> subprocess.CompletedProcess[str]:
+    """A `fetch` process against a `serving` one, to its end."""
+    command = [sys.executable, "-m", "aetherfs.swarm.demo", "fetch", *options]
+    return subprocess.run(
+        [*command, "--peer", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=300
+    )
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:

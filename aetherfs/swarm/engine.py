@@ -110,7 +110,8 @@ class EngineConfig:
     listen_host: str = "127.0.0.1"
     listen_port: int = 0  # 0: any free port (`SwarmEngine.port` says which)
     static_peers: tuple[PeerAddress, ...] = ()
-    io_threads: int = 8  # blocking calls (store reads, disk) at once
+    store_threads: int = 8  # store reads at once (the planner's store_reads caps them too)
+    disk_threads: int = 4  # BlockStore reads and sink writes at once
     read_size: int = READ_SIZE
     redial_min: float = 0.5  # a dialled peer that went away is dialled again after this,
     redial_max: float = 30.0  # doubled for each failure in a row, up to this
@@ -145,6 +146,7 @@ class _LinkState:
     outgoing: dict[int, _Fetch] = field(default_factory=dict)  # request id -> fetch
     asked: dict[PieceRef, int] = field(default_factory=dict)  # piece -> request id
     incoming: dict[int, PieceRef] = field(default_factory=dict)  # the peer's requests
+    announced: set[ManifestId] = field(default_factory=set)  # versions it sent a bitfield of
     counted_sent: int = 0
     counted_received: int = 0
 
@@ -180,7 +182,9 @@ class SwarmEngine:
         self._refused: deque[LinkStatus] = deque(maxlen=KEEP_REFUSED)
         self._own_addresses: set[PeerAddress] = set()
         self._diallers: dict[PeerAddress, trio.CancelScope] = {}
-        self._limiter = trio.CapacityLimiter(config.io_threads)
+        # Two limiters: slow store reads must not hold up serving peers from disk.
+        self._store_limiter = trio.CapacityLimiter(config.store_threads)
+        self._disk_limiter = trio.CapacityLimiter(config.disk_threads)
         self._queue: deque[PlannerEvent] = deque()
         self._planning = False
         self._wake = trio.Event()
@@ -252,7 +256,7 @@ class SwarmEngine:
 
     async def offer(self, table: PieceTable, dataset: AccessId) -> Pieces:
         """Serve a version the agent holds (whole or in part: asked of the BlockStore)."""
-        held = await trio.to_thread.run_sync(self._held_pieces, table, limiter=self._limiter)
+        held = await trio.to_thread.run_sync(self._held_pieces, table, limiter=self._disk_limiter)
         version = self._version(table, dataset, held)
         return Pieces(len(table), version.held)
 
@@ -271,6 +275,10 @@ class SwarmEngine:
             for peer, state in self._links.items()
             if dataset is None or dataset in state.proved
         )
+
+    def announced(self, version: ManifestId) -> list[PeerId]:
+        """Peers connected now that announced `version` (a bitfield, even an empty one)."""
+        return sorted(peer for peer, state in self._links.items() if version in state.announced)
 
     def status(self) -> EngineStatus:
         for state in self._states.values():
@@ -412,7 +420,7 @@ class SwarmEngine:
     async def _read_store(self, version: _Version, piece: PieceRef) -> None:
         try:
             blocks = await trio.to_thread.run_sync(
-                self._read_checked, version.table, piece.index, limiter=self._limiter
+                self._read_checked, version.table, piece.index, limiter=self._store_limiter
             )
         except (AetherError, OSError):
             self._plan(StoreFailed(piece))
@@ -434,7 +442,7 @@ class SwarmEngine:
         version.delivering |= bit
         try:
             await trio.to_thread.run_sync(
-                self.sink, version.table, piece.index, blocks, limiter=self._limiter
+                self.sink, version.table, piece.index, blocks, limiter=self._disk_limiter
             )
         except AetherError as exc:
             version.error = exc
@@ -527,6 +535,7 @@ class SwarmEngine:
                     if version.dataset == dataset:
                         self._announce(state, version)
             case Bitfield():
+                state.announced.add(event.manifest)
                 self._peer_bitfield(peer, event)
             case Have():
                 self._plan(PeerHave(peer, event.manifest, (event.piece,)))
@@ -702,7 +711,9 @@ class SwarmEngine:
             table = self._versions[upload.piece.version].table
             ids = [b.id for b in table.blocks(upload.piece.index)]
             try:
-                data = await trio.to_thread.run_sync(self.blocks.read, ids, limiter=self._limiter)
+                data = await trio.to_thread.run_sync(
+                    self.blocks.read, ids, limiter=self._disk_limiter
+                )
             except AetherError:
                 state.link.send(Reject(request_id, RejectReason.NOT_HAVE))
                 return

@@ -27,6 +27,7 @@ class Node:
     engine: SwarmEngine
     blocks: MemoryBlocks
     scope: trio.CancelScope
+    holds: bool
 
     @property
     def address(self) -> PeerAddress:
@@ -69,16 +70,24 @@ async def start_node(
     await nursery.start(run)
     if holds:
         await engine.offer(version.table, version.access.access_id)
-    return Node(engine, held, scope)
+    return Node(engine, held, scope, holds)
 
 
 async def wait_for_peers(
     nodes: Sequence[Node], version: SyntheticVersion, count: int, timeout: float = 5.0
 ) -> None:
-    """Until every node has `count` open peers that proved the version's dataset to it."""
+    """Until every node has `count` open peers that proved the version's dataset to it, and
+    those holding the version have announced it."""
     dataset = version.access.access_id
+    holders = {n.engine.self_id for n in nodes if n.holds}
+
+    def ready(node: Node) -> bool:
+        peers = node.engine.connected(dataset)
+        announced = set(node.engine.announced(version.table.id))
+        return len(peers) >= count and holders & set(peers) <= announced
+
     with trio.fail_after(timeout):
-        while not all(len(n.engine.connected(dataset)) >= count for n in nodes):
+        while not all(ready(n) for n in nodes):
             await trio.sleep(0.01)
 
 

@@ -106,7 +106,7 @@ async def test_a_peer_sending_corrupt_blocks_is_dropped_and_the_version_complete
             nursery, store, version, holds=True, blocks=CorruptBlocks(version.stored)
         )
         fetcher = await start_node(nursery, store, version, peers=[liar.address])
-        await wait_for_peers([fetcher], version, 1)
+        await wait_for_peers([liar, fetcher], version, 1)
         with trio.fail_after(10):
             counters = await fetcher.engine.fetch(version.table, version.access.access_id)
         assert counters.complete and counters.bytes_from_peers == 0
@@ -140,7 +140,7 @@ async def test_malformed_frames_from_a_raw_socket_end_that_connection_only() -> 
         assert {r.reason for r in seed.engine.status().refused} == {"protocol_error"}
         fetcher = await start_node(nursery, store, version, peers=[seed.address])
         with trio.fail_after(10):
-            await wait_for_peers([fetcher], version, 1)
+            await wait_for_peers([seed, fetcher], version, 1)
             counters = await fetcher.engine.fetch(version.table, version.access.access_id)
         assert counters.bytes_from_peers == version.table.total_size
         nursery.cancel_scope.cancel()
@@ -180,7 +180,7 @@ async def test_a_slow_peer_loses_its_pieces_to_the_store() -> None:
             nursery, store, version, holds=True, blocks=SlowBlocks(version.stored)
         )
         fetcher = await start_node(nursery, store, version, peers=[slow.address])
-        await wait_for_peers([fetcher], version, 1)
+        await wait_for_peers([slow, fetcher], version, 1)
         started = trio.current_time()
         with trio.fail_after(10):
             counters = await fetcher.engine.fetch(version.table, version.access.access_id)

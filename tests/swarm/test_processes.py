@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-DEMO = [sys.executable, "-m", "aetherfs.swarm.demo"]
+from aetherfs.swarm.demo import run_fetch, serving
 
 
 def test_a_version_crosses_from_one_process_to_another() -> None:
     common = ["--version", "cross", "--mib", "8", "--block-kib", "64", "--seconds", "30"]
-    with subprocess.Popen([*DEMO, "serve", *common], stdout=subprocess.PIPE, text=True) as server:
-        try:
-            assert server.stdout is not None
-            port = json.loads(server.stdout.readline())["port"]
-            fetched = subprocess.run(
-                [*DEMO, "fetch", *common, "--peer", f"127.0.0.1:{port}", "--open"],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-        finally:
-            server.terminate()
+    with serving(common) as (_server, port):
+        fetched = run_fetch([*common, "--open"], port)
     assert fetched.returncode == 0, fetched.stderr
     result = json.loads(fetched.stdout)
     assert result["bytes_from_peers"] == result["bytes"] > 8_000_000
@@ -31,20 +19,8 @@ def test_a_version_crosses_from_one_process_to_another() -> None:
 
 
 def test_a_fetcher_of_another_fleet_gets_nothing_and_says_so() -> None:
-    common = ["--version", "cross", "--mib", "1", "--seconds", "3"]
-    with subprocess.Popen(
-        [*DEMO, "serve", *common, "--seconds", "20"], stdout=subprocess.PIPE, text=True
-    ) as server:
-        try:
-            assert server.stdout is not None
-            port = json.loads(server.stdout.readline())["port"]
-            fetched = subprocess.run(
-                [*DEMO, "fetch", *common, "--fleet", "other", "--peer", f"127.0.0.1:{port}"],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-        finally:
-            server.terminate()
+    common = ["--version", "cross", "--mib", "1"]
+    with serving([*common, "--seconds", "20"]) as (_server, port):
+        fetched = run_fetch([*common, "--seconds", "3", "--fleet", "other"], port)
     assert fetched.returncode == 1
     assert fetched.stderr.strip() == "error: no peer served the version within 3 s"
