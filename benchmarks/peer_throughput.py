@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aetherfs.core.blocks import open_block
-from aetherfs.swarm.demo import KiB, MiB, run_fetch, serving
+from aetherfs.swarm.demo import KiB, MiB, run_fetch, run_queue_wait, serving
 from aetherfs.swarm.memory import synthetic_version
 
 RESULTS = Path(__file__).parent / "results" / "peer_throughput.md"
@@ -37,6 +37,8 @@ class Run:
     seconds: float
     receiver_cpu: float
     sender_cpu: float
+    receiver_waited: float  # runnable, waiting for a core (the host is shared)
+    sender_waited: float
 
     @property
     def wall_rate(self) -> float:
@@ -72,27 +74,44 @@ def cpu_of(pid: int) -> float:
 def one_run(mib: int, block_kib: int) -> Run:
     common = ["--version", "bench", "--mib", str(mib), "--block-kib", str(block_kib)]
     with serving([*common, "--seconds", "300"]) as (server, port):
-        before = cpu_of(server.pid)
+        before, waited = cpu_of(server.pid), run_queue_wait(server.pid)
         fetched = run_fetch([*common, "--open"], port)
         sender_cpu = cpu_of(server.pid) - before
+        sender_waited = run_queue_wait(server.pid) - waited
     if fetched.returncode:
         raise SystemExit(f"the fetch failed: {fetched.stderr}")
     result = json.loads(fetched.stdout)
     if result["opened"] != result["blocks"] or result["bytes_from_peers"] != result["bytes"]:
         raise SystemExit(f"the fetch did not get every block from the peer: {result}")
-    return Run(result["bytes"], result["seconds"], result["cpu_seconds"], sender_cpu)
+    return Run(
+        result["bytes"],
+        result["seconds"],
+        result["cpu_seconds"],
+        sender_cpu,
+        result["run_queue_seconds"],
+        sender_waited,
+    )
 
 
-def report(mib: int, block_kib: int, core: float, runs: list[Run]) -> str:
+def header(mib: int, sizes: list[int]) -> list[str]:
+    kib = " ".join(str(k) for k in sizes)
+    return [
+        "# Peer-to-peer throughput (two processes, loopback TCP)",
+        "",
+        f"`python -m benchmarks.peer_throughput --mib {mib} --block-kib {kib} --write` on this "
+        f"host (Python {platform.python_version()}, {os.cpu_count()} cores shared with other "
+        f"work, load average {os.getloadavg()[0]:.1f} at the start); random (incompressible) "
+        f"blocks, MB/s of stored block bytes (10^6 bytes/s), best of {REPEAT}. The receiver "
+        "opens every block (`open_block`, the id already checked by the protocol).",
+    ]
+
+
+def report(block_kib: int, core: float, runs: list[Run]) -> list[str]:
     best = max(runs, key=lambda r: r.wall_rate)
     per_cpu = max(r.receiver_rate for r in runs)
     lines = [
-        "# Peer-to-peer throughput (two processes, loopback TCP)",
         "",
-        f"`python -m benchmarks.peer_throughput --mib {mib} --block-kib {block_kib} --write` "
-        f"on this host (Python {platform.python_version()}, {os.cpu_count()} cores shared with "
-        "other work); random (incompressible) blocks, MB/s of stored block bytes (10^6 "
-        f"bytes/s), best of {REPEAT}. The receiver opens every block (`open_block`).",
+        f"## {block_kib} KiB blocks",
         "",
         "| what | MB/s |",
         "| --- | ---: |",
@@ -100,29 +119,33 @@ def report(mib: int, block_kib: int, core: float, runs: list[Run]) -> str:
         f"| peer to peer, wall clock | {best.wall_rate:,.0f} |",
         f"| peer to peer, per CPU second of the receiver | {per_cpu:,.0f} |",
         "",
-        f"Best run: {best.bytes / 1e6:,.1f} MB in {best.seconds:.2f} s; the receiver used "
-        f"{best.receiver_cpu:.2f} s of CPU, the sender {best.sender_cpu:.2f} s.",
+        "(queued): seconds its threads were runnable but waiting for a core, summed over threads "
+        "(`/proc/PID/task/*/schedstat`): the share of the wall time the host's other work took.",
         "",
-        "| run | wall s | MB/s | receiver CPU s | sender CPU s |",
-        "| ---: | ---: | ---: | ---: | ---: |",
+        "| run | MB | wall s | MB/s | receiver CPU s (queued) | sender CPU s (queued) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for i, run in enumerate(runs, 1):
         lines.append(
-            f"| {i} | {run.seconds:.2f} | {run.wall_rate:,.0f} | {run.receiver_cpu:.2f} | "
-            f"{run.sender_cpu:.2f} |"
+            f"| {i} | {run.bytes / 1e6:,.1f} | {run.seconds:.2f} | {run.wall_rate:,.0f} | "
+            f"{run.receiver_cpu:.2f} ({run.receiver_waited:.2f}) | "
+            f"{run.sender_cpu:.2f} ({run.sender_waited:.2f}) |"
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.peer_throughput")
     parser.add_argument("--mib", type=int, default=64)
-    parser.add_argument("--block-kib", type=int, default=64)
+    parser.add_argument("--block-kib", type=int, nargs="+", default=[64])
     parser.add_argument("--write", action="store_true", help=f"write {RESULTS.name}")
     args = parser.parse_args()
-    core = limit(args.mib, args.block_kib)
-    runs = [one_run(args.mib, args.block_kib) for _ in range(REPEAT)]
-    text = report(args.mib, args.block_kib, core, runs)
+    lines = header(args.mib, args.block_kib)
+    for block_kib in args.block_kib:
+        core = limit(args.mib, block_kib)
+        runs = [one_run(args.mib, block_kib) for _ in range(REPEAT)]
+        lines += report(block_kib, core, runs)
+    text = "\n".join(lines) + "\n"
     print(text)
     if args.write:
         RESULTS.write_text(text)

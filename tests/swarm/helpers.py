@@ -15,6 +15,7 @@ from aetherfs.planner import FetchPlanner, PeerId, PlannerConfig, UploadSchedule
 from aetherfs.protocol.admission import FleetSecret
 from aetherfs.protocol.connection import PeerConfig
 from aetherfs.swarm import EngineConfig, StoreReader, SwarmEngine
+from aetherfs.swarm.interfaces import AddressEvent
 from aetherfs.swarm.memory import MemoryBlocks, SyntheticVersion
 
 FLEET = FleetSecret(bytes(range(32)))
@@ -45,6 +46,8 @@ async def start_node(
     planner: PlannerConfig = FAST,
     blocks: MemoryBlocks | None = None,
     name: str = "agent",
+    port: int = 0,
+    addresses: trio.MemoryReceiveChannel[AddressEvent] | None = None,
     **peer_overrides: Any,
 ) -> Node:
     identity = SigningKey.generate()
@@ -52,7 +55,7 @@ async def start_node(
     held = blocks or MemoryBlocks(version.stored if holds else None)
     now = trio.current_time()
     engine = SwarmEngine(
-        EngineConfig(static_peers=tuple(peers), redial_min=0.2),
+        EngineConfig(listen_port=port, static_peers=tuple(peers), redial_min=0.2),
         peer_config,
         [version.access],
         FetchPlanner(PeerId(bytes(identity.verify_key)), planner, now=now),
@@ -65,7 +68,7 @@ async def start_node(
 
     async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         with scope:
-            await engine.run(task_status=task_status)
+            await engine.run(addresses, task_status=task_status)
 
     await nursery.start(run)
     if holds:
