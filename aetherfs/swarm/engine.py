@@ -475,9 +475,11 @@ class SwarmEngine:
                     self._refused.append(LinkStatus(str(address), "unreachable", str(exc)))
                 else:
                     state = await self._run_link(stream, address, initiator=True)
-                    if state.peer is not None:
+                    peer = state.peer
+                    counters = self._counters.get(peer) if peer is not None else None
+                    if peer is not None and counters is not None and counters.state != "banned":
                         wait = self.config.redial_min  # it was a peer: retry soon
-                        current = self._links.get(state.peer)
+                        current = self._links.get(peer)
                         if current is not None:
                             # The peer is connected another way (it dialled us): redial only
                             # once that connection is gone.

@@ -115,8 +115,11 @@ async def test_a_peer_sending_corrupt_blocks_is_dropped_and_the_version_complete
         assert peer.peer == liar.engine.self_id
         assert peer.state == "banned" and peer.errors >= 1
         assert fetcher.engine.planner.status().banned == (liar.engine.self_id,)
-        await trio.sleep(0.5)  # it dials again: dropped again
+        with trio.fail_after(5):  # dialled again, it is dropped again at once
+            while fetcher.engine.status().peers[0].errors < 2:
+                await trio.sleep(0.01)
         assert fetcher.engine.connected() == []
+        assert fetcher.engine.status().peers[0].state == "banned"
         nursery.cancel_scope.cancel()
 
 
