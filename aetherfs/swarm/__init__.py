@@ -9,7 +9,7 @@ protocol objects (docs/peers.md).
 """
 
 from aetherfs.swarm.engine import EngineConfig, SwarmEngine, VersionFailed
-from aetherfs.swarm.interfaces import AddressGone, BlockSink, BlockStore, StoreReader
+from aetherfs.swarm.interfaces import AddressGone, BlockSink, BlockStore, StoreReader, Swarm
 from aetherfs.swarm.status import EngineStatus, LinkStatus, PeerCounters, VersionCounters
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "LinkStatus",
     "PeerCounters",
     "StoreReader",
+    "Swarm",
     "SwarmEngine",
     "VersionCounters",
     "VersionFailed",

@@ -92,6 +92,7 @@ from aetherfs.swarm.interfaces import (
     BlockStore,
     StoredBlocks,
     StoreReader,
+    Swarm,
 )
 from aetherfs.swarm.status import EngineStatus, LinkStatus, PeerCounters, VersionCounters
 
@@ -750,3 +751,7 @@ def _opened_by_lower(link: PeerLink, own: PeerId, peer: PeerId) -> bool:
 
 def _peer_key(counters: PeerCounters) -> bytes:
     return counters.peer.raw
+
+
+def _is_a_swarm(engine: SwarmEngine) -> Swarm:
+    return engine  # mypy checks that the engine is what the agent's seam names

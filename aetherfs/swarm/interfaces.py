@@ -6,11 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+import trio
 
 from aetherfs.core.ids import BlockId
 from aetherfs.net.transport import PeerAddress
-from aetherfs.planner import PieceTable
+from aetherfs.planner import Bitfield, PieceTable
+from aetherfs.protocol.admission import AccessId, DatasetAccess
+
+if TYPE_CHECKING:
+    from aetherfs.swarm.status import EngineStatus, VersionCounters
 
 StoredBlocks = list[tuple[BlockId, bytes]]
 
@@ -54,3 +60,30 @@ class AddressGone:
 
 AddressEvent = PeerAddress | AddressGone
 """What the engine's address channel carries: a peer seen (dial it) or gone."""
+
+
+class Swarm(Protocol):
+    """What the agent calls: `SwarmEngine`, or whatever stands in for it (a simulator)."""
+
+    async def run(
+        self,
+        addresses: trio.MemoryReceiveChannel[AddressEvent] | None = None,
+        *,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Trade until cancelled; `task_status.started` gets the listening port."""
+        ...
+
+    async def fetch(
+        self, table: PieceTable, dataset: AccessId, held: Bitfield | None = None, priority: int = 0
+    ) -> VersionCounters:
+        """Every piece of `table` not `held`, verified and sunk (VersionFailed if not)."""
+        ...
+
+    async def offer(self, table: PieceTable, dataset: AccessId) -> Bitfield:
+        """Serve a version the agent holds; returns the pieces it holds."""
+        ...
+
+    def add_dataset(self, access: DatasetAccess) -> None: ...
+
+    def status(self) -> EngineStatus: ...

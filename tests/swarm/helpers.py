@@ -11,7 +11,7 @@ from nacl.signing import SigningKey
 
 from aetherfs.core.blocks import open_block
 from aetherfs.net.transport import PeerAddress
-from aetherfs.planner import FetchPlanner, PeerId, PlannerConfig, UploadScheduler
+from aetherfs.planner import BandwidthPolicy, FetchPlanner, PeerId, PlannerConfig, UploadScheduler
 from aetherfs.protocol.admission import FleetSecret
 from aetherfs.protocol.connection import PeerConfig
 from aetherfs.swarm import EngineConfig, StoreReader, SwarmEngine
@@ -47,6 +47,7 @@ async def start_node(
     blocks: MemoryBlocks | None = None,
     name: str = "agent",
     port: int = 0,
+    upload_cap: float | None = None,
     addresses: trio.MemoryReceiveChannel[AddressEvent] | None = None,
     **peer_overrides: Any,
 ) -> Node:
@@ -59,7 +60,7 @@ async def start_node(
         peer_config,
         [version.access],
         FetchPlanner(PeerId(bytes(identity.verify_key)), planner, now=now),
-        UploadScheduler(now=now),
+        UploadScheduler(bandwidth=BandwidthPolicy(peer_upload=upload_cap), now=now),
         held,
         store,
         held,

@@ -8,8 +8,15 @@ from collections.abc import Sequence
 import trio
 
 from aetherfs.core.ids import BlockId
+from aetherfs.planner import PlannerConfig
 from aetherfs.protocol.admission import FleetSecret
-from aetherfs.swarm.memory import MemoryBlocks, MemoryStore, SyntheticVersion, synthetic_version
+from aetherfs.swarm.memory import (
+    MemoryBlocks,
+    MemoryStore,
+    NoStore,
+    SyntheticVersion,
+    synthetic_version,
+)
 from tests.swarm.helpers import Node, assert_holds_all, start_node, wait_for_peers
 
 
@@ -191,4 +198,25 @@ async def test_a_slow_peer_loses_its_pieces_to_the_store() -> None:
         assert counters.store_reads >= len(version.table) - 4
         assert fetcher.engine.planner.status().peers[0].misses >= 1
         assert_holds_all(fetcher, version)
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_upload_cap_paces_what_a_peer_serves() -> None:
+    version = synthetic_version("capped", pieces=16)  # 1 MiB in 16 pieces
+    rate = 400_000.0
+    async with trio.open_nursery() as nursery:
+        seed = await start_node(nursery, NoStore(), version, holds=True, upload_cap=rate)
+        patient = PlannerConfig(peer_timeout=10.0, peer_min_rate=100_000.0)
+        fetcher = await start_node(
+            nursery, NoStore(), version, peers=[seed.address], planner=patient
+        )
+        await wait_for_peers([seed, fetcher], version, 1)
+        started = trio.current_time()
+        with trio.fail_after(10):
+            counters = await fetcher.engine.fetch(version.table, version.access.access_id)
+        took = trio.current_time() - started
+        total, piece = version.table.total_size, version.table.size(0)
+        # At most a second's burst, then the rate, plus the piece that went into debt.
+        assert took >= (total - rate - piece) / rate * 0.9
+        assert counters.bytes_from_peers == total
         nursery.cancel_scope.cancel()
