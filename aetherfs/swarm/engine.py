@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import trio
 
 from aetherfs.core.ids import BlockId, ManifestId
-from aetherfs.errors import AetherError, IntegrityError, StoreUnavailable
+from aetherfs.errors import AetherError, IntegrityError, InvalidInput, StoreUnavailable
 from aetherfs.net.transport import READ_SIZE, PeerAddress, PeerLink, dial, peer_address
 from aetherfs.planner import (
     STORE,
@@ -57,6 +57,7 @@ from aetherfs.planner import (
     StoreFailed,
     UploadRequest,
     UploadScheduler,
+    VersionStatus,
     VersionWanted,
 )
 from aetherfs.planner import Bitfield as Pieces
@@ -237,7 +238,12 @@ class SwarmEngine:
     ) -> VersionCounters:
         """Fetch the pieces of `table` not `held`; returns when every piece was verified and
         sunk (raises VersionFailed if the planner gave one up). The version is served to
-        peers from the start, piece by piece, and after."""
+        peers from the start, piece by piece, and after. The dataset must be one of ours
+        (given at start or by `add_dataset`): peers serve only what we prove."""
+        if dataset not in self._datasets:
+            raise InvalidInput(
+                f"dataset {dataset.short()} is not one this agent can prove: add it first"
+            )
         version = self._version(table, dataset, held)
         if not version.fetching:
             version.fetching = True
@@ -264,10 +270,12 @@ class SwarmEngine:
     def add_dataset(self, access: DatasetAccess) -> None:
         """A dataset learnt later (a new subscription): proved to every open connection."""
         self._datasets[access.access_id] = access
-        for state in self._links.values():
-            state.link.conn.add_dataset(access)
-            state.link.conn.prove_access([access], trio.current_time())
-            state.link.poke()
+        for state in list(self._links.values()):
+            # A proof the peer sent before we knew the dataset is checked now.
+            self._link_events(state.link, state.link.conn.add_dataset(access))
+            if not state.link.conn.closed:
+                state.link.conn.prove_access([access], trio.current_time())
+                state.link.poke()
 
     def connected(self, dataset: AccessId | None = None) -> list[PeerId]:
         """Peers connected now (that proved `dataset`, if given)."""
@@ -284,12 +292,13 @@ class SwarmEngine:
     def status(self) -> EngineStatus:
         for state in self._states.values():
             self._count_bytes(state)
+        planned = {v.version: v for v in self.planner.status().versions}
         return EngineStatus(
             port=self.port,
             connections=len(self._states),
             peers=tuple(c.frozen() for c in sorted(self._counters.values(), key=_peer_key)),
             refused=tuple(self._refused),
-            versions=tuple(self._version_counters(v) for v in self._versions.values()),
+            versions=tuple(self._version_counters(v, planned) for v in self._versions.values()),
             uploads_running=sum(len(s.incoming) for s in self._states.values()),
         )
 
@@ -319,13 +328,16 @@ class SwarmEngine:
         if version.fetching and self.planner.complete(version.table.id):
             version.done.set()
 
-    def _version_counters(self, version: _Version) -> VersionCounters:
-        found = [s for s in self.planner.status().versions if s.version == version.table.id]
+    def _version_counters(
+        self, version: _Version, planned: dict[ManifestId, VersionStatus] | None = None
+    ) -> VersionCounters:
+        if planned is None:
+            planned = {v.version: v for v in self.planner.status().versions}
+        s = planned.get(version.table.id)
         count = len(version.table)
-        if not found:
+        if s is None:  # offered only, never fetched
             needed = count - version.held.bit_count()
             return VersionCounters(version.table.id, count, needed, 0, 0, 0, 0, needed == 0)
-        s = found[0]
         return VersionCounters(
             s.version,
             s.pieces,

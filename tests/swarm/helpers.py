@@ -48,6 +48,7 @@ async def start_node(
     name: str = "agent",
     port: int = 0,
     upload_cap: float | None = None,
+    knows_dataset: bool = True,
     addresses: trio.MemoryReceiveChannel[AddressEvent] | None = None,
     **peer_overrides: Any,
 ) -> Node:
@@ -58,7 +59,7 @@ async def start_node(
     engine = SwarmEngine(
         EngineConfig(listen_port=port, static_peers=tuple(peers), redial_min=0.2),
         peer_config,
-        [version.access],
+        [version.access] if knows_dataset else [],
         FetchPlanner(PeerId(bytes(identity.verify_key)), planner, now=now),
         UploadScheduler(bandwidth=BandwidthPolicy(peer_upload=upload_cap), now=now),
         held,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 
+from aetherfs.errors import InvalidInput
 from aetherfs.swarm import AddressGone
 from aetherfs.swarm.interfaces import AddressEvent
 from aetherfs.swarm.memory import MemoryStore, synthetic_version
@@ -44,4 +46,25 @@ async def test_an_engine_that_dials_itself_stops() -> None:
         status = a.engine.status()
         assert status.connections == 0 and status.peers == ()
         assert [r.text for r in status.refused] == ["this is the same agent"] * 2  # both ends
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_dataset_learnt_later_is_proved_both_ways_and_fetched_from_peers() -> None:
+    version = synthetic_version("later", pieces=8)
+    store = MemoryStore(version.packs)
+    dataset = version.access.access_id
+    async with trio.open_nursery() as nursery:
+        seed = await start_node(nursery, store, version, holds=True)
+        late = await start_node(nursery, store, version, peers=[seed.address], knows_dataset=False)
+        with trio.fail_after(5):
+            while not late.engine.connected():
+                await trio.sleep(0.01)
+        with pytest.raises(InvalidInput):
+            await late.engine.fetch(version.table, dataset)
+        late.engine.add_dataset(version.access)
+        # The seed's proof came before the late one knew the dataset: it is checked now.
+        await wait_for_peers([seed, late], version, 1)
+        counters = await late.engine.fetch(version.table, dataset)
+        assert counters.bytes_from_peers == version.table.total_size
+        assert store.total_reads == 0
         nursery.cancel_scope.cancel()
