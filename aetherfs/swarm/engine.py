@@ -583,12 +583,12 @@ class SwarmEngine:
 
     def _established(self, state: _LinkState, peer: PeerId, agent: str) -> None:
         link = state.link
-        if link.conn.closed:
-            return  # it ended in the same read (a goodbye right after its Auth)
         if peer == self.self_id:
-            self._own_addresses.add(link.address)  # we dialled ourselves
+            self._own_addresses.add(link.address)  # we dialled ourselves: not again
             link.close(Reason.NORMAL, "this is the same agent")
             return
+        if link.conn.closed:
+            return  # it ended in the same read (a goodbye right after its Auth)
         state.peer = peer
         current = self._links.get(peer)
         if current is not None and not current.link.conn.closed:
