@@ -6,10 +6,15 @@ import time
 from collections.abc import Sequence
 
 import trio
+from nacl.signing import SigningKey
 
 from aetherfs.core.ids import BlockId
-from aetherfs.planner import PlannerConfig
+from aetherfs.net.transport import PeerAddress
+from aetherfs.planner import Bitfield, PlannerConfig
 from aetherfs.protocol.admission import FleetSecret
+from aetherfs.protocol.connection import PeerConfig, PeerConnection
+from aetherfs.protocol.events import AccessProved, Established
+from aetherfs.protocol.messages import Bitfield as BitfieldMessage
 from aetherfs.swarm.memory import (
     MemoryBlocks,
     MemoryStore,
@@ -17,7 +22,7 @@ from aetherfs.swarm.memory import (
     SyntheticVersion,
     synthetic_version,
 )
-from tests.swarm.helpers import Node, assert_holds_all, start_node, wait_for_peers
+from tests.swarm.helpers import FLEET, Node, assert_holds_all, start_node, wait_for_peers
 
 
 async def test_two_engines_one_holding_the_version_the_other_fetches_it_from_it() -> None:
@@ -219,4 +224,50 @@ async def test_the_upload_cap_paces_what_a_peer_serves() -> None:
         # At most a second's burst, then the rate, plus the piece that went into debt.
         assert took >= (total - rate - piece) / rate * 0.9
         assert counters.bytes_from_peers == total
+        nursery.cancel_scope.cancel()
+
+
+async def silent_peer(address: PeerAddress, version: SyntheticVersion, proved: trio.Event) -> None:
+    """A peer that completes the handshake, announces the whole version, then goes silent
+    with its socket open (a host that froze): it answers nothing, not even a ping."""
+    stream = await trio.open_tcp_stream(address.host, address.port)
+    conn = PeerConnection(PeerConfig(SigningKey.generate(), FLEET, agent="frozen"), True)
+    conn.start(trio.current_time())
+    await stream.send_all(conn.data_to_send())
+    while not proved.is_set():
+        data = await stream.receive_some(65536)
+        for event in conn.receive_data(data, trio.current_time()):
+            if isinstance(event, Established):
+                conn.prove_access([version.access], trio.current_time())
+            elif isinstance(event, AccessProved):
+                count = len(version.table)
+                bits = Bitfield.full(count).to_bytes()
+                conn.send(BitfieldMessage(event.dataset, version.table.id, count, bits), 0.0)
+                proved.set()
+        await stream.send_all(conn.data_to_send())
+    await trio.sleep_forever()
+
+
+async def test_a_peer_that_goes_silent_is_noticed_and_its_pieces_come_from_the_store() -> None:
+    version = synthetic_version("frozen", pieces=16)
+    store = MemoryStore(version.packs)
+    async with trio.open_nursery() as nursery:
+        fetcher = await start_node(
+            nursery, store, version, idle_timeout=1.0, keepalive_interval=0.3
+        )
+        proved = trio.Event()
+        nursery.start_soon(silent_peer, fetcher.address, version, proved)
+        with trio.fail_after(5):
+            await proved.wait()
+            while not fetcher.engine.announced(version.table.id):
+                await trio.sleep(0.01)
+        with trio.fail_after(10):
+            counters = await fetcher.engine.fetch(version.table, version.access.access_id)
+        assert counters.complete and counters.bytes_from_peers == 0
+        assert_holds_all(fetcher, version)
+        with trio.fail_after(5):  # the idle timeout: nothing received for a second
+            while fetcher.engine.connected():
+                await trio.sleep(0.05)
+        [peer] = fetcher.engine.status().peers
+        assert peer.state == "gone" and peer.last_error == "nothing received from the peer"
         nursery.cancel_scope.cancel()
