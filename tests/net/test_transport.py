@@ -1,0 +1,121 @@
+"""The trio transport: a thin loop around PeerConnection over real loopback sockets."""
+
+from __future__ import annotations
+
+import trio
+from nacl.signing import SigningKey
+
+from aetherfs.net.transport import PeerAddress, PeerLink, dial, peer_address
+from aetherfs.protocol.admission import FleetSecret
+from aetherfs.protocol.connection import PeerConfig, PeerConnection
+from aetherfs.protocol.events import ConnectionClosed, Established, Event
+from aetherfs.protocol.messages import Reason
+from aetherfs.swarm.memory import MemoryStore, synthetic_version
+from tests.swarm.helpers import start_node, wait_for_peers
+
+FLEET = FleetSecret(bytes(range(32)))
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.closed = trio.Event()
+
+    def __call__(self, link: PeerLink, events: list[Event]) -> None:
+        self.events.extend(events)
+        if any(isinstance(e, ConnectionClosed) for e in events):
+            self.closed.set()
+
+    def closes(self) -> list[ConnectionClosed]:
+        return [e for e in self.events if isinstance(e, ConnectionClosed)]
+
+
+def connection(initiator: bool, **timers: float) -> PeerConnection:
+    return PeerConnection(PeerConfig(SigningKey.generate(), FLEET, **timers), initiator)
+
+
+async def serve_one(
+    nursery: trio.Nursery, recorder: Recorder, **timers: float
+) -> tuple[PeerAddress, list[PeerLink]]:
+    """A listener that runs one PeerLink per connection it accepts."""
+    [listener] = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    links: list[PeerLink] = []
+
+    async def handler(stream: trio.SocketStream) -> None:
+        link = PeerLink(stream, connection(False, **timers), peer_address(stream), recorder)
+        links.append(link)
+        await link.run()
+
+    nursery.start_soon(trio.serve_listeners, handler, [listener])
+    return PeerAddress("127.0.0.1", listener.socket.getsockname()[1]), links
+
+
+async def test_a_silent_client_is_closed_by_the_handshake_timeout() -> None:
+    recorder = Recorder()
+    async with trio.open_nursery() as nursery:
+        address, links = await serve_one(nursery, recorder, handshake_timeout=0.3)
+        raw = await dial(address)
+        started = trio.current_time()
+        with trio.fail_after(3):
+            while await raw.receive_some(65536):
+                pass  # the server's Hello, then the end of the stream
+        took = trio.current_time() - started
+        assert 0.25 <= took < 1.5
+        [closed] = recorder.closes()
+        assert closed.reason is Reason.HANDSHAKE_TIMEOUT
+        assert links[0].done.is_set()
+        nursery.cancel_scope.cancel()
+
+
+async def test_two_links_handshake_and_a_peer_closing_is_reported_once_as_lost() -> None:
+    server, client = Recorder(), Recorder()
+    async with trio.open_nursery() as nursery:
+        address, links = await serve_one(nursery, server)
+        link = PeerLink(await dial(address), connection(True), address, client)
+        nursery.start_soon(link.run)
+        with trio.fail_after(3):
+            while not any(isinstance(e, Established) for e in server.events):
+                await trio.sleep(0.01)
+            while not any(isinstance(e, Established) for e in client.events):
+                await trio.sleep(0.01)
+        assert link.bytes_sent > 0 and link.bytes_received > 0
+        await links[0].stream.aclose()  # the server's socket goes away without a goodbye
+        with trio.fail_after(3):
+            await client.closed.wait()
+            await link.done.wait()
+        [closed] = client.closes()
+        assert closed.reason is Reason.CONNECTION_LOST and closed.by_peer
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_goodbye_is_sent_before_the_socket_closes() -> None:
+    server, client = Recorder(), Recorder()
+    async with trio.open_nursery() as nursery:
+        address, _links = await serve_one(nursery, server)
+        link = PeerLink(await dial(address), connection(True), address, client)
+        nursery.start_soon(link.run)
+        with trio.fail_after(3):
+            while not any(isinstance(e, Established) for e in client.events):
+                await trio.sleep(0.01)
+        link.close(Reason.NORMAL, "bye")
+        with trio.fail_after(3):
+            await server.closed.wait()
+        [closed] = server.closes()
+        assert closed.reason is Reason.NORMAL and closed.by_peer and closed.text == "bye"
+        nursery.cancel_scope.cancel()
+
+
+async def test_two_engines_dialling_each_other_keep_one_connection() -> None:
+    version = synthetic_version("pair", pieces=4)
+    store = MemoryStore(version.packs)
+    async with trio.open_nursery() as nursery:
+        a = await start_node(nursery, store, version)
+        b = await start_node(nursery, store, version, peers=[a.address])
+        a.engine.dial(b.address)
+        await wait_for_peers([a, b], version, 1)
+        await trio.sleep(1.0)  # both diallers had their chance to dial again
+        for node in (a, b):
+            status = node.engine.status()
+            assert status.connections == 1
+            assert [p.state for p in status.peers] == ["open"]
+        nursery.cancel_scope.cancel()
