@@ -11,12 +11,14 @@ cd "$(dirname "$0")/.."
 
 sizes=()
 if [[ "${1:-}" == "--quick" ]]; then
-  sizes=(--total-mib 16 --files 20 --record-mib 8)
+  sizes=(--total-mib 16 --files 20)
+  records=(--record-mib 8)
   rows=(--rows 20000)
   small=(--small-mib 4 --huge-mib 32 --repeat 1)
 else
   rows=()
   small=()
+  records=()
 fi
 
 missing=()
@@ -48,9 +50,9 @@ fi
 
 started=$(date +%s)
 echo "== chunk sweep"
-python -m benchmarks.chunk_sweep --work "$work" --out "$out" "${sizes[@]}" "${rows[@]}"
+python -m benchmarks.chunk_sweep --work "$work" --out "$out" "${sizes[@]}" "${rows[@]}" "${records[@]}"
 echo "== side by side"
-python -m benchmarks.compare --work "$work" --out "$out" "${sizes[@]}" "${rows[@]}"
+python -m benchmarks.compare --work "$work" --out "$out" "${sizes[@]}" "${rows[@]}" "${records[@]}"
 echo "== throughput and memory"
 python -m benchmarks.throughput --work "$work" --out "$out" "${sizes[@]}" "${small[@]}"
 python -m benchmarks.report --results "$out" --out "$doc"
