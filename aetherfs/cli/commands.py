@@ -16,7 +16,7 @@ from aetherfs.cli.output import human_bytes, print_json, table, when
 from aetherfs.cli.progress import byte_progress
 from aetherfs.core.ids import ManifestId
 from aetherfs.core.names import Ref, check_dataset_name, check_tag
-from aetherfs.core.tags import SignedTag, TagHistory, TagScan
+from aetherfs.core.tags import SignedTag, TagHistory
 from aetherfs.core.trust import TrustedTag
 from aetherfs.errors import IntegrityError, InvalidInput, NotFound
 from aetherfs.fetch.sources import BlockSource, CacheSource, StoreSource
@@ -28,7 +28,7 @@ from aetherfs.ops.gc import collect_garbage
 from aetherfs.ops.pull import pull_manifest
 from aetherfs.ops.push import push_directory
 from aetherfs.ops.scan import scan_directory
-from aetherfs.repository import Repository, StoreInfo, StoreRepository
+from aetherfs.repository import Repository, StoreInfo
 from aetherfs.store import layout, open_store
 from aetherfs.trust import TRUST_DIR, TrustStore
 
@@ -236,11 +236,7 @@ def repair(ctx: Context, ref: Ref, args: argparse.Namespace) -> int:
 def tags(ctx: Context, args: argparse.Namespace) -> int:
     dataset = check_dataset_name(args.dataset)
     repo = ctx.repository()
-    # A hub lists tags through its API, which has no damaged-tag listing yet: all or an error.
-    if isinstance(repo, StoreRepository):
-        scan = repo.scan_tags(dataset)
-    else:
-        scan = TagScan(repo.list_tags(dataset), {})
+    scan = repo.scan_tags(dataset)  # through a hub too: the hub names the damaged ones
     found = scan.histories
     if not found and not scan.damaged:
         raise NotFound(f"dataset {dataset} has no tags (see `aetherfs ls`)")

@@ -63,6 +63,7 @@ def hub_config(args: argparse.Namespace) -> HubConfig:
         insecure=args.insecure,
         oidc=oidc,
         poll_interval=args.poll_interval,
+        cert_days=args.cert_days,
     )
 
 
@@ -248,6 +249,13 @@ def register(
         default=1.0,
         metavar="SECONDS",
         help="how often watched datasets' tags are re-read from the store",
+    )
+    hub.add_argument(
+        "--cert-days",
+        type=float,
+        default=30.0,
+        metavar="DAYS",
+        help="how long the agent certificates it issues are valid (default 30; a fraction too)",
     )
     common(hub)
     hub.set_defaults(run=serve)

@@ -67,7 +67,12 @@ class Hub:
 
     @classmethod
     def create(cls, config: HubConfig, repo: StoreRepository, http: httpx.AsyncClient) -> Hub:
-        service = HubService(repo, config.acl_cache_seconds, config.tag_cache_seconds)
+        service = HubService(
+            repo,
+            config.acl_cache_seconds,
+            config.tag_cache_seconds,
+            cert_lifetime=config.cert_days * 86400.0,
+        )
         limiter = trio.CapacityLimiter(config.store_threads)
         oidc = OidcVerifier(config.oidc, http) if config.oidc else None
         auth = Authenticator(service.tokens, oidc, limiter, config.token_cache_seconds)
@@ -322,9 +327,13 @@ def build_app(hub: Hub, extra_routes: list[BaseRoute] | None = None) -> ASGIApp:
 
     d = "/v1/datasets/{dataset:dataset}/-"
 
-    @app.get(d + "/tags", summary="the current record of each tag")
+    @app.get(
+        d + "/tags",
+        summary="the current record of each tag that verifies (the dataset names the others)",
+    )
     async def list_tags(who: Who, dataset: DatasetPath) -> dict[str, models.Tag]:
-        return await hub.run(service.list_tags, who, check_dataset_name(dataset))
+        listing = await hub.run(service.list_tags, who, check_dataset_name(dataset))
+        return listing.tags
 
     @app.get(
         d + "/tags/{tag}",
@@ -597,6 +606,15 @@ def build_app(hub: Hub, extra_routes: list[BaseRoute] | None = None) -> ASGIApp:
         public_key = bytes.fromhex(body.public_key)
         issued = await hub.run(service.enrol, body.join_token, body.agent, public_key)
         return JSONResponse(issued.model_dump(), 201, headers={"Cache-Control": "no-store"})
+
+    @app.post(
+        "/v1/fleet/renew",
+        response_model=models.Renewed,
+        summary="an agent renews its certificate (its API token; signed by the certified key)",
+    )
+    async def renew(who: Who, body: models.Renew) -> Response:
+        renewed = await hub.run(service.renew_certificate, who, body.certificate, body.signature)
+        return JSONResponse(renewed.model_dump(), headers={"Cache-Control": "no-store"})
 
     @app.get("/v1/fleet/revocations", summary="the signed revocation list")
     async def revocations(who: Who) -> models.Revocations:

@@ -60,6 +60,9 @@ class HubConfig:
     grpc_watch_per_principal: int = 8
     # Uploads (PutPack, PutManifest) in flight at once; each holds up to a pack in memory.
     grpc_uploads: int = 4
+    # How long an agent certificate the hub issues (enrolment or renewal) is valid; agents
+    # renew between half and seven tenths of it (docs/peers.md). Tests issue short ones.
+    cert_days: float = 30.0
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
@@ -67,6 +70,8 @@ class HubConfig:
             raise InvalidInput("grpc_watch_streams must leave some of grpc_threads for unary calls")
         if self.grpc_watch_per_principal < 1 or self.grpc_uploads < 1:
             raise InvalidInput("grpc_watch_per_principal and grpc_uploads must be 1 or more")
+        if not 0 < self.cert_days <= 3660:
+            raise InvalidInput("--cert-days must be above 0 and at most 3660 (ten years)")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise InvalidInput("TLS needs both --tls-cert and --tls-key")
         for address in (self.listen, self.grpc_listen):

@@ -1,5 +1,6 @@
 """Agent enrolment: a join token (made by an admin, single use, short-lived) is exchanged once
-for a certificate over the agent's public key and an agent API token; admins revoke
+for a certificate over the agent's public key and an agent API token; before it expires the
+agent renews it (its API token, and a signature by the certified key); admins revoke
 certificates into a signed revocation list that agents fetch and gossip."""
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ import secrets
 import time
 from typing import Any
 
-from aetherfs.errors import Conflict, InvalidInput, NotFound
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from aetherfs.errors import Conflict, Forbidden, InvalidInput, NotFound
 from aetherfs.hub import layout
 from aetherfs.hub.auth import BAD_CREDENTIALS, Principal, TokenRegistry, token_hash
 from aetherfs.hub.errors import Unauthenticated
@@ -20,6 +24,9 @@ from aetherfs.repository import StoreRepository
 from aetherfs.repository.cas import compare_and_swap
 
 JOIN_PREFIX = "afj_"
+# What an agent signs with its identity key to renew (docs/peers.md, "Renewal"): the context
+# keeps the signature from being taken for one over anything else.
+RENEWAL_CONTEXT = b"aetherfs certificate renewal\0"
 
 
 class Enrolment:
@@ -68,6 +75,12 @@ class Enrolment:
         if len(public_key) != 32:
             raise InvalidInput("public_key must be a 32-byte Ed25519 key (64 hex digits)")
         self._spend(join_token)
+        issued = self._issue(agent, public_key)
+        issued["token"] = TokenRegistry(self.store).create(agent, "agent")
+        return issued
+
+    def _issue(self, agent: str, public_key: bytes) -> dict[str, Any]:
+        """Sign a new certificate (new serial, `cert_lifetime` from now) and record it."""
         now = time.time()
         cert = AgentCertificate(
             self.fleet_id, agent, public_key, secrets.token_hex(16), now, now + self.cert_lifetime
@@ -75,15 +88,46 @@ class Enrolment:
         signed = cert.sign(self.fleet_key)
         record = {"agent": agent, "key": public_key.hex(), "issued": now, "expires": cert.expires}
         self.store.put(layout.cert_key(cert.serial), json.dumps(record).encode())
-        api_token = TokenRegistry(self.store).create(agent, "agent")
         return {
             "fleet": self.fleet_id,
             "fleet_public_key": self.fleet_public.hex(),
             "certificate": base64.b64encode(signed).decode(),
             "serial": cert.serial,
             "expires": cert.expires,
-            "token": api_token,
         }
+
+    def renew(self, agent: str, certificate: str, signature: str) -> dict[str, Any]:
+        """A new certificate for the same agent and key, for `agent` (the caller's API token
+        names it) presenting its certificate and a signature over it by the certified key.
+
+        The certificate must be this fleet's, issued here, unexpired and not revoked.
+        """
+        try:
+            signed = base64.b64decode(certificate, validate=True)
+            proof = bytes.fromhex(signature)
+        except ValueError:
+            raise InvalidInput("certificate must be base64 and signature hex") from None
+        revoked, _ = self.revocations()
+        # IntegrityError (not this fleet's key) or Forbidden (expired, revoked), in words.
+        cert = AgentCertificate.verify(signed, self.fleet_public, time.time(), revoked.serials)
+        if cert.fleet != self.fleet_id:
+            raise Forbidden(f"the certificate is of fleet {cert.fleet}, not of this hub's")
+        if cert.agent != agent:
+            raise Forbidden(
+                f"not allowed: the certificate is agent {cert.agent}'s; an agent renews its own"
+            )
+        if not self.store.exists(layout.cert_key(cert.serial)):
+            raise Forbidden(f"the certificate {cert.serial} was not issued by this fleet's hubs")
+        try:
+            VerifyKey(cert.key).verify(RENEWAL_CONTEXT + signed, proof)
+        except (BadSignatureError, ValueError, TypeError):
+            raise Forbidden(
+                "the renewal is not signed by the certified key: sign "
+                "`aetherfs certificate renewal\\0` + certificate with the agent's identity key"
+            ) from None
+        issued = self._issue(cert.agent, cert.key)
+        issued["previous"] = cert.serial
+        return issued
 
     def revocations(self) -> tuple[RevocationList, bytes]:
         try:

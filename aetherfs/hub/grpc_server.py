@@ -190,8 +190,11 @@ class HubServicer(pb_grpc.HubServicer):
         return pb.Empty()
 
     def ListTags(self, request: pb.DatasetRef, context: grpc.ServicerContext) -> pb.TagList:
-        tags = self._call(context, lambda who: self.service.list_tags(who, request.dataset))
-        return pb.TagList(tags=[_tag(doc) for doc in tags.values()])
+        listing = self._call(context, lambda who: self.service.list_tags(who, request.dataset))
+        return pb.TagList(
+            tags=[_tag(doc) for doc in listing.tags.values()],
+            damaged=[pb.DamagedTag(tag=t, reason=why) for t, why in listing.damaged.items()],
+        )
 
     def GetTag(self, request: pb.TagRef, context: grpc.ServicerContext) -> pb.Tag:
         return _tag(

@@ -143,16 +143,31 @@ class Tag(Model):
         )
 
 
+_DAMAGED = (
+    "tags whose stored record does not verify, left out of `tags`; a store admin repairs one "
+    "with `aetherfs tag --repair NAME:TAG`"
+)
+
+
 class DatasetSummary(Model):
     name: str
     tags: dict[str, str] = Field(description="tag -> manifest id")
     updated: float | None
+    damaged: list[str] = Field(default_factory=list, description=_DAMAGED)
+
+
+class TagListing(Model):
+    """A dataset's tags as read: each one that verifies, and why each other one does not."""
+
+    tags: dict[str, Tag]
+    damaged: dict[str, str] = Field(default_factory=dict, description="tag -> why: " + _DAMAGED)
 
 
 class Dataset(Model):
     name: str
     created: float | None
     tags: dict[str, Tag]
+    damaged: dict[str, str] = Field(default_factory=dict, description="tag -> why: " + _DAMAGED)
 
 
 class DatasetName(Model):
@@ -250,6 +265,17 @@ class Enrolled(Model):
     token: str = Field(description="the agent's API token")
 
 
+class Renewed(Model):
+    """A renewal's answer: the enrolment's shape, without a new API token (the agent's stays)."""
+
+    fleet: str
+    fleet_public_key: str
+    certificate: str = Field(description="base64 of the new signed agent certificate")
+    serial: str
+    expires: float
+    previous: str = Field(description="the serial of the certificate renewed")
+
+
 class Revoked(Model):
     seq: int
     serials: list[str]
@@ -286,6 +312,15 @@ class Enrol(Model):
     join_token: StrictStr
     agent: AgentId
     public_key: Annotated[StrictStr, Field(pattern=HEX64)]
+
+
+class Renew(Model):
+    certificate: StrictStr = Field(max_length=4096, description="base64 of the certificate held")
+    signature: StrictStr = Field(
+        pattern="^[0-9a-f]{128}$",
+        description="hex Ed25519 signature by the certified key over "
+        "b'aetherfs certificate renewal\\0' + certificate",
+    )
 
 
 class Revoke(Model):

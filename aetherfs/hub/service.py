@@ -13,10 +13,10 @@ import time
 from typing import Any
 
 from aetherfs.core.ids import ManifestId, PackId
-from aetherfs.core.manifest import MAX_MANIFEST_BYTES, Manifest, open_manifest
+from aetherfs.core.manifest import Manifest
 from aetherfs.core.names import check_dataset_name, check_tag
-from aetherfs.core.tags import SignedTag, TagHistory, TagRecord
-from aetherfs.errors import Conflict, Forbidden, IntegrityError, InvalidInput, NotFound, echo
+from aetherfs.core.tags import SignedTag, TagHistory, TagScan
+from aetherfs.errors import Forbidden, IntegrityError, InvalidInput, NotFound, echo
 from aetherfs.hub import layout as hub_layout
 from aetherfs.hub import models
 from aetherfs.hub.acl import AclStore, check_subject
@@ -28,7 +28,6 @@ from aetherfs.hub.errors import Unauthenticated
 from aetherfs.hub.models import Tag
 from aetherfs.ops import compare
 from aetherfs.repository import StoreRepository
-from aetherfs.repository.cas import compare_and_swap
 from aetherfs.store import layout
 
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -54,19 +53,24 @@ class HubService:
         acl_cache_seconds: float = 0.0,
         tag_cache_seconds: float = 0.0,
         pack_scope_seconds: float = 30.0,
+        cert_lifetime: float = 30 * 86400.0,
     ) -> None:
         self.repo = repo
         self.store = repo.store
         self.tokens = TokenRegistry(repo.store)
         self.acls = AclStore(repo.store, acl_cache_seconds)
         self.audit = AuditLog(repo.store)
-        self.enrolment = Enrolment(repo)
+        self.enrolment = Enrolment(repo, cert_lifetime)
         # Opened manifests (immutable); tag heads and existing datasets for the file server
         # (short-lived; this hub's own moves replace them at once); each dataset's packs.
         self.manifests = ManifestCache(repo.get_manifest)
         self._heads: Lru[tuple[str, str], SignedTag] = Lru(1024, tag_cache_seconds)
         self._existing: Lru[str, bool] = Lru(1024, tag_cache_seconds)
-        self.packs = PackScope(repo.list_tags, self.manifests, pack_scope_seconds)
+        # A damaged tag lends no pack; the dataset's other tags still do.
+        self.packs = PackScope(self._good_tags, self.manifests, pack_scope_seconds)
+
+    def _good_tags(self, dataset: str) -> dict[str, TagHistory]:
+        return self.repo.scan_tags(dataset).histories
 
     # Access -------------------------------------------------------------------------------
     def require(self, principal: Principal | None, dataset: str, role: str) -> None:
@@ -96,7 +100,7 @@ class HubService:
             known = self._existing.get(dataset)
             if known is not None:
                 return known
-        exists = self.store.exists(layout.dataset_key(dataset))
+        exists = self.repo.dataset_exists(dataset)
         self._existing.put(dataset, exists)
         return exists
 
@@ -105,35 +109,29 @@ class HubService:
         for name in self.repo.list_datasets():
             if not self.acls.allowed(principal, name, "read"):
                 continue
-            tags = self.repo.list_tags(name)
+            scan = self.repo.scan_tags(name)  # a damaged tag hides neither the others nor it
+            tags = scan.histories
             found.append(
                 models.DatasetSummary(
                     name=name,
                     tags={t: h.current.record.manifest_id.hex() for t, h in sorted(tags.items())},
                     updated=max((h.current.record.time for h in tags.values()), default=None),
+                    damaged=sorted(scan.damaged),
                 )
             )
         return found
 
     def get_dataset(self, principal: Principal | None, dataset: str) -> models.Dataset:
         self.require(principal, dataset, "read")
-        try:
-            meta = json.loads(self.store.get(layout.dataset_key(dataset)))
-        except NotFound:
-            raise NotFound(f"dataset {dataset} does not exist") from None
-        tags = self.repo.list_tags(dataset)
+        meta = self.repo.dataset_info(dataset)
+        listing = self._listing(self.repo.scan_tags(dataset))
         return models.Dataset(
-            name=dataset,
-            created=meta.get("created"),
-            tags={t: Tag.of(h.current) for t, h in sorted(tags.items())},
+            name=dataset, created=meta.created, tags=listing.tags, damaged=listing.damaged
         )
 
     def create_dataset(self, principal: Principal | None, dataset: str) -> models.DatasetName:
         who = self.require_admin(principal)
-        check_dataset_name(dataset)
-        if self.dataset_exists(dataset):
-            raise Conflict(f"dataset {dataset} already exists")
-        self.repo.ensure_dataset(dataset)
+        self.repo.create_dataset(dataset)  # Conflict if it exists
         self._existing.put(dataset, True)
         self.acls.set(dataset, who.subject, "admin")
         self.audit.record(who, "dataset.create", dataset)
@@ -142,13 +140,9 @@ class HubService:
     def delete_dataset(self, principal: Principal | None, dataset: str) -> None:
         """Forget the dataset's tags, metadata and grants (blocks and manifests stay)."""
         self.require(principal, dataset, "admin")
-        if not self.dataset_exists(dataset):
-            raise NotFound(f"dataset {dataset} does not exist")
-        for key in list(self.store.list(layout.tags_prefix(dataset))):
-            self.store.delete(key)
+        self.repo.delete_dataset(dataset)  # NotFound if it does not exist
         for key in list(self.store.list(hub_layout.uploads_prefix(dataset))):
             self.store.delete(key)
-        self.store.delete(layout.dataset_key(dataset))
         self.acls.drop(dataset)
         self._existing.put(dataset, False)
         self._heads.drop(lambda key: key[0] == dataset)
@@ -156,11 +150,20 @@ class HubService:
         self.audit.record(principal, "dataset.delete", dataset)
 
     # Tags ---------------------------------------------------------------------------------
-    def list_tags(self, principal: Principal | None, dataset: str) -> dict[str, Tag]:
+    def list_tags(self, principal: Principal | None, dataset: str) -> models.TagListing:
+        """The current record of every tag that verifies, and why each other one does not:
+        a damaged tag is named, and hides none of the others."""
         self.require(principal, dataset, "read")
         if not self.dataset_exists(dataset):
             raise NotFound(f"dataset {dataset} does not exist")
-        return {t: Tag.of(h.current) for t, h in sorted(self.repo.list_tags(dataset).items())}
+        return self._listing(self.repo.scan_tags(dataset))
+
+    @staticmethod
+    def _listing(scan: TagScan) -> models.TagListing:
+        return models.TagListing(
+            tags={t: Tag.of(h.current) for t, h in sorted(scan.histories.items())},
+            damaged=dict(sorted(scan.damaged.items())),
+        )
 
     def tag_heads(self, dataset: str) -> dict[str, tuple[int, str]]:
         """tag -> (seq, manifest hex), unchecked access: the watcher's cheap view.
@@ -169,7 +172,7 @@ class HubService:
         set and the file server's tag heads.
         """
         read_at = time.monotonic()
-        tags = self.repo.list_tags(dataset)
+        tags = self._good_tags(dataset)
         self.packs.update(dataset, tags, read_at)
         for tag, history in tags.items():
             self._heads.put((dataset, tag), history.current)
@@ -205,34 +208,9 @@ class HubService:
             raise NotFound(f"dataset {dataset} does not exist: an admin creates it first")
         # The manifest must be there (and be this dataset's) before any tag names it.
         self._open_manifest(dataset, manifest_id)
-        key = layout.tag_key(dataset, tag)
-        keyring = self.repo.keyring
-
-        def append(raw: bytes | None) -> tuple[bytes | None, tuple[SignedTag, bool]]:
-            history = TagHistory.from_bytes(raw, keyring.trusted) if raw is not None else None
-            seq = history.current.record.seq if history else 0
-            if expect_seq is not None and expect_seq != seq:
-                raise Conflict(
-                    f"{dataset}:{tag} is at seq {seq}, not {expect_seq}: it moved meanwhile; "
-                    "read it again and retry"
-                )
-            if history and history.current.record.manifest_id == manifest_id:
-                return None, (history.current, False)
-            record = TagRecord(
-                dataset,
-                tag,
-                manifest_id,
-                seq + 1,
-                time.time(),
-                bytes(keyring.signing_key.verify_key),
-            )
-            signed = SignedTag.sign(record, keyring.signing_key)
-            updated = history.advanced(signed) if history else TagHistory((signed,))
-            return updated.to_bytes(), (signed, True)
-
-        busy = f"{dataset}:{tag} is being updated by many writers at once; retry"
-        signed, moved = compare_and_swap(self.store, key, append, busy)
-        if moved:
+        update = self.repo.update_tag(dataset, tag, manifest_id, expect_seq)
+        signed = update.signed
+        if update.moved:
             seq = signed.record.seq
             self.audit.record(
                 principal, "tag.set", dataset, tag=tag, manifest=manifest_id.hex(), seq=seq
@@ -267,20 +245,18 @@ class HubService:
 
     # Manifests ----------------------------------------------------------------------------
     def _open_manifest(self, dataset: str, manifest_id: ManifestId) -> bytes:
+        """The stored bytes, checked by the repository to be this dataset's manifest."""
         try:
-            stored = self.store.get(layout.manifest_key(manifest_id))
+            return self.repo.verified_manifest(dataset, manifest_id).stored
         except NotFound:
             raise NotFound(
                 f"manifest {manifest_id.short()} is not in the store; put it first"
             ) from None
-        try:
-            open_manifest(manifest_id, stored, dataset, self.repo.keyring.dataset_key(dataset))
         except IntegrityError:
             # Another dataset's manifest (or a damaged one): not this dataset's to serve.
             raise NotFound(
                 f"manifest {manifest_id.short()} is not a manifest of {dataset}"
             ) from None
-        return stored
 
     def get_manifest(
         self, principal: Principal | None, dataset: str, manifest_id: ManifestId
@@ -293,36 +269,15 @@ class HubService:
     ) -> bool:
         """Store a sealed manifest after checking its id, its key and every path in it."""
         self.require(principal, dataset, "write")
-        if len(stored) > MAX_MANIFEST_BYTES:
-            raise InvalidInput("manifest too large")
-        if ManifestId.of(stored) != manifest_id:
-            raise IntegrityError(f"the bytes sent do not hash to manifest {manifest_id.short()}")
-        manifest = open_manifest(
-            manifest_id, stored, dataset, self.repo.keyring.dataset_key(dataset)
-        )
-        if manifest.base is not None and not self.store.exists(layout.manifest_key(manifest.base)):
-            raise NotFound(
-                f"manifest {manifest_id.short()} is a delta on {manifest.base.short()}, which "
-                "is not in the store: put the base first"
-            )
+
         # No manifest (so no tag) may name a block the store cannot serve, nor a pack that is
         # neither the dataset's already nor sent through its path: else a writer who learnt
         # another dataset's pack id could tag a manifest naming it, then read it from here.
-        packs: set[PackId] = set()
-        for ref in manifest.unique_blocks().values():
-            if ref.pack is None:
-                raise IntegrityError(f"block {ref.id.short()} has no pack: upload packs first")
-            packs.add(ref.pack)
-        for pack_id in sorted(packs):
-            if not self.store.exists(layout.pack_key(pack_id)) or not (
-                self.store.exists(hub_layout.upload_key(dataset, pack_id.hex()))
-                or self.packs.allows(dataset, pack_id)
-            ):
-                raise NotFound(
-                    f"pack {pack_id.short()} is not in the store as a pack of {dataset}: "
-                    f"upload it through {dataset} first"
-                )
-        created = self.store.put_if_absent(layout.manifest_key(manifest_id), stored)
+        def may_use(pack_id: PackId) -> bool:
+            sent = self.store.exists(hub_layout.upload_key(dataset, pack_id.hex()))
+            return sent or self.packs.allows(dataset, pack_id)
+
+        created = self.repo.put_manifest(dataset, manifest_id, stored, may_use)
         if created:
             self.audit.record(principal, "manifest.put", dataset, manifest=manifest_id.hex())
         return created
@@ -445,6 +400,21 @@ class HubService:
             Principal("agent", agent, via="join"), "fleet.enrol", None, serial=issued.serial
         )
         return issued
+
+    def renew_certificate(
+        self, principal: Principal | None, certificate: str, signature: str
+    ) -> models.Renewed:
+        """A fresh certificate for the calling agent's key (docs/peers.md, "Renewal")."""
+        who = _need_login(principal)
+        if who.kind != "agent":
+            raise Forbidden("not allowed: an agent renews its own certificate, with its token")
+        renewed = models.Renewed.model_validate(
+            self.enrolment.renew(who.name, certificate, signature)
+        )
+        self.audit.record(
+            who, "fleet.renew", None, serial=renewed.serial, previous=renewed.previous
+        )
+        return renewed
 
     def revoke_certificates(
         self, principal: Principal | None, serial: str | None, agent: str | None

@@ -5,8 +5,10 @@ a store held directly with its keyring, and `HubRepository` (`hub_backed.py`), e
 request to a hub (`hub_client.py`). Both verify what they read the same way (`reading.py`).
 Every pack and block call names its dataset, so one repository serves several datasets from
 several threads at once (through a hub each dataset's ACL decides which packs it reaches).
-What only a store's owner can do (gc, tag repair, damaged-tag scans, the hub's own objects)
-exists on `StoreRepository` alone; a caller that needs it asks for one.
+Both list a dataset's tags setting aside the ones that do not verify (`scan_tags`). What only
+a store's owner can do (gc, tag repair, verified manifest uploads, dataset creation and
+deletion, the hub's own objects) exists on `StoreRepository` alone; a caller that needs it
+asks for one.
 
 The layer imports only `core`, `errors`, `store`, `config`, `http` and itself (with the keyring
 file, `keys.py`, and the record spool, `spool.py`): `tests/test_layers.py` checks it.
@@ -21,11 +23,27 @@ from aetherfs.core.blocks import BlockRef
 from aetherfs.core.ids import BlockId, ManifestId, PackId
 from aetherfs.core.manifest import Manifest
 from aetherfs.core.packs import ReadRange
-from aetherfs.core.tags import SignedTag, TagHistory
-from aetherfs.repository.store_backed import StoreInfo, StoreRepository, open_keyring
+from aetherfs.core.tags import SignedTag, TagHistory, TagScan
+from aetherfs.repository.store_backed import (
+    DatasetInfo,
+    StoreInfo,
+    StoreRepository,
+    TagUpdate,
+    VerifiedManifest,
+    open_keyring,
+)
 from aetherfs.store.base import Store
 
-__all__ = ["Keys", "Repository", "StoreInfo", "StoreRepository", "open_keyring"]
+__all__ = [
+    "DatasetInfo",
+    "Keys",
+    "Repository",
+    "StoreInfo",
+    "StoreRepository",
+    "TagUpdate",
+    "VerifiedManifest",
+    "open_keyring",
+]
 
 
 class Keys(Protocol):
@@ -91,6 +109,17 @@ class Repository(Protocol):
 
     def resolve(self, dataset: str, tag: str) -> SignedTag: ...
 
-    def list_tags(self, dataset: str) -> dict[str, TagHistory]: ...
+    def list_tags(self, dataset: str) -> dict[str, TagHistory]:
+        """Every tag's history; one that cannot be trusted is an error (gc must see them all)."""
+        ...
 
-    def set_tag(self, dataset: str, tag: str, manifest_id: ManifestId) -> SignedTag: ...
+    def scan_tags(self, dataset: str) -> TagScan:
+        """Every tag's history that verifies, and why each other one was left out."""
+        ...
+
+    def set_tag(
+        self, dataset: str, tag: str, manifest_id: ManifestId, expect_seq: int | None = None
+    ) -> SignedTag:
+        """Point the tag at a manifest; with `expect_seq` (0: new tag) only while the tag is
+        at that seq, else Conflict."""
+        ...

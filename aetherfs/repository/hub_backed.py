@@ -23,10 +23,17 @@ from aetherfs.core.ids import BlockId, ManifestId, PackId
 from aetherfs.core.manifest import Manifest
 from aetherfs.core.names import check_dataset_name, check_tag
 from aetherfs.core.packs import ReadRange
-from aetherfs.core.tags import SignedTag, TagHistory
+from aetherfs.core.tags import SignedTag, TagHistory, TagScan
 from aetherfs.errors import Forbidden, IntegrityError, KeyringError, NotFound
 from aetherfs.repository.hub_client import HubClient
-from aetherfs.repository.reading import ManifestReader, cut_verified, gather_blocks, known_blocks
+from aetherfs.repository.reading import (
+    ManifestReader,
+    cut_verified,
+    every_history,
+    gather_blocks,
+    known_blocks,
+    scan_histories,
+)
 from aetherfs.store.base import Store
 
 
@@ -131,15 +138,28 @@ class HubRepository:
         return self._verify(doc, dataset, tag)
 
     def list_tags(self, dataset: str) -> dict[str, TagHistory]:
-        return {tag: self.tag_history(dataset, tag) for tag in self.client.list_tags(dataset)}
+        """Every tag's history; one that cannot be trusted is an error, as on a store."""
+        return every_history(self.scan_tags(dataset))
+
+    def scan_tags(self, dataset: str) -> TagScan:
+        """Every tag's history, and why each one that cannot be trusted was left out: those
+        the hub found damaged on its store (the dataset names them), and those whose records
+        do not verify here."""
+        check_dataset_name(dataset)
+        doc = self.client.dataset(dataset)
+        damaged = {str(tag): f"hub: {why}" for tag, why in (doc.get("damaged") or {}).items()}
+        return scan_histories(self.tag_history, dataset, doc.get("tags") or {}, damaged)
 
     def known_blocks(self, dataset: str) -> Iterator[bytes]:
         return known_blocks(self.list_tags, self.get_manifest, dataset)
 
-    def set_tag(self, dataset: str, tag: str, manifest_id: ManifestId) -> SignedTag:
+    def set_tag(
+        self, dataset: str, tag: str, manifest_id: ManifestId, expect_seq: int | None = None
+    ) -> SignedTag:
         check_dataset_name(dataset)
         check_tag(tag)
-        return self._verify(self.client.set_tag(dataset, tag, manifest_id.hex()), dataset, tag)
+        doc = self.client.set_tag(dataset, tag, manifest_id.hex(), expect_seq)
+        return self._verify(doc, dataset, tag)
 
     # Datasets ---------------------------------------------------------------------------
     def list_datasets(self) -> list[str]:

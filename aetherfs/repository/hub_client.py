@@ -134,6 +134,11 @@ class HubClient:
         found: list[dict[str, Any]] = self.json("GET", "/v1/datasets")
         return found
 
+    def dataset(self, dataset: str) -> dict[str, Any]:
+        """The dataset document: its tags, and those the hub found damaged (`damaged`)."""
+        doc: dict[str, Any] = self.json("GET", self.dataset_path(dataset))
+        return doc
+
     def dataset_exists(self, dataset: str) -> bool:
         try:
             self.request("GET", self.dataset_path(dataset))

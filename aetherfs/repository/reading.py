@@ -17,8 +17,8 @@ from aetherfs.core.blocks import BlockRef, verify_block
 from aetherfs.core.ids import BlockId, ManifestId
 from aetherfs.core.manifest import MAX_DEPTH, Manifest, apply_delta, open_manifest
 from aetherfs.core.packs import ReadRange, plan_reads
-from aetherfs.core.tags import TagHistory
-from aetherfs.errors import IntegrityError
+from aetherfs.core.tags import TagHistory, TagScan
+from aetherfs.errors import IntegrityError, NotFound
 from aetherfs.spool import FileRecordSpool
 
 _OPENED_MANIFESTS = 16  # resolved manifests kept in memory: a delta's base is often reused
@@ -160,3 +160,30 @@ def known_blocks(
     for manifest_id in manifests:
         for entry in get_manifest(dataset, manifest_id).files:
             yield from as_block_list(entry.blocks).iter_records()
+
+
+def scan_histories(
+    tag_history: Callable[[str, str], TagHistory],
+    dataset: str,
+    tags: Iterable[str],
+    damaged: dict[str, str] | None = None,
+) -> TagScan:
+    """Read each tag's history, setting aside (with why) each one that does not verify;
+    `damaged`: tags already known to be, with why."""
+    scan = TagScan({}, dict(damaged or {}))
+    for tag in tags:
+        try:
+            scan.histories[tag] = tag_history(dataset, tag)
+        except IntegrityError as exc:
+            scan.damaged[tag] = str(exc)
+        except NotFound:
+            pass  # removed since it was listed
+    return scan
+
+
+def every_history(scan: TagScan) -> dict[str, TagHistory]:
+    """All of a dataset's histories, or IntegrityError naming a damaged one: what gc and
+    push need, since a tag they cannot read may name versions they must keep."""
+    for why in scan.damaged.values():
+        raise IntegrityError(why)
+    return scan.histories

@@ -11,32 +11,69 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from aetherfs.core.blocks import BlockRef
 from aetherfs.core.ids import BlockId, ManifestId, PackId
-from aetherfs.core.manifest import Manifest
+from aetherfs.core.manifest import MAX_MANIFEST_BYTES, Manifest, open_manifest
 from aetherfs.core.names import check_dataset_name, check_tag
 from aetherfs.core.packs import ReadRange
 from aetherfs.core.tags import Salvage, SignedTag, TagHistory, TagRecord, TagScan, salvage
 from aetherfs.core.trust import TrustedTag
-from aetherfs.errors import IntegrityError, KeyringError, NotFound
+from aetherfs.errors import Conflict, IntegrityError, InvalidInput, KeyringError, NotFound
 from aetherfs.keys import Keyring, Notice, keyring_path, load_keyring, save_keyring, to_stderr
 from aetherfs.repository.cas import compare_and_swap
 from aetherfs.repository.reading import (
     SPOOL_ABOVE,
     ManifestReader,
     cut_verified,
+    every_history,
     gather_blocks,
     known_blocks,
+    scan_histories,
 )
 from aetherfs.store import layout
 from aetherfs.store.base import Store
 
 STORE_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetInfo:
+    """A dataset's metadata as stored (`datasets/<name>/@dataset.json`)."""
+
+    name: str
+    created: float | None
+
+    def to_json(self) -> bytes:
+        return json.dumps({"name": self.name, "created": self.created}).encode()
+
+    @classmethod
+    def from_json(cls, name: str, raw: bytes) -> DatasetInfo:
+        try:
+            created = json.loads(raw).get("created")
+        except (ValueError, AttributeError):
+            created = None  # unreadable metadata names no time; the dataset still exists
+        return cls(name, float(created) if isinstance(created, int | float) else None)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedManifest:
+    """A manifest's sealed bytes, and the manifest they open to (a delta stays a delta)."""
+
+    stored: bytes
+    manifest: Manifest
+
+
+@dataclass(frozen=True, slots=True)
+class TagUpdate:
+    """What `update_tag` did: the tag's record now, and whether this call wrote it."""
+
+    signed: SignedTag
+    moved: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +233,54 @@ class StoreRepository:
         except NotFound:
             raise NotFound(f"manifest {manifest_id.short()} of {dataset} is missing") from None
 
+    def verified_manifest(
+        self, dataset: str, manifest_id: ManifestId, stored: bytes | None = None
+    ) -> VerifiedManifest:
+        """Check that a manifest is `dataset`'s and sound: its bytes hash to its id, open
+        with the dataset's key (which binds the dataset's name) and every entry validates.
+
+        `stored`: bytes to check (an upload not stored yet) instead of the store's copy.
+        NotFound if the store has no such manifest; IntegrityError if it is not this
+        dataset's or is damaged.
+        """
+        if stored is None:
+            stored = self._fetch_manifest(dataset, manifest_id)
+        elif len(stored) > MAX_MANIFEST_BYTES:
+            raise InvalidInput("manifest too large")
+        elif ManifestId.of(stored) != manifest_id:
+            raise IntegrityError(f"the bytes sent do not hash to manifest {manifest_id.short()}")
+        key = self.keyring.dataset_key(dataset)
+        return VerifiedManifest(stored, open_manifest(manifest_id, stored, dataset, key))
+
+    def put_manifest(
+        self,
+        dataset: str,
+        manifest_id: ManifestId,
+        stored: bytes,
+        may_use: Callable[[PackId], bool] = lambda _pack: True,
+    ) -> bool:
+        """Store sealed manifest bytes someone else sealed (a hub's upload), after checking
+        them (`verified_manifest`), that a delta's base is stored, and that every block is
+        in a stored pack that `may_use` allows; False if it was stored already."""
+        manifest = self.verified_manifest(dataset, manifest_id, stored).manifest
+        if manifest.base is not None and not self.store.exists(layout.manifest_key(manifest.base)):
+            raise NotFound(
+                f"manifest {manifest_id.short()} is a delta on {manifest.base.short()}, which "
+                "is not in the store: put the base first"
+            )
+        packs: set[PackId] = set()
+        for ref in manifest.unique_blocks().values():
+            if ref.pack is None:
+                raise IntegrityError(f"block {ref.id.short()} has no pack: upload packs first")
+            packs.add(ref.pack)
+        for pack_id in sorted(packs):
+            if not self.store.exists(layout.pack_key(pack_id)) or not may_use(pack_id):
+                raise NotFound(
+                    f"pack {pack_id.short()} is not in the store as a pack of {dataset}: "
+                    f"upload it through {dataset} first"
+                )
+        return self.store.put_if_absent(layout.manifest_key(manifest_id), stored)
+
     def open_stored_manifest(self, dataset: str, manifest_id: ManifestId) -> Manifest:
         """One stored manifest as it is: a delta stays a delta."""
         return self.manifests.open_stored(dataset, manifest_id)
@@ -207,8 +292,35 @@ class StoreRepository:
     # Datasets ---------------------------------------------------------------------------
     def ensure_dataset(self, dataset: str) -> None:
         check_dataset_name(dataset)
-        meta = json.dumps({"name": dataset, "created": time.time()}).encode()
+        meta = DatasetInfo(dataset, time.time()).to_json()
         self.store.put_if_absent(layout.dataset_key(dataset), meta)
+
+    def dataset_exists(self, dataset: str) -> bool:
+        return self.store.exists(layout.dataset_key(check_dataset_name(dataset)))
+
+    def dataset_info(self, dataset: str) -> DatasetInfo:
+        """The dataset's metadata; NotFound if it does not exist."""
+        try:
+            raw = self.store.get(layout.dataset_key(check_dataset_name(dataset)))
+        except NotFound:
+            raise NotFound(f"dataset {dataset} does not exist") from None
+        return DatasetInfo.from_json(dataset, raw)
+
+    def create_dataset(self, dataset: str) -> DatasetInfo:
+        """Make a new dataset; Conflict if it exists already (one of racing creators wins)."""
+        info = DatasetInfo(check_dataset_name(dataset), time.time())
+        if not self.store.put_if_absent(layout.dataset_key(dataset), info.to_json()):
+            raise Conflict(f"dataset {dataset} already exists")
+        return info
+
+    def delete_dataset(self, dataset: str) -> None:
+        """Forget a dataset's tags and metadata (NotFound if it does not exist). Its
+        manifests and packs stay, for `aetherfs gc` to collect once nothing names them."""
+        if not self.dataset_exists(dataset):
+            raise NotFound(f"dataset {dataset} does not exist")
+        for key in list(self.store.list(layout.tags_prefix(dataset))):
+            self.store.delete(key)
+        self.store.delete(layout.dataset_key(dataset))
 
     def list_datasets(self) -> list[str]:
         suffix = "/@dataset.json"
@@ -248,29 +360,28 @@ class StoreRepository:
 
     def list_tags(self, dataset: str) -> dict[str, TagHistory]:
         """Every tag's history; one that cannot be trusted is an error (gc must see them all)."""
-        scan = self.scan_tags(dataset)
-        for why in scan.damaged.values():
-            raise IntegrityError(why)
-        return scan.histories
+        return every_history(self.scan_tags(dataset))
 
     def scan_tags(self, dataset: str) -> TagScan:
         """Every tag's history, and why each one that cannot be trusted was left out."""
         prefix = layout.tags_prefix(dataset)
-        scan = TagScan({}, {})
-        for key in self.store.list(prefix):
-            tag = key[len(prefix) :]
-            if "/" in tag:
-                continue
-            try:
-                scan.histories[tag] = self.tag_history(dataset, tag)
-            except IntegrityError as exc:
-                scan.damaged[tag] = str(exc)
-            except NotFound:
-                pass  # removed since it was listed
-        return scan
+        tags = [key[len(prefix) :] for key in self.store.list(prefix)]
+        return scan_histories(self.tag_history, dataset, [t for t in tags if "/" not in t])
 
-    def set_tag(self, dataset: str, tag: str, manifest_id: ManifestId) -> SignedTag:
-        """Point `dataset:tag` at a manifest, by compare-and-swap; no update is ever lost."""
+    def set_tag(
+        self, dataset: str, tag: str, manifest_id: ManifestId, expect_seq: int | None = None
+    ) -> SignedTag:
+        """Point `dataset:tag` at a manifest, by compare-and-swap; no update is ever lost.
+
+        With `expect_seq` (0: the tag must not exist yet) the write only happens while the
+        tag is at that seq: a caller that read it and decided cannot overwrite a move it did
+        not see (Conflict: read it again)."""
+        return self.update_tag(dataset, tag, manifest_id, expect_seq).signed
+
+    def update_tag(
+        self, dataset: str, tag: str, manifest_id: ManifestId, expect_seq: int | None = None
+    ) -> TagUpdate:
+        """`set_tag`, saying whether this call wrote a record (False: it was there already)."""
         check_dataset_name(dataset)
         check_tag(tag)
         if not self.store.exists(layout.manifest_key(manifest_id)):
@@ -278,17 +389,22 @@ class StoreRepository:
         key = layout.tag_key(dataset, tag)
         signing_key = self.keyring.signing_key
 
-        def append(raw: bytes | None) -> tuple[bytes | None, SignedTag]:
+        def append(raw: bytes | None) -> tuple[bytes | None, TagUpdate]:
             history = self._parse_history(dataset, tag, raw) if raw is not None else None
+            seq = history.current.record.seq if history else 0
+            if expect_seq is not None and expect_seq != seq:
+                raise Conflict(
+                    f"{dataset}:{tag} is at seq {seq}, not {expect_seq}: it moved meanwhile; "
+                    "read it again and retry"
+                )
             if history and history.current.record.manifest_id == manifest_id:
-                return None, history.current  # already there: nothing to record
-            seq = history.current.record.seq + 1 if history else 1
+                return None, TagUpdate(history.current, False)  # already there: no record
             record = TagRecord(
-                dataset, tag, manifest_id, seq, time.time(), bytes(signing_key.verify_key)
+                dataset, tag, manifest_id, seq + 1, time.time(), bytes(signing_key.verify_key)
             )
             signed = SignedTag.sign(record, signing_key)
             updated = history.advanced(signed) if history else TagHistory((signed,))
-            return updated.to_bytes(), signed
+            return updated.to_bytes(), TagUpdate(signed, True)
 
         busy = f"{dataset}:{tag} is being updated by many writers at once; retry"
         return compare_and_swap(self.store, key, append, busy)

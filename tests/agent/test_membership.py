@@ -1,5 +1,6 @@
 """Fleet membership: the keyring's fleet secret, enrolment through a real hub (certificate
-kept 0600, renewal schedule, revocation lists fetched and gossiped, expiry reported), and
+kept 0600, renewal schedule and renewal, revocation lists fetched and gossiped, expiry
+reported), and
 PeerConnections built from the admissions that result."""
 
 from __future__ import annotations
@@ -186,17 +187,17 @@ async def test_enrol_store_restart_handshake_revoke(hub: RunningHub, tmp_path: P
     status = a.status(now)
     assert status["can_join_peers"] and status["agent_id"] == str(a.identity.agent_id)
     assert cert.issued + 15 * DAY <= status["renew_at"] < cert.issued + 21 * DAY
+    token_before = a.enrolment.token
 
-    # Renewal: the same key, a new serial and a later expiry; on a hub without the renewal
-    # route (docs/peers.md) the agent keeps its certificate and tries again later.
-    if await a.renew_once(now):
-        fresh = a.certificate
-        assert fresh.key == cert.key and fresh.serial != cert.serial
-        assert fresh.expires > cert.expires and load_enrolment(tmp_path / "a") == a.enrolment
-    else:
-        assert "Not Found" in (a.last_error or "") and a.certificate == cert
-        assert a.failures == 1 and now < a.next_renewal() <= now + renewal.FIRST_RETRY
-        a.failures = 0
+    # Renewal (`POST /v1/fleet/renew`): the same key, a new serial and a later expiry, kept
+    # on disk at once; the API token stays the one enrolment gave.
+    assert await a.renew_once(now + 1), a.last_error
+    fresh = a.certificate
+    assert fresh.key == cert.key and fresh.agent == cert.agent and fresh.serial != cert.serial
+    assert fresh.expires > cert.expires and load_enrolment(tmp_path / "a") == a.enrolment
+    assert a.enrolment.token == token_before and a.failures == 0 and a.last_error is None
+    assert a.status(now)["last_renewed"] == now + 1 and a.next_renewal() > now + 15 * DAY
+    cert = fresh
 
     # A restart reuses what was kept: the spent join token is not sent again.
     again = await trio.to_thread.run_sync(
@@ -340,14 +341,19 @@ async def test_the_loop_fetches_revocations_at_its_interval(
 # `aetherfs agent --hub URL --join-token TOKEN`, in real processes ---------------------------
 
 
-def test_agent_enrols_with_a_join_token_and_keeps_the_list(cli: Cli, tmp_path: Path) -> None:
+def published_for_edge_1(cli: Cli, tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """A version on a store that agent `edge-1` may read; its id and a hub admin's headers."""
     cli.env["AETHERFS_STORE"] = (tmp_path / "store").as_uri()
     src = tmp_path / "src"
     write_dataset(src, 1, big=100_000)
     v1 = push(cli, src, "team/geo-db:1.0.0", "stable")
     cli("hub", "grant", "team/geo-db", "agent:edge-1", "read")
     admin_token = cli("hub", "token", "create", "--name", "ops", "--admin").out.strip()
-    admin = {"Authorization": f"Bearer {admin_token}"}
+    return v1, {"Authorization": f"Bearer {admin_token}"}
+
+
+def test_agent_enrols_with_a_join_token_and_keeps_the_list(cli: Cli, tmp_path: Path) -> None:
+    v1, admin = published_for_edge_1(cli, tmp_path)
     with hub_process(cli) as hub:
 
         def join() -> str:
@@ -405,6 +411,42 @@ def test_agent_enrols_with_a_join_token_and_keeps_the_list(cli: Cli, tmp_path: P
             agent.close()
 
 
+def test_a_running_agent_renews_through_a_hub_process(cli: Cli, tmp_path: Path) -> None:
+    v1, admin = published_for_edge_1(cli, tmp_path)
+    lifetime = 8.0  # seconds: renewed between 4 and 5.6 s after it is issued
+    with hub_process(cli, "--cert-days", repr(lifetime / DAY)) as hub:
+        made = httpx.post(f"{hub.url}/v1/fleet/join-tokens", json={}, headers=admin)
+        host = client_cli(cli, hub.url, "agent-host")
+        host.env["AETHERFS_JOIN_TOKEN"] = str(made.json()["join_token"])
+        args = ["--subscribe", "team/geo-db:stable", "--poll-interval", "0.2"]
+        args += ["--agent-name", "edge-1"]
+        agent = AgentProcess(host, tmp_path / "root", args, tmp_path / "agent.log")
+        state = agent.data_root / ".agent"
+        try:
+            agent.start()
+            agent.wait_live("team/geo-db:stable", v1)
+            first = load_enrolment(state)
+            assert first is not None
+            assert first.cert.expires - first.cert.issued == pytest.approx(lifetime)
+            deadline = time.monotonic() + 30
+            while "event=fleet.renewed" not in agent.log():
+                assert time.monotonic() < deadline, agent.log()
+                assert "fleet.renewal_failed" not in agent.log(), agent.log()
+                time.sleep(0.1)
+            renewed = load_enrolment(state)
+            assert renewed is not None and renewed.cert.serial != first.cert.serial
+            assert (renewed.cert.agent, renewed.cert.key) == ("edge-1", first.cert.key)
+            assert renewed.cert.expires > first.cert.expires and renewed.token == first.token
+            assert f"serial={renewed.cert.serial}" in agent.log()
+            entries = httpx.get(f"{hub.url}/v1/audit", headers=admin).json()
+            renewals = [e for e in entries if e["action"] == "fleet.renew"]
+            assert renewals and renewals[0]["subject"] == "agent:edge-1"
+            assert renewals[0]["detail"]["previous"] == first.cert.serial
+            assert agent.stop() == 0
+        finally:
+            agent.close()
+
+
 # Configuration ---------------------------------------------------------------------------
 
 
@@ -449,11 +491,11 @@ async def test_the_loop_renews_when_due(
     with trio.fail_after(10):
         while a.failures == 0 and a.certificate == cert:
             await trio.sleep(0.05)
-    if a.certificate == cert:  # a hub without the renewal route (docs/peers.md): kept, retried
-        assert "Not Found" in (a.last_error or "") and a.admission(time.time()) is not None
-        assert a.next_renewal() > time.time() + later
-    else:
-        assert a.certificate.expires > cert.expires and a.failures == 0
+    assert a.failures == 0, a.last_error  # renewed, not failed
+    fresh = a.certificate
+    assert fresh.expires > cert.expires and fresh.serial != cert.serial and fresh.key == cert.key
+    assert load_enrolment(tmp_path / "a") == a.enrolment and a.admission(time.time()) is not None
+    assert a.next_renewal() == renewal.renew_at(a.certificate)  # no retry pending
 
 
 async def test_an_expired_certificate_is_reported_at_start(hub: RunningHub, tmp_path: Path) -> None:

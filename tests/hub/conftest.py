@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from aetherfs.hub.config import HubConfig
 from aetherfs.repository import StoreRepository
 from tests.conftest import Cli
 from tests.hub.helpers import RunningHub, open_repo, start_hub
@@ -28,6 +29,14 @@ def repo(tmp_path: Path) -> StoreRepository:
 @pytest.fixture
 async def hub(nursery: trio.Nursery, repo: StoreRepository) -> AsyncIterator[RunningHub]:
     running = await start_hub(nursery, repo)
+    yield running
+    running.cancel.cancel()
+
+
+@pytest.fixture
+async def grpc_hub(nursery: trio.Nursery, repo: StoreRepository) -> AsyncIterator[RunningHub]:
+    config = HubConfig(listen="127.0.0.1:0", grpc_listen="127.0.0.1:0", poll_interval=0.2)
+    running = await start_hub(nursery, repo, config)
     yield running
     running.cancel.cancel()
 

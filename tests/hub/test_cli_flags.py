@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from aetherfs.cli.hub_cmd import hub_config
 from aetherfs.cli.main import build_parser
 from tests.conftest import Cli
 
@@ -50,3 +51,12 @@ def test_store_before_the_action_is_the_store_written(
     assert [t["name"] for t in json.loads(capsys.readouterr().out)] == ["a"]
     # Nothing went to the default store.
     assert not (tmp_path / "default").exists()
+
+
+def test_cert_days_is_parsed_and_checked(cli: Cli, tmp_path: Path) -> None:
+    args = build_parser().parse_args(["hub", "--cert-days", "0.5"])
+    assert hub_config(args).cert_days == 0.5
+    assert hub_config(build_parser().parse_args(["hub"])).cert_days == 30.0
+    cli.env["AETHERFS_STORE"] = (tmp_path / "store").as_uri()
+    refused = cli("hub", "--listen", "127.0.0.1:0", "--cert-days", "0", check=False)
+    assert refused.code == 2 and "--cert-days" in refused.err and "Traceback" not in refused.err

@@ -5,29 +5,17 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
-import pytest
 import trio
 
 from aetherfs.core.blocks import verify_block
 from aetherfs.core.ids import PackId
 from aetherfs.core.tags import SignedTag
-from aetherfs.hub.config import HubConfig
 from aetherfs.hub.grpc_gen import hub_pb2 as pb
 from aetherfs.hub.grpc_gen import hub_pb2_grpc as pb_grpc
-from aetherfs.repository import StoreRepository
-from tests.hub.helpers import RunningHub, publish, start_hub
-
-
-@pytest.fixture
-async def grpc_hub(nursery: trio.Nursery, repo: StoreRepository) -> AsyncIterator[RunningHub]:
-    config = HubConfig(listen="127.0.0.1:0", grpc_listen="127.0.0.1:0", poll_interval=0.2)
-    running = await start_hub(nursery, repo, config)
-    yield running
-    running.cancel.cancel()
+from tests.hub.helpers import RunningHub, publish
 
 
 def stub(hub: RunningHub) -> tuple[grpc.Channel, pb_grpc.HubStub]:

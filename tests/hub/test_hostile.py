@@ -24,9 +24,8 @@ from aetherfs.store.layout import pack_key
 from tests.conftest import Cli
 from tests.hub.conftest import HubProcess
 from tests.hub.helpers import RunningHub, publish, start_hub
-from tests.hub.test_grpc import auth, grpc_hub, stub
+from tests.hub.test_grpc import auth, stub
 
-__all__ = ["grpc_hub"]  # the fixture, shared with test_grpc
 StartHub = Callable[..., AbstractContextManager[HubProcess]]
 SERVICE = "/aetherfs.hub.v1.Hub/"
 

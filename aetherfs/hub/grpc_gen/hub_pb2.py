@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61\x65therfs/hub/grpc_gen/hub.proto\x12\x0f\x61\x65therfs.hub.v1\"\x07\n\x05\x45mpty\"\r\n\x0bInfoRequest\"\x0f\n\rWhoAmIRequest\"F\n\tInfoReply\x12\x10\n\x08store_id\x18\x01 \x01(\t\x12\x0e\n\x06signer\x18\x02 \x01(\x0c\x12\x17\n\x0ftrusted_signers\x18\x03 \x03(\x0c\"H\n\tPrincipal\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06groups\x18\x02 \x03(\t\x12\r\n\x05\x61\x64min\x18\x03 \x01(\x08\x12\x0b\n\x03via\x18\x04 \x01(\t\"\x1d\n\nDatasetRef\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\"\x15\n\x13ListDatasetsRequest\"\x84\x01\n\x0e\x44\x61tasetSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x37\n\x04tags\x18\x02 \x03(\x0b\x32).aetherfs.hub.v1.DatasetSummary.TagsEntry\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x11ListDatasetsReply\x12\x31\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x1f.aetherfs.hub.v1.DatasetSummary\"&\n\x06TagRef\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\"p\n\x03Tag\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x10\n\x08manifest\x18\x03 \x01(\x0c\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x0c\n\x04time\x18\x05 \x01(\x01\x12\x0e\n\x06signer\x18\x06 \x01(\x0c\x12\x0e\n\x06signed\x18\x07 \x01(\x0c\"-\n\x07TagList\x12\"\n\x04tags\x18\x01 \x03(\x0b\x32\x14.aetherfs.hub.v1.Tag\"g\n\rSetTagRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x10\n\x08manifest\x18\x03 \x01(\x0c\x12\x17\n\nexpect_seq\x18\x04 \x01(\x04H\x00\x88\x01\x01\x42\r\n\x0b_expect_seq\"0\n\x0bManifestRef\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08manifest\x18\x02 \x01(\x0c\"G\n\x12PutManifestRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08manifest\x18\x02 \x01(\x0c\x12\x0e\n\x06stored\x18\x03 \x01(\x0c\"(\n\x07PackRef\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0c\n\x04pack\x18\x02 \x01(\x0c\")\n\x08PackInfo\x12\x0f\n\x07present\x18\x01 \x01(\x08\x12\x0c\n\x04size\x18\x02 \x01(\x04\"I\n\tPackRange\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0c\n\x04pack\x18\x02 \x01(\x0c\x12\r\n\x05start\x18\x03 \x01(\x04\x12\x0e\n\x06length\x18\x04 \x01(\x04\"=\n\x0ePutPackRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0c\n\x04pack\x18\x02 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x14\n\x04\x42lob\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x1b\n\x08PutReply\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\"s\n\x04Keys\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08store_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x61taset_key\x18\x03 \x01(\x0c\x12\x1a\n\x12\x63onvergence_secret\x18\x04 \x01(\x0c\x12\x17\n\x0ftrusted_signers\x18\x05 \x03(\x0c\"\x19\n\x08\x41gentRef\x12\r\n\x05\x61gent\x18\x01 \x01(\t\"D\n\x0cStatusReport\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x13\n\x0breport_json\x18\x02 \x01(\t\x12\x10\n\x08received\x18\x03 \x01(\x01\"-\n\x0cWatchRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0c\n\x04tags\x18\x02 \x03(\t\"G\n\x08TagEvent\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x10\n\x08manifest\x18\x04 \x01(\x0c\x32\xe6\t\n\x03Hub\x12@\n\x04Info\x12\x1c.aetherfs.hub.v1.InfoRequest\x1a\x1a.aetherfs.hub.v1.InfoReply\x12\x44\n\x06WhoAmI\x12\x1e.aetherfs.hub.v1.WhoAmIRequest\x1a\x1a.aetherfs.hub.v1.Principal\x12X\n\x0cListDatasets\x12$.aetherfs.hub.v1.ListDatasetsRequest\x1a\".aetherfs.hub.v1.ListDatasetsReply\x12I\n\rCreateDataset\x12\x1b.aetherfs.hub.v1.DatasetRef\x1a\x1b.aetherfs.hub.v1.DatasetRef\x12\x44\n\rDeleteDataset\x12\x1b.aetherfs.hub.v1.DatasetRef\x1a\x16.aetherfs.hub.v1.Empty\x12\x41\n\x08ListTags\x12\x1b.aetherfs.hub.v1.DatasetRef\x1a\x18.aetherfs.hub.v1.TagList\x12\x37\n\x06GetTag\x12\x17.aetherfs.hub.v1.TagRef\x1a\x14.aetherfs.hub.v1.Tag\x12>\n\x06SetTag\x12\x1e.aetherfs.hub.v1.SetTagRequest\x1a\x14.aetherfs.hub.v1.Tag\x12?\n\nTagHistory\x12\x17.aetherfs.hub.v1.TagRef\x1a\x18.aetherfs.hub.v1.TagList\x12\x42\n\x0bGetManifest\x12\x1c.aetherfs.hub.v1.ManifestRef\x1a\x15.aetherfs.hub.v1.Blob\x12O\n\x0bPutManifest\x12#.aetherfs.hub.v1.PutManifestRequest\x1a\x19.aetherfs.hub.v1.PutReply(\x01\x12?\n\x08StatPack\x12\x18.aetherfs.hub.v1.PackRef\x1a\x19.aetherfs.hub.v1.PackInfo\x12\x41\n\x0cGetPackRange\x12\x1a.aetherfs.hub.v1.PackRange\x1a\x15.aetherfs.hub.v1.Blob\x12G\n\x07PutPack\x12\x1f.aetherfs.hub.v1.PutPackRequest\x1a\x19.aetherfs.hub.v1.PutReply(\x01\x12=\n\x07GetKeys\x12\x1b.aetherfs.hub.v1.DatasetRef\x1a\x15.aetherfs.hub.v1.Keys\x12\x42\n\tPutStatus\x12\x1d.aetherfs.hub.v1.StatusReport\x1a\x16.aetherfs.hub.v1.Empty\x12\x45\n\tGetStatus\x12\x19.aetherfs.hub.v1.AgentRef\x1a\x1d.aetherfs.hub.v1.StatusReport\x12\x43\n\x05Watch\x12\x1d.aetherfs.hub.v1.WatchRequest\x1a\x19.aetherfs.hub.v1.TagEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61\x65therfs/hub/grpc_gen/hub.proto\x12\x0f\x61\x65therfs.hub.v1\"\x07\n\x05\x45mpty\"\r\n\x0bInfoRequest\"\x0f\n\rWhoAmIRequest\"F\n\tInfoReply\x12\x10\n\x08store_id\x18\x01 \x01(\t\x12\x0e\n\x06signer\x18\x02 \x01(\x0c\x12\x17\n\x0ftrusted_signers\x18\x03 \x03(\x0c\"H\n\tPrincipal\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06groups\x18\x02 \x03(\t\x12\r\n\x05\x61\x64min\x18\x03 \x01(\x08\x12\x0b\n\x03via\x18\x04 \x01(\t\"\x1d\n\nDatasetRef\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\"\x15\n\x13ListDatasetsRequest\"\x84\x01\n\x0e\x44\x61tasetSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x37\n\x04tags\x18\x02 \x03(\x0b\x32).aetherfs.hub.v1.DatasetSummary.TagsEntry\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x11ListDatasetsReply\x12\x31\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x1f.aetherfs.hub.v1.DatasetSummary\"&\n\x06TagRef\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\"p\n\x03Tag\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x10\n\x08manifest\x18\x03 \x01(\x0c\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x0c\n\x04time\x18\x05 \x01(\x01\x12\x0e\n\x06signer\x18\x06 \x01(\x0c\x12\x0e\n\x06signed\x18\x07 \x01(\x0c\"[\n\x07TagList\x12\"\n\x04tags\x18\x01 \x03(\x0b\x32\x14.aetherfs.hub.v1.Tag\x12,\n\x07\x64\x61maged\x18\x02 \x03(\x0b\x32\x1b.aetherfs.hub.v1.DamagedTag\")\n\nDamagedTag\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"g\n\rSetTagRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x10\n\x08manifest\x18\x03 \x01(\x0c\x12\x17\n\nexpect_seq\x18\x04 \x01(\x04H\x00\x88\x01\x01\x42\r\n\x0b_expect_seq\"0\n\x0bManifestRef\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08manifest\x18\x02 \x01(\x0c\"G\n\x12PutManifestRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08manifest\x18\x02 \x01(\x0c\x12\x0e\n\x06stored\x18\x03 \x01(\x0c\"(\n\x07PackRef\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0c\n\x04pack\x18\x02 \x01(\x0c\")\n\x08PackInfo\x12\x0f\n\x07present\x18\x01 \x01(\x08\x12\x0c\n\x04size\x18\x02 \x01(\x04\"I\n\tPackRange\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0c\n\x04pack\x18\x02 \x01(\x0c\x12\r\n\x05start\x18\x03 \x01(\x04\x12\x0e\n\x06length\x18\x04 \x01(\x04\"=\n\x0ePutPackRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0c\n\x04pack\x18\x02 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x14\n\x04\x42lob\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x1b\n\x08PutReply\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\"s\n\x04Keys\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08store_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x61taset_key\x18\x03 \x01(\x0c\x12\x1a\n\x12\x63onvergence_secret\x18\x04 \x01(\x0c\x12\x17\n\x0ftrusted_signers\x18\x05 \x03(\x0c\"\x19\n\x08\x41gentRef\x12\r\n\x05\x61gent\x18\x01 \x01(\t\"D\n\x0cStatusReport\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x13\n\x0breport_json\x18\x02 \x01(\t\x12\x10\n\x08received\x18\x03 \x01(\x01\"-\n\x0cWatchRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0c\n\x04tags\x18\x02 \x03(\t\"G\n\x08TagEvent\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x10\n\x08manifest\x18\x04 \x01(\x0c\x32\xe6\t\n\x03Hub\x12@\n\x04Info\x12\x1c.aetherfs.hub.v1.InfoRequest\x1a\x1a.aetherfs.hub.v1.InfoReply\x12\x44\n\x06WhoAmI\x12\x1e.aetherfs.hub.v1.WhoAmIRequest\x1a\x1a.aetherfs.hub.v1.Principal\x12X\n\x0cListDatasets\x12$.aetherfs.hub.v1.ListDatasetsRequest\x1a\".aetherfs.hub.v1.ListDatasetsReply\x12I\n\rCreateDataset\x12\x1b.aetherfs.hub.v1.DatasetRef\x1a\x1b.aetherfs.hub.v1.DatasetRef\x12\x44\n\rDeleteDataset\x12\x1b.aetherfs.hub.v1.DatasetRef\x1a\x16.aetherfs.hub.v1.Empty\x12\x41\n\x08ListTags\x12\x1b.aetherfs.hub.v1.DatasetRef\x1a\x18.aetherfs.hub.v1.TagList\x12\x37\n\x06GetTag\x12\x17.aetherfs.hub.v1.TagRef\x1a\x14.aetherfs.hub.v1.Tag\x12>\n\x06SetTag\x12\x1e.aetherfs.hub.v1.SetTagRequest\x1a\x14.aetherfs.hub.v1.Tag\x12?\n\nTagHistory\x12\x17.aetherfs.hub.v1.TagRef\x1a\x18.aetherfs.hub.v1.TagList\x12\x42\n\x0bGetManifest\x12\x1c.aetherfs.hub.v1.ManifestRef\x1a\x15.aetherfs.hub.v1.Blob\x12O\n\x0bPutManifest\x12#.aetherfs.hub.v1.PutManifestRequest\x1a\x19.aetherfs.hub.v1.PutReply(\x01\x12?\n\x08StatPack\x12\x18.aetherfs.hub.v1.PackRef\x1a\x19.aetherfs.hub.v1.PackInfo\x12\x41\n\x0cGetPackRange\x12\x1a.aetherfs.hub.v1.PackRange\x1a\x15.aetherfs.hub.v1.Blob\x12G\n\x07PutPack\x12\x1f.aetherfs.hub.v1.PutPackRequest\x1a\x19.aetherfs.hub.v1.PutReply(\x01\x12=\n\x07GetKeys\x12\x1b.aetherfs.hub.v1.DatasetRef\x1a\x15.aetherfs.hub.v1.Keys\x12\x42\n\tPutStatus\x12\x1d.aetherfs.hub.v1.StatusReport\x1a\x16.aetherfs.hub.v1.Empty\x12\x45\n\tGetStatus\x12\x19.aetherfs.hub.v1.AgentRef\x1a\x1d.aetherfs.hub.v1.StatusReport\x12\x43\n\x05Watch\x12\x1d.aetherfs.hub.v1.WatchRequest\x1a\x19.aetherfs.hub.v1.TagEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -58,35 +58,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TAG']._serialized_start=540
   _globals['_TAG']._serialized_end=652
   _globals['_TAGLIST']._serialized_start=654
-  _globals['_TAGLIST']._serialized_end=699
-  _globals['_SETTAGREQUEST']._serialized_start=701
-  _globals['_SETTAGREQUEST']._serialized_end=804
-  _globals['_MANIFESTREF']._serialized_start=806
-  _globals['_MANIFESTREF']._serialized_end=854
-  _globals['_PUTMANIFESTREQUEST']._serialized_start=856
-  _globals['_PUTMANIFESTREQUEST']._serialized_end=927
-  _globals['_PACKREF']._serialized_start=929
-  _globals['_PACKREF']._serialized_end=969
-  _globals['_PACKINFO']._serialized_start=971
-  _globals['_PACKINFO']._serialized_end=1012
-  _globals['_PACKRANGE']._serialized_start=1014
-  _globals['_PACKRANGE']._serialized_end=1087
-  _globals['_PUTPACKREQUEST']._serialized_start=1089
-  _globals['_PUTPACKREQUEST']._serialized_end=1150
-  _globals['_BLOB']._serialized_start=1152
-  _globals['_BLOB']._serialized_end=1172
-  _globals['_PUTREPLY']._serialized_start=1174
-  _globals['_PUTREPLY']._serialized_end=1201
-  _globals['_KEYS']._serialized_start=1203
-  _globals['_KEYS']._serialized_end=1318
-  _globals['_AGENTREF']._serialized_start=1320
-  _globals['_AGENTREF']._serialized_end=1345
-  _globals['_STATUSREPORT']._serialized_start=1347
-  _globals['_STATUSREPORT']._serialized_end=1415
-  _globals['_WATCHREQUEST']._serialized_start=1417
-  _globals['_WATCHREQUEST']._serialized_end=1462
-  _globals['_TAGEVENT']._serialized_start=1464
-  _globals['_TAGEVENT']._serialized_end=1535
-  _globals['_HUB']._serialized_start=1538
-  _globals['_HUB']._serialized_end=2792
+  _globals['_TAGLIST']._serialized_end=745
+  _globals['_DAMAGEDTAG']._serialized_start=747
+  _globals['_DAMAGEDTAG']._serialized_end=788
+  _globals['_SETTAGREQUEST']._serialized_start=790
+  _globals['_SETTAGREQUEST']._serialized_end=893
+  _globals['_MANIFESTREF']._serialized_start=895
+  _globals['_MANIFESTREF']._serialized_end=943
+  _globals['_PUTMANIFESTREQUEST']._serialized_start=945
+  _globals['_PUTMANIFESTREQUEST']._serialized_end=1016
+  _globals['_PACKREF']._serialized_start=1018
+  _globals['_PACKREF']._serialized_end=1058
+  _globals['_PACKINFO']._serialized_start=1060
+  _globals['_PACKINFO']._serialized_end=1101
+  _globals['_PACKRANGE']._serialized_start=1103
+  _globals['_PACKRANGE']._serialized_end=1176
+  _globals['_PUTPACKREQUEST']._serialized_start=1178
+  _globals['_PUTPACKREQUEST']._serialized_end=1239
+  _globals['_BLOB']._serialized_start=1241
+  _globals['_BLOB']._serialized_end=1261
+  _globals['_PUTREPLY']._serialized_start=1263
+  _globals['_PUTREPLY']._serialized_end=1290
+  _globals['_KEYS']._serialized_start=1292
+  _globals['_KEYS']._serialized_end=1407
+  _globals['_AGENTREF']._serialized_start=1409
+  _globals['_AGENTREF']._serialized_end=1434
+  _globals['_STATUSREPORT']._serialized_start=1436
+  _globals['_STATUSREPORT']._serialized_end=1504
+  _globals['_WATCHREQUEST']._serialized_start=1506
+  _globals['_WATCHREQUEST']._serialized_end=1551
+  _globals['_TAGEVENT']._serialized_start=1553
+  _globals['_TAGEVENT']._serialized_end=1624
+  _globals['_HUB']._serialized_start=1627
+  _globals['_HUB']._serialized_end=2881
 # @@protoc_insertion_point(module_scope)

@@ -98,10 +98,20 @@ class Tag(_message.Message):
     def __init__(self, dataset: _Optional[str] = ..., tag: _Optional[str] = ..., manifest: _Optional[bytes] = ..., seq: _Optional[int] = ..., time: _Optional[float] = ..., signer: _Optional[bytes] = ..., signed: _Optional[bytes] = ...) -> None: ...
 
 class TagList(_message.Message):
-    __slots__ = ("tags",)
+    __slots__ = ("tags", "damaged")
     TAGS_FIELD_NUMBER: _ClassVar[int]
+    DAMAGED_FIELD_NUMBER: _ClassVar[int]
     tags: _containers.RepeatedCompositeFieldContainer[Tag]
-    def __init__(self, tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ...) -> None: ...
+    damaged: _containers.RepeatedCompositeFieldContainer[DamagedTag]
+    def __init__(self, tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ..., damaged: _Optional[_Iterable[_Union[DamagedTag, _Mapping]]] = ...) -> None: ...
+
+class DamagedTag(_message.Message):
+    __slots__ = ("tag", "reason")
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    tag: str
+    reason: str
+    def __init__(self, tag: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class SetTagRequest(_message.Message):
     __slots__ = ("dataset", "tag", "manifest", "expect_seq")
