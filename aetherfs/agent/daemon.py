@@ -28,8 +28,8 @@ from aetherfs.agent.report import REPORT_EVERY, report_to_hub
 from aetherfs.agent.sources import RateLimit
 from aetherfs.agent.state import AgentState
 from aetherfs.agent.watch import HubLink, HubStreamWatcher, RepoHandle, StorePoller, TagWatcher
-from aetherfs.cache import BlockCache
 from aetherfs.core.ids import ManifestId
+from aetherfs.fetch.cache import BlockCache
 from aetherfs.repo import Repository
 
 T = TypeVar("T")

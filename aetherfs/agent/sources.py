@@ -10,10 +10,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from aetherfs.cache import BlockCache
 from aetherfs.core.blocks import BlockRef
 from aetherfs.core.ids import BlockId
 from aetherfs.errors import AetherError
+from aetherfs.fetch.cache import BlockCache
 from aetherfs.fetch.sources import BlockSource, CacheSource, StoreSource
 from aetherfs.repo import Repository
 

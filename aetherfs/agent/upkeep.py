@@ -16,8 +16,8 @@ import trio
 from aetherfs.agent.build import restore_version
 from aetherfs.agent.dataroot import DataRootLost
 from aetherfs.agent.state import ChannelState
-from aetherfs.cache import BlockCache
 from aetherfs.core.ids import ManifestId
+from aetherfs.fetch.cache import BlockCache
 
 if TYPE_CHECKING:
     from aetherfs.agent.daemon import Agent

@@ -9,7 +9,6 @@ from typing import Any
 
 from tqdm import tqdm
 
-from aetherfs.cache import BlockCache
 from aetherfs.cli.context import Context
 from aetherfs.cli.hub_cmd import HubContext
 from aetherfs.cli.output import human_bytes, print_json, table, when
@@ -19,6 +18,7 @@ from aetherfs.core.names import Ref, check_dataset_name, check_tag
 from aetherfs.core.tags import SignedTag, TagHistory, TagScan
 from aetherfs.core.trust import TrustedTag
 from aetherfs.errors import IntegrityError, InvalidInput, NotFound
+from aetherfs.fetch.cache import BlockCache
 from aetherfs.fetch.sources import BlockSource, CacheSource, StoreSource
 from aetherfs.heap import fix_mmap_threshold
 from aetherfs.hub.remote import HubRepository
