@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 import trio
 
 from aetherfs.agent.build import build_version
-from aetherfs.agent.sources import Stopped
 from aetherfs.agent.state import ChannelState, Progress, VersionLive
 from aetherfs.agent.upkeep import ensure_data_root, restore
 from aetherfs.core.ids import ManifestId
 from aetherfs.errors import AetherError, StoreUnavailable
+from aetherfs.fetch.metered import Stopped
 from aetherfs.trust import TrustStore
 
 if TYPE_CHECKING:

@@ -25,11 +25,11 @@ from aetherfs.agent.config import AgentConfig
 from aetherfs.agent.dataroot import DataRoot
 from aetherfs.agent.log import Logger
 from aetherfs.agent.report import REPORT_EVERY, report_to_hub
-from aetherfs.agent.sources import RateLimit
 from aetherfs.agent.state import AgentState
 from aetherfs.agent.watch import HubLink, HubStreamWatcher, RepoHandle, StorePoller, TagWatcher
 from aetherfs.core.ids import ManifestId
 from aetherfs.fetch.cache import BlockCache
+from aetherfs.fetch.metered import RateLimit
 from aetherfs.repo import Repository
 
 T = TypeVar("T")

@@ -1,4 +1,4 @@
-"""Block sources as the agent uses them: counted, stoppable, optionally rate limited.
+"""Block sources counted, stoppable and optionally rate limited, as the agent uses them.
 
 They wrap any `aetherfs.fetch.sources.BlockSource`, so peers slot in beside the cache and the
 store by adding one more entry to the list `fetch_sources` returns.
