@@ -9,12 +9,13 @@ cookie; the cookie is honoured on GET pages and files only, never by the REST AP
 from __future__ import annotations
 
 import html
+import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, quote
 
+import cachetools
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -110,22 +111,20 @@ def dataset_href(name: str) -> str:
 
 
 class TreeCache:
-    """Recently opened versions, by manifest id (immutable, so never stale)."""
+    """Recently opened versions, by manifest id (immutable, so never stale); thread-safe."""
 
     def __init__(self, size: int = 16) -> None:
         self.size = size
-        self._trees: OrderedDict[ManifestId, ManifestTree] = OrderedDict()
+        self._trees: cachetools.LRUCache[ManifestId, ManifestTree] = cachetools.LRUCache(size)
+        self._lock = threading.Lock()  # the file server opens versions in worker threads
 
     def get(self, manifest_id: ManifestId) -> ManifestTree | None:
-        tree = self._trees.get(manifest_id)
-        if tree is not None:
-            self._trees.move_to_end(manifest_id)
-        return tree
+        with self._lock:
+            return self._trees.get(manifest_id)
 
     def put(self, tree: ManifestTree) -> None:
-        self._trees[tree.manifest_id] = tree
-        while len(self._trees) > self.size:
-            self._trees.popitem(last=False)
+        with self._lock:
+            self._trees[tree.manifest_id] = tree
 
 
 def web_routes(hub: Hub) -> list[BaseRoute]:
