@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 import cachetools
+import humanize
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -53,11 +54,8 @@ input,select,button{font:inherit;padding:.3rem .5rem}
 
 
 def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+    """`512 Bytes`, `1.5 MiB`: binary units, one decimal."""
+    return humanize.naturalsize(n, binary=True)
 
 
 def when(timestamp: float | None) -> str:
