@@ -1,6 +1,7 @@
 """aetherfs/fetch (the block sources and the planner) imports only what lies below it: core,
-errors, store, config and the repository layer, never ops, agent, hub or cli (the planner once
-imported ops, which imports fetch: a cycle). Each of its modules imports alone."""
+errors, store, config, http and the repository layer, never ops, agent, hub or cli (the planner
+once imported ops, which imports fetch: a cycle). Each of its modules imports alone and loads
+nothing above it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,19 @@ import pytest
 import aetherfs.fetch
 
 PACKAGE = Path(aetherfs.fetch.__file__).parent
-BELOW = {"core", "errors", "store", "config", "repo", "repository", "fetch"}
+# The repository layer is repo.py (becoming repository/), the keyring file and the record spool.
+BELOW = {
+    "core",
+    "errors",
+    "store",
+    "config",
+    "http",
+    "repo",
+    "repository",
+    "keys",
+    "spool",
+    "fetch",
+}
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
 
 
@@ -23,6 +36,8 @@ def aetherfs_imports(source: str) -> set[str]:
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module == "aetherfs":
+            names.update(f"aetherfs.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
     return {name for name in names if name.split(".")[0] == "aetherfs"}
@@ -36,11 +51,16 @@ def test_fetch_imports_only_the_layers_below(module: str) -> None:
 
 
 def test_the_rule_sees_a_forbidden_import() -> None:
-    assert aetherfs_imports("from aetherfs.ops.reuse import LocalChunk\nimport json\n") == {
-        "aetherfs.ops.reuse"
-    }
+    source = "from aetherfs.ops.reuse import LocalChunk\nfrom aetherfs import agent\nimport json\n"
+    assert aetherfs_imports(source) == {"aetherfs.ops.reuse", "aetherfs.agent"}
 
 
-def test_each_module_imports_alone() -> None:
-    for module in MODULES:
-        subprocess.run([sys.executable, "-c", f"import aetherfs.fetch.{module}"], check=True)
+@pytest.mark.parametrize("module", MODULES)
+def test_each_module_imports_alone_and_loads_nothing_above(module: str) -> None:
+    script = (
+        f"import sys, aetherfs.fetch.{module}\n"
+        "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('aetherfs.')}))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)
+    loaded = set(ast.literal_eval(done.stdout.decode()))
+    assert loaded <= BELOW, f"aetherfs.fetch.{module} loads {sorted(loaded - BELOW)}"
