@@ -218,6 +218,9 @@ def render(results: Path) -> str:
     # The hub's and the agent's figures (issues 3 and 4), written by hand from their runs.
     services_file = results / "services.md"
     services = services_file.read_text() if services_file.exists() else ""
+    # The constants those runs chose, each with the command that measured it (by hand too).
+    tuning_file = results / "tuning.md"
+    tuning = tuning_file.read_text() if tuning_file.exists() else ""
     parts = [
         INTRO.format(
             machine=compare["machine"],
@@ -252,6 +255,7 @@ def render(results: Path) -> str:
         "## Throughput and memory\n",
         _body(results, "throughput"),
         METHOD,
+        tuning,
         services,
         "## Earlier figures\n",
         "`benchmarks/results/before-packs/` holds the same side-by-side and throughput run on "

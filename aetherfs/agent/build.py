@@ -24,12 +24,12 @@ from typing import Any
 import blake3
 
 from aetherfs.agent.dataroot import DataRoot, DataRootLost, VersionInfo, Written, remove_tree
-from aetherfs.agent.sources import RateLimit, fetch_sources
 from aetherfs.agent.state import AgentState, Progress
-from aetherfs.cache import BlockCache
 from aetherfs.core.ids import ManifestId
 from aetherfs.core.manifest import FILE, FileEntry, Manifest
 from aetherfs.errors import AetherError, DiskFull
+from aetherfs.fetch.cache import BlockCache
+from aetherfs.fetch.metered import RateLimit, fetch_sources
 from aetherfs.fetch.planner import BlockFetcher
 from aetherfs.ops.atomic import fsync_dir
 from aetherfs.ops.materialise import (

@@ -21,7 +21,6 @@ from aetherfs.agent.config import AgentConfig
 from aetherfs.agent.decisions import ChannelDecisions, MakeLive, Next, Timing
 from aetherfs.agent.driver import drive
 from aetherfs.agent.log import Logger
-from aetherfs.agent.sources import Stopped
 from aetherfs.agent.state import AgentState, ChannelState, Progress, VersionLive
 from aetherfs.agent.upkeep import ensure_data_root, restore
 from aetherfs.agent.wakeups import Wakeups
@@ -29,6 +28,7 @@ from aetherfs.agent.watch import RepoHandle, TagWatcher
 from aetherfs.agent.workspace import Workspace
 from aetherfs.core.ids import ManifestId
 from aetherfs.errors import AetherError, NotFound, StoreUnavailable
+from aetherfs.fetch.metered import Stopped
 from aetherfs.trust import TrustStore
 
 

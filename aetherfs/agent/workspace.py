@@ -17,10 +17,10 @@ import trio
 from aetherfs.agent.config import AgentConfig
 from aetherfs.agent.dataroot import DataRoot
 from aetherfs.agent.log import Logger
-from aetherfs.agent.sources import RateLimit
 from aetherfs.agent.state import AgentState
-from aetherfs.cache import BlockCache
 from aetherfs.core.ids import ManifestId
+from aetherfs.fetch.cache import BlockCache
+from aetherfs.fetch.metered import RateLimit
 
 T = TypeVar("T")
 

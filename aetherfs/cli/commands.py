@@ -9,8 +9,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from aetherfs.cache import BlockCache
 from aetherfs.cli.context import Context
+from aetherfs.cli.heap import fix_mmap_threshold
 from aetherfs.cli.hub_cmd import HubContext
 from aetherfs.cli.output import human_bytes, print_json, table, when
 from aetherfs.cli.progress import byte_progress
@@ -19,8 +19,8 @@ from aetherfs.core.names import Ref, check_dataset_name, check_tag
 from aetherfs.core.tags import SignedTag, TagHistory
 from aetherfs.core.trust import TrustedTag
 from aetherfs.errors import IntegrityError, InvalidInput, NotFound
+from aetherfs.fetch.cache import BlockCache
 from aetherfs.fetch.sources import BlockSource, CacheSource, StoreSource
-from aetherfs.heap import fix_mmap_threshold
 from aetherfs.keys import ReaderKeyring, keyring_path, save_keyring
 from aetherfs.ops.compare import describe
 from aetherfs.ops.compare import diff as diff_manifests
@@ -62,7 +62,7 @@ def warn(message: str) -> None:
 
 
 def push(ctx: Context, args: argparse.Namespace) -> int:
-    fix_mmap_threshold()  # push's 1 MiB batches would otherwise grow the heap: aetherfs/heap.py
+    fix_mmap_threshold()  # push's 1 MiB batches would otherwise grow the heap: aetherfs/cli/heap.py
     ref = Ref.parse(args.ref)
     tags = [ref.tag, *(check_tag(t) for t in args.tag)]
     if not args.no_latest and LATEST not in tags:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aetherfs.cache import BlockCache
 from aetherfs.config import Settings
+from aetherfs.fetch.cache import BlockCache
 from aetherfs.repository import Repository, StoreRepository, open_keyring
 from aetherfs.store import open_store
 

@@ -7,13 +7,12 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+import humanize
+
 
 def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
+    """`512 Bytes`, `1.5 MiB`: binary units, one decimal."""
+    return humanize.naturalsize(n, binary=True)
 
 
 def when(timestamp: float) -> str:

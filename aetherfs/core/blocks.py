@@ -21,9 +21,8 @@ _ZSTD = b"\x01"
 # Keep compression only when it saves at least this fraction: below it, decompression costs
 # more than the bytes saved.
 _MIN_SAVING = 0.05
-# Level 1 compresses about twice as fast as level 3 (1.7 against 0.7 GB/s on the files pair)
-# for stored bytes within 1% either way on every benchmark pair: files v1 -0.6%, v2's new
-# blocks -2%; sqlite v1 +0.4%, v2 +0.7%; sqlite+index v1 +0.1%, v2 -0.1%.
+# Level 1: about twice as fast as level 3 for stored bytes within 1% on every benchmark pair
+# (`python -m benchmarks.throughput`; figures in docs/benchmarks.md, "The tuned constants").
 _ZSTD_LEVEL = 1
 MAX_BLOCK_PLAINTEXT = 64 * 1024 * 1024
 _SAMPLE = 4096

@@ -37,8 +37,8 @@ class ChunkParams:
     Chosen by measurement: see docs/benchmarks.md.
     """
 
-    # 16K/64K/256K moved 10x fewer bytes than 256K/1M/4M on the 200-file pair and 1.3x fewer
-    # on SQLite cut by CDC (benchmarks/chunk_sweep.py); packs make the request counts equal.
+    # Fewest bytes moved at equal request counts once packed: `python -m benchmarks.chunk_sweep`
+    # (figures in docs/benchmarks.md, "The tuned constants").
     min_size: int = 16 * KiB
     avg_size: int = 64 * KiB
     max_size: int = 256 * KiB
@@ -179,9 +179,9 @@ def _cdc_cuts(view: memoryview, params: ChunkParams, eof: bool) -> list[int]:
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 NPY_MAGIC = b"\x93NUMPY"
-# Record-aligned blocks of about this size: on 256 MiB of 384-byte rows with 1% rewritten in
-# place, 3-4 KiB blocks moved 32-34 MiB with the manifest, 16 KiB 44 MiB, 24 KiB 122 MiB
-# (docs/benchmarks.md, "Record-aligned blocks"; rsync moved 84 MiB).
+# Record-aligned blocks of about this size moved the fewest bytes, manifest included, on the
+# npy pair of benchmarks/record_pairs.py (`python -m benchmarks.compare`; figures in
+# docs/benchmarks.md, "The tuned constants").
 RECORD_BLOCK = 4 * KiB
 # A file's block list costs 144 bytes per block in every full manifest: at most this many.
 MAX_RECORD_BLOCKS = 1 << 20

@@ -14,6 +14,8 @@ from aetherfs.core.blocks import BlockRef, SealedBlock
 from aetherfs.core.ids import BlockId, PackId
 
 MiB = 1024 * 1024
+# A PUT per pack instead of per block: `python -m benchmarks.chunk_sweep`, columns (ii)
+# (figures in docs/benchmarks.md, "The tuned constants").
 PACK_TARGET = 16 * MiB
 # Reading a gap costs egress; one more GET costs ~4 KB of egress at AWS list prices
 # ($0.0004 per 1,000 GETs against $0.09 per GB), so merge ranges across gaps up to that.

@@ -10,12 +10,12 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from aetherfs.cache import BlockCache
 from aetherfs.core.blocks import BlockRef, open_block
 from aetherfs.core.ids import BlockId
 from aetherfs.errors import NotFound
+from aetherfs.fetch.cache import BlockCache
+from aetherfs.fetch.local import LocalChunk, read_local_chunk
 from aetherfs.fetch.sources import BlockSource
-from aetherfs.ops.reuse import LocalChunk, read_local_chunk
 
 
 @dataclass(slots=True)

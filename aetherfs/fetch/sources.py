@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from aetherfs.cache import BlockCache
 from aetherfs.core.blocks import BlockRef
 from aetherfs.core.ids import BlockId
+from aetherfs.fetch.cache import BlockCache
 from aetherfs.repository import Repository
 
 

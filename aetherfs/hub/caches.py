@@ -9,12 +9,14 @@ All classes are thread-safe: the hub's operations run in worker threads.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+import cachetools
 
 from aetherfs.core.ids import ManifestId, PackId
 from aetherfs.core.manifest import Manifest
@@ -31,33 +33,29 @@ class Lru(Generic[K, V]):
     def __init__(self, size: int, ttl: float = float("inf")) -> None:
         self.size = size
         self.ttl = ttl
-        self._items: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        # cachetools' maps are not thread-safe on their own: every use holds the lock.
+        self._items: cachetools.Cache[K, V] = (
+            cachetools.LRUCache(size)
+            if ttl == float("inf")
+            else cachetools.TTLCache(size, max(ttl, 0.0), timer=time.monotonic)
+        )
         self._lock = threading.Lock()
 
     def get(self, key: K) -> V | None:
         with self._lock:
-            hit = self._items.get(key)
-            if hit is None:
-                return None
-            if time.monotonic() - hit[0] >= self.ttl:
-                del self._items[key]
-                return None
-            self._items.move_to_end(key)
-            return hit[1]
+            return self._items.get(key)
 
     def put(self, key: K, value: V) -> None:
         if self.ttl <= 0:
             return
         with self._lock:
-            self._items[key] = (time.monotonic(), value)
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            self._items[key] = value
 
     def drop(self, match: Callable[[K], bool]) -> None:
         with self._lock:
             for key in [k for k in self._items if match(k)]:
-                del self._items[key]
+                with contextlib.suppress(KeyError):  # expired since it was listed
+                    del self._items[key]
 
 
 class ManifestCache:

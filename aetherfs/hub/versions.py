@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 
 import blake3
+import cachetools
 
 from aetherfs.core.blocks import BlockRef
 from aetherfs.core.ids import BlockId, ManifestId
@@ -32,8 +32,8 @@ class BlockLru:
     def __init__(self, read: ReadBlocks, limit: int = 64 * 1024 * 1024) -> None:
         self._read = read
         self.limit = limit
-        self._blocks: OrderedDict[BlockId, bytes] = OrderedDict()
-        self._size = 0
+        # Sized by the bytes held; not thread-safe on its own, so every use holds the lock.
+        self._blocks: cachetools.LRUCache[BlockId, bytes] = cachetools.LRUCache(limit, len)
         self._lock = threading.Lock()
 
     def __call__(self, dataset: str, refs: Sequence[BlockRef]) -> dict[BlockId, bytes]:
@@ -42,7 +42,6 @@ class BlockLru:
             for ref in refs:
                 hit = self._blocks.get(ref.id)
                 if hit is not None:
-                    self._blocks.move_to_end(ref.id)
                     found[ref.id] = hit
         missing = [ref for ref in refs if ref.id not in found]
         if missing:
@@ -53,10 +52,6 @@ class BlockLru:
                     if block_id in self._blocks or len(data) > self.limit // 4:
                         continue
                     self._blocks[block_id] = data
-                    self._size += len(data)
-                while self._size > self.limit:
-                    _, dropped = self._blocks.popitem(last=False)
-                    self._size -= len(dropped)
         return found
 
 

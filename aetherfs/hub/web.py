@@ -11,12 +11,14 @@ on, rendered through Starlette's Jinja2Templates: no page assembles HTML from st
 
 from __future__ import annotations
 
+import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, quote
 
+import cachetools
+import humanize
 import jinja2
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -43,11 +45,8 @@ TEMPLATES = Jinja2Templates(
 
 
 def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+    """`512 Bytes`, `1.5 MiB`: binary units, one decimal."""
+    return humanize.naturalsize(n, binary=True)
 
 
 def when(timestamp: float | None) -> str:
@@ -84,22 +83,20 @@ def style() -> str:
 
 
 class TreeCache:
-    """Recently opened versions, by manifest id (immutable, so never stale)."""
+    """Recently opened versions, by manifest id (immutable, so never stale); thread-safe."""
 
     def __init__(self, size: int = 16) -> None:
         self.size = size
-        self._trees: OrderedDict[ManifestId, ManifestTree] = OrderedDict()
+        self._trees: cachetools.LRUCache[ManifestId, ManifestTree] = cachetools.LRUCache(size)
+        self._lock = threading.Lock()  # the file server opens versions in worker threads
 
     def get(self, manifest_id: ManifestId) -> ManifestTree | None:
-        tree = self._trees.get(manifest_id)
-        if tree is not None:
-            self._trees.move_to_end(manifest_id)
-        return tree
+        with self._lock:
+            return self._trees.get(manifest_id)
 
     def put(self, tree: ManifestTree) -> None:
-        self._trees[tree.manifest_id] = tree
-        while len(self._trees) > self.size:
-            self._trees.popitem(last=False)
+        with self._lock:
+            self._trees[tree.manifest_id] = tree
 
 
 def web_routes(hub: Hub) -> list[BaseRoute]:

@@ -27,15 +27,16 @@ from aetherfs.ops.atomic import fsync_dir
 from aetherfs.ops.reuse import Stamp
 
 Progress = Callable[[int], None]
+# Chosen with `python -m benchmarks.throughput` (pull); the figures are in docs/benchmarks.md,
+# "The tuned constants".
 # Bytes of blocks one worker fetches, opens and writes at a time (one ranged GET from a pack).
 # Small batches keep every worker busy and memory low; large ones cost the S3 server less per
-# byte. Measured on 1 GiB, 4 workers, caches dropped: from SeaweedFS 2 MiB took 4.6-5.0 s,
-# 3 MiB 4.5 s, 4 MiB 4.4-4.5 s; from the local store 3.3, 3.2 and 3.3-3.5 s; peak RSS 92, 104
-# and 118 MB. (Earlier, through boto3 and with 2 workers, 8 MiB was slower than 2 MiB.)
+# byte.
 BATCH_BYTES = 3 * 1024 * 1024
-WINDOW_BYTES = 256 * 1024 * 1024  # of files planned at once (see _batches)
-# More threads only contend for the GIL: on 2 cores a 1 GiB pull took 4.2-4.8 s with 4
-# workers and 4.9-5.6 s with 8 (local store).
+# Of files planned at once (see _batches); a window may end inside a file, so one large file
+# does not make the plan grow with it (its peak RSS at --huge-mib).
+WINDOW_BYTES = 256 * 1024 * 1024
+# More threads only contend for the GIL.
 DEFAULT_WORKERS = min(8, 2 * (os.cpu_count() or 1))
 
 

@@ -23,11 +23,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aetherfs.cache import BlockCache, CacheFull
 from aetherfs.core.blocklist import as_block_list
 from aetherfs.core.ids import ManifestId
 from aetherfs.core.manifest import FILE, FileEntry, Manifest
 from aetherfs.errors import InvalidInput, LocalIOError
+from aetherfs.fetch.cache import BlockCache, CacheFull
 from aetherfs.fetch.planner import BlockFetcher, SourceCounts
 from aetherfs.fetch.sources import BlockSource
 from aetherfs.ops.atomic import exchange, fsync_dir

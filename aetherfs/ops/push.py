@@ -45,6 +45,9 @@ from aetherfs.repository import Repository
 
 Progress = Callable[[int], None]
 LATEST = "latest"
+# Chunks handed to a sealing thread at once: one hand-off per chunk cost as much in wake-ups as
+# the sealing (`python -m benchmarks.throughput`; figures in docs/benchmarks.md, "The tuned
+# constants").
 BATCH_BYTES = 1024 * 1024
 # Below this, starting the cutter process (~0.1 s) costs more than it frees the GIL for.
 CUT_ELSEWHERE_BYTES = 64 * 1024 * 1024

@@ -36,6 +36,7 @@ import blake3
 
 from aetherfs.core.blocklist import BlockList
 from aetherfs.core.chunking import ChunkParams, chunk_stream
+from aetherfs.fetch.local import LocalChunk
 
 # (plaintext digest, size) of each block, in order, as 40-byte records in one bytes object:
 # a marker's records are held for every file of a version, ~165 bytes per block as tuples.
@@ -49,13 +50,6 @@ def pack_blocks(pairs: Iterable[tuple[bytes, int]]) -> Blocks:
 
 def iter_blocks(blocks: Blocks) -> Iterator[tuple[bytes, int]]:
     return _BLOCK.iter_unpack(blocks)
-
-
-@dataclass(frozen=True, slots=True)
-class LocalChunk:
-    path: Path
-    offset: int
-    size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,14 +297,3 @@ def index_chunks(scan: DirectoryScan, params: ChunkParams, wanted: set[bytes]) -
         _chunk_file(path, params, wanted, index.chunks)
         index.chunked_files += 1
     return index
-
-
-def read_local_chunk(chunk: LocalChunk, digest: bytes) -> bytes | None:
-    """The chunk's bytes if they still hash to `digest` (the file may have changed since)."""
-    try:
-        with chunk.path.open("rb") as f:
-            f.seek(chunk.offset)
-            data = f.read(chunk.size)
-    except OSError:
-        return None
-    return data if blake3.blake3(data).digest() == digest else None

@@ -10,7 +10,7 @@ import pytest
 
 _PROBE = """
 import sys, threading
-from aetherfs.heap import fix_mmap_threshold
+from aetherfs.cli.heap import fix_mmap_threshold
 
 def rss_kib():
     for line in open("/proc/self/status"):

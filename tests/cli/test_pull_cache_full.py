@@ -13,8 +13,8 @@ import pytest
 
 from tests.cli.test_push_pull import make_tree, tree
 from tests.conftest import Cli
+from tests.fetch.test_cache import tmpfs
 from tests.fixtures.cache_index import cached_blocks
-from tests.ops.test_cache import tmpfs
 
 
 @pytest.fixture

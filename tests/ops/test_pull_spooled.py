@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from aetherfs.cache import BlockCache
+from aetherfs.fetch.cache import BlockCache
 from aetherfs.fetch.sources import CacheSource, StoreSource
 from aetherfs.ops.pull import pull_manifest
 from aetherfs.repository import StoreRepository

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from aetherfs.cache import BlockCache
 from aetherfs.core.blocklist import BlockList
 from aetherfs.core.blocks import seal_block
 from aetherfs.core.ids import PackId
+from aetherfs.fetch.cache import BlockCache
 from aetherfs.fetch.sources import CacheSource, StoreSource
 from aetherfs.ops import materialise, reuse
 from aetherfs.ops.pull import pull_manifest

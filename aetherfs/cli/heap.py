@@ -4,13 +4,12 @@ glibc serves allocations above a threshold with mmap and returns them to the sys
 freed, but it raises that threshold each time such a block is freed (up to 32 MiB). After a
 few of push's 1 MiB batches come and go, later ones are carved from the heap by several
 threads, and the heap keeps growing with the amount of data pushed. A fixed threshold stops
-that: a 1 GiB push peaked at 108 MB instead of 127 MB, 256 MiB at 96 MB instead of 105 MB
-(`/usr/bin/time` on the benchmark's `files` tree; the env var `MALLOC_MMAP_THRESHOLD_` does
-the same from outside).
+that (the env var `MALLOC_MMAP_THRESHOLD_` does the same from outside).
 
-Only push sets it. Pull does not grow that way (85 -> 90 MB either way), and there every
-fresh mmap of a batch's read costs page faults: 0.9 s more system time per GiB from SeaweedFS
-(measured with 2 MiB batches).
+Only push sets it. Pull does not grow that way, and there every fresh mmap of a batch's read
+costs page faults. Measured on the benchmarks' `files` tree, whose push and pull peak RSS
+`python -m benchmarks.throughput` reports; the figures are in docs/benchmarks.md, "The tuned
+constants".
 """
 
 from __future__ import annotations

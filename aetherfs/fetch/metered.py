@@ -1,4 +1,4 @@
-"""Block sources as the agent uses them: counted, stoppable, optionally rate limited.
+"""Block sources counted, stoppable and optionally rate limited, as the agent uses them.
 
 They wrap any `aetherfs.fetch.sources.BlockSource`, so peers slot in beside the cache and the
 store by adding one more entry to the list `fetch_sources` returns.
@@ -10,10 +10,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from aetherfs.cache import BlockCache
 from aetherfs.core.blocks import BlockRef
 from aetherfs.core.ids import BlockId
 from aetherfs.errors import AetherError
+from aetherfs.fetch.cache import BlockCache
 from aetherfs.fetch.sources import BlockSource, CacheSource, StoreSource
 from aetherfs.repository import Repository
 

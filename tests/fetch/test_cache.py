@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from aetherfs.cache import BlockCache
 from aetherfs.core.ids import BlockId
 from aetherfs.errors import StoreUnavailable
+from aetherfs.fetch.cache import BlockCache
 from tests.cli.test_push_pull import make_tree, tree
 from tests.conftest import Cli
 from tests.fixtures.cache_index import cached_blocks
@@ -158,7 +158,7 @@ _WRITER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from aetherfs.cache import BlockCache
+    from aetherfs.fetch.cache import BlockCache
     from aetherfs.core.ids import BlockId
 
     cache = BlockCache(Path(sys.argv[1]), limit=10**12, segment_bytes=4_000_000)
