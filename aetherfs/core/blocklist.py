@@ -24,7 +24,7 @@ RUN_RECORDS = 4096  # records read from a spool at a time: 576 KiB
 
 
 class RecordSpool(Protocol):
-    """Where the records of spooled BlockLists live (a file: see `aetherfs/spool.py`)."""
+    """Where the records of spooled BlockLists live (a file: see `aetherfs/repository/spool.py`)."""
 
     def append(self, data: bytes) -> int:
         """Keep `data` after what is there; returns where it starts."""

@@ -19,7 +19,7 @@ from aetherfs.core.manifest import MAX_DEPTH, Manifest, apply_delta, open_manife
 from aetherfs.core.packs import ReadRange, plan_reads
 from aetherfs.core.tags import TagHistory, TagScan
 from aetherfs.errors import IntegrityError, NotFound
-from aetherfs.spool import FileRecordSpool
+from aetherfs.repository.spool import FileRecordSpool
 
 _OPENED_MANIFESTS = 16  # resolved manifests kept in memory: a delta's base is often reused
 # Stored manifests this large (about 7,000 blocks, 440 MiB of data at 64 KiB) or larger keep

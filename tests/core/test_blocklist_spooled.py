@@ -8,7 +8,7 @@ from aetherfs.core import blocklist
 from aetherfs.core.blocklist import BlockList
 from aetherfs.core.blocks import seal_block
 from aetherfs.core.ids import PackId
-from aetherfs.spool import FileRecordSpool
+from aetherfs.repository.spool import FileRecordSpool
 
 
 def refs(count: int, pack: bytes = b"\5" * 32) -> list[object]:

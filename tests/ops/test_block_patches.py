@@ -22,7 +22,7 @@ from aetherfs.core.manifest import (
 )
 from aetherfs.errors import IntegrityError
 from aetherfs.ops.manifest_builder import ManifestBuilder, PatchBuilder
-from aetherfs.spool import FileRecordSpool
+from aetherfs.repository.spool import FileRecordSpool
 from tests.core.test_blocklist import refs
 
 POOL = refs(64)

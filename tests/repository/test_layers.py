@@ -18,11 +18,11 @@ import aetherfs
 ROOT = Path(aetherfs.__file__).parent
 LAYER = sorted(
     [f"aetherfs.repository.{p.stem}" for p in (ROOT / "repository").glob("*.py")]
-    + ["aetherfs.keys", "aetherfs.spool"]
+    + ["aetherfs.keys"]
 )
 LAYER = [m.removesuffix(".__init__") for m in LAYER]
 BELOW = ("aetherfs.core", "aetherfs.errors", "aetherfs.store", "aetherfs.config", "aetherfs.http")
-ALLOWED = (*BELOW, "aetherfs.repository", "aetherfs.keys", "aetherfs.spool")
+ALLOWED = (*BELOW, "aetherfs.repository", "aetherfs.keys")
 
 
 def _inside(name: str, prefixes: tuple[str, ...]) -> bool:
