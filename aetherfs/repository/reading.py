@@ -7,10 +7,11 @@ import contextlib
 import os
 import shutil
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+from cachetools import LRUCache
 
 from aetherfs.core.blocklist import as_block_list
 from aetherfs.core.blocks import BlockRef, verify_block
@@ -67,7 +68,7 @@ class ManifestReader:
         self.dataset_key = dataset_key
         self.manifest_cache = manifest_cache
         self.spool_above = spool_above  # stored manifest bytes from which records go to disk
-        self._opened: OrderedDict[ManifestId, Manifest] = OrderedDict()
+        self._opened: LRUCache[ManifestId, Manifest] = LRUCache(_OPENED_MANIFESTS)
         self._opened_lock = threading.Lock()
 
     def keep_local(self, manifest_id: ManifestId, stored: bytes | BinaryIO) -> None:
@@ -130,8 +131,7 @@ class ManifestReader:
         """The whole version: a delta is resolved against its chain of bases."""
         with self._opened_lock:
             if manifest_id in self._opened:
-                self._opened.move_to_end(manifest_id)
-                opened = self._opened[manifest_id]
+                opened = self._opened[manifest_id]  # a read marks it recently used
                 if opened.dataset == dataset:
                     return opened
         chain = [self.open_stored(dataset, manifest_id)]
@@ -144,8 +144,6 @@ class ManifestReader:
             manifest = apply_delta(manifest, chain.pop())
         with self._opened_lock:
             self._opened[manifest_id] = manifest
-            while len(self._opened) > _OPENED_MANIFESTS:
-                self._opened.popitem(last=False)
         return manifest
 
 
