@@ -225,7 +225,8 @@ def load_history(store: Store, agent_id: str) -> list[Live]:
 def record(store: Store, agent_id: str, received: float, report: Mapping[str, Any]) -> None:
     """Fold one report into the agent's history; written only when it changed."""
     held = load_history(store, agent_id)
-    merged = merge(held, lives_in(report, received))
+    # No more than the history keeps: merging is quadratic in what a report lists.
+    merged = merge(held, lives_in(report, received)[:HISTORY_LIMIT])
     if merged != held:
         doc = {"agent": agent_id, "transitions": [live.to_json() for live in merged]}
         store.put(history_key(agent_id), json.dumps(doc).encode())
