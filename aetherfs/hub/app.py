@@ -591,6 +591,13 @@ def build_app(hub: Hub, extra_routes: list[BaseRoute] | None = None) -> ASGIApp:
     async def fleet() -> models.FleetInfo:
         return await hub.run(service.fleet_info)
 
+    @app.get(
+        "/v1/fleet/rollout",
+        summary="each subscribed channel's newest versions going live, and their bytes by source",
+    )
+    async def rollout(who: Who) -> list[models.ChannelRollout]:
+        return await hub.run(service.fleet_rollout, who)
+
     @app.post("/v1/fleet/join-tokens", status_code=201, summary="a one-use join token (hub admin)")
     async def join_tokens(who: Who, body: models.CreateJoinToken) -> models.JoinToken:
         ttl = 3600 if body.ttl_seconds is None else body.ttl_seconds

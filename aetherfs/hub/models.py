@@ -236,6 +236,34 @@ class AgentStatus(Model):
     report: dict[str, Any]
 
 
+class RolloutStep(Model):
+    time: float = Field(description="when the count changed (the agents' clocks, seconds)")
+    hosts: int = Field(description="hosts with the version live from then on")
+
+
+class VersionRollout(Model):
+    manifest: str = Field(pattern=HEX64)
+    first_live: float
+    hosts_live: int = Field(description="subscribed hosts with this version live now")
+    steps: list[RolloutStep]
+    bytes_by_source: dict[str, int] = Field(
+        description="bytes the hosts took for this version, by source (store, peers, cache, "
+        "local, or any other the agents name), summed over the hosts that counted them"
+    )
+    hosts_counted: int = Field(description="hosts whose reports gave bytes by source")
+    stored_size: int | None = Field(description="the version's unique blocks on the store")
+    store_ratio: float | None = Field(description="bytes from the store / stored_size")
+
+
+class ChannelRollout(Model):
+    dataset: str
+    channel: str
+    hosts_total: int = Field(description="agents subscribed to dataset:channel now")
+    start: float
+    end: float
+    versions: list[VersionRollout] = Field(description="the newest versions, newest first")
+
+
 class AuditEntry(Model):
     model_config = ConfigDict(frozen=True, extra="allow")
     time: float

@@ -18,7 +18,7 @@ from aetherfs.core.names import check_dataset_name, check_tag
 from aetherfs.core.tags import SignedTag, TagHistory, TagScan
 from aetherfs.errors import Forbidden, IntegrityError, InvalidInput, NotFound, echo
 from aetherfs.hub import layout as hub_layout
-from aetherfs.hub import models
+from aetherfs.hub import models, rollout
 from aetherfs.hub.acl import AclStore, check_subject
 from aetherfs.hub.audit import AuditLog
 from aetherfs.hub.auth import Principal, TokenRegistry
@@ -358,8 +358,10 @@ class HubService:
         hub_layout.check_agent_id(agent_id)
         if not who.admin and who.subject != f"agent:{agent_id}":
             raise Forbidden("not allowed: an agent reports its own status only")
-        doc = {"agent": agent_id, "received": time.time(), "report": report}
+        received = time.time()
+        doc = {"agent": agent_id, "received": received, "report": report}
         self.store.put(hub_layout.agent_status_key(agent_id), json.dumps(doc).encode())
+        rollout.record(self.store, agent_id, received, report)
 
     def get_status(self, principal: Principal | None, agent_id: str) -> models.AgentStatus:
         who = _need_login(principal)
@@ -381,6 +383,14 @@ class HubService:
                 except NotFound:
                     continue
         return found
+
+    def fleet_rollout(self, principal: Principal | None) -> list[models.ChannelRollout]:
+        """Each subscribed channel's newest versions going live across the fleet (hub admin)."""
+        reports = [(a.agent, a.received, a.report) for a in self.fleet(principal)]
+        found = rollout.fleet_rollout(
+            self.store, reports, lambda d, m: self.manifests.get(d, m).stored_size()
+        )
+        return [rollout.as_model(c) for c in found]
 
     # Fleet: enrolment and revocation ---------------------------------------------------
     def fleet_info(self) -> models.FleetInfo:

@@ -1,7 +1,8 @@
 """Server-rendered web pages and the HTTP file server of the hub.
 
 Pages: datasets, a dataset's tags and each tag's history, a version's files (the file
-server's listings), the diff between two versions, and the fleet. Browsers log in by pasting
+server's listings), the diff between two versions, and the fleet (with each channel's
+rollout drawn as inline SVG, `rollout_chart.py`). Browsers log in by pasting
 an API token (or an OIDC token) into /ui/login, which sets an HttpOnly, SameSite=Strict
 cookie; the cookie is honoured on GET pages and files only, never by the REST API.
 
@@ -30,6 +31,7 @@ from aetherfs.core.ids import BlockId, ManifestId
 from aetherfs.core.names import check_dataset_name, check_tag
 from aetherfs.errors import AetherError, Forbidden, InvalidInput
 from aetherfs.http import files
+from aetherfs.hub import rollout_chart
 from aetherfs.hub.app import COOKIE, Hub, read_body
 from aetherfs.hub.auth import Principal
 from aetherfs.hub.errors import Unauthenticated
@@ -161,10 +163,12 @@ def web_routes(hub: Hub) -> list[BaseRoute]:
         who = await principal(request)
         try:
             agents = await hub.run(service.fleet, who)
+            rollouts = await hub.run(service.fleet_rollout, who)
         except AetherError as exc:
             return await error_page(request, exc, who)
         agents = sorted(agents, key=lambda a: a.agent)
-        return page(request, "fleet.html", "Fleet", who, agents=agents)
+        charts = [rollout_chart.chart(r) for r in rollouts]
+        return page(request, "fleet.html", "Fleet", who, agents=agents, charts=charts)
 
     async def login(request: Request) -> Response:
         target = request.query_params.get("next", "/ui/")

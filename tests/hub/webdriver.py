@@ -55,6 +55,13 @@ class Browser:
             )
         )
 
+    async def script(self, js: str, *args: Any) -> Any:
+        """Run `js` (a function body: `return ...`) in the page and return its value."""
+        return await self._call("POST", "/execute/sync", {"script": js, "args": list(args)})
+
+    async def resize(self, width: int, height: int) -> None:
+        await self._call("POST", "/window/rect", {"width": width, "height": height})
+
     async def wait_for_text(self, *wanted: str, timeout: float = 15) -> str:
         """The page's text once it holds every one of `wanted` (a click's navigation may
         still be under way when the click returns); fails after `timeout` seconds."""
