@@ -56,6 +56,9 @@ PLAIN = "plain"  # key prefix of the plain files (s5cmd, web seed): PLAIN/v1/<pa
 TORRENT_NAME = "v1"
 SETUP_RATE = "10gbit"  # the store's link while the versions are published
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# v2 rewrites a tenth of the files, ten edits each: a few percent of the stored bytes are new.
+DELTA_FILES = 0.10
+DELTA_EDITS = 10
 GOAL_STORE = 1.05
 GOAL_LAST = 1.25
 
@@ -72,6 +75,7 @@ class Config:
     seed: int
     memory_mib: int | None
     keep: bool
+    agent_args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,7 @@ class Outcome:
     peak_rss: dict[str, int] = field(default_factory=dict)
     store_read: int | None = None  # the agents' own count of bytes read from the store
     first_connect: float | None = None  # aria2: median seconds to its first peer connection
+    store_tcp: tuple[int, int] = (0, 0)  # segments the store's host sent, and retransmitted
     note: str = ""
 
 
@@ -144,17 +149,39 @@ def tx_bytes(lan: Lan) -> dict[str, int]:
     return out
 
 
+def tcp_segments(lan: Lan, host: str) -> tuple[int, int]:
+    """(segments sent, segments retransmitted) by TCP in `host`'s namespace (/proc/net/snmp)."""
+    rows = [
+        line.split()[1:] for line in lan.run(host, ["cat", "/proc/net/snmp"]).stdout.splitlines()
+        if line.startswith("Tcp:")
+    ]  # fmt: skip
+    tcp = dict(zip(rows[0], rows[1], strict=True))
+    return int(tcp["OutSegs"]), int(tcp["RetransSegs"])
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    tx: dict[str, int]  # bytes sent per host
+    weed_cpu: float
+    store_segments: int
+    store_retransmits: int
+
+
 @contextlib.contextmanager
-def measured(lan: Lan, weed: SeaweedFS) -> Iterator[Callable[[], tuple[dict[str, int], float]]]:
-    """Yields a function returning (bytes sent per host, SeaweedFS CPU) since entry."""
+def measured(lan: Lan, weed: SeaweedFS) -> Iterator[Callable[[], Measured]]:
+    """Yields a function returning what the LAN and the store did since entry."""
     before = tx_bytes(lan)
     weed_cpu = cpu_seconds(weed.process.pid)
+    segs, retrans = tcp_segments(lan, "store")
 
-    def since() -> tuple[dict[str, int], float]:
+    def since() -> Measured:
         after = tx_bytes(lan)
-        return (
+        segs2, retrans2 = tcp_segments(lan, "store")
+        return Measured(
             {k: after[k] - before[k] for k in after},
             cpu_seconds(weed.process.pid) - weed_cpu,
+            segs2 - segs,
+            retrans2 - retrans,
         )
 
     yield since
@@ -258,10 +285,17 @@ def move_channel(env: dict[str, str], tag: str, channel: str) -> None:
 
 def make_versions(cfg: Config) -> PairPaths:
     """The seeded pair, generated once per size and seed under WORK/data."""
-    root = cfg.work / "data" / f"files-{cfg.mib}m-{cfg.files}-s{cfg.seed}"
+    root = cfg.work / "data" / f"files-{cfg.mib}m-{cfg.files}-s{cfg.seed}-d{DELTA_EDITS}"
     marker = root / "done"
     if not marker.exists():
-        make_files_pair(root, total=cfg.mib * MiB, files=cfg.files, seed=cfg.seed)
+        make_files_pair(
+            root,
+            total=cfg.mib * MiB,
+            files=cfg.files,
+            rewrite_fraction=DELTA_FILES,
+            edits_per_file=DELTA_EDITS,
+            seed=cfg.seed,
+        )
         marker.write_text("")
     v0 = cfg.work / "data" / "v0"
     v0.mkdir(parents=True, exist_ok=True)
@@ -343,6 +377,7 @@ class Runner:
         rate = rate_bytes(cfg.rate) or 1e9
         # Ten hosts through one store link, with a generous margin for a loaded machine.
         self.timeout = 120 + 6 * len(self.hosts) * pub.dataset_bytes / rate
+        self.retransmits = (0, 0)  # the last run's store TCP (segments, retransmitted)
 
     def tidy(self, base: Path) -> None:
         """Remove a finished run's host directories (kept with --keep, logs and all)."""
@@ -357,11 +392,13 @@ class Runner:
         return path
 
     def weed_outcome(
-        self, since: Callable[[], tuple[dict[str, int], float]]
+        self, since: Callable[[], Measured]
     ) -> tuple[dict[str, int], int, list[ProcessCpu]]:
-        tx, weed_cpu = since()
+        m = since()
+        self.retransmits = (m.store_segments, m.store_retransmits)
+        tx = dict(m.tx)
         store_tx = tx.pop("store")
-        return tx, store_tx, [ProcessCpu("seaweedfs", "store", weed_cpu)]
+        return tx, store_tx, [ProcessCpu("seaweedfs", "store", m.weed_cpu)]
 
     # s5cmd -------------------------------------------------------------------------------
 
@@ -387,7 +424,7 @@ class Runner:
             same_tree(base / h, self.pub.v1_tree)
         self.tidy(base)
         procs_cpu += [ProcessCpu("s5cmd", h, c) for h, c in cpu.items()]
-        return Outcome("s5cmd", seconds, store_tx, tx, procs_cpu)
+        return Outcome("s5cmd", seconds, store_tx, tx, procs_cpu, store_tcp=self.retransmits)
 
     # aria2 -------------------------------------------------------------------------------
 
@@ -465,7 +502,7 @@ class Runner:
             if known
             else "no peer connection logged"
         )
-        out = Outcome(tool, seconds, store_tx, tx, procs_cpu, note=note)
+        out = Outcome(tool, seconds, store_tx, tx, procs_cpu, note=note, store_tcp=self.retransmits)
         out.first_connect = statistics.median(known) if known else None
         return out
 
@@ -504,6 +541,7 @@ class Runner:
                 "--poll-interval", "0.5", "--retry-max", "2",
                 "--cache-limit", str(4 * self.pub.dataset_bytes + (64 << 20)),
                 "--listen-http", "", "--listen-grpc", "",
+                *self.cfg.agent_args,
             ]  # fmt: skip
             log = (base / f"{h}.log").open("ab")
             proc = self.lan.start(h, argv, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -533,7 +571,7 @@ class Runner:
         return seconds
 
     def roll(
-        self, tool: str, agents: dict[str, Agent], channel: str, tag: str, manifest: str
+        self, tool: str, agents: dict[str, Agent], channel: str, tag: str, manifest: str, tree: Path
     ) -> Outcome:
         """Move `channel` to `tag` and time every agent until it has `manifest` live."""
         with measured(self.lan, self.weed) as since:
@@ -547,10 +585,11 @@ class Runner:
         store_read = sum(a.store_read() - store_before[h] for h, a in agents.items())
         procs_cpu += [ProcessCpu("agent", h, c) for h, c in cpu.items()]
         peak = {h: vm_hwm(a.proc.pid) for h, a in agents.items()}
-        tree = self.pub.v2_tree if manifest == self.pub.v2 else self.pub.v1_tree
         for agent in agents.values():
             same_tree(agent.link.resolve(), tree)
-        return Outcome(tool, seconds, store_tx, tx, procs_cpu, peak, store_read)
+        return Outcome(
+            tool, seconds, store_tx, tx, procs_cpu, peak, store_read, store_tcp=self.retransmits
+        )
 
     def stop_agents(self, agents: dict[str, Agent]) -> None:
         for agent in agents.values():
@@ -560,7 +599,7 @@ class Runner:
         base = self.fresh("t1")
         agents = self.start_agents(base, self.hosts[:1], "t1")
         try:
-            return self.roll("t1", agents, "t1", "1.0.0", self.pub.v1)
+            return self.roll("t1", agents, "t1", "1.0.0", self.pub.v1, self.pub.v1_tree)
         finally:
             self.stop_agents(agents)
             self.tidy(base)
@@ -569,9 +608,11 @@ class Runner:
         base = self.fresh("aetherfs")
         agents = self.start_agents(base, self.hosts, "fleet")
         try:
-            out = [self.roll("aetherfs", agents, "fleet", "1.0.0", self.pub.v1)]
+            out = [self.roll("aetherfs", agents, "fleet", "1.0.0", self.pub.v1, self.pub.v1_tree)]
             if delta:
-                out.append(self.roll("delta", agents, "fleet", "2.0.0", self.pub.v2))
+                out.append(
+                    self.roll("delta", agents, "fleet", "2.0.0", self.pub.v2, self.pub.v2_tree)
+                )
             return out
         finally:
             self.stop_agents(agents)
@@ -636,6 +677,8 @@ def summarise(o: Outcome, t1: float, pub: Published) -> dict[str, Any]:
         },
         "store_sent_bytes": o.store_tx,
         "store_sent_vs_dataset": o.store_tx / pub.dataset_bytes,
+        "store_tcp_segments": o.store_tcp[0],
+        "store_tcp_retransmitted": o.store_tcp[1],
         "hosts_sent_bytes": sum(o.hosts_tx.values()),
         "hosts_sent_vs_dataset": sum(o.hosts_tx.values()) / pub.dataset_bytes,
         "cpu_seconds_by_role": {
@@ -703,7 +746,8 @@ def render(doc: dict[str, Any]) -> str:
         f"{pub['dataset_bytes'] / MiB:,.1f} MiB in {cfg['files']} files (seed {cfg['seed']}; "
         f"stored {pub['stored_bytes'] / MiB:,.1f} MiB compressed and sealed); v2 costs a holder "
         f"of v1 {pub['delta_bytes'] / MiB:,.2f} MiB. T1 = one agent alone = "
-        f"{doc['t1_seconds']:.1f} s.",
+        f"{doc['t1_seconds']:.1f} s."
+        + (f" Agents ran with `{' '.join(cfg['agent_args'])}`." if cfg.get("agent_args") else ""),
         "",
         "Bytes are counted on the veths: what the store's or a host's interface sent, headers "
         "included as the veth counts them (with segmentation offload, one set per up to 64 KiB); "
@@ -714,8 +758,9 @@ def render(doc: dict[str, Any]) -> str:
         "late: the median delay is in the JSON (`first_peer_connect_seconds`).",
         "",
         "| tool | first / median / last vs T1 | last (s) | store sent / dataset | per new byte "
-        "| hosts sent / dataset | CPU s per host process (median, max) | store CPU s | peak RSS |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| store TCP retransmits | hosts sent / dataset | CPU s per host process (median, max) "
+        "| store CPU s | peak RSS |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in doc["rows"].values():
         v, cpu = row["vs_t1"], row["cpu_seconds_by_role"]
@@ -731,10 +776,13 @@ def render(doc: dict[str, Any]) -> str:
         per_new = (
             f"{row['store_sent_vs_new_bytes']:.3f}" if "store_sent_vs_new_bytes" in row else "-"
         )
+        segs = max(1, row["store_tcp_segments"])
+        retrans = f"{100 * row['store_tcp_retransmitted'] / segs:.1f}%"
         rss = f"{row['peak_rss_bytes']['max'] / MiB:,.0f} MiB" if "peak_rss_bytes" in row else "-"
         lines.append(
             f"| {row['tool']} | {v['first']:.2f} / {v['median']:.2f} / {v['last']:.2f} "
             f"| {row['seconds']['last']:.1f} | {row['store_sent_vs_dataset']:.3f} | {per_new} "
+            f"| {retrans} "
             f"| {row['hosts_sent_vs_dataset']:.3f} | {host_cpu} | {store_cpu} | {rss} |"
         )
     lines += ["", "Goals:", ""]
@@ -797,6 +845,7 @@ def run(cfg: Config) -> dict[str, Any]:
             "files": cfg.files,
             "seed": cfg.seed,
             "tools": list(cfg.tools),
+            "agent_args": list(cfg.agent_args),
         },
         "published": {
             "dataset_bytes": pub.dataset_bytes,
@@ -826,7 +875,7 @@ def memory_run(cfg: Config, lan: Lan, weed: SeaweedFS, runner: Runner) -> dict[s
     agents = runner.start_agents(base, runner.hosts[:1], "memory")
     try:
         runner.timeout += 6 * tree_size(src / "v1") / (rate_bytes(cfg.rate) or 1e9)
-        o = runner.roll("memory", agents, "memory", "9.0.0", pushed["manifest"])
+        o = runner.roll("memory", agents, "memory", "9.0.0", pushed["manifest"], src / "v1")
     finally:
         runner.stop_agents(agents)
         runner.tidy(base)
@@ -863,6 +912,13 @@ def parse(argv: Sequence[str] | None = None) -> Config:
         default=None,
         help="also roll out a version of this size (e.g. 4096) to one agent: its peak memory",
     )
+    p.add_argument(
+        "--agent-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="an extra argument for every agent (repeat), e.g. --agent-arg=--no-peers",
+    )
     p.add_argument("--keep", action="store_true", help="keep each run's host directories and logs")
     a = p.parse_args(argv)
     tools = ("t1", *(t for t in TOOLS if t in a.tools and t != "t1"))
@@ -879,6 +935,7 @@ def parse(argv: Sequence[str] | None = None) -> Config:
         seed=a.seed,
         memory_mib=a.memory_mib,
         keep=a.keep,
+        agent_args=tuple(a.agent_arg),
     )
 
 
