@@ -14,13 +14,16 @@ and after:
   peer discovery, no tracker);
 - `aria2-webseed`: an aria2 swarm whose only seed is the store over HTTP (BEP 19 `url-list`);
 - `aetherfs`: an agent on every host subscribed to one channel, the channel moved once all are up;
-- `delta`: those agents, holding v1, get a v2 that rewrites a few percent of the files.
+- `delta`: those agents, holding v1, get v2 (a tenth of the files edited in ten places each, the
+  log appended: a few percent of the stored bytes are new).
 
 For each: the first, median and last host's time as a ratio to T1; bytes the store's host sent
 (its veth's tx counter, so Ethernet, IP and TCP headers included) as a ratio to the dataset (and
-to its stored size for the agents); bytes the hosts sent (TCP acknowledgements included); CPU
-seconds of each process; the agents' peak memory (VmHWM). Needs root (namespaces, tc) and
-`aria2c` (Debian `aria2`). Writes `OUT/rollout.json` and `OUT/rollout.md`.
+to its stored size for the agents); the share of the store's TCP segments that were resent;
+bytes the hosts sent (TCP acknowledgements included); CPU seconds of each process; the agents'
+peak memory (VmHWM). `--memory-mib 4096` adds one agent alone on a version of that size, for its
+peak memory. `--agent-arg` passes flags to every agent (for example peers on or off). Needs root
+(namespaces, tc) and `aria2c` (Debian `aria2`). Writes `OUT/rollout.json` and `OUT/rollout.md`.
 """
 
 from __future__ import annotations
