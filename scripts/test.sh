@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(iproute2 nftables chromium chromium-driver casync rclone rsync)
+apt_packages=(iproute2 nftables chromium chromium-driver casync rclone rsync aria2)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
