@@ -98,6 +98,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="SECONDS",
         help="fetch the fleet's revocation list this often (default 300)",
     )
+    peers = p.add_argument_group("peer exchange (on by default; docs/peers.md)")
+    peers.add_argument(
+        "--no-peers", action="store_true", default=None, help="fetch from the store only"
+    )
+    peers.add_argument(
+        "--peer-listen", metavar="ADDRESS:PORT", help="peer protocol listen address (0.0.0.0:7422)"
+    )
+    peers.add_argument(
+        "--peer-announce",
+        metavar="ADDRESS",
+        help="the IPv4 address told to peers (default: that of the interface to the LAN)",
+    )
+    peers.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="ADDRESS:PORT",
+        help="a static peer, dialled whatever discovery finds (repeatable)",
+    )
+    peers.add_argument(
+        "--no-mdns", action="store_true", default=None, help="no mDNS: static peers only"
+    )
     p.set_defaults(run=agent)
 
     p = sub.add_parser(
@@ -155,6 +177,11 @@ def agent_config(context: Context, args: argparse.Namespace) -> AgentConfig:
         "join_token_file": getattr(args, "join_token_file", None),
         "agent_name": getattr(args, "agent_name", None),
         "revocation_interval": getattr(args, "revocation_interval", None),
+        "no_peers": getattr(args, "no_peers", None),
+        "peer_listen": getattr(args, "peer_listen", None),
+        "peer_announce": getattr(args, "peer_announce", None),
+        "peer": getattr(args, "peer", []),
+        "no_mdns": getattr(args, "no_mdns", None),
     }
     s = context.settings
     env = {
@@ -220,7 +247,12 @@ def agent(context: Context, args: argparse.Namespace) -> int:
                 if membership is not None:  # renewal and revocation lists, beside the daemon
                     await nursery.start(membership.run)
                 await run_agent(
-                    config, None, context.repository if hub else None, args.report_interval, link
+                    config,
+                    None,
+                    context.repository if hub else None,
+                    args.report_interval,
+                    link,
+                    membership,
                 )
                 nursery.cancel_scope.cancel()
 
