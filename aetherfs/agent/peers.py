@@ -71,6 +71,7 @@ from aetherfs.swarm.interfaces import AddressEvent, AddressGone, StoredBlocks, S
 from aetherfs.swarm.status import VersionCounters
 
 REPO_RETRY = 5.0  # seconds between attempts to open the repository before peers start
+START_WAIT = 10.0  # a build waits this long for peer exchange to start (or fail) at most
 
 
 class CacheBlocks:
@@ -181,6 +182,7 @@ class PeerExchange:
         self.address: str | None = None
         self.offered: set[ManifestId] = set()
         self.fetches: dict[ManifestId, dict[str, Any]] = {}  # per version: bytes by source
+        self.settled = trio.Event()  # started, or off for good: builds need not wait
         state.peer_view = self.status
 
     # --- start ----------------------------------------------------------------------------
@@ -195,6 +197,7 @@ class PeerExchange:
             self._off(f"{type(exc).__name__}: {exc}")
 
     def _off(self, why: str) -> None:
+        self.settled.set()
         self.engine = None
         self.problem = why
         self.log.warning("peers.off", why=why, fallback="every block is read from the store")
@@ -263,6 +266,7 @@ class PeerExchange:
             await nursery.start(discovery.run)
             nursery.start_soon(_forward, discovery, send)
             self.engine = engine
+            self.settled.set()
             self.log.info(
                 "peers.started",
                 agent_id=str(identity.agent_id),
@@ -291,7 +295,10 @@ class PeerExchange:
         self, repo: Repository, manifest_id: ManifestId, manifest: Manifest, progress: Progress
     ) -> VersionCounters | None:
         """Every block of the version into the cache, from peers and the store; None when peer
-        exchange is off (the build then reads the store itself)."""
+        exchange is off (the build then reads the store itself). Just after the agent starts
+        (a restart mid-rollout), waits a moment for the swarm, so the build trades too."""
+        with trio.move_on_after(START_WAIT):
+            await self.settled.wait()
         engine = self.engine
         if engine is None:
             return None
