@@ -447,7 +447,7 @@ def render_status(snap: dict[str, Any]) -> str:
         f"cache: {human_bytes(c['bytes'])} of {human_bytes(c['limit'])} ({c['blocks']} blocks), "
         f"{human_bytes(c['evicted_bytes'])} evicted, {c['corrupt_dropped']} altered blocks dropped"
     )
-    lines.append(f"peers: {len(snap['peers']) or 'none'}")
+    lines += _render_peers(snap)
     lines.append(f"versions on disk: {len(snap['versions'])}")
     reads = sorted(snap.get("file_reads", []), key=lambda r: -r["reads"])[:5]
     if reads:
@@ -458,3 +458,41 @@ def render_status(snap: dict[str, Any]) -> str:
     if snap["last_error"]:
         lines.append(f"last error ({_ago(snap['last_error_time'])}): {snap['last_error']}")
     return "\n".join(lines)
+
+
+def _render_peers(snap: dict[str, Any]) -> list[str]:
+    """Peer exchange: on or why not, each peer, and each version's bytes by source."""
+    px = snap.get("peer_exchange") or {}
+    if not px.get("enabled"):
+        return [f"peers: off ({px.get('problem') or 'off'})"]
+    lines = [
+        f"peers: agent {px['agent_id']} fleet {px['fleet']} at {px['address']}:{px['port']}"
+        f"{'' if px['mdns'] else ' (no mDNS)'}, {len(snap['peers'])} known"
+    ]
+    rows = [
+        [
+            p["id"],
+            p["address"],
+            p["state"],
+            human_bytes(p["bytes_sent"]),
+            human_bytes(p["bytes_received"]),
+            str(p["errors"]) + (f" ({p['last_error']})" if p["last_error"] else ""),
+            _ago(p["last_seen"]),
+        ]
+        for p in snap["peers"]
+    ]
+    if rows:
+        lines.append(
+            table(rows, ["PEER", "ADDRESS", "STATE", "SENT", "RECEIVED", "ERRORS", "SEEN"])
+        )
+    for f in snap.get("fetches", []):
+        b = f["bytes"]
+        lines.append(
+            f"  {f['manifest'][:12]}: {f['pieces'] - f['pieces_needed']}/{f['pieces']} pieces"
+            f" (needs {human_bytes(f['bytes_needed'])}); cache {human_bytes(b['cache'])}, peers "
+            f"{human_bytes(b['peers'])}, store {human_bytes(b['store'])}"
+            f" in {f['store_reads']} reads"
+        )
+    for r in px.get("refused", [])[-3:]:
+        lines.append(f"  refused {r['address']}: {r['reason']}")
+    return lines
