@@ -123,8 +123,10 @@ def build_version(
     stop: threading.Event,
     store_limit: RateLimit | None,
     log: Callable[..., Any] = lambda *_, **__: None,
+    count: Callable[[str, int], None] | None = None,
 ) -> tuple[Path, VersionInfo]:
-    """Write the version into its staging directory; returns it and its record."""
+    """Write the version into its staging directory; returns it and its record. `count`
+    replaces `state.count_fetch` (after a swarm fetch, cache reads are not counted again)."""
     staging = dataroot.staging_dir(manifest_id)
     if staging.exists():
         remove_tree(staging)
@@ -159,7 +161,8 @@ def build_version(
     progress.bytes_total = sum(e.size for e in to_write if e.kind == FILE)
     progress.blocks_total, progress.blocks_missing = _block_counts(partial, cache)
 
-    sources = fetch_sources(cache, repo, manifest.dataset, state.count_fetch, stop, store_limit)
+    on_fetch = count or state.count_fetch
+    sources = fetch_sources(cache, repo, manifest.dataset, on_fetch, stop, store_limit)
     fetcher = BlockFetcher(sources, cache)
     try:
         build_tree(

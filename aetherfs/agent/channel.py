@@ -21,6 +21,7 @@ from aetherfs.agent.config import AgentConfig
 from aetherfs.agent.decisions import ChannelDecisions, MakeLive, Next, Timing
 from aetherfs.agent.driver import drive
 from aetherfs.agent.log import Logger
+from aetherfs.agent.peers import PeerExchange
 from aetherfs.agent.state import AgentState, ChannelState, Progress, VersionLive
 from aetherfs.agent.upkeep import ensure_data_root, restore
 from aetherfs.agent.wakeups import Wakeups
@@ -48,12 +49,14 @@ class ChannelLoop:
         wakeups: Wakeups,
         channel: ChannelState,
         rng: random.Random,
+        peers: PeerExchange | None = None,
     ) -> None:
         self.config, self.log, self.state, self.work = config, log, state, work
         self.repos, self.watcher, self.wakeups = repos, watcher, wakeups
         self.channel = channel
         self.sub = channel.subscription
         self.rng = rng
+        self.peers = peers
         self.trust = TrustStore.for_agent(config.state_dir, config.data_root, config.store_url)
         self.decisions = ChannelDecisions(timing(config), rng, trio.current_time())
 
@@ -120,6 +123,9 @@ class ChannelLoop:
         action = self.decisions.handle_record(accepted.seq, record.manifest_id, live, on_disk)
         if isinstance(action, MakeLive):  # (build or check: asked again under the lock)
             await self.make_live(action.manifest_id)
+        elif self.peers is not None and live == record.manifest_id:
+            # Live already (say since before a restart): served to peers from the cache.
+            await self.peers.offer(await self.repos.get(), live, self.sub.dataset)
         return True
 
     async def follow(self) -> None:
@@ -177,6 +183,10 @@ class ChannelLoop:
         log.info("download.start", subscription=str(sub), manifest=manifest_id.hex())
         work.building += 1
         try:
+            swarm = None
+            if self.peers is not None:  # every block into the cache, from peers and the store
+                swarm = await self.peers.fetch(repo, manifest_id, manifest, progress)
+            count = self.state.count_built if swarm is not None else None
             staging, info = await trio.to_thread.run_sync(
                 lambda: build_version(
                     repo,
@@ -190,6 +200,7 @@ class ChannelLoop:
                     work.stopping,
                     work.store_limit,
                     log.warning,
+                    count,
                 ),
                 limiter=work.build_limiter,
             )

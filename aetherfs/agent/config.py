@@ -20,6 +20,7 @@ from aetherfs.ops.materialise import DEFAULT_WORKERS
 
 DEFAULT_HTTP = "127.0.0.1:7420"
 DEFAULT_GRPC = "127.0.0.1:7421"
+DEFAULT_PEER_LISTEN = "0.0.0.0:7422"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,18 @@ class Listen:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerSettings:
+    """Peer exchange on the LAN (docs/peers.md): on unless `enabled` is false (--no-peers)."""
+
+    enabled: bool = True
+    listen_host: str = "0.0.0.0"  # where the peer protocol listens (TCP)
+    listen_port: int = 7422
+    announce: str | None = None  # the IPv4 address told to peers (default: found at start)
+    static: tuple[str, ...] = ()  # ADDRESS:PORT of peers to dial whatever discovery says
+    mdns: bool = True  # announce and browse with mDNS (static peers work without it)
+
+
+@dataclass(frozen=True, slots=True)
 class AgentConfig:
     store_url: str
     s3_endpoint: str | None
@@ -72,6 +85,7 @@ class AgentConfig:
     join_token: str | None = field(default=None, repr=False)  # spent once, at first start
     agent_name: str | None = None  # the name enrolled under (default: the agent id)
     revocation_interval: float = 300.0  # seconds between fetches of the revocation list
+    peers: PeerSettings = field(default_factory=PeerSettings)
 
     @property
     def state_dir(self) -> Path:
@@ -144,6 +158,7 @@ def build_config(
         "join_token_file",
         "agent_name",
         "revocation_interval",
+        "peers",
     }
     unknown = sorted(set(file) - known)
     if unknown:
@@ -197,6 +212,7 @@ def build_config(
     if revocation_interval <= 0:
         raise InvalidInput("revocation_interval must be more than 0 seconds")
     agent_name = pick("agent_name")
+    peers = _peer_settings(file.get("peers", {}), flags, read_only)
     return AgentConfig(
         store_url=str(pick("store") or env.get("AETHERFS_STORE") or default_store),
         s3_endpoint=pick("s3_endpoint") or env.get("AETHERFS_S3_ENDPOINT") or None,
@@ -218,6 +234,40 @@ def build_config(
         join_token=join_token,
         agent_name=check_agent_id(str(agent_name)) if agent_name else None,
         revocation_interval=revocation_interval,
+        peers=peers,
+    )
+
+
+PEER_KEYS = {"enabled", "listen", "announce", "static", "mdns"}
+
+
+def _peer_settings(file: Any, flags: Mapping[str, Any], read_only: bool) -> PeerSettings:
+    """`[peers]` in TOML (enabled, listen, announce, static, mdns) and the --peer* flags."""
+    if not isinstance(file, Mapping):
+        raise InvalidInput("peers in the agent config is a table: [peers]")
+    unknown = sorted(set(file) - PEER_KEYS)
+    if unknown:
+        raise InvalidInput(f"unknown [peers] settings: {', '.join(unknown)}")
+    enabled = bool(file.get("enabled", True)) and not flags.get("no_peers") and not read_only
+    listen = str(flags.get("peer_listen") or file.get("listen", DEFAULT_PEER_LISTEN))
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise InvalidInput(f"peers.listen must be ADDRESS:PORT (like 0.0.0.0:7422), not {listen!r}")
+    announce = flags.get("peer_announce") or file.get("announce")
+    static_raw = list(flags.get("peer") or []) or file.get("static", [])
+    if isinstance(static_raw, str):
+        static_raw = [static_raw]
+    for text in static_raw:
+        _, sep, p = str(text).rpartition(":")
+        if not sep or not p.isdigit():
+            raise InvalidInput(f"a static peer is ADDRESS:PORT (like 10.0.0.7:7422), not {text!r}")
+    return PeerSettings(
+        enabled=enabled,
+        listen_host=host.strip("[]") or "0.0.0.0",
+        listen_port=int(port),
+        announce=str(announce) if announce else None,
+        static=tuple(str(t) for t in static_raw),
+        mdns=bool(file.get("mdns", True)) and not flags.get("no_mdns"),
     )
 
 

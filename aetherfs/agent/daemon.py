@@ -9,6 +9,7 @@ run_agent
   ├─ cache stats        usage and eviction, every few seconds
   ├─ hub report         through a hub: status to the hub's fleet page
   ├─ hub watch          through a hub: its watch stream wakes the channel loops
+  ├─ peers              peer exchange (peers.py): SwarmEngine + Discovery; builds fetch through it
   └─ channel loops      one per subscription: decisions (decisions.py) driven on trio's clock
 
 Who is given what: the APIs and the hub report a read-only `StatusView` and a `Control`
@@ -30,6 +31,8 @@ from aetherfs.agent.channel import ChannelLoop
 from aetherfs.agent.config import AgentConfig
 from aetherfs.agent.grpc_api import serve_grpc
 from aetherfs.agent.log import Logger
+from aetherfs.agent.membership import CertificateMembership
+from aetherfs.agent.peers import PeerExchange
 from aetherfs.agent.ports import Surface
 from aetherfs.agent.report import REPORT_EVERY, report_to_hub
 from aetherfs.agent.state import AgentState
@@ -44,7 +47,9 @@ CACHE_STATS_EVERY = 5.0
 class Agent:
     """The parts, made once by `run_agent`; also the `Control` the APIs are given."""
 
-    def __init__(self, config: AgentConfig, log: Logger) -> None:
+    def __init__(
+        self, config: AgentConfig, log: Logger, certificate: CertificateMembership | None = None
+    ) -> None:
         self.config = config
         self.log = log
         self.state = AgentState(config)
@@ -53,6 +58,11 @@ class Agent:
         self.watcher: TagWatcher = StorePoller(self.repos)
         self.wakeups = Wakeups(self.state.channels)
         self.rng = random.Random()  # jitter of polls and retries; a test seeds its own
+        self.peers = (
+            PeerExchange(config, log, self.state, self.work, self.repos, certificate)
+            if config.peers.enabled and not config.read_only
+            else None
+        )
         self.loops = [
             ChannelLoop(
                 config,
@@ -64,6 +74,7 @@ class Agent:
                 self.wakeups,
                 ch,
                 self.rng,
+                self.peers,
             )
             for ch in self.state.channels.values()
         ]
@@ -108,11 +119,13 @@ async def run_agent(
     open_repo: Callable[[], Repository] | None = None,
     report_every: float = REPORT_EVERY,
     hub: HubLink | None = None,
+    certificate: CertificateMembership | None = None,
 ) -> None:
     """Run until cancelled or asked to stop. `open_repo` replaces opening the store (a hub);
-    `hub` names the hub whose watch stream wakes the channel loops."""
+    `hub` names the hub whose watch stream wakes the channel loops; `certificate` admits an
+    enrolled agent to its peers (else the keyring's fleet secret does)."""
     log = log or Logger()
-    agent = Agent(config, log)
+    agent = Agent(config, log, certificate)
     if open_repo is not None:
         agent.repos.opener = open_repo
         agent.report_every = report_every
@@ -163,6 +176,8 @@ async def _serve(agent: Agent) -> None:
             )
         if agent.hub_watch is not None:
             nursery.start_soon(agent.hub_watch.run)
+        if agent.peers is not None:
+            nursery.start_soon(agent.peers.run)
         for loop in agent.loops:
             nursery.start_soon(loop.run)
         log.info(

@@ -46,6 +46,7 @@ from aetherfs.errors import (
 )
 from aetherfs.keys import Keyring
 from aetherfs.protocol.admission import DatasetAccess, FleetCertificate, FleetSecret
+from aetherfs.repository import Keys
 from aetherfs.repository.hub_client import HubClient
 
 ENROLMENT_FILE = "fleet.json"
@@ -123,7 +124,7 @@ class AccessList:
         return list(self.granted.values())
 
 
-def dataset_accesses(keyring: Keyring, datasets: Iterable[str]) -> AccessList:
+def dataset_accesses(keyring: Keys, datasets: Iterable[str]) -> AccessList:
     """One `DatasetAccess` per dataset whose key the keyring holds or the hub hands us
     (`HubKeyring.dataset_key` asks the hub: call this off the event loop)."""
     granted: dict[str, DatasetAccess] = {}

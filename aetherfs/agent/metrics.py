@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -32,6 +33,7 @@ class _StateCollector(Collector):
             blocks.add_metric([source], n)
         yield fetched
         yield blocks
+        yield from _peer_metrics(snap)
         cache = snap["cache"]
         yield GaugeMetricFamily(
             "aetherfs_agent_cache_bytes", "Bytes in the block cache", cache["bytes"]
@@ -77,3 +79,42 @@ def render_metrics(state: StatusView) -> tuple[bytes, str]:
     registry = CollectorRegistry()
     registry.register(_StateCollector(state))
     return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def _peer_metrics(snap: dict[str, Any]) -> Iterator[Metric]:
+    """Peer exchange: per peer bytes and errors, per version bytes by source and still needed."""
+    sent = CounterMetricFamily(
+        "aetherfs_agent_peer_sent_bytes", "Bytes sent to a peer", labels=["peer", "state"]
+    )
+    received = CounterMetricFamily(
+        "aetherfs_agent_peer_received_bytes", "Bytes received from a peer", labels=["peer", "state"]
+    )
+    errors = CounterMetricFamily(
+        "aetherfs_agent_peer_errors", "Connections to a peer ended in an error", labels=["peer"]
+    )
+    for p in snap["peers"]:
+        sent.add_metric([p["id"], p["state"]], p["bytes_sent"])
+        received.add_metric([p["id"], p["state"]], p["bytes_received"])
+        errors.add_metric([p["id"]], p["errors"])
+    by_source = GaugeMetricFamily(
+        "aetherfs_agent_version_bytes",
+        "A version's bytes by source (cache, peers, store)",
+        labels=["manifest", "source"],
+    )
+    needed = GaugeMetricFamily(
+        "aetherfs_agent_version_needed_bytes", "A version's bytes still needed", labels=["manifest"]
+    )
+    reads = CounterMetricFamily(
+        "aetherfs_agent_version_store_reads", "A version's store reads", labels=["manifest"]
+    )
+    for f in snap["fetches"]:
+        for source, n in f["bytes"].items():
+            by_source.add_metric([f["manifest"], source], n)
+        needed.add_metric([f["manifest"]], f["bytes_needed"])
+        reads.add_metric([f["manifest"]], f["store_reads"])
+    yield from (sent, received, errors, by_source, needed, reads)
+    yield GaugeMetricFamily(
+        "aetherfs_agent_peers_enabled",
+        "1 if peer exchange runs",
+        1 if snap["peer_exchange"].get("enabled") else 0,
+    )

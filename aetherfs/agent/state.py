@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,12 +120,30 @@ class AgentState:
         self.hub_report: dict[str, Any] = {}
         self.hub_watch: dict[str, dict[str, Any]] = {}  # dataset -> its watch stream's state
         self._listeners: set[trio.MemorySendChannel[VersionLive]] = set()
+        # Peer exchange's part of the status (agent/peers.py): peer_exchange, peers, fetches.
+        self.peer_view: Callable[[], dict[str, Any]] | None = None
 
     # Counters from fetch threads -------------------------------------------------------
     def count_fetch(self, source: str, size: int) -> None:
         with self._lock:
             self.bytes_by_source[source] = self.bytes_by_source.get(source, 0) + size
             self.blocks_by_source[source] = self.blocks_by_source.get(source, 0) + 1
+
+    def count_swarm(self, from_cache: int, from_peers: int, from_store: int) -> None:
+        """What a version's swarm fetch found in the cache and moved into it (the build then
+        reads all of it there, uncounted)."""
+        with self._lock:
+            for source, size in (
+                ("cache", from_cache),
+                ("peers", from_peers),
+                ("store", from_store),
+            ):
+                self.bytes_by_source[source] += size
+
+    def count_built(self, source: str, size: int) -> None:
+        """A build's fetch after a swarm fetch: only what the swarm left (evicted meanwhile)."""
+        if source != "cache":
+            self.count_fetch(source, size)
 
     def add_progress(self, progress: Progress, placed: int) -> None:
         with self._lock:
@@ -179,6 +198,11 @@ class AgentState:
             ]
             channels = [c.to_json() for c in self.channels.values()]
         c = self.config
+        swarm = (
+            self.peer_view()
+            if self.peer_view is not None
+            else {"peer_exchange": {"enabled": False, "problem": "off"}, "peers": [], "fetches": []}
+        )
         return {
             "agent": {
                 "version": __version__,
@@ -201,7 +225,9 @@ class AgentState:
                 "evicted_bytes": self.cache_evicted_bytes,
                 "corrupt_dropped": self.cache_corrupt_dropped,
             },
-            "peers": [],
+            "peer_exchange": swarm["peer_exchange"],
+            "peers": swarm["peers"],
+            "fetches": swarm["fetches"],
             "versions": self.versions,
             "file_reads": reads,
             "hub_report": self.hub_report or None,

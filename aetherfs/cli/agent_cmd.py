@@ -98,6 +98,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="SECONDS",
         help="fetch the fleet's revocation list this often (default 300)",
     )
+    peers = p.add_argument_group("peer exchange (on by default; docs/peers.md)")
+    peers.add_argument(
+        "--no-peers", action="store_true", default=None, help="fetch from the store only"
+    )
+    peers.add_argument(
+        "--peer-listen", metavar="ADDRESS:PORT", help="peer protocol listen address (0.0.0.0:7422)"
+    )
+    peers.add_argument(
+        "--peer-announce",
+        metavar="ADDRESS",
+        help="the IPv4 address told to peers (default: that of the interface to the LAN)",
+    )
+    peers.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="ADDRESS:PORT",
+        help="a static peer, dialled whatever discovery finds (repeatable)",
+    )
+    peers.add_argument(
+        "--no-mdns", action="store_true", default=None, help="no mDNS: static peers only"
+    )
     p.set_defaults(run=agent)
 
     p = sub.add_parser(
@@ -155,6 +177,11 @@ def agent_config(context: Context, args: argparse.Namespace) -> AgentConfig:
         "join_token_file": getattr(args, "join_token_file", None),
         "agent_name": getattr(args, "agent_name", None),
         "revocation_interval": getattr(args, "revocation_interval", None),
+        "no_peers": getattr(args, "no_peers", None),
+        "peer_listen": getattr(args, "peer_listen", None),
+        "peer_announce": getattr(args, "peer_announce", None),
+        "peer": getattr(args, "peer", []),
+        "no_mdns": getattr(args, "no_mdns", None),
     }
     s = context.settings
     env = {
@@ -220,7 +247,12 @@ def agent(context: Context, args: argparse.Namespace) -> int:
                 if membership is not None:  # renewal and revocation lists, beside the daemon
                     await nursery.start(membership.run)
                 await run_agent(
-                    config, None, context.repository if hub else None, args.report_interval, link
+                    config,
+                    None,
+                    context.repository if hub else None,
+                    args.report_interval,
+                    link,
+                    membership,
                 )
                 nursery.cancel_scope.cancel()
 
@@ -415,7 +447,7 @@ def render_status(snap: dict[str, Any]) -> str:
         f"cache: {human_bytes(c['bytes'])} of {human_bytes(c['limit'])} ({c['blocks']} blocks), "
         f"{human_bytes(c['evicted_bytes'])} evicted, {c['corrupt_dropped']} altered blocks dropped"
     )
-    lines.append(f"peers: {len(snap['peers']) or 'none'}")
+    lines += _render_peers(snap)
     lines.append(f"versions on disk: {len(snap['versions'])}")
     reads = sorted(snap.get("file_reads", []), key=lambda r: -r["reads"])[:5]
     if reads:
@@ -426,3 +458,41 @@ def render_status(snap: dict[str, Any]) -> str:
     if snap["last_error"]:
         lines.append(f"last error ({_ago(snap['last_error_time'])}): {snap['last_error']}")
     return "\n".join(lines)
+
+
+def _render_peers(snap: dict[str, Any]) -> list[str]:
+    """Peer exchange: on or why not, each peer, and each version's bytes by source."""
+    px = snap.get("peer_exchange") or {}
+    if not px.get("enabled"):
+        return [f"peers: off ({px.get('problem') or 'off'})"]
+    lines = [
+        f"peers: agent {px['agent_id']} fleet {px['fleet']} at {px['address']}:{px['port']}"
+        f"{'' if px['mdns'] else ' (no mDNS)'}, {len(snap['peers'])} known"
+    ]
+    rows = [
+        [
+            p["id"],
+            p["address"],
+            p["state"],
+            human_bytes(p["bytes_sent"]),
+            human_bytes(p["bytes_received"]),
+            str(p["errors"]) + (f" ({p['last_error']})" if p["last_error"] else ""),
+            _ago(p["last_seen"]),
+        ]
+        for p in snap["peers"]
+    ]
+    if rows:
+        lines.append(
+            table(rows, ["PEER", "ADDRESS", "STATE", "SENT", "RECEIVED", "ERRORS", "SEEN"])
+        )
+    for f in snap.get("fetches", []):
+        b = f["bytes"]
+        lines.append(
+            f"  {f['manifest'][:12]}: {f['pieces'] - f['pieces_needed']}/{f['pieces']} pieces"
+            f" (needs {human_bytes(f['bytes_needed'])}); cache {human_bytes(b['cache'])}, peers "
+            f"{human_bytes(b['peers'])}, store {human_bytes(b['store'])}"
+            f" in {f['store_reads']} reads"
+        )
+    for r in px.get("refused", [])[-3:]:
+        lines.append(f"  refused {r['address']}: {r['reason']}")
+    return lines

@@ -20,7 +20,9 @@ from tests.fixtures.ports import free_port
 
 
 class AgentProcess:
-    def __init__(self, cli: Cli, data_root: Path, args: list[str], log: Path) -> None:
+    def __init__(
+        self, cli: Cli, data_root: Path, args: list[str], log: Path, peers: bool = False
+    ) -> None:
         self.cli = cli
         self.data_root = data_root
         self.http_port = free_port()
@@ -34,6 +36,9 @@ class AgentProcess:
             f"127.0.0.1:{self.http_port}",
             "--listen-grpc",
             f"127.0.0.1:{self.grpc_port}",
+            # Peers are on by default; these tests are about other things and run in the root
+            # namespace, where mDNS would leave the host (peer tests: tests/peers/, namespaces).
+            *([] if peers else ["--no-peers"]),
             *args,
         ]
         self.process: subprocess.Popen[bytes] | None = None

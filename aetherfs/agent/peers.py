@@ -1,0 +1,417 @@
+"""Peer exchange in the agent: one `SwarmEngine` and one `Discovery`, started in the daemon's
+nursery, and the three seams the engine needs, made of the agent's own parts.
+
+    PeerExchange.run
+      ├─ engine      SwarmEngine.run: listens, dials, trades (aetherfs/swarm/)
+      ├─ discovery   Discovery.run: mDNS, static peers (aetherfs/net/discovery.py)
+      └─ addresses   PeerSeen / PeerGone -> PeerAddress / AddressGone, the engine's channel
+
+A build asks `fetch` first: the version's `PieceTable`, the pieces the cache already holds, and
+the engine fetches the rest from peers and the store into the block cache (`CacheBlocks` is
+both the engine's `BlockStore` and its `BlockSink`, so a piece is served to peers as soon as it
+is verified); the build then takes every block from the cache. The store is read with one
+ranged GET per piece through the repository (`RepoStore`), at `fetch_workers` reads at once,
+so with no peers the store carries the load as it did before.
+
+Peer exchange never stops the agent: when it cannot start (no fleet secret, an expired
+certificate, the port taken) it says why in the log and in status, and builds read the store.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from aetherfs.agent.config import AgentConfig
+from aetherfs.agent.identity import AgentId as OwnId
+from aetherfs.agent.identity import AgentIdentity, load_identity
+from aetherfs.agent.log import Logger
+from aetherfs.agent.membership import (
+    CertificateMembership,
+    NotEnrolled,
+    Reader,
+    SecretMembership,
+    dataset_accesses,
+)
+from aetherfs.agent.state import AgentState, Progress
+from aetherfs.agent.watch import RepoHandle
+from aetherfs.agent.workspace import Workspace
+from aetherfs.core.blocks import BlockRef
+from aetherfs.core.ids import BlockId, ManifestId
+from aetherfs.core.manifest import Manifest
+from aetherfs.core.packs import ReadRange
+from aetherfs.errors import AetherError, NotFound
+from aetherfs.fetch.metered import RateLimit, Stopped
+from aetherfs.net.discovery import Discovery, DiscoveryConfig
+from aetherfs.net.discovery import PeerAddress as StaticPeer
+from aetherfs.net.ids import AgentId, FleetId
+from aetherfs.net.peer_view import PeerGone, PeerSeen
+from aetherfs.net.transport import PeerAddress
+from aetherfs.planner import (
+    BandwidthPolicy,
+    Bitfield,
+    FetchPlanner,
+    PeerId,
+    PieceTable,
+    PlannerConfig,
+    UploadScheduler,
+)
+from aetherfs.protocol import handshake
+from aetherfs.protocol.admission import AccessId, DatasetAccess
+from aetherfs.protocol.connection import PeerConfig
+from aetherfs.repository import Repository
+from aetherfs.swarm import EngineConfig, SwarmEngine
+from aetherfs.swarm.interfaces import AddressEvent, AddressGone, StoredBlocks, Swarm
+from aetherfs.swarm.status import VersionCounters
+
+REPO_RETRY = 5.0  # seconds between attempts to open the repository before peers start
+START_WAIT = 10.0  # a build waits this long for peer exchange to start (or fail) at most
+
+
+class CacheBlocks:
+    """The engine's BlockStore and BlockSink: the agent's block cache (replaced when the data
+    root is lost, so always asked of the workspace)."""
+
+    def __init__(self, work: Workspace) -> None:
+        self.work = work
+
+    def has(self, block_id: BlockId) -> bool:
+        return bool(self.work.cache.has([block_id]))
+
+    def read(self, block_ids: Sequence[BlockId]) -> list[bytes]:
+        found = self.work.cache.get_many(list(block_ids))
+        missing = [b for b in block_ids if b not in found]
+        if missing:
+            raise NotFound(f"block {missing[0].short()} is not in this agent's cache")
+        return [found[b] for b in block_ids]
+
+    def __call__(self, table: PieceTable, index: int, blocks: StoredBlocks) -> None:
+        self.work.cache.put_many(blocks)
+
+
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    repo: Repository
+    dataset: str
+    refs: dict[BlockId, BlockRef]
+
+
+class RepoStore:
+    """The engine's StoreReader: one ranged GET per piece through the repository, at the
+    agent's store rate, stopped between pieces when the agent stops."""
+
+    def __init__(self, limit: RateLimit | None, stop: threading.Event) -> None:
+        self.limit = limit
+        self.stop = stop
+        self._versions: dict[ManifestId, _Wanted] = {}
+        self._lock = threading.Lock()
+
+    def want(self, table: PieceTable, repo: Repository, dataset: str, manifest: Manifest) -> None:
+        with self._lock:
+            self._versions[table.id] = _Wanted(repo, dataset, manifest.unique_blocks())
+
+    def read_piece(self, table: PieceTable, index: int) -> StoredBlocks:
+        if self.stop.is_set():
+            raise Stopped("the agent is stopping")
+        with self._lock:
+            wanted = self._versions.get(table.id)
+        if wanted is None:
+            raise NotFound(f"version {table.id.short()} is not one this agent fetches")
+        read = table.read(index)
+        refs = tuple(wanted.refs[b.id] for b in table.blocks(index))
+        if self.limit is not None:
+            self.limit.take(read.length, self.stop)
+        got = wanted.repo.read_range(
+            wanted.dataset, ReadRange(read.pack, read.start, read.length, refs)
+        )
+        return [(ref.id, stored) for ref, stored in got]
+
+
+def held_pieces(table: PieceTable, work: Workspace) -> tuple[Bitfield, int]:
+    """The pieces whose every block the cache holds, and their stored bytes."""
+    ids = [b.id for i in range(len(table)) for b in table.blocks(i)]
+    cached = work.cache.has(ids)
+    held = [i for i in range(len(table)) if all(b.id in cached for b in table.blocks(i))]
+    return Bitfield.of(len(table), held), sum(table.size(i) for i in held)
+
+
+def announce_address(host: str) -> str:
+    """The IPv4 address peers reach us at: `host` unless it is the wildcard, else the address
+    of the interface that multicast (mDNS) leaves by, else the host name's."""
+    if host not in ("0.0.0.0", ""):
+        return host
+    for target in ("224.0.0.251", "10.255.255.255"):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.connect((target, 5353))  # no packet is sent: only a route is chosen
+                found = str(s.getsockname()[0])
+            except OSError:
+                continue
+            if found != "0.0.0.0":
+                return found
+    return socket.gethostbyname(socket.gethostname())
+
+
+class PeerExchange:
+    """The agent's swarm, once started; builds read the store alone until then."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        log: Logger,
+        state: AgentState,
+        work: Workspace,
+        repos: RepoHandle,
+        certificate: CertificateMembership | None = None,
+    ) -> None:
+        self.config, self.log, self.state, self.work, self.repos = config, log, state, work, repos
+        self.certificate = certificate
+        self.blocks = CacheBlocks(work)
+        self.store = RepoStore(work.store_limit, work.stopping)
+        self.engine: Swarm | None = None
+        self.membership: Reader | None = None
+        self.identity: AgentIdentity | None = None
+        self.accesses: dict[str, DatasetAccess] = {}
+        self.problem: str | None = None
+        self.address: str | None = None
+        self.offered: set[ManifestId] = set()
+        self.fetches: dict[ManifestId, dict[str, Any]] = {}  # per version: bytes by source
+        self.settled = trio.Event()  # started, or off for good: builds need not wait
+        state.peer_view = self.status
+
+    # --- start ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Start when the repository opens (its keyring holds the fleet secret), then trade
+        until cancelled. Never raises an AetherError or OSError: it says why peers are off."""
+        repo = await self._repo()
+        try:
+            await self._run(repo)
+        except (AetherError, OSError) as exc:
+            self._off(f"{type(exc).__name__}: {exc}")
+
+    def _off(self, why: str) -> None:
+        self.settled.set()
+        self.engine = None
+        self.problem = why
+        self.log.warning("peers.off", why=why, fallback="every block is read from the store")
+
+    async def _repo(self) -> Repository:
+        while True:
+            try:
+                return await self.repos.get()
+            except AetherError:
+                await trio.sleep(REPO_RETRY)  # the channel loops report why
+
+    async def _run(self, repo: Repository) -> None:
+        config, peers = self.config, self.config.peers
+        identity = await trio.to_thread.run_sync(load_identity, config.state_dir)
+        membership: Reader
+        if self.certificate is not None:
+            membership = self.certificate
+        else:
+            try:
+                membership = SecretMembership.from_keyring(repo.keyring)  # type: ignore[arg-type]
+            except NotEnrolled as exc:
+                self._off(str(exc))
+                return
+        admission = membership.admission(time.time())
+        if admission is None:
+            self._off(membership.problem(time.time()) or "this agent cannot join peers")
+            return
+        self.identity, self.membership = identity, membership
+        datasets = [s.dataset for s in config.subscriptions]
+        granted = await trio.to_thread.run_sync(dataset_accesses, repo.keyring, datasets)
+        for name, why in granted.missing.items():
+            self.log.warning("peers.dataset_unproved", dataset=name, why=why)
+        self.accesses = dict(granted.granted)
+        now = trio.current_time()
+        self_id = PeerId(identity.public_key)
+        engine = SwarmEngine(
+            EngineConfig(
+                listen_host=peers.listen_host,
+                listen_port=peers.listen_port,
+                static_peers=tuple(PeerAddress.parse(p) for p in peers.static),
+                store_threads=config.fetch_workers,
+            ),
+            PeerConfig(identity.signing_key, admission, agent=str(identity.agent_id)),
+            granted.accesses(),
+            FetchPlanner(self_id, PlannerConfig(store_reads=config.fetch_workers), now=now),
+            UploadScheduler(bandwidth=BandwidthPolicy(), now=now),
+            self.blocks,
+            self.store,
+            self.blocks,
+        )
+        send, receive = trio.open_memory_channel[AddressEvent](64)
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(engine.run, receive)
+            self.address = announce_address(peers.listen_host)
+            discovery = Discovery(
+                DiscoveryConfig(
+                    AgentId(str(identity.agent_id)),
+                    FleetId(membership.fleet_id),
+                    handshake.MAX_VERSION,
+                    self.address,
+                    port,
+                    static_peers=tuple(StaticPeer.parse(p) for p in peers.static),
+                    mdns=peers.mdns,
+                )
+            )
+            await nursery.start(discovery.run)
+            nursery.start_soon(_forward, discovery, send)
+            self.engine = engine
+            self.settled.set()
+            self.log.info(
+                "peers.started",
+                agent_id=str(identity.agent_id),
+                fleet=membership.fleet_id,
+                address=f"{self.address}:{port}",
+                mdns=peers.mdns,
+                static=",".join(peers.static) or None,
+            )
+
+    # --- what the channel loops ask ---------------------------------------------------------
+
+    async def _access(self, repo: Repository, dataset: str) -> AccessId | None:
+        access = self.accesses.get(dataset)
+        if access is None and self.engine is not None:
+            granted = await trio.to_thread.run_sync(dataset_accesses, repo.keyring, [dataset])
+            access = granted.granted.get(dataset)
+            if access is not None:
+                self.accesses[dataset] = access
+                self.engine.add_dataset(access)
+        return access.access_id if access is not None else None
+
+    async def _table(self, manifest_id: ManifestId, manifest: Manifest) -> PieceTable:
+        return await trio.to_thread.run_sync(PieceTable.of_manifest, manifest_id, manifest)
+
+    async def fetch(
+        self, repo: Repository, manifest_id: ManifestId, manifest: Manifest, progress: Progress
+    ) -> VersionCounters | None:
+        """Every block of the version into the cache, from peers and the store; None when peer
+        exchange is off (the build then reads the store itself). Just after the agent starts
+        (a restart mid-rollout), waits a moment for the swarm, so the build trades too."""
+        with trio.move_on_after(START_WAIT):
+            await self.settled.wait()
+        engine = self.engine
+        if engine is None:
+            return None
+        access = await self._access(repo, manifest.dataset)
+        if access is None:
+            return None
+        table = await self._table(manifest_id, manifest)
+        held, held_bytes = await self.work.disk(held_pieces, table, self.work)
+        self.store.want(table, repo, manifest.dataset, manifest)
+        record = self.fetches.setdefault(
+            manifest_id,
+            {"manifest": manifest_id.hex(), "dataset": manifest.dataset, "cache": held_bytes},
+        )
+        record["started"] = time.time()
+        counters = await engine.fetch(table, access, held=held)
+        record["finished"] = time.time()
+        self.offered.add(manifest_id)
+        self.state.count_swarm(held_bytes, counters.bytes_from_peers, counters.bytes_from_store)
+        return counters
+
+    async def offer(self, repo: Repository, manifest_id: ManifestId, dataset: str) -> None:
+        """Serve a version this agent holds (a live one at start, say) to its peers."""
+        if self.engine is None or manifest_id in self.offered:
+            return
+        access = await self._access(repo, dataset)
+        if access is None:
+            return
+        manifest = await self.work.disk(repo.get_manifest, dataset, manifest_id)
+        table = await self._table(manifest_id, manifest)
+        self.store.want(table, repo, dataset, manifest)
+        await self.engine.offer(table, access)
+        self.offered.add(manifest_id)
+
+    # --- status ------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """`peer_exchange`, `peers` and `fetches` of the status document."""
+        engine, peers = self.engine, self.config.peers
+        doc: dict[str, Any] = {
+            "enabled": engine is not None,
+            "problem": self.problem,
+            "agent_id": str(self.identity.agent_id) if self.identity else None,
+            "fleet": self.membership.fleet_id if self.membership else None,
+            "address": self.address,
+            "port": None,
+            "mdns": peers.mdns,
+            "static": list(peers.static),
+            "connections": 0,
+            "uploads_running": 0,
+            "refused": [],
+        }
+        if engine is None:
+            return {"peer_exchange": doc, "peers": [], "fetches": []}
+        s = engine.status()
+        now, wall = trio.current_time(), time.time()
+        doc.update(
+            port=s.port,
+            connections=s.connections,
+            uploads_running=s.uploads_running,
+            refused=[{"address": r.address, "reason": r.reason, "text": r.text} for r in s.refused],
+        )
+        peer_rows = [
+            {
+                "id": str(OwnId.of(p.peer.raw)),
+                "key": p.peer.hex(),
+                "agent": p.agent,
+                "address": p.address,
+                "state": p.state,
+                "bytes_sent": p.bytes_sent,
+                "bytes_received": p.bytes_received,
+                "errors": p.errors,
+                "last_error": p.last_error or None,
+                "last_seen": wall - (now - p.last_seen) if p.last_seen else None,
+            }
+            for p in s.peers
+        ]
+        fetches = []
+        for v in s.versions:
+            record = self.fetches.get(v.version, {})
+            fetches.append(
+                {
+                    "manifest": v.version.hex(),
+                    "dataset": record.get("dataset"),
+                    "pieces": v.pieces,
+                    "pieces_needed": v.pieces_needed,
+                    "bytes_needed": v.bytes_needed,
+                    "bytes": {
+                        "cache": record.get("cache", 0),
+                        "peers": v.bytes_from_peers,
+                        "store": v.bytes_from_store,
+                    },
+                    "store_reads": v.store_reads,
+                    "complete": v.complete,
+                    "started": record.get("started"),
+                    "finished": record.get("finished"),
+                }
+            )
+        return {"peer_exchange": doc, "peers": peer_rows, "fetches": fetches}
+
+
+async def _forward(discovery: Discovery, send: trio.MemorySendChannel[AddressEvent]) -> None:
+    """Discovery's events as the engine's address channel."""
+    known: dict[AgentId, PeerAddress] = {}
+    async for event in discovery.events:
+        match event:
+            case PeerSeen(agent_id=agent, addresses=addresses, port=port) if addresses:
+                address = PeerAddress(addresses[0], port)
+                old = known.get(agent)
+                if old is not None and old != address:
+                    await send.send(AddressGone(old))
+                known[agent] = address
+                await send.send(address)
+            case PeerGone(agent_id=agent):
+                gone = known.pop(agent, None)
+                if gone is not None:
+                    await send.send(AddressGone(gone))
