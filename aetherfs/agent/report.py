@@ -24,7 +24,15 @@ Outcome = Callable[[dict[str, Any]], None]
 
 
 def _report(snap: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in snap.items() if k not in ("file_reads",)}
+    """The status document the hub keeps, each live version carrying the bytes its fetch took
+    from each source (the fleet page draws a rollout's store and peer bytes from these)."""
+    doc = {k: v for k, v in snap.items() if k not in ("file_reads",)}
+    by_manifest = {f["manifest"]: f["bytes"] for f in snap.get("fetches", []) if "bytes" in f}
+    for sub in doc.get("subscriptions", []):
+        live = sub.get("live")
+        if live and live.get("manifest") in by_manifest:
+            live["bytes_by_source"] = dict(by_manifest[live["manifest"]])
+    return doc
 
 
 async def report_to_hub(
