@@ -32,7 +32,7 @@ async def test_two_engines_one_holding_the_version_the_other_fetches_it_from_it(
         seed = await start_node(nursery, store, version, holds=True)
         fetcher = await start_node(nursery, store, version, peers=[seed.address])
         await wait_for_peers([seed, fetcher], version, 1)
-        with trio.fail_after(10):
+        with trio.fail_after(30):
             counters = await fetcher.engine.fetch(version.table, version.access.access_id)
         assert counters.complete and counters.bytes_from_peers == version.table.total_size
         assert store.total_reads == 0
@@ -70,7 +70,7 @@ async def test_three_engines_read_each_piece_from_the_store_about_once() -> None
     store = MemoryStore(version.packs, delay=0.005)
     async with trio.open_nursery() as nursery:
         nodes = await mesh(nursery, store, version, 3)
-        with trio.fail_after(20):
+        with trio.fail_after(60):
             await fetch_all(nodes, version)
         for node in nodes:
             assert_holds_all(node, version)
@@ -91,7 +91,7 @@ async def test_an_engine_killed_mid_transfer_leaves_the_others_to_finish() -> No
         await trio.sleep(0.12)  # its first store reads are in, the rest not yet
         assert not victim.engine.status().versions[0].complete
         victim.scope.cancel()
-        with trio.fail_after(20):
+        with trio.fail_after(60):
             await fetch_all(nodes[:2], version)
         for node in nodes[:2]:
             assert_holds_all(node, version)
@@ -119,7 +119,7 @@ async def test_a_peer_sending_corrupt_blocks_is_dropped_and_the_version_complete
         )
         fetcher = await start_node(nursery, store, version, peers=[liar.address])
         await wait_for_peers([liar, fetcher], version, 1)
-        with trio.fail_after(10):
+        with trio.fail_after(30):
             counters = await fetcher.engine.fetch(version.table, version.access.access_id)
         assert counters.complete and counters.bytes_from_peers == 0
         assert_holds_all(fetcher, version)
@@ -127,7 +127,7 @@ async def test_a_peer_sending_corrupt_blocks_is_dropped_and_the_version_complete
         assert peer.peer == liar.engine.self_id
         assert peer.state == "banned" and peer.errors >= 1
         assert fetcher.engine.planner.status().banned == (liar.engine.self_id,)
-        with trio.fail_after(5):  # dialled again, it is dropped again at once
+        with trio.fail_after(15):  # dialled again, it is dropped again at once
             while fetcher.engine.status().peers[0].errors < 2:
                 await trio.sleep(0.01)
         assert fetcher.engine.connected() == []
@@ -148,13 +148,13 @@ async def test_malformed_frames_from_a_raw_socket_end_that_connection_only() -> 
         ):
             raw = await trio.open_tcp_stream("127.0.0.1", seed.engine.port)
             await raw.send_all(garbage)
-            with trio.fail_after(5):
+            with trio.fail_after(15):
                 while await raw.receive_some(65536):
                     pass  # its Hello, maybe a goodbye, then the end of the stream
             await raw.aclose()
         assert {r.reason for r in seed.engine.status().refused} == {"protocol_error"}
         fetcher = await start_node(nursery, store, version, peers=[seed.address])
-        with trio.fail_after(10):
+        with trio.fail_after(30):
             await wait_for_peers([seed, fetcher], version, 1)
             counters = await fetcher.engine.fetch(version.table, version.access.access_id)
         assert counters.bytes_from_peers == version.table.total_size
@@ -169,7 +169,7 @@ async def test_an_engine_with_another_fleet_secret_is_refused() -> None:
         stranger = await start_node(
             nursery, store, version, peers=[seed.address], fleet=FleetSecret(b"x" * 32)
         )
-        with trio.fail_after(5):
+        with trio.fail_after(15):
             while not stranger.engine.status().refused:
                 await trio.sleep(0.01)
         await trio.sleep(0.1)
@@ -197,7 +197,7 @@ async def test_a_slow_peer_loses_its_pieces_to_the_store() -> None:
         fetcher = await start_node(nursery, store, version, peers=[slow.address])
         await wait_for_peers([slow, fetcher], version, 1)
         started = trio.current_time()
-        with trio.fail_after(10):
+        with trio.fail_after(30):
             counters = await fetcher.engine.fetch(version.table, version.access.access_id)
         assert trio.current_time() - started < 2.0  # one missed deadline, then the store
         assert counters.store_reads >= len(version.table) - 4
@@ -217,7 +217,7 @@ async def test_the_upload_cap_paces_what_a_peer_serves() -> None:
         )
         await wait_for_peers([seed, fetcher], version, 1)
         started = trio.current_time()
-        with trio.fail_after(10):
+        with trio.fail_after(30):
             counters = await fetcher.engine.fetch(version.table, version.access.access_id)
         took = trio.current_time() - started
         total, piece = version.table.total_size, version.table.size(0)
@@ -257,15 +257,15 @@ async def test_a_peer_that_goes_silent_is_noticed_and_its_pieces_come_from_the_s
         )
         proved = trio.Event()
         nursery.start_soon(silent_peer, fetcher.address, version, proved)
-        with trio.fail_after(5):
+        with trio.fail_after(15):
             await proved.wait()
             while not fetcher.engine.announced(version.table.id):
                 await trio.sleep(0.01)
-        with trio.fail_after(10):
+        with trio.fail_after(30):
             counters = await fetcher.engine.fetch(version.table, version.access.access_id)
         assert counters.complete and counters.bytes_from_peers == 0
         assert_holds_all(fetcher, version)
-        with trio.fail_after(5):  # the idle timeout: nothing received for a second
+        with trio.fail_after(15):  # the idle timeout: nothing received for a second
             while fetcher.engine.connected():
                 await trio.sleep(0.05)
         [peer] = fetcher.engine.status().peers
