@@ -1,4 +1,5 @@
-"""Dataset names, tag names and references (`team/geo-db:stable`), checked once at the edge."""
+"""Dataset names, tag names, references (`team/geo-db:stable`) and agent ids, checked once at
+the edge."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from aetherfs.errors import InvalidInput, echo
 
 _SEGMENT = re.compile(r"[a-z0-9][a-z0-9._-]*")
 _CHANNEL = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
+# An agent's name at a hub (its status, its enrolment); the agent's config checks it too.
+_AGENT_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 # SemVer 2.0 core with an optional pre-release; build metadata is refused on purpose, since
 # `1.0.0+a` and `1.0.0+b` would be two immutable tags with equal precedence.
 _SEMVER = re.compile(
@@ -32,6 +35,15 @@ def check_dataset_name(name: str) -> str:
                 "letters, digits, '.', '_' or '-', starting with a letter or digit"
             )
     return name
+
+
+def check_agent_id(agent_id: str) -> str:
+    if not _AGENT_ID.fullmatch(agent_id):
+        raise InvalidInput(
+            f"bad agent id {echo(agent_id)}: lower case letters, digits, '.', '_' or '-' "
+            "(at most 128), starting with a letter or digit"
+        )
+    return agent_id
 
 
 def is_version_tag(tag: str) -> bool:

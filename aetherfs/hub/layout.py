@@ -6,10 +6,10 @@ over one bucket share it.
 
 from __future__ import annotations
 
-import re
 import time
 
-from aetherfs.errors import InvalidInput, echo
+# A name rule, so it lives with the others in core; named here too for the hub's callers.
+from aetherfs.core.names import check_agent_id as check_agent_id
 
 HUB = "hub/"
 TOKENS = "hub/tokens/"
@@ -17,8 +17,6 @@ ACLS = "hub/acl/"
 AGENTS = "hub/agents/"
 AUDIT = "hub/audit/"
 UPLOADS = "hub/uploads/"
-
-_AGENT_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 
 
 def token_key(token_hash: str) -> str:
@@ -36,15 +34,6 @@ def uploads_prefix(dataset: str) -> str:
 def upload_key(dataset: str, pack_hex: str) -> str:
     """That a writer of `dataset` sent this pack's bytes through its path (proof it holds them)."""
     return f"{uploads_prefix(dataset)}{pack_hex}"
-
-
-def check_agent_id(agent_id: str) -> str:
-    if not _AGENT_ID.fullmatch(agent_id):
-        raise InvalidInput(
-            f"bad agent id {echo(agent_id)}: lower case letters, digits, '.', '_' or '-' "
-            "(at most 128), starting with a letter or digit"
-        )
-    return agent_id
 
 
 def agent_status_key(agent_id: str) -> str:

@@ -23,7 +23,6 @@ from pydantic import (
 from aetherfs.core import names
 from aetherfs.core.tags import SignedTag
 from aetherfs.hub import acl
-from aetherfs.hub import layout as hub_layout
 from aetherfs.hub.acl import ANYONE
 
 HEX64 = r"^[0-9a-f]{64}$"
@@ -82,7 +81,7 @@ def subject_schema() -> dict[str, Any]:
 
 
 def agent_schema() -> dict[str, Any]:
-    return {"type": "string", "pattern": f"^{_ecma(hub_layout._AGENT_ID.pattern)}$"}
+    return {"type": "string", "pattern": f"^{_ecma(names._AGENT_ID.pattern)}$"}
 
 
 DatasetName_ = Annotated[StrictStr, WithJsonSchema(dataset_schema())]

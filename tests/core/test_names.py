@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from aetherfs.core.names import Ref, check_dataset_name, check_tag, is_version_tag
+from aetherfs.core.names import Ref, check_agent_id, check_dataset_name, check_tag, is_version_tag
 from aetherfs.errors import InvalidInput
 
 
@@ -66,3 +66,14 @@ def test_calver_must_be_a_real_date(tag: str) -> None:
 
 def test_calver_leap_day_is_a_date() -> None:
     assert check_tag("2028.02.29") == "2028.02.29"
+
+
+@pytest.mark.parametrize("agent_id", ["web-01", "a", "host.lan_2", "x" * 128])
+def test_agent_ids(agent_id: str) -> None:
+    assert check_agent_id(agent_id) == agent_id
+
+
+@pytest.mark.parametrize("agent_id", ["", "Web-01", "-web", "a/b", "x" * 129])
+def test_bad_agent_ids(agent_id: str) -> None:
+    with pytest.raises(InvalidInput, match="bad agent id"):
+        check_agent_id(agent_id)
