@@ -73,13 +73,7 @@ LAYERS = (
 
 # Imports that break the table today, each with why it stays for now: (importer, imported).
 # A test fails once one is gone, so the list cannot outlive its reason.
-KNOWN_EXCEPTIONS: Mapping[tuple[str, str], str] = {
-    ("aetherfs.agent.config", "aetherfs.hub.layout"): (
-        "check_agent_id now lives in core/names.py (hub/layout.py re-exports it); "
-        "agent/config.py was being edited by the peers work when this test landed, so its "
-        "one-line import change waits for that branch"
-    ),
-}
+KNOWN_EXCEPTIONS: Mapping[tuple[str, str], str] = {}
 
 
 # --- The import graph (the logic of ../shared/tools/import_cycles.py, kept here for CI) ---

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from aetherfs.config import parse_size
-from aetherfs.core.names import Ref, check_dataset_name, check_tag
+from aetherfs.core.names import Ref, check_agent_id, check_dataset_name, check_tag
 from aetherfs.errors import InvalidInput
-from aetherfs.hub.layout import check_agent_id
 from aetherfs.ops.materialise import DEFAULT_WORKERS
 
 DEFAULT_HTTP = "127.0.0.1:7420"
