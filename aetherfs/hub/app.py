@@ -255,6 +255,10 @@ PackPath = Annotated[str, Path(json_schema_extra={"pattern": models.HEX64})]
 AgentPath = Annotated[str, Path(pattern=models.agent_schema()["pattern"])]
 LimitQuery = Annotated[str, Query(pattern=r"^(10000|[1-9][0-9]{0,3})$")]
 DayQuery = Annotated[str | None, Query(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+FleetQuery = Annotated[
+    str | None,
+    Query(pattern=models.FLEET_PATTERN, description="an admin's choice; an agent's own if given"),
+]
 
 
 async def _principal(request: Request) -> Principal | None:
@@ -597,6 +601,14 @@ def build_app(hub: Hub, extra_routes: list[BaseRoute] | None = None) -> ASGIApp:
     )
     async def rollout(who: Who) -> list[models.ChannelRollout]:
         return await hub.run(service.fleet_rollout, who)
+
+    @app.get(
+        "/v1/fleet/peers",
+        summary="where the other agents of the caller's fleet that reported lately listen "
+        "(an agent, or a hub admin naming the fleet)",
+    )
+    async def peer_hints(who: Who, fleet: FleetQuery = None) -> models.PeerHints:
+        return await hub.run(service.peer_hints, who, fleet)
 
     @app.post("/v1/fleet/join-tokens", status_code=201, summary="a one-use join token (hub admin)")
     async def join_tokens(who: Who, body: models.CreateJoinToken) -> models.JoinToken:

@@ -8,9 +8,11 @@ refuse unknown fields and wrong types before any handler runs (400 `invalid`).
 from __future__ import annotations
 
 import base64
+import ipaddress
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -312,6 +314,22 @@ class Revocations(Revoked):
     signed: str = Field(description="base64 of the fleet-signed revocation list")
 
 
+class PeerHint(Model):
+    agent: str = Field(description="the hub's id of the agent (its `agent:ID` token)")
+    addresses: list[str] = Field(description="IPv4 addresses its peer protocol listens on")
+    port: int
+    received: float = Field(description="when the hub received the report naming them")
+
+
+class PeerHints(Model):
+    fleet: str | None = Field(
+        description="the fleet shown: the caller's, from its last report (null: it has not "
+        "reported a `peer`, so none is shown)"
+    )
+    fresh_seconds: float = Field(description="only agents that reported within this are shown")
+    peers: list[PeerHint] = Field(description="other agents of the fleet, at most 64")
+
+
 # Requests --------------------------------------------------------------------------------
 class CreateDataset(Model):
     name: DatasetName_
@@ -348,6 +366,37 @@ class Renew(Model):
         description="hex Ed25519 signature by the certified key over "
         "b'aetherfs certificate renewal\\0' + certificate",
     )
+
+
+# The fleet id as agents carry it in their DNS-SD records (`aetherfs/net/ids.py`, `FleetId`).
+FLEET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
+MAX_PEER_ADDRESSES = 8
+
+
+def _peer_address(value: str) -> str:
+    try:
+        address = ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ValueError("a peer address is an IPv4 address such as 10.0.0.2") from None
+    if (
+        address.is_unspecified
+        or address.is_multicast
+        or address == ipaddress.IPv4Address("255.255.255.255")
+    ):
+        raise ValueError("a peer address is one others can reach: not 0.0.0.0 nor multicast")
+    return str(address)
+
+
+class PeerListen(Model):
+    """A status report's `peer`: where the agent's peer protocol listens, and its fleet."""
+
+    # Newer agents may say more (a protocol version, say): ignored here, never refused.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    addresses: list[Annotated[StrictStr, AfterValidator(_peer_address)]] = Field(
+        min_length=1, max_length=MAX_PEER_ADDRESSES
+    )
+    port: StrictInt = Field(ge=1, le=65535)
+    fleet: StrictStr = Field(pattern=FLEET_PATTERN)
 
 
 class Revoke(Model):

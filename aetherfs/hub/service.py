@@ -18,7 +18,7 @@ from aetherfs.core.names import check_dataset_name, check_tag
 from aetherfs.core.tags import SignedTag, TagHistory, TagScan
 from aetherfs.errors import Forbidden, IntegrityError, InvalidInput, NotFound, echo
 from aetherfs.hub import layout as hub_layout
-from aetherfs.hub import models, rollout
+from aetherfs.hub import models, peers, rollout
 from aetherfs.hub.acl import AclStore, check_subject
 from aetherfs.hub.audit import AuditLog
 from aetherfs.hub.auth import Principal, TokenRegistry
@@ -61,6 +61,7 @@ class HubService:
         self.acls = AclStore(repo.store, acl_cache_seconds)
         self.audit = AuditLog(repo.store)
         self.enrolment = Enrolment(repo, cert_lifetime)
+        self.peers = peers.PeerTable(repo.store, lambda: self.enrolment.revocations()[0].serials)
         # Opened manifests (immutable); tag heads and existing datasets for the file server
         # (short-lived; this hub's own moves replace them at once); each dataset's packs.
         self.manifests = ManifestCache(repo.get_manifest)
@@ -359,9 +360,41 @@ class HubService:
         if not who.admin and who.subject != f"agent:{agent_id}":
             raise Forbidden("not allowed: an agent reports its own status only")
         received = time.time()
+        listen = peers.from_report(agent_id, received, report)  # refused before any write
         doc = {"agent": agent_id, "received": received, "report": report}
         self.store.put(hub_layout.agent_status_key(agent_id), json.dumps(doc).encode())
         rollout.record(self.store, agent_id, received, report)
+        if listen is not None:
+            self.peers.put(listen)
+
+    def peer_hints(self, principal: Principal | None, fleet: str | None) -> models.PeerHints:
+        """Where the other fresh agents of the caller's fleet listen (docs/hub.md, "Peer hints").
+
+        An agent's fleet is the one its last report named (`fleet`, if given, must be it); a
+        hub admin names the fleet, or gets none. An agent left out for its certificates asks
+        in vain: it would otherwise learn the addresses of a fleet that has put it out.
+        """
+        who = _need_login(principal)
+        caller = who.name if who.kind == "agent" else None
+        if caller is None and not who.admin:
+            raise Forbidden("not allowed: peer hints are for the fleet's agents and hub admins")
+        records, left_out = self.peers.snapshot()
+        if caller is not None:
+            if caller in left_out:
+                raise Forbidden(
+                    f"not allowed: agent {caller}'s certificates are revoked or expired; "
+                    "enrol it again with a new join token"
+                )
+            own = next((r.fleet for r in records if r.agent == caller), None)
+            if fleet is not None and fleet != own:
+                raise Forbidden("not allowed: an agent sees the peers of its own fleet only")
+            fleet = own
+        chosen = (
+            [] if fleet is None else peers.choose(records, fleet, caller, left_out, time.time())
+        )
+        return models.PeerHints(
+            fleet=fleet, fresh_seconds=peers.FRESH_SECONDS, peers=[r.hint() for r in chosen]
+        )
 
     def get_status(self, principal: Principal | None, agent_id: str) -> models.AgentStatus:
         who = _need_login(principal)
@@ -431,6 +464,7 @@ class HubService:
     ) -> models.Revoked:
         who = self.require_admin(principal)
         revoked = self.enrolment.revoke(serial, agent)
+        self.peers.forget()  # a revoked agent drops out of this hub's hints at once
         self.audit.record(who, "fleet.revoke", None, serial=serial, agent=agent)
         return models.Revoked(seq=revoked.seq, serials=sorted(revoked.serials))
 

@@ -6,9 +6,11 @@ the CLI prints them as it prints its own.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -77,6 +79,37 @@ def save_token(env: Mapping[str, str], hub_url: str, token: str) -> Path:
         json.dump(saved, f, indent=2)
     os.replace(tmp, path)
     return path
+
+
+@dataclass(frozen=True, slots=True)
+class PeerHint:
+    """An address and port the hub says a peer of our fleet listens on.
+
+    The agent makes each an `aetherfs.net.discovery.PeerAddress(hint.host, hint.port)`: this
+    layer stands below the network code and does not import it.
+    """
+
+    host: str
+    port: int
+
+
+def _hints(doc: Any) -> list[PeerHint]:
+    """Every (address, port) of the answer, each once; entries of another shape are skipped."""
+    found: dict[PeerHint, None] = {}
+    peers = doc.get("peers") if isinstance(doc, dict) else None
+    for peer in peers if isinstance(peers, list) else []:
+        port = peer.get("port") if isinstance(peer, dict) else None
+        addresses = peer.get("addresses") if isinstance(peer, dict) else None
+        if not (isinstance(port, int) and 0 < port < 65536 and isinstance(addresses, list)):
+            continue
+        for address in addresses:
+            if not isinstance(address, str):
+                continue  # IPv4Address would take an int
+            try:
+                found[PeerHint(str(ipaddress.IPv4Address(address)), port)] = None
+            except ValueError:
+                continue
+    return list(found)
 
 
 class HubClient:
@@ -200,3 +233,8 @@ class HubClient:
             "GET", self.dataset_path(dataset, "diff"), params={"a": a, "b": b}
         )
         return doc
+
+    def peer_hints(self) -> list[PeerHint]:
+        """Where the other agents of our fleet that reported lately listen (`GET
+        /v1/fleet/peers`, with the agent's token; empty until our report names a `peer`)."""
+        return _hints(self.json("GET", "/v1/fleet/peers"))
