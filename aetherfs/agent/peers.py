@@ -19,6 +19,7 @@ certificate, the port taken) it says why in the log and in status, and builds re
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 import time
@@ -265,6 +266,9 @@ class PeerExchange:
             )
             await nursery.start(discovery.run)
             nursery.start_soon(_forward, discovery, send)
+            client = getattr(repo, "client", None)
+            if client is not None and hasattr(client, "peer_hints"):
+                nursery.start_soon(_hub_hints, client, discovery, self.log)
             self.engine = engine
             self.settled.set()
             self.log.info(
@@ -397,6 +401,22 @@ class PeerExchange:
                 }
             )
         return {"peer_exchange": doc, "peers": peer_rows, "fetches": fetches}
+
+
+HINTS_EVERY = 30.0  # seconds between asks for the hub's peer hints (each wait jittered)
+
+
+async def _hub_hints(client: Any, discovery: Discovery, log: Logger) -> None:
+    """Through a hub, the addresses of our fleet's other agents that reported lately: peers
+    multicast cannot reach (another VLAN, a Docker bridge) are probed there too."""
+    jitter = random.Random()
+    while True:
+        try:
+            hints = await trio.to_thread.run_sync(client.peer_hints)
+            discovery.set_hub_hints(StaticPeer(h.host, h.port) for h in hints)
+        except AetherError as exc:
+            log.info("peers.hints_failed", why=str(exc))
+        await trio.sleep(HINTS_EVERY * jitter.uniform(0.8, 1.2))
 
 
 async def _forward(discovery: Discovery, send: trio.MemorySendChannel[AddressEvent]) -> None:

@@ -8,6 +8,8 @@ in status, and retried at the next interval: the agent keeps serving regardless.
 from __future__ import annotations
 
 import functools
+import ipaddress
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,7 +34,32 @@ def _report(snap: dict[str, Any]) -> dict[str, Any]:
         live = sub.get("live")
         if live and live.get("manifest") in by_manifest:
             live["bytes_by_source"] = dict(by_manifest[live["manifest"]])
+    peer = _peer(snap.get("peer_exchange") or {})
+    if peer is not None:
+        doc["peer"] = peer  # the hub hands it to our fleet's other agents as a hint
     return doc
+
+
+_FLEET = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+
+
+def _peer(exchange: dict[str, Any]) -> dict[str, Any] | None:
+    """Where peers reach this agent, in the shape the hub accepts (docs/hub.md, "Peer hints"),
+    or None: a field the hub would refuse would cost the whole report."""
+    address, port, fleet = exchange.get("address"), exchange.get("port"), exchange.get("fleet")
+    if not (exchange.get("enabled") and isinstance(port, int) and isinstance(fleet, str)):
+        return None
+    try:
+        ip = ipaddress.ip_address(str(address))
+    except ValueError:
+        return None
+    usable = ip.version == 4 and not (ip.is_unspecified or ip.is_multicast or ip == _BROADCAST)
+    if not usable or not 0 < port < 65536 or not _FLEET.fullmatch(fleet):
+        return None
+    return {"addresses": [str(ip)], "port": port, "fleet": fleet}
+
+
+_BROADCAST = ipaddress.ip_address("255.255.255.255")
 
 
 async def report_to_hub(

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import itertools
+from collections.abc import Iterable
+
+import trio
+import trio.testing
+
+from aetherfs.agent.log import Logger
+from aetherfs.agent.peers import HINTS_EVERY, _hub_hints
 from aetherfs.agent.report import _report
+from aetherfs.net.discovery import PeerAddress as StaticPeer
+from aetherfs.repository.hub_client import PeerHint
 
 
 def test_a_live_version_carries_the_bytes_its_fetch_took_from_each_source() -> None:
@@ -20,3 +31,44 @@ def test_a_live_version_carries_the_bytes_its_fetch_took_from_each_source() -> N
     live = [s["live"] for s in doc["subscriptions"]]
     assert live[0]["bytes_by_source"] == {"cache": 1, "peers": 200, "store": 30}
     assert "bytes_by_source" not in live[1] and live[2] is None
+
+
+def test_the_peer_address_goes_in_the_report_only_in_a_shape_the_hub_accepts() -> None:
+    on = {"enabled": True, "address": "10.1.2.3", "port": 7422, "fleet": "0123456789abcdef"}
+    assert _report({"peer_exchange": on})["peer"] == {
+        "addresses": ["10.1.2.3"],
+        "port": 7422,
+        "fleet": "0123456789abcdef",
+    }
+    for broken in (
+        {"enabled": False},
+        {"address": "0.0.0.0"},
+        {"address": "224.0.0.251"},
+        {"address": "::1"},
+        {"address": "a-host-name"},
+        {"port": None},
+        {"fleet": "bad fleet!"},
+    ):
+        assert "peer" not in _report({"peer_exchange": on | broken}), broken
+
+
+async def test_hub_hints_are_asked_at_a_jittered_interval_and_handed_to_discovery(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    asked: list[float] = []
+    handed: list[list[StaticPeer]] = []
+
+    class Client:
+        def peer_hints(self) -> list[PeerHint]:  # asked on a thread
+            return [PeerHint("10.0.0.7", 7422)]
+
+    class Seen:
+        def set_hub_hints(self, hints: Iterable[StaticPeer]) -> None:
+            asked.append(trio.current_time())
+            handed.append(list(hints))
+
+    with trio.move_on_after(100):
+        await _hub_hints(Client(), Seen(), Logger(io.StringIO()))  # type: ignore[arg-type]
+    assert handed[0] == [StaticPeer("10.0.0.7", 7422)]
+    gaps = [b - a for a, b in itertools.pairwise(asked)]
+    assert gaps and all(0.8 * HINTS_EVERY <= g <= 1.2 * HINTS_EVERY for g in gaps)
