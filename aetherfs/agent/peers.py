@@ -406,7 +406,9 @@ class PeerExchange:
 HINTS_EVERY = 30.0  # seconds between asks for the hub's peer hints (each wait jittered)
 
 
-async def _hub_hints(client: Any, discovery: Discovery, log: Logger) -> None:
+async def _hub_hints(
+    client: Any, discovery: Discovery, log: Logger, every: float = HINTS_EVERY
+) -> None:
     """Through a hub, the addresses of our fleet's other agents that reported lately: peers
     multicast cannot reach (another VLAN, a Docker bridge) are probed there too."""
     jitter = random.Random()
@@ -416,7 +418,7 @@ async def _hub_hints(client: Any, discovery: Discovery, log: Logger) -> None:
             discovery.set_hub_hints(StaticPeer(h.host, h.port) for h in hints)
         except AetherError as exc:
             log.info("peers.hints_failed", why=str(exc))
-        await trio.sleep(HINTS_EVERY * jitter.uniform(0.8, 1.2))
+        await trio.sleep(every * jitter.uniform(0.8, 1.2))
 
 
 async def _forward(discovery: Discovery, send: trio.MemorySendChannel[AddressEvent]) -> None:
