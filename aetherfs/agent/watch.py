@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
+import stamina
 import trio
 
 from aetherfs.agent.config import AgentConfig, Subscription
@@ -24,6 +25,7 @@ from aetherfs.agent.wakeups import Wakeups
 from aetherfs.core.tags import TagRecord
 from aetherfs.errors import AetherError, StoreUnavailable
 from aetherfs.repository import Repository, StoreRepository, open_keyring
+from aetherfs.repository.cas import Backoff
 from aetherfs.store import open_store
 
 
@@ -77,8 +79,9 @@ class HubLink:
     ca_file: str | None = None
 
 
-WATCH_RETRY_FIRST = 0.5  # seconds before the first reconnect; doubles per failure
+WATCH_RETRY_FIRST = 0.5  # seconds: the first reconnect's window; doubles per failure
 WATCH_RETRY_MAX = 30.0
+WATCH_BACKOFF = Backoff(attempts=0, first=WATCH_RETRY_FIRST, cap=WATCH_RETRY_MAX)
 WATCH_READ_TIMEOUT = 45.0  # the hub pings every 15 s: three missed pings mean a dead stream
 
 
@@ -133,8 +136,37 @@ class HubStreamWatcher:
         tags = self.tags_of(dataset)
         path = f"/v1/datasets/{quote(dataset, safe='/')}/-/watch"
         failures = 0
-        while True:
-            try:
+
+        def dropped(exc: Exception) -> float | bool:
+            """After a failure: report it, poll meanwhile, and say how long to wait (a
+            jittered, doubling window, so a fleet whose hub restarted does not reconnect in
+            step)."""
+            nonlocal failures
+            if not isinstance(exc, httpx.HTTPError | AetherError):
+                return False  # not a connection fault: not ours to retry
+            failures += 1
+            delay = WATCH_BACKOFF.wait(failures)
+            message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            status.update(
+                connected=False,
+                last_error=message,
+                retries=failures,
+                next_retry=time.time() + delay,
+            )
+            log.warning(
+                "hub.watch.dropped",
+                dataset=dataset,
+                error=message,
+                retry_in=round(delay, 3),
+                attempt=failures,
+            )
+            # Fallback while the stream is down: poll now, then again at each reconnect.
+            self.wakeups.wake_dataset(dataset)
+            return delay
+
+        # Reconnects through stamina, as every I/O retry of the project (repository/cas.py).
+        async for attempt in stamina.retry_context(on=dropped, attempts=None, timeout=None):
+            with attempt:
                 async with client.stream("GET", path, params={"tag": tags}) as response:
                     if response.status_code != 200:
                         body = (await response.aread())[:300].decode(errors="replace")
@@ -148,26 +180,6 @@ class HubStreamWatcher:
                     async for event in sse_events(response.aiter_lines()):
                         self.on_event(dataset, event)
                 raise StoreUnavailable("the hub closed its watch stream")
-            except (httpx.HTTPError, AetherError) as exc:
-                failures += 1
-                delay = min(WATCH_RETRY_MAX, WATCH_RETRY_FIRST * 2 ** min(failures - 1, 20))
-                message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                status.update(
-                    connected=False,
-                    last_error=message,
-                    retries=failures,
-                    next_retry=time.time() + delay,
-                )
-                log.warning(
-                    "hub.watch.dropped",
-                    dataset=dataset,
-                    error=message,
-                    retry_in=round(delay, 3),
-                    attempt=failures,
-                )
-            # Fallback while the stream is down: poll now, then again at each reconnect.
-            self.wakeups.wake_dataset(dataset)
-            await trio.sleep(delay)
 
     def on_event(self, dataset: str, event: dict[str, str]) -> None:
         if event.get("event") != "tag":
