@@ -24,6 +24,11 @@ _MIN_SAVING = 0.05
 # Level 1: about twice as fast as level 3 for stored bytes within 1% on every benchmark pair
 # (`python -m benchmarks.throughput`; figures in docs/benchmarks.md, "The tuned constants").
 _ZSTD_LEVEL = 1
+DEFAULT_LEVEL = _ZSTD_LEVEL
+# For files rewritten from scratch (`ops/rebuilt.py`), which share no block with the version
+# before: level 6 stored 4% less than level 1 on the rebuilt SQLite pair, at a third of the
+# speed (`python -m benchmarks.compare --pairs sqlite-rebuilt`; docs/benchmarks.md).
+REBUILT_LEVEL = 6
 MAX_BLOCK_PLAINTEXT = 64 * 1024 * 1024
 _SAMPLE = 4096
 
@@ -50,7 +55,9 @@ class SealedBlock:
     stored: bytes
 
 
-def seal_block(plaintext: bytes | memoryview, convergence_secret: bytes) -> SealedBlock:
+def seal_block(
+    plaintext: bytes | memoryview, convergence_secret: bytes, level: int = _ZSTD_LEVEL
+) -> SealedBlock:
     """Compress (if it pays) and encrypt one chunk; deterministic for a given secret.
 
     One BLAKE3 pass over the plaintext gives both the digest the manifest records and, keyed,
@@ -60,7 +67,7 @@ def seal_block(plaintext: bytes | memoryview, convergence_secret: bytes) -> Seal
     key = crypto.convergent_key(convergence_secret, digest)
     body = _RAW + plaintext
     if _worth_compressing(plaintext):
-        compressed = _compressor().compress(plaintext)
+        compressed = _compressor(level).compress(plaintext)
         if len(compressed) <= len(plaintext) * (1 - _MIN_SAVING):
             body = _ZSTD + compressed
     stored = crypto.seal(body, key, crypto.convergent_nonce(key))
@@ -77,11 +84,14 @@ def seal_block(plaintext: bytes | memoryview, convergence_secret: bytes) -> Seal
 _local = threading.local()
 
 
-def _compressor() -> zstandard.ZstdCompressor:
-    """One compressor per thread: making one allocates its whole working memory."""
-    compressor: zstandard.ZstdCompressor | None = getattr(_local, "compressor", None)
+def _compressor(level: int = _ZSTD_LEVEL) -> zstandard.ZstdCompressor:
+    """One compressor per thread and level: making one allocates its whole working memory."""
+    made: dict[int, zstandard.ZstdCompressor] | None = getattr(_local, "compressors", None)
+    if made is None:
+        made = _local.compressors = {}
+    compressor = made.get(level)
     if compressor is None:
-        compressor = _local.compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
+        compressor = made[level] = zstandard.ZstdCompressor(level=level)
     return compressor
 
 

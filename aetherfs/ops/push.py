@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from aetherfs.core.blocklist import BlockList, record_of
-from aetherfs.core.blocks import BlockRef, seal_block
+from aetherfs.core.blocks import DEFAULT_LEVEL, REBUILT_LEVEL, BlockRef, seal_block
 from aetherfs.core.chunking import (
     DEFAULT_PARAMS,
     HEADER_BYTES,
@@ -121,8 +121,8 @@ class _Packer:
         self._builder: PackBuilder | None = PackBuilder(bytearray())
         self._refilled = threading.Condition(self._lock)
 
-    def add(self, data: bytes | memoryview) -> BlockRef:
-        block = seal_block(data, self._secret)
+    def add(self, data: bytes | memoryview, level: int = DEFAULT_LEVEL) -> BlockRef:
+        block = seal_block(data, self._secret, level)
         with self._lock:
             while self._builder is None:  # the last pack is full and no buffer is free yet
                 self._refilled.wait()  # (lets the lock go: check for duplicates after)
@@ -145,8 +145,9 @@ class _Packer:
                 self._refilled.notify_all()
         return block.ref
 
-    def add_batch(self, data: bytes, lengths: list[int]) -> bytes:
-        """Seal consecutive chunks of `lengths` bytes laid end to end in `data`.
+    def add_batch(self, data: bytes, lengths: list[int], level: int = DEFAULT_LEVEL) -> bytes:
+        """Seal consecutive chunks of `lengths` bytes laid end to end in `data`, compressed at
+        zstd `level` where that pays.
 
         Returns their id digests laid end to end: the located records are in `located`, and
         they are all a file's entry needs once every pack is written.
@@ -155,7 +156,7 @@ class _Packer:
         start = 0
         with memoryview(data) as view:
             for length in lengths:
-                ids += self.add(view[start : start + length]).id.digest
+                ids += self.add(view[start : start + length], level).id.digest
                 start += length
         return bytes(ids)
 
@@ -391,7 +392,9 @@ def push_directory(
             if failed:
                 slots.release()
                 raise failed[0]
-            future = pool.submit(packer.add_batch, data, lengths)
+            # A file rebuilt from scratch shares nothing with the base: compress it harder.
+            level = REBUILT_LEVEL if owner.path in rebuilt else DEFAULT_LEVEL
+            future = pool.submit(packer.add_batch, data, lengths, level)
             if progress:
                 progress(len(data))
             future.add_done_callback(done)
