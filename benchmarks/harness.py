@@ -38,6 +38,7 @@ class Run:
     max_rss: int  # bytes
     stdout: str
     stderr: str
+    cpu_seconds: float = 0.0  # user + system of the child and the descendants it waited for
 
     def json(self) -> Any:
         data = json.loads(self.stdout)
@@ -73,17 +74,22 @@ def run(cmd: Sequence[str | Path], env: dict[str, str], cwd: Path | None = None)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.monotonic()
         process = subprocess.Popen(args, env=env, cwd=cwd, stdout=out, stderr=err)
-        while process.poll() is None:
+        # Reaped with wait4, not poll(): its rusage is the CPU the whole process tree used.
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
             peak = max(peak, _peak_rss(process.pid) or 0)
             time.sleep(0.005)
         seconds = time.monotonic() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         stdout = out.read().decode(errors="replace")
         stderr = err.read().decode(errors="replace")
     if process.returncode != 0:
         raise BenchmarkError(f"{' '.join(args)} exited with {process.returncode}: {stderr[-2000:]}")
-    return Run(seconds, peak, stdout, stderr)
+    return Run(seconds, peak, stdout, stderr, usage.ru_utime + usage.ru_stime)
 
 
 def base_env(home: Path) -> dict[str, str]:
