@@ -193,8 +193,13 @@ def build_tree(
                 if progress:
                     progress(entry.size)
                 continue
-            with path.open("wb") as f:
-                f.truncate(entry.size)
+            # Not truncated to zero: a file kept from an interrupted pull (`resume.py`) holds
+            # blocks at their places, read back (and re-hashed) as local chunks.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            try:
+                os.ftruncate(fd, entry.size)
+            finally:
+                os.close(fd)
 
     to_write = [e for e in manifest.files if e.kind == FILE and e.path not in linked]
     remaining = {e.path: e.size for e in to_write}  # bytes still to write, per file
