@@ -18,6 +18,7 @@ In one run, on the same server and the same files (the `files` pair's v1, 1 GiB 
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import json
 import os
@@ -47,6 +48,10 @@ from benchmarks.harness import (
 )
 
 GiB = 1024**3
+# Where the block cache lives (it moves into the fetch seam: aetherfs/fetch/cache.py).
+_CACHE_MODULE = (
+    "aetherfs.fetch.cache" if importlib.util.find_spec("aetherfs.fetch.cache") else "aetherfs.cache"
+)
 DATASET = "bench/fresh"
 
 
@@ -123,7 +128,6 @@ def profile_child(out: Path, argv: list[str]) -> int:
     import aetherfs.core.crypto as crypto
     import aetherfs.ops.materialise as materialise
     import aetherfs.ops.pull as pull
-    from aetherfs.cache import BlockCache
     from aetherfs.cli.main import main
     from aetherfs.core.ids import BlockId
     from aetherfs.store.s3_ranges import RangeReader
@@ -134,7 +138,8 @@ def profile_child(out: Path, argv: list[str]) -> int:
         setattr(owner, name, stages.wrap(stage, getattr(owner, name)))
 
     patch(RangeReader, "get", "ranged GET and read")
-    of = stages.wrap("id hash (BLAKE3 of ciphertext)", vars(BlockId)["of"].__func__)
+    digest_of = BlockId.of.__func__  # type: ignore[attr-defined]
+    of = stages.wrap("id hash (BLAKE3 of ciphertext)", digest_of)
     _replace(BlockId, "of", classmethod(of))
     patch(crypto, "open_sealed", "decrypt (XChaCha20-Poly1305)")
 
@@ -153,7 +158,7 @@ def profile_child(out: Path, argv: list[str]) -> int:
     writev = stages.wrap("file writes (pwrite)", os.pwritev)
     fsync = stages.wrap("fsync", os.fsync)
     _replace(materialise, "os", _Shim(os, pwrite=writes, pwritev=writev, fsync=fsync))
-    patch(BlockCache, "put_many", "cache writes")
+    patch(importlib.import_module(_CACHE_MODULE).BlockCache, "put_many", "cache writes")
     build: list[float] = []
     build_tree = vars(pull)["build_tree"]
 

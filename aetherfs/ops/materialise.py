@@ -129,6 +129,25 @@ def _write_file(entry: FileEntry, path: Path, fetcher: BlockFetcher) -> None:
             f.write(fetcher.plaintext(ref))
 
 
+# At most this many buffers per pwritev (Linux's IOV_MAX is 1024).
+_IOV_MAX = 512
+
+
+def _write_run(opened: dict[str, int], root: Path, rel: str, start: int, run: list[bytes]) -> None:
+    """Write `run`'s buffers end to end from `start` in the file `rel` (opened once)."""
+    fd = opened.get(rel)
+    if fd is None:
+        fd = opened[rel] = os.open(root / rel, os.O_WRONLY)
+    for first in range(0, len(run), _IOV_MAX):
+        part = run[first : first + _IOV_MAX]
+        size = sum(len(b) for b in part)
+        done = os.pwritev(fd, part, start)
+        while done < size:  # a short write: the rest, one buffer at a time
+            flat = b"".join(part)
+            done += os.pwrite(fd, flat[done:], start + done)
+        start += size
+
+
 Spots = list[tuple[str, int]]  # (path, offset) where one block's plaintext goes
 Batch = tuple[tuple[BlockRef, Spots], ...]
 
@@ -209,20 +228,27 @@ def build_tree(
     def place(batch: Batch) -> None:
         plaintexts = fetcher.plaintexts([ref for ref, _ in batch])
         # A batch is a run of one pack, mostly consecutive blocks of a few files: open each
-        # file once per batch, not once per block.
+        # file once per batch, not once per block, and write each run of blocks that follow
+        # one another in a file with one pwritev.
         opened: dict[str, int] = {}
         written: dict[str, int] = {}
+        runs: dict[str, tuple[int, list[bytes]]] = {}  # per file: where its run starts, buffers
+        ends: dict[str, int] = {}
         try:
             for ref, spots in batch:
                 data = plaintexts[ref.id]
                 for rel, offset in spots:
-                    fd = opened.get(rel)
-                    if fd is None:
-                        fd = opened[rel] = os.open(target / rel, os.O_WRONLY)
-                    os.pwrite(fd, data, offset)
+                    if ends.get(rel) != offset:
+                        if rel in runs:
+                            _write_run(opened, target, rel, *runs[rel])
+                        runs[rel] = (offset, [])
+                    runs[rel][1].append(data)
+                    ends[rel] = offset + len(data)
                     written[rel] = written.get(rel, 0) + len(data)
-                if progress:
-                    progress(len(data) * len(spots))
+            for rel, (start, buffers) in runs.items():
+                _write_run(opened, target, rel, start, buffers)
+            if progress:
+                progress(sum(written.values()))
             # fsync each file as soon as it is whole, while other workers still fetch,
             # rather than all of them at the end.
             for rel, size in written.items():
