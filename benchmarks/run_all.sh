@@ -15,7 +15,9 @@ if [[ "${1:-}" == "--quick" ]]; then
   records=(--record-mib 8)
   rows=(--rows 20000)
   small=(--small-mib 4 --huge-mib 32 --repeat 1)
+  repeat=(--repeat 1)
 else
+  repeat=()
   rows=()
   small=()
   records=()
@@ -55,5 +57,7 @@ echo "== side by side"
 python -m benchmarks.compare --work "$work" --out "$out" "${sizes[@]}" "${rows[@]}" "${records[@]}"
 echo "== throughput and memory"
 python -m benchmarks.throughput --work "$work" --out "$out" "${sizes[@]}" "${small[@]}"
+echo "== fresh pull next to s5cmd"
+python -m benchmarks.fresh_pull --work "$work" --out "$out" "${sizes[@]}" "${repeat[@]}"
 python -m benchmarks.report --results "$out" --out "$doc"
 echo "== done in $(($(date +%s) - started)) s; results in $out"
