@@ -129,6 +129,17 @@ def _write_file(entry: FileEntry, path: Path, fetcher: BlockFetcher) -> None:
             f.write(fetcher.plaintext(ref))
 
 
+_SYNC_THREADS = 2  # files flushed at once, beside the fetch workers
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 # At most this many buffers per pwritev (Linux's IOV_MAX is 1024).
 _IOV_MAX = 512
 
@@ -249,23 +260,26 @@ def build_tree(
                 _write_run(opened, target, rel, start, buffers)
             if progress:
                 progress(sum(written.values()))
-            # fsync each file as soon as it is whole, while other workers still fetch,
-            # rather than all of them at the end.
+            # fsync each file as soon as it is whole, on threads of their own: a fetch worker
+            # waiting for the disk fetched nothing meanwhile (the flush of every file was most
+            # of the wall time between a fresh pull and s5cmd, which does not fsync).
             for rel, size in written.items():
                 with lock:
                     remaining[rel] -= size
-                    whole = remaining[rel] == 0
-                if whole:
-                    os.fsync(opened[rel])
-                    with lock:
+                    if remaining[rel] == 0:
                         synced.add(rel)
+                        syncs.append(syncer.submit(_fsync_path, target / rel))
         finally:
             for fd in opened.values():
                 os.close(fd)
 
     # Batches follow the store's packs, so a batch the store serves is one ranged GET.
     in_flight: deque[Future[None]] = deque()
-    with ThreadPoolExecutor(workers, thread_name_prefix="fetch") as pool:
+    syncs: list[Future[None]] = []
+    with (
+        ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="fsync") as syncer,
+        ThreadPoolExecutor(workers, thread_name_prefix="fetch") as pool,
+    ):
         try:
             for batch in _batches(to_write):
                 while len(in_flight) >= workers + 2:
@@ -274,9 +288,11 @@ def build_tree(
             while in_flight:
                 in_flight.popleft().result()
         except BaseException:
-            for future in in_flight:
+            for future in [*in_flight, *syncs]:
                 future.cancel()
             raise
+    for sync in syncs:
+        sync.result()  # an fsync that failed fails the build
 
     # A linked file shares its inode with the old tree until the swap: if someone changed it
     # there meanwhile, it no longer holds the version's bytes, so write it afresh.
