@@ -136,9 +136,17 @@ def make_bucket(endpoint: str, bucket: str = BUCKET) -> None:
 @contextlib.contextmanager
 def s3_server(work: Path, endpoint: str | None = None) -> Iterator[str]:
     """An S3 endpoint with the benchmark bucket: `endpoint` if given, else a fresh SeaweedFS."""
+    with s3_server_process(work, endpoint) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def s3_server_process(work: Path, endpoint: str | None = None) -> Iterator[tuple[str, int | None]]:
+    """`s3_server`, with the pid of the server it started (None for an `endpoint` given), so
+    a benchmark can count the server's CPU too."""
     if endpoint:
         make_bucket(endpoint)
-        yield endpoint
+        yield endpoint, None
         return
     # The test suite's launcher: same flags, free ports, waits until the S3 gateway works.
     from tests.fixtures.seaweedfs import run_seaweedfs
@@ -150,7 +158,7 @@ def s3_server(work: Path, endpoint: str | None = None) -> Iterator[str]:
     os.environ.update(CREDENTIALS)
     with run_seaweedfs(data) as server:
         make_bucket(server.endpoint)
-        yield server.endpoint
+        yield server.endpoint, server.process.pid
 
 
 def machine() -> str:
