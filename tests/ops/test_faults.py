@@ -243,16 +243,20 @@ def test_a_resumed_pull_refetches_what_was_damaged_and_never_writes_a_planted_li
     cli: Cli, tmp_path: Path
 ) -> None:
     """Bytes left in the staging tree are re-hashed before use; a symlink or a hard link
-    planted there is removed, never written through."""
+    planted there (for a file or a directory) is removed, never written through, and what
+    the new version does not hold is removed."""
     src = tmp_path / "src"
-    src.mkdir()
+    (src / "sub").mkdir(parents=True)
+    (src / "deep").mkdir()
     for i in range(4):
         (src / f"part{i}.bin").write_bytes(os.urandom(32 * 1024 * 1024))
+    (src / "sub" / "nested.bin").write_bytes(os.urandom(4 * 1024 * 1024))
+    (src / "deep" / "inside.txt").write_text("a file in a directory a symlink replaces")
     cli("push", str(src), "big:1.0.0")
     out = tmp_path / "out"
     pull_killed_half_way(cli, "big:1.0.0", out, "--workers", "1")
     staging = tmp_path / ".out.aetherfs-staging"
-    written = [p for p in staging.iterdir() if p.stat().st_blocks]
+    written = [p for p in staging.iterdir() if p.is_file() and p.stat().st_blocks]
     assert written
     with written[0].open("r+b") as f:  # damage the first block of a written file
         f.write(b"garbage")
@@ -260,17 +264,25 @@ def test_a_resumed_pull_refetches_what_was_damaged_and_never_writes_a_planted_li
     outside.write_bytes(b"keep me")
     victim = tmp_path / "victim.bin"
     victim.write_bytes(b"keep me too")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "inside.txt").write_text("not to be touched")
     for name, plant in (("part2.bin", "symlink"), ("part3.bin", "hardlink")):
         (staging / name).unlink(missing_ok=True)
         if plant == "symlink":
             (staging / name).symlink_to(outside)
         else:
             os.link(victim, staging / name)
+    shutil.rmtree(staging / "deep", ignore_errors=True)
+    (staging / "deep").symlink_to(elsewhere, target_is_directory=True)
+    (staging / "stray.bin").write_bytes(b"not in the version")
     again = json.loads(cli("pull", "big:1.0.0", str(out), "--json").out)
     assert tree(out) == tree(src)
     assert again["bytes_by_source"].get("local", 0) > 0
     assert outside.read_bytes() == b"keep me"
     assert victim.read_bytes() == b"keep me too"
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["inside.txt"]
+    assert (elsewhere / "inside.txt").read_text() == "not to be touched"
 
 
 @pytest.mark.slow
