@@ -38,6 +38,7 @@ class Run:
     max_rss: int  # bytes
     stdout: str
     stderr: str
+    cpu_seconds: float = 0.0  # user + system of the child and the descendants it waited for
 
     def json(self) -> Any:
         data = json.loads(self.stdout)
@@ -73,17 +74,22 @@ def run(cmd: Sequence[str | Path], env: dict[str, str], cwd: Path | None = None)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.monotonic()
         process = subprocess.Popen(args, env=env, cwd=cwd, stdout=out, stderr=err)
-        while process.poll() is None:
+        # Reaped with wait4, not poll(): its rusage is the CPU the whole process tree used.
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
             peak = max(peak, _peak_rss(process.pid) or 0)
             time.sleep(0.005)
         seconds = time.monotonic() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         stdout = out.read().decode(errors="replace")
         stderr = err.read().decode(errors="replace")
     if process.returncode != 0:
         raise BenchmarkError(f"{' '.join(args)} exited with {process.returncode}: {stderr[-2000:]}")
-    return Run(seconds, peak, stdout, stderr)
+    return Run(seconds, peak, stdout, stderr, usage.ru_utime + usage.ru_stime)
 
 
 def base_env(home: Path) -> dict[str, str]:
@@ -130,9 +136,17 @@ def make_bucket(endpoint: str, bucket: str = BUCKET) -> None:
 @contextlib.contextmanager
 def s3_server(work: Path, endpoint: str | None = None) -> Iterator[str]:
     """An S3 endpoint with the benchmark bucket: `endpoint` if given, else a fresh SeaweedFS."""
+    with s3_server_process(work, endpoint) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def s3_server_process(work: Path, endpoint: str | None = None) -> Iterator[tuple[str, int | None]]:
+    """`s3_server`, with the pid of the server it started (None for an `endpoint` given), so
+    a benchmark can count the server's CPU too."""
     if endpoint:
         make_bucket(endpoint)
-        yield endpoint
+        yield endpoint, None
         return
     # The test suite's launcher: same flags, free ports, waits until the S3 gateway works.
     from tests.fixtures.seaweedfs import run_seaweedfs
@@ -144,7 +158,7 @@ def s3_server(work: Path, endpoint: str | None = None) -> Iterator[str]:
     os.environ.update(CREDENTIALS)
     with run_seaweedfs(data) as server:
         make_bucket(server.endpoint)
-        yield server.endpoint
+        yield server.endpoint, server.process.pid
 
 
 def machine() -> str:

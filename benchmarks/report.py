@@ -213,6 +213,21 @@ def goals(compare: Any, throughput: Any) -> tuple[list[str], list[str]]:
     return rows, costs
 
 
+def fresh_pull_section(results: Path) -> list[str]:
+    """Issue 15's fresh pull next to s5cmd, with its CPU by stage and the findings behind it
+    (`results/fresh_pull_notes.md`, written by hand), if it was run."""
+    if not (results / "fresh_pull.md").exists():
+        return []
+    notes = results / "fresh_pull_notes.md"
+    return [
+        "## A fresh pull next to s5cmd\n",
+        "`python -m benchmarks.fresh_pull` (also run by `benchmarks/run_all.sh`; "
+        f"{_load(results, 'fresh_pull')['date']}):\n",
+        _body(results, "fresh_pull"),
+        notes.read_text() if notes.exists() else "",
+    ]
+
+
 def render(results: Path) -> str:
     compare = _load(results, "compare")
     throughput = _load(results, "throughput")
@@ -262,6 +277,7 @@ def render(results: Path) -> str:
         _body(results, "chunk_sweep"),
         "## Throughput and memory\n",
         _body(results, "throughput"),
+        *fresh_pull_section(results),
         *_optional(results, "rollout", "## A rollout on a LAN: ten hosts, 100 Mbit/s links\n"),
         *_optional(results, "peer_throughput", "## One peer serving another\n"),
         METHOD,

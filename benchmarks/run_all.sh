@@ -26,7 +26,9 @@ if ((quick)); then
   records=(--record-mib 8)
   rows=(--rows 20000)
   small=(--small-mib 4 --huge-mib 32 --repeat 1)
+  repeat=(--repeat 1)
 else
+  repeat=()
   rows=()
   small=()
   records=()
@@ -67,6 +69,8 @@ echo "== side by side"
 python -m benchmarks.compare --work "$work" --out "$out" "${sizes[@]}" "${rows[@]}" "${records[@]}"
 echo "== throughput and memory"
 python -m benchmarks.throughput --work "$work" --out "$out" "${sizes[@]}" "${small[@]}"
+echo "== fresh pull next to s5cmd"
+python -m benchmarks.fresh_pull --work "$work" --out "$out" "${sizes[@]}" "${repeat[@]}"
 if ((rollout)); then
   # Network namespaces and tc: root only. The rollout's figures are its own page of results.
   echo "== rollout on a LAN of namespaces"

@@ -128,8 +128,11 @@ def pull(ctx: Context, args: argparse.Namespace) -> int:
     manifest_id = signed.record.manifest_id
     manifest = repo.get_manifest(ref.dataset, manifest_id)
     s = ctx.settings
+    # The cache is opt-in: writing every block twice cost a fresh pull 0.5-0.7 CPU s per GiB,
+    # and an interrupted pull resumes from its staging tree without it (docs/benchmarks.md).
     # A full cache disk is no reason to fail a pull: it goes on without caching, warned once.
-    cache = None if args.no_cache else BlockCache(s.cache_dir, s.cache_limit, on_full=warn)
+    use_cache = (args.cache or args.cache_limit is not None) and not args.no_cache
+    cache = BlockCache(s.cache_dir, s.cache_limit, on_full=warn) if use_cache else None
     sources: list[BlockSource] = [CacheSource(cache)] if cache else []
     sources.append(StoreSource(repo, ref.dataset))
     with byte_progress(manifest.total_size, f"pull {ref}") as progress:

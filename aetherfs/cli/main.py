@@ -116,8 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_WORKERS,
         help="parallel fetch threads (default: two per core, at most 8)",
     )
-    p.add_argument("--cache-limit", metavar="SIZE", help="block cache bound (default 4G)")
-    p.add_argument("--no-cache", action="store_true", help="do not use the local block cache")
+    p.add_argument(
+        "--cache",
+        action="store_true",
+        help="also keep the blocks in the local block cache, and read from it (default: off; "
+        "an interrupted pull resumes from what it wrote anyway)",
+    )
+    p.add_argument(
+        "--cache-limit", metavar="SIZE", help="use the block cache, bounded (default 4G)"
+    )
+    p.add_argument(
+        "--no-cache", action="store_true", help="do not use the block cache (the default)"
+    )
     p.add_argument(
         "--wait",
         action="store_true",

@@ -130,6 +130,36 @@ def _write_file(entry: FileEntry, path: Path, fetcher: BlockFetcher) -> None:
             f.write(fetcher.plaintext(ref))
 
 
+_SYNC_THREADS = 2  # files flushed at once, beside the fetch workers
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# At most this many buffers per pwritev (Linux's IOV_MAX is 1024).
+_IOV_MAX = 512
+
+
+def _write_run(opened: dict[str, int], root: Path, rel: str, start: int, run: list[bytes]) -> None:
+    """Write `run`'s buffers end to end from `start` in the file `rel` (opened once)."""
+    fd = opened.get(rel)
+    if fd is None:
+        fd = opened[rel] = os.open(root / rel, os.O_WRONLY)
+    for first in range(0, len(run), _IOV_MAX):
+        part = run[first : first + _IOV_MAX]
+        size = sum(len(b) for b in part)
+        done = os.pwritev(fd, part, start)
+        while done < size:  # a short write: the rest, one buffer at a time
+            flat = b"".join(part)
+            done += os.pwrite(fd, flat[done:], start + done)
+        start += size
+
+
 Spots = list[tuple[str, int]]  # (path, offset) where one block's plaintext goes
 Batch = tuple[tuple[BlockRef, Spots], ...]
 
@@ -194,8 +224,13 @@ def build_tree(
                 if progress:
                     progress(entry.size)
                 continue
-            with path.open("wb") as f:
-                f.truncate(entry.size)
+            # Not truncated to zero: a file kept from an interrupted pull (`resume.py`) holds
+            # blocks at their places, read back (and re-hashed) as local chunks.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            try:
+                os.ftruncate(fd, entry.size)
+            finally:
+                os.close(fd)
 
     to_write = [e for e in manifest.files if e.kind == FILE and e.path not in linked]
     remaining = {e.path: e.size for e in to_write}  # bytes still to write, per file
@@ -205,37 +240,47 @@ def build_tree(
     def place(batch: Batch) -> None:
         plaintexts = fetcher.plaintexts([ref for ref, _ in batch])
         # A batch is a run of one pack, mostly consecutive blocks of a few files: open each
-        # file once per batch, not once per block.
+        # file once per batch, not once per block, and write each run of blocks that follow
+        # one another in a file with one pwritev.
         opened: dict[str, int] = {}
         written: dict[str, int] = {}
+        runs: dict[str, tuple[int, list[bytes]]] = {}  # per file: where its run starts, buffers
+        ends: dict[str, int] = {}
         try:
             for ref, spots in batch:
                 data = plaintexts[ref.id]
                 for rel, offset in spots:
-                    fd = opened.get(rel)
-                    if fd is None:
-                        fd = opened[rel] = os.open(target / rel, os.O_WRONLY)
-                    os.pwrite(fd, data, offset)
+                    if ends.get(rel) != offset:
+                        if rel in runs:
+                            _write_run(opened, target, rel, *runs[rel])
+                        runs[rel] = (offset, [])
+                    runs[rel][1].append(data)
+                    ends[rel] = offset + len(data)
                     written[rel] = written.get(rel, 0) + len(data)
-                if progress:
-                    progress(len(data) * len(spots))
-            # fsync each file as soon as it is whole, while other workers still fetch,
-            # rather than all of them at the end.
+            for rel, (start, buffers) in runs.items():
+                _write_run(opened, target, rel, start, buffers)
+            if progress:
+                progress(sum(written.values()))
+            # fsync each file as soon as it is whole, on threads of their own: a fetch worker
+            # waiting for the disk fetched nothing meanwhile (the flush of every file was most
+            # of the wall time between a fresh pull and s5cmd, which does not fsync).
             for rel, size in written.items():
                 with lock:
                     remaining[rel] -= size
-                    whole = remaining[rel] == 0
-                if whole:
-                    os.fsync(opened[rel])
-                    with lock:
+                    if remaining[rel] == 0:
                         synced.add(rel)
+                        syncs.append(syncer.submit(_fsync_path, target / rel))
         finally:
             for fd in opened.values():
                 os.close(fd)
 
     # Batches follow the store's packs, so a batch the store serves is one ranged GET.
     in_flight: deque[Future[None]] = deque()
-    with ThreadPoolExecutor(workers, thread_name_prefix="fetch") as pool:
+    syncs: list[Future[None]] = []
+    with (
+        ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="fsync") as syncer,
+        ThreadPoolExecutor(workers, thread_name_prefix="fetch") as pool,
+    ):
         try:
             for batch in _batches(to_write):
                 while len(in_flight) >= workers + 2:
@@ -244,9 +289,11 @@ def build_tree(
             while in_flight:
                 in_flight.popleft().result()
         except BaseException:
-            for future in in_flight:
+            for future in [*in_flight, *syncs]:
                 future.cancel()
             raise
+    for sync in syncs:
+        sync.result()  # an fsync that failed fails the build
 
     # A linked file shares its inode with the old tree until the swap: if someone changed it
     # there meanwhile, it no longer holds the version's bytes, so write it afresh.

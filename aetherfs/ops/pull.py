@@ -2,8 +2,9 @@
 
 The tree is built in a staging directory beside DIR and then swapped with DIR in one
 renameat2(RENAME_EXCHANGE): a reader, or a crash, sees the old DIR or the new one. Blocks come
-from bytes already in DIR, then the cache, then the store; fetched blocks land in the cache
-first, so a pull killed half-way resumes without fetching them again.
+from bytes already in DIR or in the staging tree an interrupted pull left (`resume.py`), then
+the cache if the caller gives one, then the store; a pull killed half-way thus resumes without
+fetching again what it wrote.
 
 One pull at a time holds DIR (`pull_lock.py`), from before it looks at DIR until after the
 swap, so no other pull writes into its staging tree or records what it wrote. What it wrote is
@@ -26,7 +27,7 @@ from pathlib import Path
 from aetherfs.core.blocklist import as_block_list
 from aetherfs.core.ids import ManifestId
 from aetherfs.core.manifest import FILE, FileEntry, Manifest
-from aetherfs.errors import InvalidInput, LocalIOError
+from aetherfs.errors import InvalidInput, LocalIOError, StoreUnavailable
 from aetherfs.fetch.cache import BlockCache, CacheFull
 from aetherfs.fetch.planner import BlockFetcher, SourceCounts
 from aetherfs.fetch.sources import BlockSource
@@ -34,6 +35,7 @@ from aetherfs.ops.atomic import exchange, fsync_dir
 from aetherfs.ops.materialise import LinkSource, build_tree
 from aetherfs.ops.pull_lock import hold_target
 from aetherfs.ops.pull_records import LEGACY_MARKER, PullRecords, TargetKey
+from aetherfs.ops.resume import resume_chunks
 from aetherfs.ops.reuse import (
     PulledFile,
     Stamp,
@@ -244,11 +246,11 @@ def _pull_held(
     # Records of trees no longer there could only ever vouch for a stranger reusing an inode.
     records.prune(target, keep=TargetKey.of(target) if previous is not None else None)
     staging = staging_path(target)
-    if staging.exists() or staging.is_symlink():
-        shutil.rmtree(staging)  # left by an interrupted pull; its blocks are in the cache
     scan = scan_pulled_directory(target, previous or {}, skip=frozenset({LEGACY_MARKER}))
     del previous  # what is vouched for is in `scan`
     links = _link_sources(manifest, scan.trusted)
+    # A staging tree left by an interrupted pull already holds the blocks it wrote, in place.
+    resumed = resume_chunks(staging, manifest, skip=links.keys())
     # Bytes already in DIR are looked for only for files to be written, not linked: a set per
     # block of those (a linked file whose link fails later is fetched, from the cache or store).
     wanted = (
@@ -263,6 +265,9 @@ def _pull_held(
     )
     local = index_chunks(scan, manifest.chunking, wanted)
     del wanted
+    for digest, chunk in resumed.items():
+        local.chunks.setdefault(digest, chunk)
+    del resumed
     fetcher = BlockFetcher(sources, cache, local.chunks)
     try:
         # A full cache disk makes room from other versions' blocks, never from this one's.
@@ -279,7 +284,10 @@ def _pull_held(
         key = staged.moved_to(target)  # the swap moves the staging directory, inode and all
         _record(manifest, manifest_id, staging, records, key, links, linked)
     except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)  # give the space back; DIR is untouched
+        # DIR is untouched. An interrupted pull (Ctrl-C, the store out of reach) leaves its
+        # staging tree for the next one to resume from; any other failure gives the space back.
+        if not isinstance(exc, (KeyboardInterrupt, StoreUnavailable)):
+            shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, OSError):
             raise local_io_error(exc, target, manifest.total_size) from None
         raise

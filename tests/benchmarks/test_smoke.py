@@ -167,6 +167,21 @@ def test_throughput_script(tmp_path: Path, results: Path, seaweedfs: SeaweedFS) 
         assert m["mb_per_s"] > 0 and m["max_rss"] > 10 << 20
 
 
+@pytest.mark.s3
+def test_fresh_pull_script(tmp_path: Path, results: Path, seaweedfs: SeaweedFS) -> None:
+    args: list[str | Path] = ["--work", tmp_path / "work", "--out", results]
+    args += ["--total-mib", "4", "--files", "6", "--repeat", "1"]
+    script("fresh_pull", *args, "--s3-endpoint", seaweedfs.endpoint)
+    report = json.loads((results / "fresh_pull.json").read_text())
+    for run in (report["pull"], report["s5cmd"]):
+        assert run["seconds"] > 0 and run["cpu_seconds"] > 0 and run["max_rss"] > 1 << 20
+    stages = report["profile"]["stages"]
+    for stage in ("ranged GET and read", "decrypt (XChaCha20-Poly1305)", "file writes (pwrite)"):
+        assert stages[stage] > 0, stages
+    assert "cache writes" not in stages  # a CLI pull keeps no block cache by default
+    assert "CPU s per GiB" in (results / "fresh_pull.md").read_text()
+
+
 def test_report_checks_the_goals_against_the_results(tmp_path: Path, results: Path) -> None:
     """Runs last: the three scripts above wrote `results`."""
     script("report", "--results", results, "--out", tmp_path / "benchmarks.md")
@@ -175,3 +190,4 @@ def test_report_checks_the_goals_against_the_results(tmp_path: Path, results: Pa
         assert goal in page
     assert "memory flat in the size of the data" in page
     assert "### files" in page and "### sqlite" in page
+    assert "## A fresh pull next to s5cmd" in page

@@ -39,7 +39,7 @@ def test_a_pull_bigger_than_the_cache_disk_succeeds_with_one_warning(
     assert len(warnings) == 1, result.err
     assert "cache" in warnings[0] and "full" in warnings[0]
     # The next pull, of the same version, still works, the cache helping where it can.
-    again = json.loads(cli("pull", "geo:1.0.0", str(tmp_path / "again"), "--json").out)
+    again = json.loads(cli("pull", "geo:1.0.0", str(tmp_path / "again"), "--json", "--cache").out)
     assert tree(tmp_path / "again") == tree(src)
     assert sum(again["bytes_by_source"].values()) > 0
 
@@ -52,13 +52,13 @@ def test_a_full_cache_disk_makes_room_by_evicting_unpinned_blocks(
     make_tree(new, seed=2, big=2_000_000)
     cli("push", str(old), "old:1.0.0")
     cli("push", str(new), "new:1.0.0")
-    cli("pull", "old:1.0.0", str(tmp_path / "o"))
+    cli("pull", "old:1.0.0", str(tmp_path / "o"), "--cache")
     held_old = set(cached_blocks(small_cache))
     assert len(held_old) > 20  # the old version fills most of the 4 MiB
-    result = cli("pull", "new:1.0.0", str(tmp_path / "n"))
+    result = cli("pull", "new:1.0.0", str(tmp_path / "n"), "--cache")
     assert tree(tmp_path / "n") == tree(new)
     assert "warning" not in result.err, result.err  # room was made: every block was cached
     held = set(cached_blocks(small_cache))
     assert held_old - held  # some of the old version's blocks were evicted for it
-    again = json.loads(cli("pull", "new:1.0.0", str(tmp_path / "n2"), "--json").out)
+    again = json.loads(cli("pull", "new:1.0.0", str(tmp_path / "n2"), "--json", "--cache").out)
     assert again["bytes_by_source"].get("store", 0) == 0  # all from the cache

@@ -43,7 +43,7 @@ def published(cli: Cli, tmp_path: Path) -> tuple[Path, Path]:
     make_tree(src)
     cli("push", str(src), "geo:1.0.0")
     out = tmp_path / "out"
-    cli("pull", "geo:1.0.0", str(out))
+    cli("pull", "geo:1.0.0", str(out), "--cache")
     (src / "big.bin").write_bytes(os.urandom(2_000_000))
     cli("push", str(src), "geo:2.0.0")
     return src, out
@@ -172,7 +172,7 @@ def test_corrupt_cache_block_is_refetched_not_served(
             f.seek(block.offset)
             f.write(b"garbage")
     fresh = tmp_path / "fresh"
-    pulled = json.loads(cli("pull", "geo:1.0.0", str(fresh), "--json").out)
+    pulled = json.loads(cli("pull", "geo:1.0.0", str(fresh), "--json", "--cache").out)
     assert "cache" not in pulled["bytes_by_source"]
     assert pulled["bytes_by_source"]["store"] > 0
     assert (fresh / "sub/table.csv").read_bytes() == (src / "sub/table.csv").read_bytes()
@@ -191,8 +191,30 @@ def kill_when(proc: subprocess.Popen[bytes], ready: Callable[[], bool]) -> None:
     proc.wait()
 
 
+def written_bytes(root: Path) -> int:
+    """Bytes of data (not holes) in the files under `root`."""
+    return (
+        sum(p.stat().st_blocks * 512 for p in root.rglob("*") if p.is_file())
+        if root.exists()
+        else 0
+    )
+
+
+def pull_killed_half_way(cli: Cli, ref: str, out: Path, *flags: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aetherfs.cli.main", "pull", ref, str(out), "--force", *flags],
+        env=cli.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    staging = out.parent / f".{out.name}.aetherfs-staging"
+    kill_when(proc, lambda: written_bytes(staging) >= 60 * 1024 * 1024)
+
+
 @pytest.mark.slow
 def test_kill_9_mid_pull_then_pull_again(cli: Cli, tmp_path: Path) -> None:
+    """No block cache by default: the next pull resumes from the staging tree the killed one
+    left, and fetches only what it had not written."""
     src = tmp_path / "src"
     src.mkdir()
     for i in range(6):
@@ -201,33 +223,88 @@ def test_kill_9_mid_pull_then_pull_again(cli: Cli, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "old.txt").write_text("the old state")
+    pull_killed_half_way(cli, "big:1.0.0", out, "--workers", "1")
+    # Killed half-way: DIR is still exactly the old state, and no cache was written.
+    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
+    assert (out / "old.txt").read_text() == "the old state"
+    assert not (cli.home / "cache" / "aetherfs" / "blocks").exists()
+
+    again = json.loads(cli("pull", "big:1.0.0", str(out), "--force", "--json").out)
+    by_source = again["bytes_by_source"]
+    total = sum(by_source.values())
+    assert by_source.get("local", 0) >= 40 * 1024 * 1024, by_source
+    assert by_source.get("store", 0) < total - 40 * 1024 * 1024
+    assert tree(out) == tree(src)
+    assert not (tmp_path / ".out.aetherfs-staging").exists()
+
+
+@pytest.mark.slow
+def test_a_resumed_pull_refetches_what_was_damaged_and_never_writes_a_planted_link(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Bytes left in the staging tree are re-hashed before use; a symlink or a hard link
+    planted there (for a file or a directory) is removed, never written through, and what
+    the new version does not hold is removed."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "deep").mkdir()
+    for i in range(4):
+        (src / f"part{i}.bin").write_bytes(os.urandom(32 * 1024 * 1024))
+    (src / "sub" / "nested.bin").write_bytes(os.urandom(4 * 1024 * 1024))
+    (src / "deep" / "inside.txt").write_text("a file in a directory a symlink replaces")
+    cli("push", str(src), "big:1.0.0")
+    out = tmp_path / "out"
+    pull_killed_half_way(cli, "big:1.0.0", out, "--workers", "1")
+    staging = tmp_path / ".out.aetherfs-staging"
+    written = [p for p in staging.iterdir() if p.is_file() and p.stat().st_blocks]
+    assert written
+    with written[0].open("r+b") as f:  # damage the first block of a written file
+        f.write(b"garbage")
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"keep me")
+    victim = tmp_path / "victim.bin"
+    victim.write_bytes(b"keep me too")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "inside.txt").write_text("not to be touched")
+    for name, plant in (("part2.bin", "symlink"), ("part3.bin", "hardlink")):
+        (staging / name).unlink(missing_ok=True)
+        if plant == "symlink":
+            (staging / name).symlink_to(outside)
+        else:
+            os.link(victim, staging / name)
+    shutil.rmtree(staging / "deep", ignore_errors=True)
+    (staging / "deep").symlink_to(elsewhere, target_is_directory=True)
+    (staging / "stray.bin").write_bytes(b"not in the version")
+    again = json.loads(cli("pull", "big:1.0.0", str(out), "--json").out)
+    assert tree(out) == tree(src)
+    assert again["bytes_by_source"].get("local", 0) > 0
+    assert outside.read_bytes() == b"keep me"
+    assert victim.read_bytes() == b"keep me too"
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["inside.txt"]
+    assert (elsewhere / "inside.txt").read_text() == "not to be touched"
+
+
+@pytest.mark.slow
+def test_kill_9_mid_pull_with_the_cache_then_pull_again(cli: Cli, tmp_path: Path) -> None:
+    """With --cache, blocks are kept in the cache as they come, as before."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(6):
+        (src / f"part{i}.bin").write_bytes(os.urandom(48 * 1024 * 1024))
+    cli("push", str(src), "big:1.0.0")
+    out = tmp_path / "out"
     cache = cli.home / "cache" / "aetherfs" / "blocks"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aetherfs.cli.main",
-            "pull",
-            "big:1.0.0",
-            str(out),
-            "--force",
-            "--workers",
-            "1",
-        ],
+        [sys.executable, "-m", "aetherfs.cli.main", "pull", "big:1.0.0", str(out), "--cache"],
         env=cli.env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     kill_when(proc, lambda: len(cached_blocks(cache)) >= 20)
-    # Killed half-way: DIR is still exactly the old state.
-    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
-    assert (out / "old.txt").read_text() == "the old state"
-
-    again = json.loads(cli("pull", "big:1.0.0", str(out), "--force", "--json").out)
-    by_source = again["bytes_by_source"]
-    assert by_source.get("cache", 0) > 0, by_source
-    total = sum(by_source.values())
-    assert by_source.get("store", 0) < total
+    shutil.rmtree(tmp_path / ".out.aetherfs-staging")  # only the cache is left to resume from
+    again = json.loads(cli("pull", "big:1.0.0", str(out), "--json", "--cache").out)
+    assert again["bytes_by_source"].get("cache", 0) > 0, again["bytes_by_source"]
     assert tree(out) == tree(src)
 
 
