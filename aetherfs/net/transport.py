@@ -3,8 +3,9 @@
 The loop feeds the bytes it reads to the connection with `trio.current_time()`, sends what
 the connection queued, and sleeps until the connection's own timer (`get_timer()`), so the
 handshake, idle and progress timeouts are the protocol's, not ours. Reads are at most
-`read_size` bytes (1 MiB) and each is handed to the connection at once (which refuses an
-oversize frame at its prefix), so a peer can make us hold at most one frame and one read.
+`read_size` bytes (1 MiB), into one buffer per link, and each is handed to the connection at
+once (which refuses an oversize frame at its prefix and copies what outlives the call), so a
+peer can make us hold at most one frame and one read.
 
 What the connection reports is handed to `on_events(link, events)`, synchronously, in order;
 the caller (the swarm engine) decides what to do with it.
@@ -23,10 +24,10 @@ from aetherfs.protocol.connection import PeerConnection
 from aetherfs.protocol.events import Event
 from aetherfs.protocol.messages import Block, Message, Reason
 
-# 1 MiB: most frames then lie whole inside one read and are sliced out of it without a copy;
-# a frame cut by a read's end is gathered. The receiver used 0.18-0.22 s of CPU per 64 MiB
-# against 0.22-0.23 s with 256 KiB reads (benchmarks/peer_throughput.py, 64 KiB blocks).
-# Memory stays bounded: one read and one frame per connection, while it is handled.
+# 1 MiB: most frames then lie whole inside one read and are views of it, not copies; a frame
+# cut by a read's end is gathered. A socket link reads into one buffer of this size, its own,
+# again and again (its pages become resident only as far as reads fill them). Memory stays
+# bounded: that buffer and one frame being gathered per connection.
 READ_SIZE = 1024 * 1024
 CONNECT_TIMEOUT = 5.0
 CLOSE_GRACE = 2.0  # to send a goodbye once the connection is closed, then the socket goes
