@@ -77,7 +77,8 @@ class PeerLink:
         self._on_events = on_events
         self._read_size = read_size
         self._wake = trio.Event()  # the writer's: bytes queued
-        self._tick = trio.Event()  # the ticker's: the connection's timer may have moved
+        self._tick = trio.Event()  # the ticker's: the connection's timer came earlier
+        self._ticker_at = math.inf  # the deadline the ticker sleeps until
         self._flushed = trio.Event()
         self._writer_done = trio.Event()
         self._queued = 0  # sends queued, counted
@@ -96,10 +97,15 @@ class PeerLink:
 
     def poke(self) -> None:
         """The connection queued bytes (a send, proofs, a goodbye): send them, and look at
-        its timer again."""
+        its timer again. The ticker is woken only if the timer came earlier than what it
+        sleeps until (or ended): sends and reads move timers later, and waking it for each
+        block cost more than the block's header seal (a woken ticker that finds its old
+        deadline passed calls `handle_timer`, which checks each timer itself)."""
         self._queued += 1
         self._wake.set()
-        self._tick.set()
+        timer = self.conn.get_timer()
+        if timer is None or timer < self._ticker_at:
+            self._tick.set()
 
     def close(self, reason: Reason = Reason.NORMAL, text: str = "") -> None:
         """Say goodbye; the loop sends it and closes the socket."""
@@ -198,7 +204,8 @@ class PeerLink:
     async def _ticker(self) -> None:
         while not self.conn.closed:
             timer = self.conn.get_timer()
-            with trio.move_on_at(timer if timer is not None else math.inf):
+            self._ticker_at = timer if timer is not None else math.inf
+            with trio.move_on_at(self._ticker_at):
                 await self._tick.wait()
             self._tick = trio.Event()
             now = trio.current_time()
