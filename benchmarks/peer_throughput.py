@@ -2,7 +2,7 @@
 decrypt-and-verify limit measured in the same run.
 
 - limit: `core.blocks.open_block` over the version's stored blocks in this process, CPU time,
-  best of 3: what an agent must do with every block it receives anyway.
+  best of 3 (`--repeat`): what an agent must do with every block it receives anyway.
 - peers: `python -m aetherfs.swarm.demo serve` holds the version in memory; `... fetch --open`
   fetches it from that peer only (the real engine, planner, protocol and trio transport) and
   opens every block with `open_block` (the id already checked by the protocol). Wall time
@@ -15,7 +15,7 @@ decrypt-and-verify limit measured in the same run.
   runs of the code at git revision REV (exported to a temporary directory), side by side.
 
 Run: `python -m benchmarks.peer_throughput [--mib 64] [--block-kib 64 256] [--before REV]
-[--write]`; writes benchmarks/results/peer_throughput.md.
+[--repeat 3] [--write]`; writes benchmarks/results/peer_throughput.md.
 """
 
 from __future__ import annotations
@@ -70,14 +70,14 @@ class Run:
         return self.bytes / self.receiver_cpu / 1e6
 
 
-def limit(mib: int, block_kib: int) -> float:
+def limit(mib: int, block_kib: int, repeat: int) -> float:
     """Stored MB per CPU second through open_block, best of REPEAT."""
     block = block_kib * KiB
     per_piece = max(1, 4 * MiB // block)
     version = synthetic_version("bench", max(1, mib * MiB // (block * per_piece)), per_piece, block)
     stored = version.stored
     best = 0.0
-    for _ in range(REPEAT):
+    for _ in range(repeat):
         started = time.process_time()
         for ref in version.refs:
             open_block(ref, stored[ref.id])
@@ -146,9 +146,11 @@ def one_run(mode: Mode, mib: int, block_kib: int) -> Run:
     )
 
 
-def header(mib: int, sizes: list[int], before: str | None) -> list[str]:
+def header(mib: int, sizes: list[int], before: str | None, repeat: int) -> list[str]:
     kib = " ".join(str(k) for k in sizes)
-    flag = f" --before {before}" if before else ""
+    flag = (f" --before {before}" if before else "") + (
+        f" --repeat {repeat}" if repeat != REPEAT else ""
+    )
     return [
         "# Peer-to-peer throughput (two processes, loopback TCP)",
         "",
@@ -158,7 +160,7 @@ def header(mib: int, sizes: list[int], before: str | None) -> list[str]:
         "(incompressible) blocks, MB/s of stored block bytes (10^6 bytes/s). The receiver "
         "opens every block (`open_block`, the id already checked by the protocol). Modes "
         "alternate run by run; per mode the best of "
-        f"{REPEAT}: wall clock, and the least CPU. *kept*: the fetcher keeps the version in "
+        f"{repeat}: wall clock, and the least CPU. *kept*: the fetcher keeps the version in "
         "memory (the demo's default); *let go*: each piece is let go once opened, as an agent "
         "does once it has written it out."
         + (f" *before*: the code at `{before}`, blocks kept." if before else ""),
@@ -210,10 +212,10 @@ def measure(args: argparse.Namespace, before: Path | None) -> list[str]:
     modes = [Mode("kept", ROOT, ()), Mode("let go", ROOT, ("--discard",))]
     if before is not None:
         modes.insert(0, Mode("before", before, ()))
-    lines = header(args.mib, args.block_kib, args.before)
+    lines = header(args.mib, args.block_kib, args.before, args.repeat)
     for block_kib in args.block_kib:
-        core = limit(args.mib, block_kib)
-        runs = [one_run(mode, args.mib, block_kib) for _ in range(REPEAT) for mode in modes]
+        core = limit(args.mib, block_kib, args.repeat)
+        runs = [one_run(mode, args.mib, block_kib) for _ in range(args.repeat) for mode in modes]
         lines += report(block_kib, core, runs, modes)
     return lines
 
@@ -223,6 +225,7 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=64)
     parser.add_argument("--block-kib", type=int, nargs="+", default=[64])
     parser.add_argument("--before", help="also run the code at this git revision, alternating")
+    parser.add_argument("--repeat", type=int, default=REPEAT, help="runs per mode")
     parser.add_argument("--write", action="store_true", help=f"write {RESULTS.name}")
     args = parser.parse_args()
     if args.before:
