@@ -3,8 +3,9 @@
 The loop feeds the bytes it reads to the connection with `trio.current_time()`, sends what
 the connection queued, and sleeps until the connection's own timer (`get_timer()`), so the
 handshake, idle and progress timeouts are the protocol's, not ours. Reads are at most
-`read_size` bytes (1 MiB) and each is handed to the connection at once (which refuses an
-oversize frame at its prefix), so a peer can make us hold at most one frame and one read.
+`read_size` bytes (1 MiB), into one buffer per link, and each is handed to the connection at
+once (which refuses an oversize frame at its prefix and copies what outlives the call), so a
+peer can make us hold at most one frame and one read.
 
 What the connection reports is handed to `on_events(link, events)`, synchronously, in order;
 the caller (the swarm engine) decides what to do with it.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import cast
 
 import trio
 
@@ -22,10 +24,10 @@ from aetherfs.protocol.connection import PeerConnection
 from aetherfs.protocol.events import Event
 from aetherfs.protocol.messages import Block, Message, Reason
 
-# 1 MiB: most frames then lie whole inside one read and are sliced out of it without a copy;
-# a frame cut by a read's end is gathered. The receiver used 0.18-0.22 s of CPU per 64 MiB
-# against 0.22-0.23 s with 256 KiB reads (benchmarks/peer_throughput.py, 64 KiB blocks).
-# Memory stays bounded: one read and one frame per connection, while it is handled.
+# 1 MiB: most frames then lie whole inside one read and are views of it, not copies; a frame
+# cut by a read's end is gathered. A socket link reads into one buffer of this size, its own,
+# again and again (its pages become resident only as far as reads fill them). Memory stays
+# bounded: that buffer and one frame being gathered per connection.
 READ_SIZE = 1024 * 1024
 CONNECT_TIMEOUT = 5.0
 CLOSE_GRACE = 2.0  # to send a goodbye once the connection is closed, then the socket goes
@@ -75,7 +77,8 @@ class PeerLink:
         self._on_events = on_events
         self._read_size = read_size
         self._wake = trio.Event()  # the writer's: bytes queued
-        self._tick = trio.Event()  # the ticker's: the connection's timer may have moved
+        self._tick = trio.Event()  # the ticker's: the connection's timer came earlier
+        self._ticker_at = math.inf  # the deadline the ticker sleeps until
         self._flushed = trio.Event()
         self._writer_done = trio.Event()
         self._queued = 0  # sends queued, counted
@@ -94,10 +97,15 @@ class PeerLink:
 
     def poke(self) -> None:
         """The connection queued bytes (a send, proofs, a goodbye): send them, and look at
-        its timer again."""
+        its timer again. The ticker is woken only if the timer came earlier than what it
+        sleeps until (or ended): sends and reads move timers later, and waking it for each
+        block cost more than the block's header seal (a woken ticker that finds its old
+        deadline passed calls `handle_timer`, which checks each timer itself)."""
         self._queued += 1
         self._wake.set()
-        self._tick.set()
+        timer = self.conn.get_timer()
+        if timer is None or timer < self._ticker_at:
+            self._tick.set()
 
     def close(self, reason: Reason = Reason.NORMAL, text: str = "") -> None:
         """Say goodbye; the loop sends it and closes the socket."""
@@ -145,14 +153,34 @@ class PeerLink:
             scope.cancel()
 
     async def _reader(self) -> None:
+        receive = self._receive_into() if isinstance(self.stream, trio.SocketStream) else None
         while not self.conn.closed:
-            data = bytes(await self.stream.receive_some(self._read_size))
+            if receive is None:
+                data: bytes | bytearray | memoryview = await self.stream.receive_some(
+                    self._read_size
+                )
+            else:
+                data = await receive()
             self.bytes_received += len(data)
             self.last_seen = trio.current_time()
             self._deliver(self.conn.receive_data(data, self.last_seen))
             self.poke()  # answers (pongs, rejects, a goodbye) and a new timer
             if not data:
                 return
+
+    def _receive_into(self) -> Callable[[], Awaitable[memoryview]]:
+        """Reads into one buffer of this link, again and again: a fresh `bytes` per read costs
+        the kernel a page fault per 4 KiB, more than the copy itself. The connection keeps no
+        view of what it is fed (it copies what must outlive the call), so the next read may
+        overwrite it."""
+        socket = cast(trio.SocketStream, self.stream).socket
+        buffer = bytearray(self._read_size)
+        view = memoryview(buffer)
+
+        async def receive() -> memoryview:
+            return view[: await socket.recv_into(buffer)]
+
+        return receive
 
     async def _writer(self) -> None:
         try:
@@ -176,7 +204,8 @@ class PeerLink:
     async def _ticker(self) -> None:
         while not self.conn.closed:
             timer = self.conn.get_timer()
-            with trio.move_on_at(timer if timer is not None else math.inf):
+            self._ticker_at = timer if timer is not None else math.inf
+            with trio.move_on_at(self._ticker_at):
                 await self._tick.wait()
             self._tick = trio.Event()
             now = trio.current_time()

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
+import blake3
 from nacl.public import PrivateKey
 from nacl.signing import SigningKey, VerifyKey
 
@@ -234,8 +235,10 @@ class PeerConnection:
         self._started = self._last_received = self._last_sent = now
         self.state = State.HELLO_SENT
 
-    def receive_data(self, data: bytes | memoryview, now: float) -> list[Event]:
-        """Feed bytes received (b"" at end of stream); returns what happened."""
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Event]:
+        """Feed bytes received (b"" at end of stream); returns what happened. Nothing of
+        `data` is kept once this returns (what must outlive it is copied), so the caller may
+        read into the same buffer again."""
         if self.state is State.CLOSED:
             return []
         if self.state is State.START:
@@ -552,12 +555,13 @@ class PeerConnection:
         asked = self._outgoing[request_id]
         if asked is not None and block_id not in asked:
             raise RemoteProtocolError(f"the peer sent block {block_id.short()}, not asked for")
-        data = bytes(payload)
-        # The payload of a BLOCK frame is authenticated only through its id: check it here,
-        # and so report a block the caller may open without hashing it again.
-        if BlockId.of(data) != block_id:
+        # The payload of a BLOCK frame is authenticated only through its id: check it here
+        # (on the view: BLAKE3 releases the GIL, and a corrupt block is never copied), and so
+        # report a block the caller may open without hashing it again. The one copy is the
+        # block the caller keeps: `payload` views a buffer the transport reuses.
+        if blake3.blake3(payload).digest() != block_id.digest:
             raise RemoteProtocolError(f"the peer sent block {block_id.short()} corrupt")
-        self._events.append(Block(request_id, block_id, data))
+        self._events.append(Block(request_id, block_id, bytes(payload)))
 
     def _receive_proof(self, proof: AccessProof) -> None:
         access_id = self._names.known.get(proof.blinded)
@@ -677,6 +681,7 @@ class PeerConnection:
         self, reason: Reason, text: str, by_peer: bool, error: AetherError | None = None
     ) -> None:
         self.state = State.CLOSED
+        self._buffer = FrameBuffer()  # no view of the caller's buffer outlives the connection
         self._outgoing.clear()
         self._incoming.clear()
         self._events.append(ConnectionClosed(reason, text, by_peer, error))

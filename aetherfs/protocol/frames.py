@@ -16,6 +16,7 @@ integrity is bound by the block id in the sealed header, which the receiver chec
 from __future__ import annotations
 
 import struct
+from collections import deque
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -59,52 +60,108 @@ class FrameBuffer:
     """Cuts a byte stream into frames; refuses an oversize or unknown frame at its prefix, so a
     peer cannot make us buffer more than one frame's worth.
 
-    Frames that arrive whole inside one chunk are sliced out of it without a copy; only a
-    frame split across chunks is gathered (in a bytearray, so many small chunks stay linear).
+    A frame that lies whole inside one chunk fed is a view into that chunk, not a copy. Only
+    a frame split across chunks is gathered, into a bytearray of its own exact size (known
+    from its prefix), so no byte is copied twice and nothing is compacted. Once next_frame()
+    has returned None the buffer holds no view of any chunk fed, so the caller may reuse the
+    memory it fed (the transport reads into one buffer, again and again).
     """
 
-    def __init__(self) -> None:
-        self._data: bytes | bytearray = b""
-        self._start = 0
+    __slots__ = ("_chunks", "_filled", "_partial", "_pos", "_queued", "_sized")
 
-    def feed(self, data: bytes | memoryview) -> None:
-        if self._start == len(self._data):
-            self._data, self._start = bytes(data), 0
-            return
-        if isinstance(self._data, bytes):
-            self._data = bytearray(memoryview(self._data)[self._start :])
-        elif self._start:
-            del self._data[: self._start]
-        self._start = 0
-        self._data += data
+    def __init__(self) -> None:
+        self._chunks: deque[memoryview] = deque()  # fed, not consumed yet
+        self._pos = 0  # consumed of _chunks[0]
+        self._queued = 0  # bytes in _chunks not consumed
+        self._partial: bytearray | None = None  # a frame being gathered across chunks
+        self._filled = 0  # bytes of _partial gathered
+        self._sized = False  # _partial is the whole frame (else just its prefix so far)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        if data:
+            view = memoryview(data)
+            self._chunks.append(view if view.format == "B" else view.cast("B"))
+            self._queued += len(view)
 
     def pending(self) -> int:
         """Bytes received that are not a whole frame yet."""
-        return len(self._data) - self._start
+        return self._queued + self._filled
 
     def next_frame(self) -> Frame | None:
-        if self.pending() < PREFIX_SIZE:
+        if self._partial is None:
+            if not self._queued:
+                return None
+            chunk, pos = self._chunks[0], self._pos
+            left = len(chunk) - pos
+            if left < PREFIX_SIZE:
+                self._start(PREFIX_SIZE, False)
+            else:
+                length, kind = PREFIX.unpack_from(chunk, pos)
+                _check(length, kind)
+                size = PREFIX_SIZE + length
+                if size <= left:  # the common case: whole inside this chunk, no copy
+                    self._consume(size)
+                    return Frame(
+                        _KINDS[kind],
+                        bytes(chunk[pos : pos + PREFIX_SIZE]),
+                        chunk[pos + PREFIX_SIZE : pos + size],
+                    )
+                self._start(size, True)
+        return self._gathered()
+
+    def _start(self, size: int, sized: bool) -> None:
+        self._partial, self._filled, self._sized = bytearray(size), 0, sized
+
+    def _gathered(self) -> Frame | None:
+        """Fill the frame being gathered from the chunks; the frame once it is whole."""
+        partial = self._gather()
+        if partial is None:
             return None
-        length, kind = PREFIX.unpack_from(self._data, self._start)
-        if length > MAX_FRAME_BODY:
-            raise RemoteProtocolError(
-                f"the peer sent a frame of {length} bytes, over the limit of {MAX_FRAME_BODY}"
-            )
-        if kind > FrameKind.SEALED_BLOCK:
-            raise RemoteProtocolError(f"the peer sent a frame of unknown kind {kind}")
-        start = self._start
-        end = start + PREFIX_SIZE + length
-        if len(self._data) < end:
-            return None
-        prefix = bytes(self._data[start : start + PREFIX_SIZE])
-        if isinstance(self._data, bytearray):
-            # The bytearray is reused for later frames: copy this one out, export nothing.
-            with memoryview(self._data) as view:
-                body = memoryview(bytes(view[start + PREFIX_SIZE : end]))
-        else:
-            body = memoryview(self._data)[start + PREFIX_SIZE : end]
-        self._start = end
-        return Frame(FrameKind(kind), prefix, body)
+        if not self._sized:  # its prefix is whole: now gather the frame it announces
+            length, kind = PREFIX.unpack_from(partial)
+            _check(length, kind)
+            self._start(PREFIX_SIZE + length, True)
+            assert self._partial is not None
+            self._partial[:PREFIX_SIZE] = partial
+            self._filled = PREFIX_SIZE
+            partial = self._gather()
+            if partial is None:
+                return None
+        self._partial = None
+        self._filled = 0
+        return Frame(
+            _KINDS[partial[4]], bytes(partial[:PREFIX_SIZE]), memoryview(partial)[PREFIX_SIZE:]
+        )
+
+    def _gather(self) -> bytearray | None:
+        partial = self._partial
+        assert partial is not None
+        while self._filled < len(partial) and self._queued:
+            chunk, pos = self._chunks[0], self._pos
+            n = min(len(partial) - self._filled, len(chunk) - pos)
+            partial[self._filled : self._filled + n] = chunk[pos : pos + n]
+            self._filled += n
+            self._consume(n)
+        return partial if self._filled == len(partial) else None
+
+    def _consume(self, n: int) -> None:
+        self._queued -= n
+        self._pos += n
+        if self._pos == len(self._chunks[0]):
+            self._chunks.popleft()
+            self._pos = 0
+
+
+_KINDS = tuple(FrameKind)  # by value: cheaper than FrameKind(kind) once per frame
+
+
+def _check(length: int, kind: int) -> None:
+    if length > MAX_FRAME_BODY:
+        raise RemoteProtocolError(
+            f"the peer sent a frame of {length} bytes, over the limit of {MAX_FRAME_BODY}"
+        )
+    if kind > FrameKind.SEALED_BLOCK:
+        raise RemoteProtocolError(f"the peer sent a frame of unknown kind {kind}")
 
 
 def _prefix(length: int, kind: FrameKind) -> bytes:

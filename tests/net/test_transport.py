@@ -5,11 +5,12 @@ from __future__ import annotations
 import trio
 from nacl.signing import SigningKey
 
+from aetherfs.core.ids import ManifestId
 from aetherfs.net.transport import PeerAddress, PeerLink, dial, peer_address
-from aetherfs.protocol.admission import FleetSecret
+from aetherfs.protocol.admission import DatasetAccess, FleetSecret
 from aetherfs.protocol.connection import PeerConfig, PeerConnection
-from aetherfs.protocol.events import ConnectionClosed, Established, Event
-from aetherfs.protocol.messages import Reason
+from aetherfs.protocol.events import AccessProved, ConnectionClosed, Established, Event
+from aetherfs.protocol.messages import Reason, Request
 from aetherfs.swarm.memory import MemoryStore, synthetic_version
 from tests.swarm.helpers import start_node, wait_for_peers
 
@@ -30,19 +31,25 @@ class Recorder:
         return [e for e in self.events if isinstance(e, ConnectionClosed)]
 
 
-def connection(initiator: bool, **timers: float) -> PeerConnection:
-    return PeerConnection(PeerConfig(SigningKey.generate(), FLEET, **timers), initiator)
+def connection(
+    initiator: bool, datasets: tuple[DatasetAccess, ...] = (), **timers: float
+) -> PeerConnection:
+    return PeerConnection(PeerConfig(SigningKey.generate(), FLEET, **timers), initiator, datasets)
 
 
 async def serve_one(
-    nursery: trio.Nursery, recorder: Recorder, **timers: float
+    nursery: trio.Nursery,
+    recorder: Recorder,
+    datasets: tuple[DatasetAccess, ...] = (),
+    **timers: float,
 ) -> tuple[PeerAddress, list[PeerLink]]:
     """A listener that runs one PeerLink per connection it accepts."""
     [listener] = await trio.open_tcp_listeners(0, host="127.0.0.1")
     links: list[PeerLink] = []
 
     async def handler(stream: trio.SocketStream) -> None:
-        link = PeerLink(stream, connection(False, **timers), peer_address(stream), recorder)
+        conn = connection(False, datasets, **timers)
+        link = PeerLink(stream, conn, peer_address(stream), recorder)
         links.append(link)
         await link.run()
 
@@ -64,6 +71,35 @@ async def test_a_silent_client_is_closed_by_the_handshake_timeout() -> None:
         [closed] = recorder.closes()
         assert closed.reason is Reason.HANDSHAKE_TIMEOUT
         assert links[0].done.is_set()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_timer_that_comes_earlier_wakes_the_ticker() -> None:
+    # The ticker is woken only when a timer comes earlier than the one it sleeps until: a
+    # request opens the progress timer (0.5 s), well before the keepalive (3 s) it sleeps on.
+    server, client = Recorder(), Recorder()
+    dataset = DatasetAccess.from_dataset_key(b"d" * 32)
+    async with trio.open_nursery() as nursery:
+        address, _links = await serve_one(nursery, server, (dataset,))
+        conn = connection(True, (dataset,), progress_timeout=0.5)
+        link = PeerLink(await dial(address), conn, address, client)
+        nursery.start_soon(link.run)
+        with trio.fail_after(3):
+            while not any(isinstance(e, Established) for e in client.events):
+                await trio.sleep(0.01)
+            conn.prove_access([dataset], trio.current_time())
+            link.poke()
+            while not any(isinstance(e, AccessProved) for e in server.events):
+                await trio.sleep(0.01)
+        await trio.sleep(0.2)  # the ticker is asleep on the keepalive by now
+        asked = Request(conn.new_request_id(), dataset.access_id, ManifestId(b"m" * 32), piece=0)
+        assert link.send(asked)  # the server's engine (a recorder) never answers it
+        started = trio.current_time()
+        with trio.fail_after(3):
+            await client.closed.wait()
+        assert trio.current_time() - started < 1.5
+        [closed] = client.closes()
+        assert closed.reason is Reason.NO_PROGRESS
         nursery.cancel_scope.cancel()
 
 

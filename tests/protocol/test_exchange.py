@@ -243,3 +243,27 @@ def test_a_keyless_relay_checks_proofs_with_the_access_id_alone() -> None:
     _, server_events = forged.pump(0.0)
     assert isinstance(server_events[-1], ConnectionClosed)
     assert "false" in server_events[-1].text
+
+
+@pytest.mark.parametrize("seal_blocks", [False, True])
+def test_blocks_arrive_whole_through_one_reused_read_buffer(seal_blocks: bool) -> None:
+    # The transport reads into one buffer again and again: the connection must copy what it
+    # keeps, whatever the reads cut, and hold no view of the buffer once receive_data returns.
+    pair = proved_pair(server_config=config(seal_blocks=seal_blocks))
+    asked = request(pair, piece=0)
+    pair.pump(0.0)
+    blocks = sealed(4)
+    for block in blocks:
+        pair.server.send(Block(asked.request_id, block.block_id, block.data), 0.0)
+    pair.server.send(Done(asked.request_id), 0.0)
+    wire = pair.server.data_to_send()
+    buffer = bytearray(3001)
+    events = []
+    for at in range(0, len(wire), len(buffer)):
+        n = len(wire[at : at + len(buffer)])
+        buffer[:n] = wire[at : at + n]
+        events += pair.client.receive_data(memoryview(buffer)[:n], 0.0)
+        buffer[:] = bytes(len(buffer))  # the next read overwrites it
+    assert [type(e) for e in events] == [Block] * 4 + [Done]
+    assert [(e.block_id, e.data) for e in events[:4]] == [(b.block_id, b.data) for b in blocks]  # type: ignore[union-attr]
+    assert all(type(e.data) is bytes for e in events[:4])  # type: ignore[union-attr]

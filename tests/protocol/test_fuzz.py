@@ -5,6 +5,7 @@ the peer broke the protocol), never another exception."""
 from __future__ import annotations
 
 import contextlib
+from itertools import pairwise
 from typing import Any
 
 import msgpack
@@ -71,6 +72,26 @@ def test_frame_decoder(data: bytes, step: int) -> None:
                     cipher.open(frame.body, frame.prefix)
     except RemoteProtocolError:
         pass
+
+
+@FUZZ
+@given(
+    st.lists(st.binary(max_size=300), min_size=1, max_size=6),
+    st.lists(st.integers(min_value=0, max_value=2000), max_size=12),
+)
+def test_frames_survive_any_cut_of_the_stream(bodies: list[bytes], cuts: list[int]) -> None:
+    # Whole frames are views, split ones are gathered: every cut gives back the same frames,
+    # and the buffer keeps no view of a chunk once it has returned None (each is overwritten).
+    wire = b"".join(PREFIX.pack(len(b), FrameKind.SEALED) + b for b in bodies)
+    points = sorted({0, len(wire), *(c % (len(wire) + 1) for c in cuts)})
+    buffer, got = FrameBuffer(), []
+    for start, end in pairwise(points):
+        chunk = bytearray(wire[start:end])
+        buffer.feed(chunk)
+        while (frame := buffer.next_frame()) is not None:
+            got.append(bytes(frame.body))
+        chunk[:] = bytes(len(chunk))
+    assert got == bodies and buffer.pending() == 0
 
 
 @FUZZ

@@ -103,6 +103,33 @@ def test_random_loss_and_corruption_always_end_cleanly() -> None:
             assert closes and isinstance(closes[0].error, RemoteProtocolError)
 
 
+def test_only_a_frame_split_across_chunks_is_copied() -> None:
+    send = FrameCipher(b"k" * 32)
+    first, second, third = (send.sealed_frame(bytes([i]) * 100) for i in range(3))
+    head, tail = first[:10], first[10:] + second + third
+    buffer = FrameBuffer()
+    buffer.feed(head)
+    assert buffer.next_frame() is None
+    assert buffer.pending() == 10
+    buffer.feed(tail)
+    frames = [buffer.next_frame(), buffer.next_frame(), buffer.next_frame()]
+    assert buffer.next_frame() is None and buffer.pending() == 0
+    assert [bytes(f.prefix) + bytes(f.body) for f in frames if f] == [first, second, third]
+    # The split one was gathered; the two lying whole in the second chunk are views of it.
+    assert [f.body.obj is tail for f in frames if f] == [False, True, True]
+
+
+def test_a_prefix_split_across_chunks() -> None:
+    frame = FrameCipher(b"k" * 32).sealed_frame(b"x" * 50)
+    buffer = FrameBuffer()
+    for piece in (frame[:2], frame[2:4], frame[4:30], frame[30:]):
+        assert buffer.next_frame() is None
+        buffer.feed(piece)
+    got = buffer.next_frame()
+    assert got is not None and bytes(got.prefix) + bytes(got.body) == frame
+    assert buffer.pending() == 0
+
+
 def test_frame_codec_round_trip() -> None:
     send, receive = FrameCipher(b"k" * 32), FrameCipher(b"k" * 32)
     buffer = FrameBuffer()
