@@ -59,7 +59,7 @@ class Agent:
         self.wakeups = Wakeups(self.state.channels)
         self.rng = random.Random()  # jitter of polls and retries; a test seeds its own
         self.peers = (
-            PeerExchange(config, log, self.state, self.work, self.repos, certificate)
+            PeerExchange(config, log, self.state, self.work, self.repos, certificate, self.wakeups)
             if config.peers.enabled and not config.read_only
             else None
         )

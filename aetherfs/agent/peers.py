@@ -23,13 +23,13 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 
-from aetherfs.agent.config import AgentConfig
+from aetherfs.agent.config import AgentConfig, Subscription
 from aetherfs.agent.identity import AgentId as OwnId
 from aetherfs.agent.identity import AgentIdentity, load_identity
 from aetherfs.agent.log import Logger
@@ -40,7 +40,8 @@ from aetherfs.agent.membership import (
     SecretMembership,
     dataset_accesses,
 )
-from aetherfs.agent.state import AgentState, Progress
+from aetherfs.agent.state import AgentState, ChannelState, Progress
+from aetherfs.agent.wakeups import Wakeups
 from aetherfs.agent.watch import RepoHandle
 from aetherfs.agent.workspace import Workspace
 from aetherfs.core.blocks import BlockRef
@@ -73,6 +74,7 @@ from aetherfs.swarm.status import VersionCounters
 
 REPO_RETRY = 5.0  # seconds between attempts to open the repository before peers start
 START_WAIT = 10.0  # a build waits this long for peer exchange to start (or fail) at most
+WAKE_EVERY = 1.0  # peers' announcements wake one dataset's loops at most this often (seconds)
 
 
 class CacheBlocks:
@@ -159,6 +161,46 @@ def announce_address(host: str) -> str:
     return socket.gethostbyname(socket.gethostname())
 
 
+class AnnounceWakes:
+    """A peer announced a version of a subscribed dataset that is not live here: its channel
+    has likely moved and that peer saw it first, so the dataset's loops look now rather than
+    at their next poll, and the fleet starts fetching together. Only a look: the loop reads
+    and verifies the tag from the store as always, the peer's claim is never trusted. At most
+    one wake per dataset each `every` seconds, so a peer announcing made-up versions costs
+    the store at most one tag read a second; one dropped is made good by the next HAVE."""
+
+    def __init__(
+        self,
+        wakeups: Wakeups,
+        channels: Mapping[Subscription, ChannelState],
+        every: float = WAKE_EVERY,
+    ) -> None:
+        self.wakeups, self.channels, self.every = wakeups, channels, every
+        self._last: dict[str, float] = {}
+
+    def announced(self, dataset: str, manifest_id: ManifestId, now: float) -> bool:
+        """Wake the loops of `dataset` whose live version is not `manifest_id`; True if any
+        was woken (False: none is behind, or the dataset was woken under `every` ago)."""
+        last = self._last.get(dataset)
+        if last is not None and now - last < self.every:
+            return False
+        behind = [
+            sub
+            for sub in self.wakeups.subscriptions
+            if sub.dataset == dataset and self._live(sub) != manifest_id.hex()
+        ]
+        if not behind:
+            return False
+        self._last[dataset] = now
+        for sub in behind:
+            self.wakeups.wake(sub)
+        return True
+
+    def _live(self, sub: Subscription) -> str | None:
+        channel = self.channels.get(sub)
+        return channel.live_manifest if channel is not None else None
+
+
 class PeerExchange:
     """The agent's swarm, once started; builds read the store alone until then."""
 
@@ -170,9 +212,11 @@ class PeerExchange:
         work: Workspace,
         repos: RepoHandle,
         certificate: CertificateMembership | None = None,
+        wakeups: Wakeups | None = None,
     ) -> None:
         self.config, self.log, self.state, self.work, self.repos = config, log, state, work, repos
         self.certificate = certificate
+        self.wakes = AnnounceWakes(wakeups, state.channels) if wakeups is not None else None
         self.blocks = CacheBlocks(work)
         self.store = RepoStore(work.store_limit, work.stopping)
         self.engine: Swarm | None = None
@@ -248,6 +292,7 @@ class PeerExchange:
             self.blocks,
             self.store,
             self.blocks,
+            on_announce=self._announced,
         )
         send, receive = trio.open_memory_channel[AddressEvent](64)
         async with trio.open_nursery() as nursery:
@@ -279,6 +324,14 @@ class PeerExchange:
                 mdns=peers.mdns,
                 static=",".join(peers.static) or None,
             )
+
+    def _announced(self, access_id: AccessId, manifest_id: ManifestId) -> None:
+        """The engine's hook: a peer announced a version (trio thread, must not block)."""
+        if self.wakes is None or manifest_id in self.offered or manifest_id in self.fetches:
+            return  # a version this agent already holds or fetches: nothing to look for
+        dataset = next((d for d, a in self.accesses.items() if a.access_id == access_id), None)
+        if dataset is not None:
+            self.wakes.announced(dataset, manifest_id, trio.current_time())
 
     # --- what the channel loops ask ---------------------------------------------------------
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -98,6 +98,10 @@ from aetherfs.swarm.interfaces import (
 from aetherfs.swarm.status import EngineStatus, LinkStatus, PeerCounters, VersionCounters
 
 MAX_LINKS = 256  # connections at once, both ways: more are closed at accept
+
+# Told of every version a peer announces (a BITFIELD, even an empty "I want it", or a HAVE),
+# on the trio thread: it must be cheap and never block. The claim is unchecked.
+OnAnnounce = Callable[[AccessId, ManifestId], None]
 KEEP_REFUSED = 32
 
 
@@ -164,8 +168,10 @@ class SwarmEngine:
         blocks: BlockStore,
         store: StoreReader,
         sink: BlockSink,
+        on_announce: OnAnnounce | None = None,
     ) -> None:
         self.config = config
+        self.on_announce = on_announce
         self.peer_config = peer_config
         self.planner = planner
         self.uploads = uploads
@@ -551,10 +557,13 @@ class SwarmEngine:
                         self._announce(state, version)
             case Bitfield():
                 state.announced.add(event.manifest)
+                self._announced(event.dataset, event.manifest)
                 self._peer_bitfield(peer, event)
             case Have():
+                self._announced(event.dataset, event.manifest)
                 self._plan(PeerHave(peer, event.manifest, (event.piece,)))
             case HaveRange():
+                self._announced(event.dataset, event.manifest)
                 self._plan(PeerHave(peer, event.manifest, tuple(range(event.start, event.end))))
             case Request():
                 self._peer_request(state, peer, event)
@@ -653,6 +662,10 @@ class SwarmEngine:
         counters.bytes_sent += link.bytes_sent - state.counted_sent
         counters.bytes_received += link.bytes_received - state.counted_received
         state.counted_sent, state.counted_received = link.bytes_sent, link.bytes_received
+
+    def _announced(self, dataset: AccessId, manifest: ManifestId) -> None:
+        if self.on_announce is not None:
+            self.on_announce(dataset, manifest)
 
     # --- fetching from a peer -------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from aetherfs.planner import BandwidthPolicy, FetchPlanner, PeerId, PlannerConfi
 from aetherfs.protocol.admission import FleetSecret
 from aetherfs.protocol.connection import PeerConfig
 from aetherfs.swarm import EngineConfig, StoreReader, SwarmEngine
+from aetherfs.swarm.engine import OnAnnounce
 from aetherfs.swarm.interfaces import AddressEvent
 from aetherfs.swarm.memory import MemoryBlocks, SyntheticVersion
 
@@ -50,6 +51,7 @@ async def start_node(
     upload_cap: float | None = None,
     knows_dataset: bool = True,
     addresses: trio.MemoryReceiveChannel[AddressEvent] | None = None,
+    on_announce: OnAnnounce | None = None,
     **peer_overrides: Any,
 ) -> Node:
     identity = SigningKey.generate()
@@ -65,6 +67,7 @@ async def start_node(
         held,
         store,
         held,
+        on_announce=on_announce,
     )
     scope = trio.CancelScope()
 
