@@ -15,7 +15,7 @@ def test_xdg_directories_and_private_keyring(cli: Cli, tmp_path: Path) -> None:
     src = tmp_path / "src"
     make_tree(src, big=200_000)
     cli("push", str(src), "geo:1.0.0")
-    cli("pull", "geo:1.0.0", str(tmp_path / "out"))
+    cli("pull", "geo:1.0.0", str(tmp_path / "out"), "--cache")  # the cache is off by default
 
     keyrings = list((cli.home / "config" / "aetherfs" / "keys").glob("*.json"))
     assert len(keyrings) == 1
