@@ -282,10 +282,10 @@ def test_two_pulls_at_once_share_one_cache(cli: Cli, tmp_path: Path) -> None:
     src = tmp_path / "src"
     make_tree(src, big=6_000_000)
     cli("push", str(src), "geo:1.0.0")
+    pull = [sys.executable, "-m", "aetherfs.cli.main", "pull", "--cache", "geo:1.0.0"]
     pulls = [
         subprocess.Popen(
-            [sys.executable, "-m", "aetherfs.cli.main", "pull", "geo:1.0.0", str(tmp_path / n)]
-            + ["--cache"],  # the cache is off by default
+            [*pull, str(tmp_path / n)],  # --cache: the cache is off by default
             env=cli.env,
             stderr=subprocess.PIPE,
         )
