@@ -77,6 +77,20 @@ class TrustStore:
                 self._write(state.with_record(record))
         return TrustedTag.of(record)
 
+    def remember(self, store_id: str, record: TagRecord) -> None:
+        """A record this process has just written: remembered if it is newer than what is
+        trusted. One already older (another writer moved the tag after us, and a reader here
+        trusted that) is no rollback: our write was the head when it landed, so nothing is
+        refused; a different record under the same seq still is (a fork)."""
+        with self._locked(store_id):
+            state = self.load(store_id)
+            trusted = state.get(record.dataset, record.tag)
+            if trusted is not None and record.seq < trusted.seq:
+                return
+            remedy = f"`{self.reset_command} --dataset {record.dataset}` if the store was reset"
+            if check_record(trusted, record, remedy):
+                self._write(state.with_record(record))
+
     def forget(self, store_id: str, dataset: str | None = None) -> list[str]:
         """Drop what is trusted (all of a store, or one dataset's tags); returns what was dropped.
 

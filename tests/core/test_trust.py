@@ -1,5 +1,7 @@
 """The trusted tag state: the comparison (pure) and its one encoding."""
 
+from pathlib import Path
+
 import pytest
 from nacl.signing import SigningKey
 
@@ -7,6 +9,7 @@ from aetherfs.core.ids import ManifestId
 from aetherfs.core.tags import TagRecord
 from aetherfs.core.trust import TagRollback, TrustedTag, TrustState, check_record
 from aetherfs.errors import IntegrityError
+from aetherfs.trust import TrustStore
 
 PUBLIC = bytes(SigningKey(bytes(32)).verify_key)
 M1, M2 = ManifestId(b"\1" * 32), ManifestId(b"\2" * 32)
@@ -56,3 +59,18 @@ def test_state_round_trips_and_forgets_by_dataset() -> None:
 def test_damaged_state_says_what_to_do(raw: bytes) -> None:
     with pytest.raises(IntegrityError, match=r"is damaged .* run `run the reset`"):
         TrustState.from_bytes(raw, "/x/s.json", REMEDY)
+
+
+def test_a_record_we_wrote_is_remembered_unless_a_newer_one_is_trusted(tmp_path: Path) -> None:
+    """`aetherfs tag` racing another writer: its own record may be older than one a process
+    here trusted meanwhile; that is no rollback, and nothing newer is forgotten."""
+    store = TrustStore(tmp_path / "trust")
+    store.remember("s", record(1))
+    assert store.load("s").get("team/geo", "stable").seq == 1  # type: ignore[union-attr]
+    store.accept("s", record(3, M2))
+    store.remember("s", record(2))  # ours, landed before the other writer's seq 3
+    assert store.load("s").get("team/geo", "stable").seq == 3  # type: ignore[union-attr]
+    with pytest.raises(TagRollback):
+        store.remember("s", record(3, M1))  # a different record under the trusted seq: a fork
+    with pytest.raises(TagRollback):
+        store.accept("s", record(2))  # a reader still refuses the older record
