@@ -144,6 +144,22 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     return ByteRange(start, end - start + 1)
 
 
+def range_reply(
+    wanted: ByteRange | None, size: int, headers: dict[str, str]
+) -> tuple[int, int, int]:
+    """(status, start, length) of the answer to `wanted` over `size` bytes: 200 and all of it
+    without a range, else 206 with its Content-Range added to `headers`."""
+    if wanted is None:
+        return 200, 0, size
+    headers["Content-Range"] = f"bytes {wanted.start}-{wanted.start + wanted.length - 1}/{size}"
+    return 206, wanted.start, wanted.length
+
+
+def unsatisfiable(size: int, headers: dict[str, str]) -> Response:
+    """416 for a range that starts past the end of `size` bytes."""
+    return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+
+
 def _etag_matches(header: str | None, etag: str) -> bool:
     if header is None:
         return False
@@ -299,17 +315,12 @@ async def serve_path(
     try:
         wanted = parse_range(request.headers.get("range"), node.size)
     except Unsatisfiable:
-        return Response(
-            status_code=416, headers={**common, "Content-Range": f"bytes */{node.size}"}
-        )
+        return unsatisfiable(node.size, common)
     if_range = request.headers.get("if-range")
     if wanted is not None and if_range is not None and if_range.strip() != etag:
         wanted = None  # the client's copy is stale: send it all
-    status, start, length = 200, 0, node.size
     headers = {**common}
-    if wanted is not None:
-        status, start, length = 206, wanted.start, wanted.length
-        headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{node.size}"
+    status, start, length = range_reply(wanted, node.size, headers)
     headers["Content-Length"] = str(length)
     media = media_type(node.path)
     # A dataset's HTML or SVG must not run as the server's own pages: no sniffing, and a

@@ -28,7 +28,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from aetherfs.core.ids import ManifestId, PackId
 from aetherfs.core.names import check_dataset_name, check_tag
 from aetherfs.errors import AetherError, InvalidInput, NotFound, bounded, echo, envelope
-from aetherfs.http.files import Unsatisfiable, ascii_digits, parse_range
+from aetherfs.http.files import (
+    Unsatisfiable,
+    ascii_digits,
+    parse_range,
+    range_reply,
+    unsatisfiable,
+)
 from aetherfs.hub import models
 from aetherfs.hub.auth import Authenticator, OidcVerifier, Principal, bearer
 from aetherfs.hub.config import HubConfig, Limits
@@ -448,14 +454,8 @@ def build_app(hub: Hub, extra_routes: list[BaseRoute] | None = None) -> ASGIApp:
         try:
             wanted = parse_range(request.headers.get("range"), size)
         except Unsatisfiable:
-            return Response(
-                status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"}
-            )
-        start, length, status = (
-            (0, size, 200) if wanted is None else (wanted.start, wanted.length, 206)
-        )
-        if wanted is not None:
-            headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{size}"
+            return unsatisfiable(size, headers)
+        status, start, length = range_reply(wanted, size, headers)
         if request.method == "HEAD":
             headers["Content-Length"] = str(length)
             return Response(status_code=status, headers=headers)
