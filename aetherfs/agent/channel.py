@@ -185,7 +185,9 @@ class ChannelLoop:
         try:
             swarm = None
             if self.peers is not None:  # every block into the cache, from peers and the store
-                swarm = await self.peers.fetch(repo, manifest_id, manifest, progress)
+                swarm = await self.peers.fetch(
+                    repo, manifest_id, manifest, progress, self.config.priority(sub)
+                )
             count = self.state.count_built if swarm is not None else None
             staging, info = await trio.to_thread.run_sync(
                 lambda: build_version(

@@ -59,6 +59,8 @@ class PeerSettings:
     announce: str | None = None  # the IPv4 address told to peers (default: found at start)
     static: tuple[str, ...] = ()  # ADDRESS:PORT of peers to dial whatever discovery says
     mdns: bool = True  # announce and browse with mDNS (static peers work without it)
+    upload_rate: int = 0  # bytes/s cap on blocks sent to peers, 0 = none
+    download_rate: int = 0  # bytes/s cap on blocks received from peers, 0 = none
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,12 @@ class AgentConfig:
     agent_name: str | None = None  # the name enrolled under (default: the agent id)
     revocation_interval: float = 300.0  # seconds between fetches of the revocation list
     peers: PeerSettings = field(default_factory=PeerSettings)
+    # Which subscription's versions the planner serves first when several download at once
+    # (higher first; unnamed ones are 0): pairs, so the config stays hashable.
+    priorities: tuple[tuple[Subscription, int], ...] = ()
+
+    def priority(self, sub: Subscription) -> int:
+        return next((p for s, p in self.priorities if s == sub), 0)
 
     @property
     def state_dir(self) -> Path:
@@ -158,6 +166,7 @@ def build_config(
         "agent_name",
         "revocation_interval",
         "peers",
+        "priority",
     }
     unknown = sorted(set(file) - known)
     if unknown:
@@ -212,6 +221,7 @@ def build_config(
         raise InvalidInput("revocation_interval must be more than 0 seconds")
     agent_name = pick("agent_name")
     peers = _peer_settings(file.get("peers", {}), flags, read_only)
+    priorities = _priorities(file.get("priority", {}), flags.get("priority") or [], subs)
     return AgentConfig(
         store_url=str(pick("store") or env.get("AETHERFS_STORE") or default_store),
         s3_endpoint=pick("s3_endpoint") or env.get("AETHERFS_S3_ENDPOINT") or None,
@@ -234,14 +244,50 @@ def build_config(
         agent_name=check_agent_id(str(agent_name)) if agent_name else None,
         revocation_interval=revocation_interval,
         peers=peers,
+        priorities=priorities,
     )
 
 
-PEER_KEYS = {"enabled", "listen", "announce", "static", "mdns"}
+def _priorities(
+    file: Any, flags: Sequence[str], subs: Sequence[Subscription]
+) -> tuple[tuple[Subscription, int], ...]:
+    """`[priority]` in TOML (`"NAME:CHANNEL" = N`) and `--priority NAME:CHANNEL=N`, flags last
+    so they win; every name must be a subscription (a typo would silently do nothing)."""
+    if not isinstance(file, Mapping):
+        raise InvalidInput('priority in the agent config is a table: [priority] "NAME:CHANNEL" = N')
+    pairs: list[tuple[str, Any]] = list(file.items())
+    for text in flags:
+        name, sep, value = str(text).rpartition("=")
+        if not sep:
+            raise InvalidInput(
+                f"--priority is NAME:CHANNEL=N (like team/geo:stable=10), not {text!r}"
+            )
+        pairs.append((name, value))
+    found: dict[Subscription, int] = {}
+    for name, value in pairs:
+        sub = Subscription.parse(name)
+        if sub not in subs:
+            raise InvalidInput(f"priority for {sub}, which is not a subscription of this agent")
+        try:
+            found[sub] = int(value)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"the priority of {sub} is a whole number, not {value!r}") from None
+    return tuple(found.items())
+
+
+def _rate(value: Any, what: str) -> int:
+    try:
+        return parse_size(str(value)) if value not in (None, "", 0) else 0
+    except ValueError as exc:
+        raise InvalidInput(f"{what}: {exc}") from None
+
+
+PEER_KEYS = {"enabled", "listen", "announce", "static", "mdns", "upload_rate", "download_rate"}
 
 
 def _peer_settings(file: Any, flags: Mapping[str, Any], read_only: bool) -> PeerSettings:
-    """`[peers]` in TOML (enabled, listen, announce, static, mdns) and the --peer* flags."""
+    """`[peers]` in TOML (enabled, listen, announce, static, mdns, upload_rate, download_rate)
+    and the --peer* flags."""
     if not isinstance(file, Mapping):
         raise InvalidInput("peers in the agent config is a table: [peers]")
     unknown = sorted(set(file) - PEER_KEYS)
@@ -267,6 +313,12 @@ def _peer_settings(file: Any, flags: Mapping[str, Any], read_only: bool) -> Peer
         announce=str(announce) if announce else None,
         static=tuple(str(t) for t in static_raw),
         mdns=bool(file.get("mdns", True)) and not flags.get("no_mdns"),
+        upload_rate=_rate(
+            flags.get("peer_upload_rate") or file.get("upload_rate"), "peers.upload_rate"
+        ),
+        download_rate=_rate(
+            flags.get("peer_download_rate") or file.get("download_rate"), "peers.download_rate"
+        ),
     )
 
 

@@ -113,6 +113,15 @@ def _peer_metrics(snap: dict[str, Any]) -> Iterator[Metric]:
         needed.add_metric([f["manifest"]], f["bytes_needed"])
         reads.add_metric([f["manifest"]], f["store_reads"])
     yield from (sent, received, errors, by_source, needed, reads)
+    caps = GaugeMetricFamily(
+        "aetherfs_agent_bandwidth_cap_bytes_per_second",
+        "A bandwidth cap of peer exchange (absent: uncapped)",
+        labels=["direction"],
+    )
+    for direction, rate in (snap["peer_exchange"].get("bandwidth") or {}).items():
+        if rate:
+            caps.add_metric([direction], rate)
+    yield caps
     yield GaugeMetricFamily(
         "aetherfs_agent_peers_enabled",
         "1 if peer exchange runs",

@@ -136,6 +136,32 @@ class RepoStore:
         return [(ref.id, stored) for ref, stored in got]
 
 
+def bandwidth_policy(config: AgentConfig) -> BandwidthPolicy:
+    """The agent's one policy: the planner holds peer downloads and store reads to it, the
+    upload scheduler peer uploads. Store reads stay under `store_rate` twice over: the planner
+    assigns no more than the cap lets start (pieces not read yet stay free for peers), and
+    `RepoStore`'s limit, shared with builds that read the store themselves, paces the bytes."""
+    return BandwidthPolicy(
+        peer_upload=config.peers.upload_rate or None,
+        peer_download=config.peers.download_rate or None,
+        store_read=config.store_rate or None,
+    )
+
+
+def bandwidth_caps(config: AgentConfig) -> dict[str, int | None]:
+    """The caps as status shows them: bytes per second, None for uncapped."""
+    policy = bandwidth_policy(config)
+    return {
+        "peer_upload": _whole(policy.peer_upload),
+        "peer_download": _whole(policy.peer_download),
+        "store_read": _whole(policy.store_read),
+    }
+
+
+def _whole(rate: float | None) -> int | None:
+    return int(rate) if rate is not None else None
+
+
 def held_pieces(table: PieceTable, work: Workspace) -> tuple[Bitfield, int]:
     """The pieces whose every block the cache holds, and their stored bytes."""
     ids = [b.id for i in range(len(table)) for b in table.blocks(i)]
@@ -278,6 +304,7 @@ class PeerExchange:
         self.accesses = dict(granted.granted)
         now = trio.current_time()
         self_id = PeerId(identity.public_key)
+        bandwidth = bandwidth_policy(config)
         engine = SwarmEngine(
             EngineConfig(
                 listen_host=peers.listen_host,
@@ -287,8 +314,10 @@ class PeerExchange:
             ),
             PeerConfig(identity.signing_key, admission, agent=str(identity.agent_id)),
             granted.accesses(),
-            FetchPlanner(self_id, PlannerConfig(store_reads=config.fetch_workers), now=now),
-            UploadScheduler(bandwidth=BandwidthPolicy(), now=now),
+            FetchPlanner(
+                self_id, PlannerConfig(store_reads=config.fetch_workers), bandwidth, now=now
+            ),
+            UploadScheduler(bandwidth=bandwidth, now=now),
             self.blocks,
             self.store,
             self.blocks,
@@ -349,11 +378,17 @@ class PeerExchange:
         return await trio.to_thread.run_sync(PieceTable.of_manifest, manifest_id, manifest)
 
     async def fetch(
-        self, repo: Repository, manifest_id: ManifestId, manifest: Manifest, progress: Progress
+        self,
+        repo: Repository,
+        manifest_id: ManifestId,
+        manifest: Manifest,
+        progress: Progress,
+        priority: int = 0,
     ) -> VersionCounters | None:
         """Every block of the version into the cache, from peers and the store; None when peer
         exchange is off (the build then reads the store itself). Just after the agent starts
-        (a restart mid-rollout), waits a moment for the swarm, so the build trades too."""
+        (a restart mid-rollout), waits a moment for the swarm, so the build trades too.
+        `priority`: the subscription's (higher versions are served first by the planner)."""
         with trio.move_on_after(START_WAIT):
             await self.settled.wait()
         engine = self.engine
@@ -369,8 +404,8 @@ class PeerExchange:
             manifest_id,
             {"manifest": manifest_id.hex(), "dataset": manifest.dataset, "cache": held_bytes},
         )
-        record["started"] = time.time()
-        counters = await engine.fetch(table, access, held=held)
+        record["started"], record["priority"] = time.time(), priority
+        counters = await engine.fetch(table, access, held=held, priority=priority)
         record["finished"] = time.time()
         self.offered.add(manifest_id)
         self.state.count_swarm(held_bytes, counters.bytes_from_peers, counters.bytes_from_store)
@@ -406,6 +441,7 @@ class PeerExchange:
             "connections": 0,
             "uploads_running": 0,
             "refused": [],
+            "bandwidth": bandwidth_caps(self.config),
         }
         if engine is None:
             return {"peer_exchange": doc, "peers": [], "fetches": []}
@@ -448,6 +484,7 @@ class PeerExchange:
                         "store": v.bytes_from_store,
                     },
                     "store_reads": v.store_reads,
+                    "priority": record.get("priority", 0),
                     "complete": v.complete,
                     "started": record.get("started"),
                     "finished": record.get("finished"),

@@ -55,6 +55,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="keep this channel live (repeatable)",
     )
     p.add_argument(
+        "--priority",
+        action="append",
+        default=[],
+        metavar="NAME:CHANNEL=N",
+        help="peers and the store serve this subscription's versions first when several "
+        "download at once (higher first; default 0; repeatable)",
+    )
+    p.add_argument(
         "--cache-dir", metavar="DIR", help="block cache (default DATA_ROOT/.agent/cache)"
     )
     p.add_argument("--cache-limit", metavar="SIZE", help="block cache bound (default 4G)")
@@ -120,6 +128,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     peers.add_argument(
         "--no-mdns", action="store_true", default=None, help="no mDNS: static peers only"
     )
+    peers.add_argument(
+        "--peer-upload-rate", metavar="SIZE", help="cap blocks sent to peers at SIZE per second"
+    )
+    peers.add_argument(
+        "--peer-download-rate",
+        metavar="SIZE",
+        help="cap blocks received from peers at SIZE per second",
+    )
     p.set_defaults(run=agent)
 
     p = sub.add_parser(
@@ -182,6 +198,9 @@ def agent_config(context: Context, args: argparse.Namespace) -> AgentConfig:
         "peer_announce": getattr(args, "peer_announce", None),
         "peer": getattr(args, "peer", []),
         "no_mdns": getattr(args, "no_mdns", None),
+        "peer_upload_rate": getattr(args, "peer_upload_rate", None),
+        "peer_download_rate": getattr(args, "peer_download_rate", None),
+        "priority": getattr(args, "priority", []),
     }
     s = context.settings
     env = {
@@ -469,6 +488,16 @@ def _render_peers(snap: dict[str, Any]) -> list[str]:
         f"peers: agent {px['agent_id']} fleet {px['fleet']} at {px['address']}:{px['port']}"
         f"{'' if px['mdns'] else ' (no mDNS)'}, {len(snap['peers'])} known"
     ]
+    caps = px.get("bandwidth") or {}
+    if any(caps.values()):
+        lines.append(
+            "  caps: "
+            + ", ".join(
+                f"{what.replace('_', ' ')} {human_bytes(rate)}/s"
+                for what, rate in caps.items()
+                if rate
+            )
+        )
     rows = [
         [
             p["id"],
@@ -492,6 +521,7 @@ def _render_peers(snap: dict[str, Any]) -> list[str]:
             f" (needs {human_bytes(f['bytes_needed'])}); cache {human_bytes(b['cache'])}, peers "
             f"{human_bytes(b['peers'])}, store {human_bytes(b['store'])}"
             f" in {f['store_reads']} reads"
+            + (f", priority {f['priority']}" if f.get("priority") else "")
         )
     for r in px.get("refused", [])[-3:]:
         lines.append(f"  refused {r['address']}: {r['reason']}")

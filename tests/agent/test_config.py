@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from aetherfs.agent.config import AgentConfig, Subscription, build_config
+from aetherfs.agent.peers import bandwidth_policy
 from aetherfs.errors import InvalidInput
 
 
@@ -59,3 +60,47 @@ def test_subscription_defaults_to_latest() -> None:
 def test_refusals(file: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         config(file)
+
+
+def test_bandwidth_caps_and_priorities_from_toml_and_flags() -> None:
+    c = config(
+        {
+            "data_root": "/d",
+            "subscribe": ["team/geo:stable", "team/tiles"],
+            "store_rate": "30M",
+            "priority": {"team/geo:stable": 10, "team/tiles:latest": -1},
+            "peers": {"upload_rate": "20M", "download_rate": "80M"},
+        },
+        peer_upload_rate="5M",
+        priority=["team/tiles:latest=3"],
+    )
+    assert c.peers.upload_rate == 5 * 1024**2 and c.peers.download_rate == 80 * 1024**2
+    assert c.priority(Subscription("team/geo", "stable")) == 10
+    assert c.priority(Subscription("team/tiles", "latest")) == 3  # the flag wins
+    policy = bandwidth_policy(c)
+    assert (policy.peer_upload, policy.peer_download, policy.store_read) == (
+        5 * 1024**2,
+        80 * 1024**2,
+        30 * 1024**2,
+    )
+    uncapped = bandwidth_policy(config({"data_root": "/d"}))
+    assert (uncapped.peer_upload, uncapped.peer_download, uncapped.store_read) == (None,) * 3
+    assert config({"data_root": "/d"}).priority(Subscription("a", "latest")) == 0
+
+
+@pytest.mark.parametrize(
+    ("file", "flags", "message"),
+    [
+        ({"peers": {"upload_rate": "fast"}}, {}, "peers.upload_rate: not a size"),
+        ({}, {"peer_download_rate": "-1M"}, "peers.download_rate: a size cannot be negative"),
+        ({"priority": {"team/other:stable": 1}}, {}, "not a subscription of this agent"),
+        ({"priority": {"team/geo:stable": "high"}}, {}, "a whole number, not 'high'"),
+        ({"priority": ["team/geo:stable"]}, {}, "priority in the agent config is a table"),
+        ({}, {"priority": ["team/geo:stable"]}, "--priority is NAME:CHANNEL=N"),
+    ],
+)
+def test_bandwidth_and_priority_refusals(
+    file: dict[str, Any], flags: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        config({"data_root": "/d", "subscribe": ["team/geo:stable"], **file}, **flags)
