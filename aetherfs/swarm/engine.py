@@ -596,7 +596,12 @@ class SwarmEngine:
             return
         peer = state.peer
         if peer is None or self._links.get(peer) is not state:
-            return  # a connection being replaced by another to the same peer
+            # A connection being replaced by another to the same peer, or one that ended in
+            # the read that opened it: a list it passed still counts (the protocol checked it).
+            if isinstance(event, RevocationsUpdated | RevocationsRefused):
+                info = link.conn.peer
+                self._peer_revocations(PeerId(info.key) if info else None, event)
+            return
         counters = self._counters[peer]
         counters.last_seen = link.last_seen
         match event:
@@ -641,7 +646,7 @@ class SwarmEngine:
         """The config of a new connection: the admission of now, and the clocks' offset."""
         return replace(self.peer_config, wall_offset=self.wall_clock() - trio.current_time())
 
-    def _peer_revocations(self, peer: PeerId, news: RevocationNews) -> None:
+    def _peer_revocations(self, peer: PeerId | None, news: RevocationNews) -> None:
         """A peer's connection took a newer list (it checked it) or refused one."""
         admission = self.peer_config.admission
         if isinstance(news, RevocationsUpdated) and isinstance(admission, FleetCertificate):

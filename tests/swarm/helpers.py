@@ -109,3 +109,15 @@ def assert_holds_all(node: Node, version: SyntheticVersion) -> None:
         got = node.blocks.blocks.get(ref.id)
         assert got is not None, f"{ref.id.short()} missing"
         open_block(ref, got)
+
+
+async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Until `check()` holds (polled), or fail after `timeout` seconds."""
+    with trio.fail_after(timeout):
+        while not check():
+            await trio.sleep(0.02)
+
+
+def refused_as(node: Node, text: str) -> bool:
+    """Whether the node refused a handshake (not admitted) for a reason saying `text`."""
+    return any(r.reason == "not_admitted" and text in r.text for r in node.engine.status().refused)

@@ -17,7 +17,7 @@ from aetherfs.protocol.events import RevocationsUpdated
 from aetherfs.swarm.engine import RevocationNews
 from aetherfs.swarm.memory import MemoryStore, SyntheticVersion, synthetic_version
 from tests.protocol.helpers import Fleet
-from tests.swarm.helpers import Node, start_node, wait_for_peers
+from tests.swarm.helpers import Node, refused_as, start_node, until, wait_for_peers
 
 HOUR = 3600.0
 
@@ -38,16 +38,6 @@ async def node(
         identity=config.identity,
         wall_clock=wall_clock,
     )
-
-
-async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    with trio.fail_after(timeout):
-        while not check():
-            await trio.sleep(0.02)
-
-
-def refused(node: Node, text: str) -> bool:
-    return any(r.reason == "not_admitted" and text in r.text for r in node.engine.status().refused)
 
 
 async def test_a_revocation_closes_the_revoked_peer_at_once_and_spreads_to_peers() -> None:
@@ -76,7 +66,7 @@ async def test_a_revocation_closes_the_revoked_peer_at_once_and_spreads_to_peers
             (a.engine.self_id, 1)
         ]
         # b dials again and again; both refuse its handshakes now.
-        await until(lambda: refused(c, "was revoked") and refused(a, "was revoked"))
+        await until(lambda: refused_as(c, "was revoked") and refused_as(a, "was revoked"))
         await trio.sleep(0.5)
         assert b_id not in a.engine.connected() and b_id not in c.engine.connected()
         assert c.engine.connected() == [a.engine.self_id]
@@ -100,7 +90,7 @@ async def test_a_renewed_certificate_is_presented_by_new_connections() -> None:
 
         wall[0] += 120  # a's certificate has expired: a new peer refuses it
         c = await node(nursery, version, c_config, [a], wall_clock=clock)
-        await until(lambda: refused(c, "has expired"))
+        await until(lambda: refused_as(c, "has expired"))
         assert c.engine.connected() == []
 
         renewed = AgentCertificate(
