@@ -48,6 +48,7 @@ from aetherfs.repository.hub_backed import HubKeyring
 from aetherfs.swarm.memory import MemoryStore, SyntheticVersion, synthetic_version
 from tests.agent.conftest import AgentProcess, push, write_dataset
 from tests.conftest import Cli
+from tests.fixtures.ports import free_port
 from tests.hub.conftest import hub_process
 from tests.hub.helpers import RunningHub, open_repo, start_hub
 from tests.hub.test_cli_hub import client_cli
@@ -447,6 +448,53 @@ def test_a_running_agent_renews_through_a_hub_process(cli: Cli, tmp_path: Path) 
             assert agent.stop() == 0
         finally:
             agent.close()
+
+
+def test_enrolled_agent_processes_peer_and_drop_a_revoked_one(cli: Cli, tmp_path: Path) -> None:
+    """Two `aetherfs agent --join-token` processes on loopback peers: the running engines
+    admit each other by certificate, and one drops the other once its list says revoked."""
+    v1, admin = published_for_edge_1(cli, tmp_path)
+    cli("hub", "grant", "team/geo-db", "agent:edge-2", "read")
+    ports = (free_port(), free_port())
+    with hub_process(cli) as hub:
+        agents = []
+        for n, (port, other) in enumerate((ports, ports[::-1]), start=1):
+            made = httpx.post(f"{hub.url}/v1/fleet/join-tokens", json={}, headers=admin)
+            host = client_cli(cli, hub.url, f"agent-host-{n}")
+            host.env["AETHERFS_JOIN_TOKEN"] = str(made.json()["join_token"])
+            args = ["--subscribe", "team/geo-db:stable", "--poll-interval", "0.2"]
+            args += ["--agent-name", f"edge-{n}", "--revocation-interval", "0.3", "--no-mdns"]
+            args += ["--peer-listen", f"127.0.0.1:{port}", "--peer", f"127.0.0.1:{other}"]
+            log = tmp_path / f"agent-{n}.log"
+            agents.append(AgentProcess(host, tmp_path / f"root-{n}", args, log, peers=True))
+        one, two = agents
+        try:
+            for agent in agents:
+                agent.start()
+            for agent in agents:
+                agent.wait_live("team/geo-db:stable", v1)
+
+            def peer_states(snap: dict[str, Any]) -> list[str]:
+                return [p["state"] for p in snap["peers"] if p["agent"] == "edge-2"]
+
+            one.wait_for(lambda snap: peer_states(snap) == ["open"], "edge-2 connected")
+            r = httpx.post(
+                f"{hub.url}/v1/fleet/revocations", json={"agent": "edge-2"}, headers=admin
+            )
+            assert r.status_code == 200
+
+            def dropped(snap: dict[str, Any]) -> bool:
+                refused = snap["peer_exchange"]["refused"]
+                return peer_states(snap) == ["gone"] and any(
+                    r["reason"] == "not_admitted" and "was revoked" in r["text"] for r in refused
+                )
+
+            one.wait_for(dropped, "edge-2 dropped and refused")
+            assert "event=fleet.revocations seq=1" in one.log()
+            assert one.stop() == 0 and two.stop() == 0
+        finally:
+            for agent in agents:
+                agent.close()
 
 
 # Configuration ---------------------------------------------------------------------------
