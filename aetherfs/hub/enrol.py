@@ -169,7 +169,8 @@ class Enrolment:
                 # Peers pass the list in one record: a larger one could not reach them.
                 raise Conflict(
                     f"the revocation list would be {len(signed):,} bytes, over the "
-                    f"{MAX_REVOCATIONS_SIZE:,} peers carry: no more certificates can be revoked"
+                    f"{MAX_REVOCATIONS_SIZE:,} bytes peers carry: no more certificates can "
+                    "be revoked"
                 )
             return signed, updated
 
