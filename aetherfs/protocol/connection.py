@@ -84,6 +84,9 @@ from aetherfs.protocol.messages import (
 
 MAX_OPEN_REQUESTS = 64  # per direction; a peer opening more breaks the protocol
 MAX_UNMATCHED_PROOFS = 1024
+# Older revocation lists taken from one peer without ending the connection: lists cross on
+# the wire now and then, a peer sending old ones again and again is not racing.
+MAX_REFUSED_LISTS = 8
 
 
 class State(Enum):
@@ -215,6 +218,7 @@ class PeerConnection:
         self._revocations: RevocationList | None = None
         self._revocations_signed: bytes | None = None
         self._peer_revocations_seq = 0
+        self._refused_lists = 0
         self._started = 0.0
         self._last_received = 0.0
         self._last_sent = 0.0
@@ -609,13 +613,13 @@ class PeerConnection:
         if offered.newer(self._revocations):
             self._adopt_revocations(record.data, offered, now)
         elif record.data != self._revocations_signed:  # the very list held: nothing to say
-            self._events.append(
-                RevocationsRefused(
-                    offered.seq,
-                    held_seq,
-                    f"its seq {offered.seq} is not newer than the list held (seq {held_seq})",
+            why = f"its seq {offered.seq} is not newer than the list held (seq {held_seq})"
+            self._events.append(RevocationsRefused(offered.seq, held_seq, why))
+            self._refused_lists += 1
+            if self._refused_lists > MAX_REFUSED_LISTS:
+                raise RemoteProtocolError(
+                    f"the peer passed {self._refused_lists} revocation lists older than ours"
                 )
-            )
 
     def _adopt_revocations(self, signed: bytes, held: RevocationList, now: float) -> None:
         if not held.newer(self._revocations):

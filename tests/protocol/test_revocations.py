@@ -7,7 +7,7 @@ import pytest
 
 from aetherfs.core.fleet_certs import MAX_REVOCATIONS_SIZE, RevocationList
 from aetherfs.errors import IntegrityError
-from aetherfs.protocol.connection import PeerConnection, State
+from aetherfs.protocol.connection import MAX_REFUSED_LISTS, PeerConnection, State
 from aetherfs.protocol.events import (
     ConnectionClosed,
     Established,
@@ -38,6 +38,16 @@ def test_an_older_list_is_refused_and_the_connection_kept() -> None:
     got, _ = pair.pump(1.0)
     assert got == [RevocationsRefused(1, 3, "its seq 1 is not newer than the list held (seq 3)")]
     assert pair.client.state is State.OPEN and pair.server.state is State.OPEN
+    # Lists cross now and then; a peer that keeps sending old ones is dropped.
+    for _ in range(MAX_REFUSED_LISTS - 1):
+        pair.server.send(pushed(fleet.revocations(2)), 1.0)
+    got, _ = pair.pump(1.0)
+    assert len(of(RevocationsRefused, got)) == MAX_REFUSED_LISTS - 1
+    assert pair.client.state is State.OPEN
+    pair.server.send(pushed(fleet.revocations(2)), 1.0)
+    got, _ = pair.pump(1.0)
+    end = of(ConnectionClosed, got)[0]
+    assert end.reason is Reason.PROTOCOL_ERROR and "older than ours" in end.text  # type: ignore[attr-defined]
 
 
 def test_lists_that_cross_on_the_wire_are_taken_once_and_not_refused() -> None:
