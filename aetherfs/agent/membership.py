@@ -13,7 +13,8 @@ Two deployments (protocol/peer.md, "Admission"):
 
 The transport reads `admission(now)` for each new connection (None: do not connect), awaits
 lists learnt from peers to `offer_revocations`, and is told of newer lists through
-`on_revocations`. Both kinds answer `status(now)` for `aetherfs status`.
+`on_revocations` and of a renewed certificate through `on_renewal`; `link_engine` does all
+three for a running `SwarmEngine`. Both kinds answer `status(now)` for `aetherfs status`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from nacl.signing import VerifyKey
 
 from aetherfs.agent import renewal
 from aetherfs.agent.config import AgentConfig
-from aetherfs.agent.identity import AgentIdentity
+from aetherfs.agent.identity import AgentId, AgentIdentity
 from aetherfs.agent.log import Logger
 from aetherfs.agent.private_file import read_private, write_private
 from aetherfs.core.fleet_certs import AgentCertificate, RevocationList
@@ -45,9 +46,12 @@ from aetherfs.errors import (
     Unauthenticated,
 )
 from aetherfs.keys import Keyring
+from aetherfs.planner import PeerId
 from aetherfs.protocol.admission import DatasetAccess, FleetCertificate, FleetSecret
+from aetherfs.protocol.events import RevocationsUpdated
 from aetherfs.repository import Keys
 from aetherfs.repository.hub_client import HubClient
+from aetherfs.swarm.engine import OnRevocations, RevocationNews
 
 ENROLMENT_FILE = "fleet.json"
 FORMAT = 1
@@ -363,6 +367,16 @@ class Reader(Protocol):
     def status(self, now: float) -> dict[str, Any]: ...
 
 
+class Engine(Protocol):
+    """What membership keeps current in a running swarm (`aetherfs.swarm.SwarmEngine`)."""
+
+    def set_admission(self, admission: FleetCertificate) -> None: ...
+
+    def update_revocations(self, signed: bytes) -> bool: ...
+
+    def on_revocations(self, listener: OnRevocations) -> None: ...
+
+
 class CertificateMembership:
     """The newest certificate and revocation list of an enrolled agent. Changes are kept on
     disk at once, so a restart starts from what was last learnt."""
@@ -382,7 +396,8 @@ class CertificateMembership:
         self.enrolment = enrolment
         self.hub = hub
         self.revocation_interval = revocation_interval
-        self.listeners: list[Callable[[bytes], None]] = []
+        self.listeners: list[Callable[[bytes], object]] = []
+        self.renewal_listeners: list[Callable[[FleetCertificate], None]] = []
         self._save_lock = trio.Lock()
         self.failures = 0
         self.retry_time = 0.0  # when to try again after a failed renewal
@@ -430,7 +445,9 @@ class CertificateMembership:
         in use at once, on disk when this returns, and passed to every listener."""
         try:
             offered = _open_list(signed, self.enrolment)
-        except IntegrityError:
+        except IntegrityError as exc:
+            if self.logger:
+                self.logger.warning("fleet.revocations_refused", why=exc)
             return False
         if offered.seq == 0 or not offered.newer(self.enrolment.revocation_list):
             return False  # seq 0 is the hub's empty list before any revocation: nothing new
@@ -444,9 +461,37 @@ class CertificateMembership:
             listener(signed)
         return True
 
-    def on_revocations(self, listener: Callable[[bytes], None]) -> None:
+    def on_revocations(self, listener: Callable[[bytes], object]) -> None:
         """Call `listener(signed)` with each newer list kept (to pass to open connections)."""
         self.listeners.append(listener)
+
+    def on_renewal(self, listener: Callable[[FleetCertificate], None]) -> None:
+        """Call `listener(admission)` with the admission of each renewed certificate."""
+        self.renewal_listeners.append(listener)
+
+    def link_engine(self, engine: Engine, nursery: trio.Nursery) -> None:
+        """Keep a running engine current: new connections present each renewed certificate,
+        and each newer list (from the hub or any peer) is in force on every connection at
+        once. Lists the engine's peers pass are kept here (on disk), so they survive a
+        restart and are passed on while the hub is out of reach; refused ones are logged."""
+        self.on_renewal(engine.set_admission)
+        self.on_revocations(engine.update_revocations)
+        if self.enrolment.revocations is not None:  # learnt since the engine was made
+            engine.update_revocations(self.enrolment.revocations)
+
+        def heard(peer: PeerId | None, news: RevocationNews) -> None:
+            if isinstance(news, RevocationsUpdated):
+                nursery.start_soon(self.offer_revocations, news.signed)
+            elif self.logger:
+                self.logger.warning(
+                    "fleet.revocations_refused",
+                    peer=AgentId.of(peer.raw) if peer is not None else None,
+                    seq=news.seq,
+                    held=news.held,
+                    why=news.reason,
+                )
+
+        engine.on_revocations(heard)
 
     async def _save(self) -> None:
         """Write what is held now, off the event loop; one write at a time, so the last
@@ -502,6 +547,8 @@ class CertificateMembership:
         if self.logger:
             cert = self.certificate
             self.logger.info("fleet.renewed", serial=cert.serial, expires=_when(cert.expires))
+        for listener in self.renewal_listeners:
+            listener(self.enrolment.admission())
         return True
 
     async def fetch_once(self, now: float) -> bool:

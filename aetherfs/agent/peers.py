@@ -325,6 +325,9 @@ class PeerExchange:
         )
         send, receive = trio.open_memory_channel[AddressEvent](64)
         async with trio.open_nursery() as nursery:
+            if isinstance(membership, CertificateMembership):
+                # Renewed certificates and revocation lists reach the running engine.
+                membership.link_engine(engine, nursery)
             port = await nursery.start(engine.run, receive)
             self.address = announce_address(peers.listen_host)
             discovery = Discovery(

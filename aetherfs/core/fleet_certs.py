@@ -24,6 +24,9 @@ from aetherfs.errors import Forbidden, IntegrityError
 
 FORMAT = 1
 SIGNATURE_SIZE = 64
+# A signed revocation list travels between peers in one protocol record (256 KiB: see
+# protocol/peer.md), so it may be no larger: about 7,500 serials of 16 bytes.
+MAX_REVOCATIONS_SIZE = 256 * 1024
 
 
 def _open(signed: bytes, fleet_public: bytes, kind: str) -> dict[str, Any]:
@@ -118,6 +121,12 @@ class RevocationList:
 
     @classmethod
     def verify(cls, signed: bytes, fleet_public: bytes) -> RevocationList:
+        """Check size, signature and format (IntegrityError, saying which failed)."""
+        if len(signed) > MAX_REVOCATIONS_SIZE:
+            raise IntegrityError(
+                f"the revocation list is {len(signed):,} bytes, over the limit of "
+                f"{MAX_REVOCATIONS_SIZE:,}"
+            )
         doc = _open(signed, fleet_public, "revocations")
         try:
             return cls(

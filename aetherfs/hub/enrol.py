@@ -15,6 +15,7 @@ from typing import Any
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
+from aetherfs.core.fleet_certs import MAX_REVOCATIONS_SIZE
 from aetherfs.errors import Conflict, Forbidden, InvalidInput, NotFound
 from aetherfs.hub import layout
 from aetherfs.hub.auth import BAD_CREDENTIALS, Principal, TokenRegistry, token_hash
@@ -163,7 +164,15 @@ class Enrolment:
             updated = RevocationList(
                 self.fleet_id, held.seq + 1, time.time(), held.serials | serials
             )
-            return updated.sign(self.fleet_key), updated
+            signed = updated.sign(self.fleet_key)
+            if len(signed) > MAX_REVOCATIONS_SIZE:
+                # Peers pass the list in one record: a larger one could not reach them.
+                raise Conflict(
+                    f"the revocation list would be {len(signed):,} bytes, over the "
+                    f"{MAX_REVOCATIONS_SIZE:,} bytes peers carry: no more certificates can "
+                    "be revoked"
+                )
+            return signed, updated
 
         busy = "the revocation list is being changed by many at once; retry"
         return compare_and_swap(self.store, layout.REVOCATIONS, add, busy)

@@ -25,9 +25,9 @@ import blake3
 from nacl.public import PrivateKey
 from nacl.signing import SigningKey, VerifyKey
 
-from aetherfs.core.fleet_certs import AgentCertificate, RevocationList
+from aetherfs.core.fleet_certs import MAX_REVOCATIONS_SIZE, AgentCertificate, RevocationList
 from aetherfs.core.ids import BlockId
-from aetherfs.errors import AetherError
+from aetherfs.errors import AetherError, IntegrityError
 from aetherfs.protocol import handshake
 from aetherfs.protocol.admission import (
     AccessId,
@@ -46,6 +46,7 @@ from aetherfs.protocol.events import (
     Established,
     Event,
     PeerInfo,
+    RevocationsRefused,
     RevocationsUpdated,
 )
 from aetherfs.protocol.frames import MAX_BLOCK_SIZE, Frame, FrameBuffer, FrameCipher, FrameKind
@@ -83,6 +84,9 @@ from aetherfs.protocol.messages import (
 
 MAX_OPEN_REQUESTS = 64  # per direction; a peer opening more breaks the protocol
 MAX_UNMATCHED_PROOFS = 1024
+# Older revocation lists taken from one peer without ending the connection: lists cross on
+# the wire now and then, a peer sending old ones again and again is not racing.
+MAX_REFUSED_LISTS = 8
 
 
 class State(Enum):
@@ -142,6 +146,9 @@ class PeerConfig:
     keepalive_interval: float = 3.0  # nothing sent for this long: send a Ping
     progress_timeout: float = 10.0  # requests open and nothing answering them for this long
     seal_blocks: bool = False  # send blocks as SEALED_BLOCK (see benchmarks/results/peer_codec.md)
+    # `now + wall_offset` is the Unix time that certificates are dated in: the caller's clock
+    # (trio's, a simulator's) need not be the wall clock, and the connection reads neither.
+    wall_offset: float = 0.0
 
     def __post_init__(self) -> None:
         low, high = self.versions
@@ -211,6 +218,7 @@ class PeerConnection:
         self._revocations: RevocationList | None = None
         self._revocations_signed: bytes | None = None
         self._peer_revocations_seq = 0
+        self._refused_lists = 0
         self._started = 0.0
         self._last_received = 0.0
         self._last_sent = 0.0
@@ -480,7 +488,8 @@ class PeerConnection:
         else:
             if auth.admission != AdmissionKind.CERTIFICATE:
                 raise NotAdmitted("the peer offers no certificate; this fleet needs one")
-            certificate = admission.check(auth.proof, auth.identity, now, self._revocations)
+            wall = now + self.config.wall_offset  # certificates are dated in Unix time
+            certificate = admission.check(auth.proof, auth.identity, wall, self._revocations)
         self._peer_revocations_seq = auth.revocations_seq
         agent = certificate.agent if certificate else auth.agent
         self.peer = PeerInfo(auth.identity, agent, self.version, admission.fleet_id, certificate)
@@ -582,19 +591,35 @@ class PeerConnection:
             self._events.append(AccessProved(access_id))
 
     def _receive_revocations(self, record: Record, now: float) -> None:
+        """A list the peer passed: taken if newer; an older one is refused and the connection
+        kept (lists cross on the wire); a bad one is refused and ends the connection."""
         admission = self.config.admission
         if not isinstance(admission, FleetCertificate):
             return  # a fleet admitted by secret has no revocation lists: nothing to check
-        if record.offset != 0 or len(record.data) != record.total:
-            raise RemoteProtocolError("a revocation list must travel in one record")
+        held_seq = self._revocations.seq if self._revocations else 0
         try:
-            held = open_revocations(record.data, admission)
+            if record.offset != 0 or len(record.data) != record.total:
+                raise IntegrityError(
+                    f"a revocation list must travel whole in one record; this one is "
+                    f"{record.total:,} bytes (at most {MAX_REVOCATIONS_SIZE:,})"
+                )
+            offered = open_revocations(record.data, admission)
         except AetherError as exc:
+            self._events.append(RevocationsRefused(None, held_seq, str(exc)))
             raise RemoteProtocolError(
                 f"the peer sent a revocation list that fails: {exc}"
             ) from None
-        self._peer_revocations_seq = max(self._peer_revocations_seq, held.seq)
-        self._adopt_revocations(record.data, held, now)
+        self._peer_revocations_seq = max(self._peer_revocations_seq, offered.seq)
+        if offered.newer(self._revocations):
+            self._adopt_revocations(record.data, offered, now)
+        elif record.data != self._revocations_signed:  # the very list held: nothing to say
+            why = f"its seq {offered.seq} is not newer than the list held (seq {held_seq})"
+            self._events.append(RevocationsRefused(offered.seq, held_seq, why))
+            self._refused_lists += 1
+            if self._refused_lists > MAX_REFUSED_LISTS:
+                raise RemoteProtocolError(
+                    f"the peer passed {self._refused_lists} revocation lists older than ours"
+                )
 
     def _adopt_revocations(self, signed: bytes, held: RevocationList, now: float) -> None:
         if not held.newer(self._revocations):

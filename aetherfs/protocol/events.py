@@ -58,6 +58,17 @@ class RevocationsUpdated:
 
 
 @dataclass(frozen=True, slots=True)
+class RevocationsRefused:
+    """The peer passed a revocation list this side did not take, and why: older than the one
+    held (the connection stays open), or not signed by the fleet key, of another fleet,
+    oversized or malformed (the connection then ends: a ConnectionClosed follows)."""
+
+    seq: int | None  # the list's seq, None if it could not be read
+    held: int  # the seq of the list this side holds (0: none)
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionClosed:
     """The connection is over (reported exactly once). Send `data_to_send()` and close."""
 
@@ -71,6 +82,7 @@ Event = (
     Established
     | AccessProved
     | RevocationsUpdated
+    | RevocationsRefused
     | ConnectionClosed
     | Bitfield
     | Have

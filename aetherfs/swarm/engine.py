@@ -27,12 +27,14 @@ action that closes a connection (whose ConnectionClosed becomes PeerGone) never 
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import trio
 
+from aetherfs.core.fleet_certs import RevocationList
 from aetherfs.core.ids import BlockId, ManifestId
 from aetherfs.errors import AetherError, IntegrityError, InvalidInput, StoreUnavailable
 from aetherfs.net.transport import READ_SIZE, PeerAddress, PeerLink, dial, peer_address
@@ -62,7 +64,13 @@ from aetherfs.planner import (
 )
 from aetherfs.planner import Bitfield as Pieces
 from aetherfs.planner import Event as PlannerEvent
-from aetherfs.protocol.admission import AccessId, DatasetAccess
+from aetherfs.protocol.admission import (
+    AccessId,
+    Admission,
+    DatasetAccess,
+    FleetCertificate,
+    open_revocations,
+)
 from aetherfs.protocol.connection import PeerConfig, PeerConnection
 from aetherfs.protocol.errors import RemoteProtocolError
 from aetherfs.protocol.events import (
@@ -70,6 +78,7 @@ from aetherfs.protocol.events import (
     ConnectionClosed,
     Established,
     Event,
+    RevocationsRefused,
     RevocationsUpdated,
 )
 from aetherfs.protocol.frames import MAX_BLOCK_SIZE
@@ -103,6 +112,10 @@ MAX_LINKS = 256  # connections at once, both ways: more are closed at accept
 # on the trio thread: it must be cheap and never block. The claim is unchecked.
 OnAnnounce = Callable[[AccessId, ManifestId], None]
 KEEP_REFUSED = 32
+# Told of every revocation list a peer passed: taken (RevocationsUpdated: keep it durably) or
+# refused (RevocationsRefused: say why). On the trio thread: cheap, never blocking.
+RevocationNews = RevocationsUpdated | RevocationsRefused
+OnRevocations = Callable[[PeerId | None, RevocationNews], None]
 
 
 class VersionFailed(StoreUnavailable):
@@ -169,10 +182,15 @@ class SwarmEngine:
         store: StoreReader,
         sink: BlockSink,
         on_announce: OnAnnounce | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        """`wall_clock`: the Unix time, which certificates are dated in (trio's clock is not)."""
         self.config = config
         self.on_announce = on_announce
         self.peer_config = peer_config
+        self.wall_clock = wall_clock
+        self._revocations = _held_list(peer_config.admission)
+        self._revocation_listeners: list[OnRevocations] = []
         self.planner = planner
         self.uploads = uploads
         self.blocks = blocks
@@ -282,6 +300,38 @@ class SwarmEngine:
             if not state.link.conn.closed:
                 state.link.conn.prove_access([access], trio.current_time())
                 state.link.poke()
+
+    def set_admission(self, admission: Admission) -> None:
+        """What new connections present and check from now on (a renewed certificate); open
+        connections keep theirs. The newer of the revocation lists held and `admission`'s
+        stays in force (one in `admission` that is newer comes into force at once, as by
+        `update_revocations`)."""
+        offered = admission.revocations if isinstance(admission, FleetCertificate) else None
+        if isinstance(admission, FleetCertificate) and self._revocations is not None:
+            admission = replace(admission, revocations=self._revocations[1])
+        self.peer_config = replace(self.peer_config, admission=admission)
+        self._revocations = _held_list(admission)
+        if offered is not None:
+            self.update_revocations(offered)
+
+    def update_revocations(self, signed: bytes) -> bool:
+        """A revocation list learnt elsewhere (the hub, the agent's state): checked against
+        the fleet key (IntegrityError or NotAdmitted if it is not the fleet's). If newer than
+        the one held it comes into force at once: new handshakes check it, and every live
+        connection is given it, which closes a revoked peer's (REVOKED) and passes the list
+        to a peer holding an older one. True if it was newer."""
+        admission = self.peer_config.admission
+        if not isinstance(admission, FleetCertificate):
+            raise InvalidInput("revocation lists belong to fleets admitted by certificate")
+        offered = open_revocations(signed, admission)
+        if not offered.newer(self._revocations[0] if self._revocations else None):
+            return False
+        self._adopt_revocations(admission, signed, offered)
+        return True
+
+    def on_revocations(self, listener: OnRevocations) -> None:
+        """Call `listener(peer, news)` for each list a peer passed, taken or refused."""
+        self._revocation_listeners.append(listener)
 
     def connected(self, dataset: AccessId | None = None) -> list[PeerId]:
         """Peers connected now (that proved `dataset`, if given)."""
@@ -518,7 +568,7 @@ class SwarmEngine:
     async def _run_link(
         self, stream: trio.SocketStream, address: PeerAddress, initiator: bool
     ) -> _LinkState:
-        conn = PeerConnection(self.peer_config, initiator, self._datasets.values())
+        conn = PeerConnection(self._connection_config(), initiator, self._datasets.values())
         link = PeerLink(stream, conn, address, self._link_events, self.config.read_size)
         state = _LinkState(link)
         self._states[link] = state
@@ -546,7 +596,12 @@ class SwarmEngine:
             return
         peer = state.peer
         if peer is None or self._links.get(peer) is not state:
-            return  # a connection being replaced by another to the same peer
+            # A connection being replaced by another to the same peer, or one that ended in
+            # the read that opened it: a list it passed still counts (the protocol checked it).
+            if isinstance(event, RevocationsUpdated | RevocationsRefused):
+                info = link.conn.peer
+                self._peer_revocations(PeerId(info.key) if info else None, event)
+            return
         counters = self._counters[peer]
         counters.last_seen = link.last_seen
         match event:
@@ -582,13 +637,43 @@ class SwarmEngine:
                 if fetch is not None:
                     state.asked.pop(fetch.piece, None)
                     self._plan(PieceFailed(fetch.piece, peer))
-            case RevocationsUpdated(signed=signed):
-                for other in self._links.values():
-                    if other is not state:
-                        self._link_events(
-                            other.link, other.link.conn.update_revocations(signed, link.last_seen)
-                        )
-                        other.link.poke()
+            case RevocationsUpdated() | RevocationsRefused():
+                self._peer_revocations(peer, event)
+
+    # --- admission and revocation lists ---------------------------------------------------
+
+    def _connection_config(self) -> PeerConfig:
+        """The config of a new connection: the admission of now, and the clocks' offset."""
+        return replace(self.peer_config, wall_offset=self.wall_clock() - trio.current_time())
+
+    def _peer_revocations(self, peer: PeerId | None, news: RevocationNews) -> None:
+        """A peer's connection took a newer list (it checked it) or refused one."""
+        admission = self.peer_config.admission
+        if isinstance(news, RevocationsUpdated) and isinstance(admission, FleetCertificate):
+            held = self._revocations[0] if self._revocations else None
+            if held is not None and news.seq <= held.seq:
+                return  # one this engine already passed to every connection
+            self._adopt_revocations(
+                admission, news.signed, open_revocations(news.signed, admission)
+            )
+        for listener in self._revocation_listeners:
+            listener(peer, news)
+
+    def _adopt_revocations(
+        self, admission: FleetCertificate, signed: bytes, held: RevocationList
+    ) -> None:
+        """In force for new handshakes, and given to every live connection (those still in
+        their handshake too): a revoked peer's is closed, older lists are replaced."""
+        self._revocations = (held, signed)
+        self.peer_config = replace(
+            self.peer_config, admission=replace(admission, revocations=signed)
+        )
+        now = trio.current_time()
+        for state in list(self._states.values()):
+            conn = state.link.conn
+            if not conn.closed:
+                self._link_events(state.link, conn.update_revocations(signed, now))
+                state.link.poke()
 
     def _established(self, state: _LinkState, peer: PeerId, agent: str) -> None:
         link = state.link
@@ -767,6 +852,12 @@ def _check_piece(table: PieceTable, index: int, blocks: StoredBlocks) -> None:
     for block_id, stored in blocks:
         if BlockId.of(stored) != block_id:
             raise IntegrityError(f"block {block_id.short()} from the store is corrupt")
+
+
+def _held_list(admission: Admission) -> tuple[RevocationList, bytes] | None:
+    if isinstance(admission, FleetCertificate) and admission.revocations is not None:
+        return open_revocations(admission.revocations, admission), admission.revocations
+    return None
 
 
 def _opened_by_lower(link: PeerLink, own: PeerId, peer: PeerId) -> bool:

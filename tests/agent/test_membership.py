@@ -41,16 +41,19 @@ from aetherfs.errors import Forbidden, InvalidInput
 from aetherfs.hub.fleet import fleet_signing_key
 from aetherfs.keys import Keyring
 from aetherfs.protocol.admission import FleetCertificate, FleetSecret
-from aetherfs.protocol.connection import PeerConfig
+from aetherfs.protocol.connection import PeerConfig, PeerConnection
 from aetherfs.protocol.events import ConnectionClosed, Established
-from aetherfs.protocol.messages import Reason
+from aetherfs.protocol.messages import Reason, Record, RecordKind
 from aetherfs.repository.hub_backed import HubKeyring
+from aetherfs.swarm.memory import MemoryStore, SyntheticVersion, synthetic_version
 from tests.agent.conftest import AgentProcess, push, write_dataset
 from tests.conftest import Cli
+from tests.fixtures.ports import free_port
 from tests.hub.conftest import hub_process
 from tests.hub.helpers import RunningHub, open_repo, start_hub
 from tests.hub.test_cli_hub import client_cli
 from tests.protocol.helpers import connect
+from tests.swarm.helpers import Node, refused_as, start_node, until, wait_for_peers
 
 DAY = 86400.0
 
@@ -447,6 +450,53 @@ def test_a_running_agent_renews_through_a_hub_process(cli: Cli, tmp_path: Path) 
             agent.close()
 
 
+def test_enrolled_agent_processes_peer_and_drop_a_revoked_one(cli: Cli, tmp_path: Path) -> None:
+    """Two `aetherfs agent --join-token` processes on loopback peers: the running engines
+    admit each other by certificate, and one drops the other once its list says revoked."""
+    v1, admin = published_for_edge_1(cli, tmp_path)
+    cli("hub", "grant", "team/geo-db", "agent:edge-2", "read")
+    ports = (free_port(), free_port())
+    with hub_process(cli) as hub:
+        agents = []
+        for n, (port, other) in enumerate((ports, ports[::-1]), start=1):
+            made = httpx.post(f"{hub.url}/v1/fleet/join-tokens", json={}, headers=admin)
+            host = client_cli(cli, hub.url, f"agent-host-{n}")
+            host.env["AETHERFS_JOIN_TOKEN"] = str(made.json()["join_token"])
+            args = ["--subscribe", "team/geo-db:stable", "--poll-interval", "0.2"]
+            args += ["--agent-name", f"edge-{n}", "--revocation-interval", "0.3", "--no-mdns"]
+            args += ["--peer-listen", f"127.0.0.1:{port}", "--peer", f"127.0.0.1:{other}"]
+            log = tmp_path / f"agent-{n}.log"
+            agents.append(AgentProcess(host, tmp_path / f"root-{n}", args, log, peers=True))
+        one, two = agents
+        try:
+            for agent in agents:
+                agent.start()
+            for agent in agents:
+                agent.wait_live("team/geo-db:stable", v1)
+
+            def peer_states(snap: dict[str, Any]) -> list[str]:
+                return [p["state"] for p in snap["peers"] if p["agent"] == "edge-2"]
+
+            one.wait_for(lambda snap: peer_states(snap) == ["open"], "edge-2 connected")
+            r = httpx.post(
+                f"{hub.url}/v1/fleet/revocations", json={"agent": "edge-2"}, headers=admin
+            )
+            assert r.status_code == 200
+
+            def dropped(snap: dict[str, Any]) -> bool:
+                refused = snap["peer_exchange"]["refused"]
+                return peer_states(snap) == ["gone"] and any(
+                    r["reason"] == "not_admitted" and "was revoked" in r["text"] for r in refused
+                )
+
+            one.wait_for(dropped, "edge-2 dropped and refused")
+            assert "event=fleet.revocations seq=1" in one.log()
+            assert one.stop() == 0 and two.stop() == 0
+        finally:
+            for agent in agents:
+                agent.close()
+
+
 # Configuration ---------------------------------------------------------------------------
 
 
@@ -512,3 +562,127 @@ async def test_an_expired_certificate_is_reported_at_start(hub: RunningHub, tmp_
     lines = out.getvalue().splitlines()
     assert "event=fleet.enrolled" in lines[0] and f"serial={a.certificate.serial}" in lines[0]
     assert "level=warning event=fleet.cannot_join" in lines[1] and "expired" in lines[1]
+
+
+# Revocation lists and renewals reaching running engines ------------------------------------
+
+
+async def engine_of(
+    nursery: trio.Nursery, member: CertificateMembership, version: SyntheticVersion, *dial: Node
+) -> Node:
+    """A swarm engine (loopback, in-memory blocks) admitted as `member`, kept current by it
+    the way `PeerExchange` keeps the agent's (`link_engine`)."""
+    admission = member.admission(time.time())
+    assert admission is not None
+    node = await start_node(
+        nursery,
+        MemoryStore(version.packs),
+        version,
+        peers=[n.address for n in dial],
+        fleet=admission,
+        identity=member.identity.signing_key,
+    )
+    member.link_engine(node.engine, nursery)
+    return node
+
+
+async def hostile(port: int, member: CertificateMembership, record: Record) -> ConnectionClosed:
+    """An admitted peer that sends `record` in the same write as its Auth (so both arrive in
+    one read: the connection opens and ends in it); how it ended."""
+    admission = member.admission(time.time())
+    assert admission is not None
+    config = PeerConfig(
+        member.identity.signing_key, admission, wall_offset=time.time() - trio.current_time()
+    )
+    conn = PeerConnection(config, initiator=True)
+    conn.start(trio.current_time())
+    with trio.fail_after(5):
+        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+            await stream.send_all(conn.data_to_send())
+            while True:
+                events = conn.receive_data(await stream.receive_some(65536), trio.current_time())
+                if any(isinstance(e, Established) for e in events):
+                    conn.send(record, trio.current_time())
+                if conn.peer is not None:  # our Auth waits for the record
+                    await stream.send_all(conn.data_to_send())
+                end = closed(events)
+                if end is not None:
+                    return end
+
+
+async def test_an_agent_without_a_hub_learns_a_revocation_from_a_peer(
+    hub: RunningHub, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    a = await enrolled(hub, tmp_path / "a", "edge-a")
+    b = await enrolled(hub, tmp_path / "b", "edge-b")
+    c = await enrolled(hub, tmp_path / "c", "edge-c")
+    c.hub = HubAddress("http://127.0.0.1:9")  # c cannot reach the hub
+    log = io.StringIO()
+    c.logger = Logger(log)
+    version = synthetic_version("fleet", pieces=2)
+    node_a = await engine_of(nursery, a, version)
+    node_b = await engine_of(nursery, b, version, node_a)
+    node_c = await engine_of(nursery, c, version, node_a, node_b)
+    await wait_for_peers([node_a, node_b, node_c], version, 2)
+    b_id = node_b.engine.self_id
+
+    # Revoked at the hub; a fetches the list: its own link to b ends as it takes it.
+    async with hub.client(hub.admin) as admin:
+        r = await admin.post("/v1/fleet/revocations", json={"agent": "edge-b"})
+    assert r.status_code == 200
+    assert await a.fetch_once(time.time())
+    assert b_id not in node_a.engine.connected()
+
+    # c, with no hub, is passed the list by a: it drops b, keeps the list on disk (0600)
+    # and logs it; b's handshakes are refused by both from now on.
+    assert not await c.fetch_once(time.time())
+    await until(lambda: "event=fleet.revocations seq=1" in log.getvalue())  # once on disk
+    kept = load_enrolment(tmp_path / "c")
+    assert kept is not None and kept.revocation_list is not None
+    assert b.certificate.serial in kept.revocation_list.serials
+    assert stat.S_IMODE(enrolment_path(tmp_path / "c").stat().st_mode) == 0o600
+    assert b_id not in node_c.engine.connected()
+    await until(lambda: refused_as(node_c, "was revoked"))
+    assert node_c.engine.connected() == [node_a.engine.self_id]
+
+    # Restarted from what it kept, still without a hub, c refuses b at once.
+    node_c.scope.cancel()
+    log = io.StringIO()
+    again = CertificateMembership(tmp_path / "c", c.identity, kept, c.hub, logger=Logger(log))
+    node_c2 = await engine_of(nursery, again, version, node_b)
+    await until(lambda: refused_as(node_c2, "was revoked"))
+    assert node_c2.engine.connected() == []
+
+    # A peer passing a list not signed by the fleet key is dropped, and c says why.
+    d = await enrolled(hub, tmp_path / "d", "edge-d")
+    forger = Keyring.generate("x").signing_key
+    forged = RevocationList(c.fleet_id, 99, 0.0, frozenset()).sign(forger)
+    record = Record(0, RecordKind.REVOCATIONS, None, b"", 0, len(forged), forged)
+    end = await hostile(node_c2.engine.port, d, record)
+    assert end.by_peer and end.reason == Reason.PROTOCOL_ERROR and "revocation list" in end.text
+    line = next(x for x in log.getvalue().splitlines() if "fleet.revocations_refused" in x)
+    assert "level=warning" in line and "not signed by this fleet's key" in line
+    held = again.enrolment.revocation_list
+    assert held is not None and held.seq == 1  # the forged seq 99 was not taken
+
+
+async def test_a_renewed_certificate_reaches_the_running_engine(
+    hub: RunningHub, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    a = await enrolled(hub, tmp_path / "a", "edge-a")
+    b = await enrolled(hub, tmp_path / "b", "edge-b")
+    version = synthetic_version("renew", pieces=2)
+    node_a = await engine_of(nursery, a, version)
+    old = a.certificate.serial
+    assert await a.renew_once(time.time()), a.last_error
+    assert a.certificate.serial != old
+    # The old certificate revoked at the hub: a peer holding that list admits a only with
+    # the renewed one, which the running engine now presents.
+    async with hub.client(hub.admin) as admin:
+        r = await admin.post("/v1/fleet/revocations", json={"serial": old})
+    assert r.status_code == 200
+    assert await b.fetch_once(time.time())
+    node_b = await engine_of(nursery, b, version, node_a)
+    await wait_for_peers([node_a, node_b], version, 1)
+    assert node_b.engine.connected() == [node_a.engine.self_id]
+    assert not refused_as(node_b, "was revoked")

@@ -11,9 +11,11 @@ import pytest
 import trio
 from nacl.signing import SigningKey
 
-from aetherfs.errors import Forbidden, IntegrityError, InvalidInput
+from aetherfs.core.fleet_certs import MAX_REVOCATIONS_SIZE
+from aetherfs.errors import Conflict, Forbidden, IntegrityError, InvalidInput
+from aetherfs.hub import layout
 from aetherfs.hub.config import HubConfig
-from aetherfs.hub.enrol import RENEWAL_CONTEXT
+from aetherfs.hub.enrol import RENEWAL_CONTEXT, Enrolment
 from aetherfs.hub.fleet import AgentCertificate, RevocationList, fleet_signing_key
 from aetherfs.repository import StoreRepository
 from tests.hub.helpers import RunningHub, start_hub
@@ -193,3 +195,23 @@ async def test_the_certificate_lifetime_is_a_hub_setting(
     hub.cancel.cancel()
     with pytest.raises(InvalidInput, match="--cert-days"):
         HubConfig(cert_days=0)
+
+
+async def test_the_revocation_list_stays_small_enough_for_peers_to_pass(hub: RunningHub) -> None:
+    enrolment = Enrolment(hub.repo)
+    serial = enrolment._issue("edge-1", bytes(32))["serial"]
+    # A list one serial short of what one peer record carries (protocol/peer.md).
+    serials = {f"{n:032x}" for n in range(7600)}
+    while (
+        len(
+            RevocationList(enrolment.fleet_id, 1, 0.0, serials | {serial}).sign(enrolment.fleet_key)
+        )
+        <= MAX_REVOCATIONS_SIZE
+    ):
+        serials.add(f"{len(serials):032x}")
+    full = RevocationList(enrolment.fleet_id, 1, 0.0, serials).sign(enrolment.fleet_key)
+    assert len(full) <= MAX_REVOCATIONS_SIZE
+    hub.repo.store.put(layout.REVOCATIONS, full)
+    with pytest.raises(Conflict, match="over the 262,144 bytes peers carry"):
+        enrolment.revoke(serial=serial)
+    assert enrolment.revocations()[1] == full  # left as it was

@@ -106,6 +106,7 @@ class Fleet:
         revocations: bytes | None = None,
         name: str | None = None,
         agent: str = "edge",
+        **overrides: Any,
     ) -> tuple[PeerConfig, AgentCertificate]:
         identity = SigningKey.generate()
         self.serial += 1
@@ -115,7 +116,7 @@ class Fleet:
         admission = FleetCertificate(
             self.name, bytes(self.key.verify_key), cert.sign(self.key), revocations
         )
-        return PeerConfig(identity, admission, agent=agent), cert
+        return PeerConfig(identity, admission, agent=agent, **overrides), cert
 
     def revocations(self, seq: int, *serials: str) -> bytes:
         return RevocationList(self.name, seq, 0.0, frozenset(serials)).sign(self.key)

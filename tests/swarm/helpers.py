@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,7 @@ from nacl.signing import SigningKey
 from aetherfs.core.blocks import open_block
 from aetherfs.net.transport import PeerAddress
 from aetherfs.planner import BandwidthPolicy, FetchPlanner, PeerId, PlannerConfig, UploadScheduler
-from aetherfs.protocol.admission import FleetSecret
+from aetherfs.protocol.admission import Admission, FleetSecret
 from aetherfs.protocol.connection import PeerConfig
 from aetherfs.swarm import EngineConfig, StoreReader, SwarmEngine
 from aetherfs.swarm.engine import OnAnnounce
@@ -43,7 +44,9 @@ async def start_node(
     *,
     holds: bool = False,
     peers: Sequence[PeerAddress] = (),
-    fleet: FleetSecret = FLEET,
+    fleet: Admission = FLEET,
+    identity: SigningKey | None = None,
+    wall_clock: Callable[[], float] = time.time,
     planner: PlannerConfig = FAST,
     blocks: MemoryBlocks | None = None,
     name: str = "agent",
@@ -54,7 +57,7 @@ async def start_node(
     on_announce: OnAnnounce | None = None,
     **peer_overrides: Any,
 ) -> Node:
-    identity = SigningKey.generate()
+    identity = identity or SigningKey.generate()
     peer_config = PeerConfig(identity, fleet, agent=name, **peer_overrides)
     held = blocks or MemoryBlocks(version.stored if holds else None)
     now = trio.current_time()
@@ -68,6 +71,7 @@ async def start_node(
         store,
         held,
         on_announce=on_announce,
+        wall_clock=wall_clock,
     )
     scope = trio.CancelScope()
 
@@ -105,3 +109,15 @@ def assert_holds_all(node: Node, version: SyntheticVersion) -> None:
         got = node.blocks.blocks.get(ref.id)
         assert got is not None, f"{ref.id.short()} missing"
         open_block(ref, got)
+
+
+async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Until `check()` holds (polled), or fail after `timeout` seconds."""
+    with trio.fail_after(timeout):
+        while not check():
+            await trio.sleep(0.02)
+
+
+def refused_as(node: Node, text: str) -> bool:
+    """Whether the node refused a handshake (not admitted) for a reason saying `text`."""
+    return any(r.reason == "not_admitted" and text in r.text for r in node.engine.status().refused)
