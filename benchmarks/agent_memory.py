@@ -65,7 +65,8 @@ def main() -> None:
         type=int,
         choices=(1, 2),
         default=1,
-        help="2: two agents on loopback, each the other's static peer, trade while they pull "
+        help="agents' logs are kept beside the work directory (WORK-agentN.log). "
+        "2: two agents on loopback, each the other's static peer, trade while they pull "
         "(the memory of an agent while it trades); 1: one agent, peers off",
     )
     args = parser.parse_args()
@@ -106,7 +107,13 @@ def main() -> None:
                 )  # fmt: skip
                 agents.append(
                     start_agent(
-                        env, work / f"root{i}", "team/mem:stable", size * 2, *extra, *peering
+                        env,
+                        work / f"root{i}",
+                        "team/mem:stable",
+                        size * 2,
+                        *extra,
+                        *peering,
+                        log=work.parent / f"{work.name}-agent{i}.log",
                     )
                 )
             deadline = time.monotonic() + 60

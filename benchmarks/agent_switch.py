@@ -101,7 +101,12 @@ def vm_hwm(pid: int) -> int:
 
 
 def start_agent(
-    env: dict[str, str], data_root: Path, subscription: str, cache_limit: int, *extra: str
+    env: dict[str, str],
+    data_root: Path,
+    subscription: str,
+    cache_limit: int,
+    *extra: str,
+    log: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """An agent process subscribed to one channel, polling fast, REST on a free port; peer
     exchange on loopback only (`extra` may name static peers, or `--no-peers`)."""
@@ -130,7 +135,7 @@ def start_agent(
             *extra,
         ],
         env=env,
-        stderr=subprocess.DEVNULL,
+        stderr=log.open("ab") if log is not None else subprocess.DEVNULL,
     )
 
 
