@@ -101,9 +101,15 @@ def vm_hwm(pid: int) -> int:
 
 
 def start_agent(
-    env: dict[str, str], data_root: Path, subscription: str, cache_limit: int, *extra: str
+    env: dict[str, str],
+    data_root: Path,
+    subscription: str,
+    cache_limit: int,
+    *extra: str,
+    log: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """An agent process subscribed to one channel, polling fast, REST on a free port."""
+    """An agent process subscribed to one channel, polling fast, REST on a free port; peer
+    exchange on loopback only (`extra` may name static peers, or `--no-peers`)."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -122,10 +128,14 @@ def start_agent(
             "",
             "--cache-limit",
             str(cache_limit),
+            # Peers stay on loopback: mDNS would leave the host (LANs: benchmarks/rollout.py).
+            "--no-mdns",
+            "--peer-listen",
+            f"127.0.0.1:{free_port()}",
             *extra,
         ],
         env=env,
-        stderr=subprocess.DEVNULL,
+        stderr=log.open("ab") if log is not None else subprocess.DEVNULL,
     )
 
 

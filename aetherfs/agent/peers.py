@@ -102,12 +102,16 @@ class CacheBlocks:
 class _Wanted:
     repo: Repository
     dataset: str
-    refs: dict[BlockId, BlockRef]
 
 
 class RepoStore:
     """The engine's StoreReader: one ranged GET per piece through the repository, at the
-    agent's store rate, stopped between pieces when the agent stops."""
+    agent's store rate, stopped between pieces when the agent stops.
+
+    A piece's reads come from its `PieceTable` alone (pack, offsets, stored sizes and ids are
+    all a ranged read needs; the engine checks every id): no per-block object is held, and a
+    version is forgotten once its fetch ends, so memory grows neither with a version's size
+    nor with the number of versions rolled out."""
 
     def __init__(self, limit: RateLimit | None, stop: threading.Event) -> None:
         self.limit = limit
@@ -115,9 +119,13 @@ class RepoStore:
         self._versions: dict[ManifestId, _Wanted] = {}
         self._lock = threading.Lock()
 
-    def want(self, table: PieceTable, repo: Repository, dataset: str, manifest: Manifest) -> None:
+    def want(self, table: PieceTable, repo: Repository, dataset: str) -> None:
         with self._lock:
-            self._versions[table.id] = _Wanted(repo, dataset, manifest.unique_blocks())
+            self._versions[table.id] = _Wanted(repo, dataset)
+
+    def forget(self, table: PieceTable) -> None:
+        with self._lock:
+            self._versions.pop(table.id, None)
 
     def read_piece(self, table: PieceTable, index: int) -> StoredBlocks:
         if self.stop.is_set():
@@ -127,7 +135,11 @@ class RepoStore:
         if wanted is None:
             raise NotFound(f"version {table.id.short()} is not one this agent fetches")
         read = table.read(index)
-        refs = tuple(wanted.refs[b.id] for b in table.blocks(index))
+        # Locations only: `read_range` cuts by offset and size and checks each id.
+        refs = tuple(
+            BlockRef(b.id, b"", 0, b"", b.stored_size, read.pack, b.offset)
+            for b in table.blocks(index)
+        )
         if self.limit is not None:
             self.limit.take(read.length, self.stop)
         got = wanted.repo.read_range(
@@ -402,13 +414,16 @@ class PeerExchange:
             return None
         table = await self._table(manifest_id, manifest)
         held, held_bytes = await self.work.disk(held_pieces, table, self.work)
-        self.store.want(table, repo, manifest.dataset, manifest)
+        self.store.want(table, repo, manifest.dataset)
         record = self.fetches.setdefault(
             manifest_id,
             {"manifest": manifest_id.hex(), "dataset": manifest.dataset, "cache": held_bytes},
         )
         record["started"], record["priority"] = time.time(), priority
-        counters = await engine.fetch(table, access, held=held, priority=priority)
+        try:
+            counters = await engine.fetch(table, access, held=held, priority=priority)
+        finally:
+            self.store.forget(table)
         record["finished"] = time.time()
         self.offered.add(manifest_id)
         self.state.count_swarm(held_bytes, counters.bytes_from_peers, counters.bytes_from_store)
@@ -423,8 +438,7 @@ class PeerExchange:
             return
         manifest = await self.work.disk(repo.get_manifest, dataset, manifest_id)
         table = await self._table(manifest_id, manifest)
-        self.store.want(table, repo, dataset, manifest)
-        await self.engine.offer(table, access)
+        await self.engine.offer(table, access)  # served from what it holds: no store reads
         self.offered.add(manifest_id)
 
     # --- status ------------------------------------------------------------------------------
