@@ -285,7 +285,12 @@ class PeerExchange:
                 static_peers=tuple(PeerAddress.parse(p) for p in peers.static),
                 store_threads=config.fetch_workers,
             ),
-            PeerConfig(identity.signing_key, admission, agent=str(identity.agent_id)),
+            PeerConfig(
+                identity.signing_key,
+                admission,
+                agent=str(identity.agent_id),
+                wall_offset=time.time() - now,  # the engine's clock is trio's, not Unix time
+            ),
             granted.accesses(),
             FetchPlanner(self_id, PlannerConfig(store_reads=config.fetch_workers), now=now),
             UploadScheduler(bandwidth=BandwidthPolicy(), now=now),

@@ -147,6 +147,9 @@ class PeerConfig:
     keepalive_interval: float = 3.0  # nothing sent for this long: send a Ping
     progress_timeout: float = 10.0  # requests open and nothing answering them for this long
     seal_blocks: bool = False  # send blocks as SEALED_BLOCK (see benchmarks/results/peer_codec.md)
+    # `now + wall_offset` is the Unix time that certificates are dated in: the caller's clock
+    # (trio's, a simulator's) need not be the wall clock, and the connection reads neither.
+    wall_offset: float = 0.0
 
     def __post_init__(self) -> None:
         low, high = self.versions
@@ -485,7 +488,8 @@ class PeerConnection:
         else:
             if auth.admission != AdmissionKind.CERTIFICATE:
                 raise NotAdmitted("the peer offers no certificate; this fleet needs one")
-            certificate = admission.check(auth.proof, auth.identity, now, self._revocations)
+            wall = now + self.config.wall_offset  # certificates are dated in Unix time
+            certificate = admission.check(auth.proof, auth.identity, wall, self._revocations)
         self._peer_revocations_seq = auth.revocations_seq
         agent = certificate.agent if certificate else auth.agent
         self.peer = PeerInfo(auth.identity, agent, self.version, admission.fleet_id, certificate)
