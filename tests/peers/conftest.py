@@ -28,8 +28,9 @@ from tests.fixtures.seaweedfs import CREDENTIALS, SeaweedFS
 
 PEER_PORT = 7422
 HOSTS = ["a0", "a1", "a2", "a3", "a4"]
-# x: an agent of another fleet; h: a hostile peer; the hub and its agents (test_certificates).
-OTHERS = ["x", "h", "hub", "c0", "c1", "c2", "r"]
+# x: an agent of another fleet; h: a peer sending corrupt blocks; the hub, its agents and
+# peers presenting a revoked and an expired certificate (test_certificates.py).
+OTHERS = ["x", "h", "hub", "c0", "c1", "c2", "r", "e"]
 DATASET = "team/geo"
 
 
