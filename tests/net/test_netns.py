@@ -88,6 +88,31 @@ def test_hosts_reach_each_other_and_the_root_side() -> None:
         assert done.stdout.strip() == "b'hello'"
 
 
+def test_an_isolated_host_goes_silent_and_rejoins() -> None:
+    serve = (
+        "import socket; s=socket.create_server(('0.0.0.0', 7070)); print('up', flush=True)\n"
+        "while True: c,_=s.accept(); c.sendall(b'hello'); c.close()"
+    )
+    probe = (
+        "import socket,sys\n"
+        "try: print(socket.create_connection((sys.argv[1], 7070), 1).recv(9))\n"
+        "except OSError as e: print(type(e).__name__)"
+    )
+    with build_lan(["a", "b"]) as lan:
+        server = lan.start("a", [sys.executable, "-c", serve])
+        assert server.stdout is not None and server.stdout.readline() == b"up\n"
+        address = lan["a"].address
+
+        def ask() -> str:
+            return lan.run("b", [sys.executable, "-c", probe, address]).stdout.strip()
+
+        assert ask() == "b'hello'"
+        lan.isolate("a")
+        assert ask() == "TimeoutError"  # no answer at all, not a refusal
+        lan.rejoin("a")
+        assert ask() == "b'hello'"
+
+
 def test_teardown_on_failure_kills_processes_and_removes_everything() -> None:
     prefix = ""
     with pytest.raises(RuntimeError, match="test failed"), build_lan(2) as lan:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -32,6 +33,7 @@ HOSTS = ["a0", "a1", "a2", "a3", "a4"]
 # peers presenting a revoked and an expired certificate (test_certificates.py).
 OTHERS = ["x", "h", "hub", "c0", "c1", "c2", "r", "e"]
 DATASET = "team/geo"
+STABLE = f"{DATASET}:stable"
 
 
 @dataclass(frozen=True)
@@ -211,3 +213,37 @@ def new_fleet(store_lan: StoreLan, root: Path) -> Fleet:
 @pytest.fixture(scope="module")
 def fleet(store_lan: StoreLan, tmp_path_factory: pytest.TempPathFactory) -> Fleet:
     return new_fleet(store_lan, tmp_path_factory.mktemp("fleet"))
+
+
+def write_version(root: Path, seed: int, mib: int) -> None:
+    rng = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(mib // 4):
+        (root / f"part-{i}.bin").write_bytes(rng.randbytes(4 << 20))
+    (root / "VERSION").write_text(f"{seed}\n")
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def wait_live(agents: list[LanAgent], manifest: str, timeout: float = 60) -> None:
+    for agent in agents:
+        agent.wait_for(
+            lambda s: any(
+                ch["live"] and ch["live"]["manifest"] == manifest for ch in s["subscriptions"]
+            ),
+            f"{STABLE} live at {manifest[:12]}",
+            timeout,
+        )
+
+
+def converged(agents: list[LanAgent], manifest: str, src: Path) -> None:
+    wait_live(agents, manifest)
+    expected = tree(src)
+    for agent in agents:
+        assert tree(agent.data_root / DATASET / "stable") == expected, agent.host

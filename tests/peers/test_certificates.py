@@ -32,10 +32,17 @@ from aetherfs.repository.store_backed import open_keyring
 from aetherfs.store.open import open_store
 from tests.conftest import Cli
 from tests.fixtures.netns import wait_for
-from tests.peers.conftest import DATASET, PEER_PORT, Fleet, StoreLan, new_fleet
-from tests.peers.test_rollout import converged, write_version
+from tests.peers.conftest import (
+    DATASET,
+    PEER_PORT,
+    STABLE,
+    Fleet,
+    StoreLan,
+    converged,
+    new_fleet,
+    write_version,
+)
 
-STABLE = f"{DATASET}:stable"
 HONEST = ["c0", "c1", "c2"]
 HUB_PORT = 8440
 DAY = 86400.0
@@ -52,6 +59,14 @@ class HubFleet:
         made = httpx.post(f"{self.url}/v1/fleet/join-tokens", json={}, headers=self.admin)
         made.raise_for_status()
         return str(made.json()["join_token"])
+
+    def grant_read(self, subject: str) -> None:
+        done = httpx.put(
+            f"{self.url}/v1/datasets/{DATASET}/-/grants",
+            json={"subject": subject, "role": "read"},
+            headers=self.admin,
+        )
+        assert done.status_code == 200, done.text
 
     def enrol(self, state: Path, name: str) -> Enrolment:
         """Enrol an identity made in `state` the way an agent does, and keep it there."""
@@ -92,8 +107,6 @@ def hub_agent_cli(fleet: Fleet, url: str, name: str) -> Cli:
 @pytest.fixture(scope="module")
 def hub_fleet(store_lan: StoreLan, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubFleet]:
     fleet = new_fleet(store_lan, tmp_path_factory.mktemp("hub-fleet"))
-    for i in range(len(HONEST)):
-        fleet.cli("hub", "grant", DATASET, f"agent:edge-{i}", "read")
     admin = fleet.cli("hub", "token", "create", "--name", "ops", "--admin").out.strip()
     address = f"{fleet.lan['hub'].address}:{HUB_PORT}"
     hub = fleet.lan.start(
@@ -108,7 +121,10 @@ def hub_fleet(store_lan: StoreLan, tmp_path_factory: pytest.TempPathFactory) -> 
         line = hub.stdout.readline()
         assert line, b"".join(lines)
         lines.append(line)
-    yield HubFleet(fleet, lines[-1].split()[-1].decode(), {"Authorization": f"Bearer {admin}"})
+    running = HubFleet(fleet, lines[-1].split()[-1].decode(), {"Authorization": f"Bearer {admin}"})
+    for i in range(len(HONEST)):
+        running.grant_read(f"agent:edge-{i}")
+    yield running
     fleet.lan.stop(hub)
 
 
@@ -201,7 +217,9 @@ def test_enrolled_agents_trade_and_refuse_a_revoked_and_an_expired_certificate(
             "--listen", f"{lan[host].address}:{PEER_PORT}", *peers,
         ]  # fmt: skip
         presenters[host] = lan.start(host, argv, env=fleet.cli.env, stderr=subprocess.STDOUT)
-        assert json.loads(presenters[host].stdout.readline())["port"] == PEER_PORT  # type: ignore[union-attr]
+    for proc in presenters.values():
+        assert proc.stdout is not None
+        assert json.loads(proc.stdout.readline())["port"] == PEER_PORT
     for agent in honest:
         agent.wait_for(
             lambda s: (

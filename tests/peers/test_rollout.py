@@ -12,51 +12,27 @@ import random
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fixtures.netns import wait_for
-from tests.peers.conftest import DATASET, HOSTS, PEER_PORT, Fleet, LanAgent, producer_cli
+from tests.peers.conftest import (
+    DATASET,
+    HOSTS,
+    PEER_PORT,
+    STABLE,
+    Fleet,
+    LanAgent,
+    converged,
+    producer_cli,
+    write_version,
+)
 
-STABLE = f"{DATASET}:stable"
 HOSTILE = "hostile-flipper"  # the agent name tests/fixtures/hostile_peer.py gives itself
 pytestmark = pytest.mark.slow
-
-
-def write_version(root: Path, seed: int, mib: int) -> None:
-    rng = random.Random(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    for i in range(mib // 4):
-        (root / f"part-{i}.bin").write_bytes(rng.randbytes(4 << 20))
-    (root / "VERSION").write_text(f"{seed}\n")
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
-
-def wait_live(agents: list[LanAgent], manifest: str, timeout: float = 60) -> None:
-    for agent in agents:
-        agent.wait_for(
-            lambda s: any(
-                ch["live"] and ch["live"]["manifest"] == manifest for ch in s["subscriptions"]
-            ),
-            f"{STABLE} live at {manifest[:12]}",
-            timeout,
-        )
-
-
-def converged(agents: list[LanAgent], manifest: str, src: Path) -> None:
-    wait_live(agents, manifest)
-    expected = tree(src)
-    for agent in agents:
-        assert tree(agent.data_root / DATASET / "stable") == expected, agent.host
 
 
 def fetches(agents: list[LanAgent], manifest: str) -> list[dict[str, Any]]:
@@ -79,6 +55,26 @@ def roll_out(fleet: Fleet, src: Path, version: str) -> tuple[str, int]:
     before = fleet.store_sent()
     fleet.cli("tag", f"{DATASET}:{version}", "stable")
     return manifest, before
+
+
+def serving_half_way(agents: list[LanAgent], manifest: str) -> LanAgent:
+    """The first of `agents` seen uploading to its peers while it still lacks pieces of
+    `manifest` itself (and holds some)."""
+
+    def seen(agent: LanAgent) -> bool:
+        snap = agent.status()
+        mine = next((f for f in snap["fetches"] if f["manifest"] == manifest), None)
+        return (
+            mine is not None
+            and 0 < mine["pieces_needed"] < mine["pieces"] - 1
+            and snap["peer_exchange"]["uploads_running"] > 0
+        )
+
+    found: list[LanAgent] = []
+    assert wait_for(
+        lambda: bool(found.extend(a for a in agents if seen(a)) or found), 30, interval=0.02
+    ), "no agent was seen serving half way"
+    return found[0]
 
 
 @pytest.fixture(scope="module")
@@ -257,22 +253,7 @@ def test_a_serving_agent_killed_mid_rollout_restarts_and_the_others_finish_witho
     write_version(src, 4, 24)
     manifest, _ = roll_out(fleet, src, "4.0.0")
 
-    def serving_half_way(agent: LanAgent) -> bool:
-        snap = agent.status()
-        mine = next((f for f in snap["fetches"] if f["manifest"] == manifest), None)
-        return (
-            mine is not None
-            and 0 < mine["pieces_needed"] < mine["pieces"] - 1
-            and snap["peer_exchange"]["uploads_running"] > 0
-        )
-
-    victims: list[LanAgent] = []
-    assert wait_for(
-        lambda: bool(victims.extend(a for a in running[:4] if serving_half_way(a)) or victims),
-        30,
-        interval=0.02,
-    ), "no agent was seen serving half way"
-    victim = victims[0]
+    victim = serving_half_way(running[:4], manifest)
     fleet.lan.kill(victim.proc)  # type: ignore[arg-type]
     others = [a for a in running if a is not victim]
     converged(others, manifest, src)
@@ -290,3 +271,34 @@ def test_a_serving_agent_killed_mid_rollout_restarts_and_the_others_finish_witho
         ),
         20,
     ), [agent.peer_row(ids[victim.host]) for agent in others]
+
+
+def test_a_serving_agent_that_goes_silent_is_noticed_and_the_others_finish(
+    fleet: Fleet, running: list[LanAgent], tmp_path: Path
+) -> None:
+    """Mid-rollout, an agent serving its peers vanishes without a word: its namespace drops
+    every packet (no FIN, no RST, as a pulled cable). Its peers notice within the idle and
+    progress timeouts (10 s), take what it owed them from others or the store, and finish;
+    back on the LAN, it finishes too."""
+    ids = {a.host: a.status()["peer_exchange"]["agent_id"] for a in running}
+    src = tmp_path / "v5"
+    write_version(src, 5, 24)
+    manifest, _ = roll_out(fleet, src, "5.0.0")
+    victim = serving_half_way(running[:4], manifest)
+    fleet.lan.isolate(victim.host)
+    gone_at = time.monotonic()
+    others = [a for a in running if a is not victim]
+    try:
+        assert wait_for(
+            lambda: all(
+                (a.peer_row(ids[victim.host]) or {}).get("state") == "gone" for a in others
+            ),
+            25,
+        ), [a.peer_row(ids[victim.host]) for a in others]
+        noticed = time.monotonic() - gone_at
+        print(f"silent peer noticed by all four after {noticed:.1f} s")
+        assert noticed < 15
+        converged(others, manifest, src)
+    finally:
+        fleet.lan.rejoin(victim.host)
+    converged([victim], manifest, src)
