@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ def serving_half_way(agents: list[LanAgent], manifest: str) -> LanAgent:
 
 
 @pytest.fixture(scope="module")
-def running(fleet: Fleet) -> list[LanAgent]:
+def running(fleet: Fleet) -> Iterator[list[LanAgent]]:
     """Five agents subscribed to stable before it exists. a4's mDNS is blocked (nftables
     drops multicast in and out of its namespace), so it finds its peers only by the static
     addresses it is given; the others find each other by mDNS and a4 when it calls."""
@@ -93,7 +94,10 @@ def running(fleet: Fleet) -> list[LanAgent]:
     assert wait_for(lambda: all(a.open_peers() >= 4 for a in agents), 30), {
         a.host: a.status()["peers"] for a in agents
     }
-    return agents
+    yield agents
+    for agent in agents:  # the next module's agents need the cores
+        if agent.proc is not None:
+            fleet.lan.kill(agent.proc)
 
 
 def test_a_rollout_converges_and_the_store_serves_each_piece_about_once(
