@@ -324,6 +324,7 @@ class PeerExchange:
                 static_peers=tuple(PeerAddress.parse(p) for p in peers.static),
                 store_threads=config.fetch_workers,
             ),
+            # The engine sets each connection's wall_offset (certificates are dated in Unix time).
             PeerConfig(identity.signing_key, admission, agent=str(identity.agent_id)),
             granted.accesses(),
             FetchPlanner(

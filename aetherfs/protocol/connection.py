@@ -39,7 +39,12 @@ from aetherfs.protocol.admission import (
     NotAdmitted,
     open_revocations,
 )
-from aetherfs.protocol.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from aetherfs.protocol.errors import (
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    StreamTruncated,
+)
 from aetherfs.protocol.events import (
     AccessProved,
     ConnectionClosed,
@@ -255,7 +260,7 @@ class PeerConnection:
         try:
             if not data:
                 if self._buffer.pending():
-                    raise RemoteProtocolError("the stream ended inside a frame: truncated")
+                    raise StreamTruncated("the stream ended inside a frame: truncated")
                 self._closed(Reason.CONNECTION_LOST, "the peer closed the stream", True)
             else:
                 self._buffer.feed(data)

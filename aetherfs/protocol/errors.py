@@ -20,3 +20,8 @@ class LocalProtocolError(ProtocolError):
 class RemoteProtocolError(ProtocolError):
     """The peer sent bytes the protocol forbids (bad frame, failed authentication, replay,
     oversize, a message out of order): the connection is closed and the peer may be avoided."""
+
+
+class StreamTruncated(RemoteProtocolError):
+    """The stream ended inside a frame: the peer (or its host) stopped mid-send, as a crash
+    does. The connection ends, but nothing the peer sent was wrong: it is not avoided for it."""

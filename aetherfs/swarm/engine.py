@@ -72,7 +72,7 @@ from aetherfs.protocol.admission import (
     open_revocations,
 )
 from aetherfs.protocol.connection import PeerConfig, PeerConnection
-from aetherfs.protocol.errors import RemoteProtocolError
+from aetherfs.protocol.errors import RemoteProtocolError, StreamTruncated
 from aetherfs.protocol.events import (
     AccessProved,
     ConnectionClosed,
@@ -727,7 +727,11 @@ class SwarmEngine:
         del self._links[peer]
         if counters.state != "banned":
             counters.state = "gone"
-        if isinstance(event.error, RemoteProtocolError) and state.outgoing:
+        if (
+            isinstance(event.error, RemoteProtocolError)
+            and not isinstance(event.error, StreamTruncated)  # it died mid-block: only gone
+            and state.outgoing
+        ):
             # It broke the protocol while it owed us blocks (a block that fails its id, one
             # not of the piece asked for): the planner drops and avoids it.
             fetch = next(iter(state.outgoing.values()))

@@ -1,17 +1,17 @@
-"""Agents in network namespaces on one bridge: a fleet for the peer tests.
+"""Agents in network namespaces on one bridge, SeaweedFS in another: a fleet for the peer tests.
 
-One LAN per module (building it costs seconds); every agent is the real CLI (`aetherfs agent`)
-in its own namespace, asked over its Unix socket from here. The store is a directory every
-namespace sees (the file system is shared): each agent's store reads are counted by its engine
-(`fetches[].store_reads` in status), which is what the tests check. SeaweedFS in the store
-namespace (`run_seaweedfs_in`) was the plan; with other LANs on this host its master took
-another LAN's volume server for its own (it then failed every write), so it is not used here.
+One LAN and one SeaweedFS for the whole session (building them costs seconds), each module its
+own store prefix and fleet; every agent is the real CLI (`aetherfs agent`) in its own namespace,
+asked over its Unix socket from here. The store's egress is counted twice: by the bytes its
+namespace's interface sent (`Lan.tx_bytes("store")`), and by each agent's engine
+(`fetches[].store_reads` in status).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -24,11 +24,22 @@ import httpx
 import pytest
 
 from tests.conftest import Cli
-from tests.fixtures.netns import Lan, build_lan
+from tests.fixtures.netns import Lan, build_lan, run_seaweedfs_in
+from tests.fixtures.seaweedfs import CREDENTIALS, SeaweedFS
 
 PEER_PORT = 7422
 HOSTS = ["a0", "a1", "a2", "a3", "a4"]
+# x: an agent of another fleet; h: a peer sending corrupt blocks; the hub, its agents and
+# peers presenting a revoked and an expired certificate (test_certificates.py).
+OTHERS = ["x", "h", "hub", "c0", "c1", "c2", "r", "e"]
 DATASET = "team/geo"
+STABLE = f"{DATASET}:stable"
+
+
+@dataclass(frozen=True)
+class StoreLan:
+    lan: Lan
+    s3: SeaweedFS
 
 
 @dataclass
@@ -48,7 +59,8 @@ class LanAgent:
     def address(self) -> str:
         return self.lan[self.host].address
 
-    def start(self) -> LanAgent:
+    def start(self, wait: bool = True) -> LanAgent:
+        """Start the agent; with `wait`, until its peer exchange is up (or says why not)."""
         log = self.log_path.open("ab")
         argv = [
             sys.executable, "-m", "aetherfs.cli.main", "agent",
@@ -62,10 +74,18 @@ class LanAgent:
         )
         log.close()
         self.starts += 1
+        if wait:
+            self.wait_started()
+        return self
+
+    def wait_started(self) -> None:
         self.wait_for(
             lambda s: s["peer_exchange"]["enabled"] or s["peer_exchange"]["problem"], "peers"
         )
-        return self
+
+    def peer_row(self, agent: str) -> dict[str, Any] | None:
+        """This agent's status row of the peer that calls itself `agent`."""
+        return next((p for p in self.status()["peers"] if p["agent"] == agent), None)
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
@@ -124,13 +144,16 @@ class Fleet:
     root: Path
     agents: dict[str, LanAgent] = field(default_factory=dict)
 
-    def agent(self, host: str, *args: str, keys: Path | None = None) -> LanAgent:
-        env = dict(self.cli.env)
+    def agent(self, host: str, *args: str, cli: Cli | None = None) -> LanAgent:
+        """An agent in `host` reading the fleet's store with its reader keyring (`cli`: one
+        of another environment, whose own args then say where it reads)."""
+        env = dict((cli or self.cli).env)
+        store = [] if cli else ["--store", self.store_url, "--keys", str(self.keys)]
         agent = LanAgent(
             self.lan,
             host,
             self.root / f"{host}-root",
-            ["--store", self.store_url, "--keys", str(keys or self.keys), *args],
+            [*store, *args],
             env,
             self.root / f"{host}.log",
         )
@@ -144,8 +167,12 @@ class Fleet:
         manifest: str = json.loads(self.cli(*args).out)["manifest"]
         return manifest
 
+    def store_sent(self) -> int:
+        """Bytes the store's namespace has sent so far (every reply SeaweedFS made)."""
+        return self.lan.tx_bytes("store")
 
-def producer_cli(home: Path, store_url: str) -> Cli:
+
+def producer_cli(home: Path, store_url: str, endpoint: str | None = None) -> Cli:
     home.mkdir(parents=True, exist_ok=True)
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -156,19 +183,67 @@ def producer_cli(home: Path, store_url: str) -> Cli:
         "PYTHONPATH": str(Path(__file__).resolve().parent.parent.parent),
         "AETHERFS_STORE": store_url,
     }
+    if endpoint is not None:
+        env.update(CREDENTIALS, AETHERFS_S3_ENDPOINT=endpoint, AWS_REGION="us-east-1")
     return Cli(env, home)
 
 
+@pytest.fixture(scope="session")
+def store_lan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreLan]:
+    """The LAN (every host any module uses) and SeaweedFS in its store namespace."""
+    data = tmp_path_factory.mktemp("seaweedfs")
+    with build_lan([*HOSTS, *OTHERS], store=True) as lan, run_seaweedfs_in(lan, data) as s3:
+        yield StoreLan(lan, s3)
+
+
+def new_fleet(store_lan: StoreLan, root: Path) -> Fleet:
+    """A producer with a store of its own (a fresh prefix on the LAN's SeaweedFS), one
+    version pushed before any agent starts, and a reader's keyring exported for agents."""
+    store_url = f"s3://{store_lan.s3.bucket}/{store_lan.s3.new_prefix()}"
+    cli = producer_cli(root / "home", store_url, store_lan.s3.endpoint)
+    seed = root / "seed"
+    seed.mkdir()
+    (seed / "README").write_text("the dataset's first push, before any agent starts\n")
+    cli("push", str(seed), f"{DATASET}:0.0.1")
+    keys = root / "reader.json"
+    cli("keys", "export", "--reader", str(keys), "--dataset", DATASET)
+    return Fleet(store_lan.lan, cli, store_url, keys, root)
+
+
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    root = tmp_path_factory.mktemp("fleet")
-    with build_lan([*HOSTS, "x"]) as lan:
-        store_url = (root / "store").as_uri()
-        cli = producer_cli(root / "home", store_url)
-        seed = root / "seed"
-        seed.mkdir()
-        (seed / "README").write_text("the dataset's first push, before any agent starts\n")
-        cli("push", str(seed), f"{DATASET}:0.0.1")
-        keys = root / "reader.json"
-        cli("keys", "export", "--reader", str(keys), "--dataset", DATASET)
-        yield Fleet(lan, cli, store_url, keys, root)
+def fleet(store_lan: StoreLan, tmp_path_factory: pytest.TempPathFactory) -> Fleet:
+    return new_fleet(store_lan, tmp_path_factory.mktemp("fleet"))
+
+
+def write_version(root: Path, seed: int, mib: int) -> None:
+    rng = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(mib // 4):
+        (root / f"part-{i}.bin").write_bytes(rng.randbytes(4 << 20))
+    (root / "VERSION").write_text(f"{seed}\n")
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def wait_live(agents: list[LanAgent], manifest: str, timeout: float = 60) -> None:
+    for agent in agents:
+        agent.wait_for(
+            lambda s: any(
+                ch["live"] and ch["live"]["manifest"] == manifest for ch in s["subscriptions"]
+            ),
+            f"{STABLE} live at {manifest[:12]}",
+            timeout,
+        )
+
+
+def converged(agents: list[LanAgent], manifest: str, src: Path) -> None:
+    wait_live(agents, manifest)
+    expected = tree(src)
+    for agent in agents:
+        assert tree(agent.data_root / DATASET / "stable") == expected, agent.host
