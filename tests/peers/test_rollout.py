@@ -221,7 +221,12 @@ def test_a_peer_sending_corrupt_blocks_is_dropped_and_avoided(
     hostile = fleet.lan.start("h", argv, env=fleet.cli.env, stderr=subprocess.STDOUT)
     assert hostile.stdout is not None
     ready = hostile.stdout.readline()
-    assert json.loads(ready)["pieces"] >= 4, ready
+    try:
+        said = json.loads(ready)
+    except ValueError:
+        rest = hostile.communicate(timeout=30)[0] or b""  # it has failed: its traceback
+        raise AssertionError(f"the hostile peer did not start: {(ready + rest).decode()}") from None
+    assert said["pieces"] >= 4, ready
     for agent in running:  # it is everyone's peer, holding every piece of the new version
         agent.wait_for(
             lambda s: any(p["agent"] == HOSTILE and p["state"] == "open" for p in s["peers"]),
