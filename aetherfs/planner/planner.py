@@ -53,6 +53,8 @@ from aetherfs.planner.pieces import PieceTable
 from aetherfs.planner.policy import PieceSelector, RarestFirst
 from aetherfs.planner.rendezvous import Rendezvous, in_read_order, store_start
 
+_VIEWS = 4  # a late agent guesses earlier members' reads in this many of their latest views
+
 
 @dataclass(frozen=True, slots=True)
 class PlannerConfig:
@@ -106,8 +108,8 @@ class _Version:
     by_rarity: list[int]
     tie: array[int]  # this agent's own order among equally rare pieces
     store_start: int  # the piece this agent's store reads start from (hashed from its id)
-    deferred: int = 0  # own pieces left to an earlier member that probably reads them now ...
-    deferred_until: float = 0.0  # ... until then
+    deferred: int = 0  # own pieces left to an earlier member that probably reads them now,
+    deferred_since: float = 0.0  # since then, for an owner's patience
     in_flight: int = 0
     fallback: int = 0  # pieces for the store whoever owns them (their peers failed)
     store_only: int = 0  # pieces never asked of peers
@@ -136,6 +138,8 @@ class _Peer:
     tie: int
     have: dict[ManifestId, int] = field(default_factory=dict)
     progress: dict[ManifestId, float] = field(default_factory=dict)  # last new piece announced
+    first_announced: dict[ManifestId, float] = field(default_factory=dict)
+    first_piece: dict[ManifestId, float] = field(default_factory=dict)  # its first HAVE
     in_flight: int = 0
     in_flight_bytes: int = 0
     rate: float = 0.0  # bytes per second it has delivered at (moving average), 0: unknown
@@ -350,26 +354,49 @@ class FetchPlanner:
         self._defer_to_earlier(version, now)
 
     def _defer_to_earlier(self, version: _Version, now: float) -> None:
-        """This agent wants a version that members announced before it did. Each has been
-        reading the store, and the reads it started before it heard of this agent are of
-        pieces this agent may own now. A member reads its pieces in pack order from its own
-        hashed start (`store_start`, which anyone can compute), so the next `store_reads` of
-        them nobody has announced are probably in flight there: this agent leaves those of
-        them it now owns to that member for an owner's patience, rather than read them too."""
-        earlier = [p for p in sorted(version.announced) if p in version.rendezvous]
-        if not earlier:
-            return
-        count = len(version.table)
-        previous = version.rendezvous.without(self.self_id)  # my pieces: whose without me
+        """Members that announced the version before this agent did have been reading the
+        store, and the reads they started before they heard of this agent are of pieces this
+        agent may own now. A member reads the pieces it owns among the members it knows in
+        pack order from its own hashed start (`store_start`, which anyone can compute), so
+        the next `store_reads` of them nobody has announced are probably in flight there:
+        this agent leaves those of them it owns to that member for an owner's patience,
+        rather than read them too. Done when the version is wanted and again when members
+        in their announce grace leave (the pieces they held move to this agent)."""
+        announced = sorted(
+            (
+                self._peers[peer_id].first_announced.get(version.id, now),
+                peer_id,
+            )
+            for peer_id in version.announced
+            if peer_id in version.rendezvous and peer_id not in version.provisional
+        )
+        # Those that announced within the grace before this agent still counted it a member
+        # (provisional) when they heard of it: they read none of its pieces.
+        since = version.added - self.config.announce_grace
+        earlier = {peer_id for first, peer_id in announced if first < since}
+        mine = version.rendezvous.owned(self.self_id)
         unannounced = self._idle(version) & ~self._available(version)
-        for member in earlier:
-            taken = sum(1 << index for index, owner in previous.items() if owner == member)
-            theirs = (version.rendezvous.owned(member) | taken) & unannounced
-            order = in_read_order(theirs, store_start(member, version.id, count))
-            for index in itertools.islice(order, self.config.store_reads):
-                version.deferred |= (taken >> index & 1) << index
-        if version.deferred:
-            version.deferred_until = now + self._owner_patience(now)
+        if not earlier or not mine & unannounced:
+            return
+        # A member's view grew as others announced, and reads it started in an older view
+        # (a larger share) may still run: the fronts of its last few views, as they were.
+        count = len(version.table)
+        views = Rendezvous(version.id, count)
+        deferred = 0
+        for position, (_, peer_id) in enumerate(announced):
+            views.add(peer_id)
+            if position < len(announced) - _VIEWS:
+                continue
+            for member in sorted(earlier & views.members):
+                order = in_read_order(
+                    views.owned(member) & unannounced, store_start(member, version.id, count)
+                )
+                for index in itertools.islice(order, self.config.store_reads):
+                    deferred |= 1 << index
+        deferred &= mine
+        if deferred & ~version.deferred:
+            version.deferred |= deferred
+            version.deferred_since = now
 
     def _join(self, event: PeerJoined, now: float, actions: list[Action]) -> None:
         if event.peer == self.self_id:
@@ -415,6 +442,9 @@ class FetchPlanner:
         self._available_cache.clear()
         if version_id not in peer.progress or new & ~old:
             peer.progress[version_id] = now
+        peer.first_announced.setdefault(version_id, now)
+        if new:
+            peer.first_piece.setdefault(version_id, now)
         if version is None:
             return
         self._count(version, old & ~new, -1)
@@ -607,12 +637,13 @@ class FetchPlanner:
     def _expire_members(self, version: _Version, now: float) -> None:
         """Provisional members past the grace, and owners silent past their patience, leave;
         pieces left to an earlier member are this agent's to read again past theirs."""
-        if version.deferred and now >= version.deferred_until:
+        if version.deferred and now >= self._deferred_until(version, now):
             version.deferred = 0
         if version.provisional and now >= version.added + self.config.announce_grace:
             for peer_id in sorted(version.provisional):
                 version.rendezvous.remove(peer_id)
             version.provisional.clear()
+            self._defer_to_earlier(version, now)
         for peer_id, deadline in self._stall_deadlines(version, now):
             if deadline <= now:
                 version.stalled.add(peer_id)
@@ -623,7 +654,7 @@ class FetchPlanner:
         `owner_patience` after the later of its last new piece and the start of the wait (an
         owner that has just been handed pieces gets the whole patience for them)."""
         waiting = self._waiting(version)
-        patience = self._owner_patience(now) if waiting else 0.0
+        patience = self._owner_patience(version, now) if waiting else 0.0
         found: list[tuple[PeerId, float]] = []
         waited: dict[PeerId, float] = {}
         for owner, bits in version.rendezvous.owned_items() if waiting else ():
@@ -638,7 +669,11 @@ class FetchPlanner:
         version.waiting_since = waited
         return found
 
-    def _owner_patience(self, now: float) -> float:
+    def _deferred_until(self, version: _Version, now: float) -> float:
+        """An owner's patience from the deferral (longer as this agent's reads are slower)."""
+        return version.deferred_since + self._owner_patience(version, now)
+
+    def _owner_patience(self, version: _Version, now: float) -> float:
         """`owner_patience`, or longer when this agent's own store reads take longer: twice
         the time a read takes here (measured, or the age of the oldest read still running).
         Owners read the same store at the same pace, so one that is merely slow is not
@@ -647,6 +682,13 @@ class FetchPlanner:
         for request in self._requests.values():
             if isinstance(request.source, StoreSource):
                 pace = max(pace, now - request.started)
+        # An agent with no store reads of its own (it owns little, or left its pieces to
+        # earlier members) takes the pace from its peers: how long they took from announcing
+        # the version to their first piece of it.
+        for peer in self._peers.values():
+            first, piece = peer.first_announced.get(version.id), peer.first_piece.get(version.id)
+            if first is not None and piece is not None:
+                pace = max(pace, piece - first)
         config = self.config
         return min(
             max(config.owner_patience, config.store_pace_patience * pace), config.owner_patience_max
@@ -687,7 +729,7 @@ class FetchPlanner:
         timers: list[float] = []
         versions = sorted(self._versions.values(), key=lambda v: (-v.priority, v.id))
         for version in versions:
-            if version.deferred and now >= version.deferred_until:
+            if version.deferred and now >= self._deferred_until(version, now):
                 version.deferred = 0
         for version in versions:
             self._assign_peers(version, now, actions, timers)
@@ -700,7 +742,7 @@ class FetchPlanner:
             if version.provisional:
                 timers.append(version.added + self.config.announce_grace)
             if version.deferred:
-                timers.append(version.deferred_until)
+                timers.append(self._deferred_until(version, now))
         timers.extend(p.cool_until for p in self._peers.values() if p.cool_until)
         for version in versions:
             timers.extend(deadline for _, deadline in self._stall_deadlines(version, now))

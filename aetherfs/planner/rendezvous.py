@@ -11,7 +11,7 @@ the owner's weight, and per member the set of pieces it owns as a bitset.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import blake3
 
@@ -89,11 +89,10 @@ class Rendezvous:
             if best is not None:
                 self._owned[best] |= 1 << index
 
-    def without(self, member: PeerId) -> dict[int, PeerId]:
-        """Who would own each of `member`'s pieces if it were no member (pieces that no
-        other member could own are left out)."""
-        others = sorted(m for m in self._owned if m != member)
-        best = self._best_of(others, self._owned.get(member, 0))
+    def owners_among(self, members: Iterable[PeerId], bits: int) -> dict[int, PeerId]:
+        """Who would own each piece of `bits` if `members` were all the members (as an agent
+        that knows only those sees it); empty when `members` is."""
+        best = self._best_of(sorted(members), bits)
         return {index: owner for index, (owner, _) in best.items() if owner is not None}
 
     def _best_of(self, members: list[PeerId], bits: int) -> dict[int, tuple[PeerId | None, int]]:

@@ -9,6 +9,7 @@ from aetherfs.planner import (
     DropPeer,
     FetchPlanner,
     GaveUp,
+    PeerBitfield,
     PeerGone,
     PeerJoined,
     PieceArrived,
@@ -408,3 +409,52 @@ def test_two_requests_to_one_peer_past_their_deadlines_in_one_timer_call() -> No
     assert {(c.piece, c.source) for c in actions if isinstance(c, Cancel)} == {
         (a.piece, peer(1)) for a in asks
     }
+
+
+def test_a_late_agent_leaves_to_an_earlier_member_the_pieces_it_is_probably_reading() -> None:
+    from aetherfs.planner.rendezvous import Rendezvous
+
+    def reading_and_mine(name: str) -> tuple[set[int], set[int]]:
+        table = table_of(40, name)
+        # Alone after its grace, peer 1 owned everything and read 4 from its own start on.
+        reading = set(list(in_read_order((1 << 40) - 1, store_start(peer(1), table.id, 40)))[:4])
+        both = Rendezvous(table.id, 40)
+        both.add(ME)
+        both.add(peer(1))
+        return reading, {i for i in range(40) if both.owner(i) == ME}
+
+    name = next(n for n in map(str, range(100)) if len(set.intersection(*reading_and_mine(n))) > 1)
+    reading, mine = reading_and_mine(name)
+    table = table_of(40, name)
+    planner = FetchPlanner(ME, PlannerConfig(store_reads=4, owner_patience=10.0))
+    planner.handle(PeerJoined(peer(1)), 0.0)
+    planner.handle(PeerBitfield(peer(1), table.id, Bitfield(40)), 0.0)  # it started at 0
+    reads = assigned(planner.handle(VersionWanted(table), 10.0))
+    assert len(reads) == 4 and not {a.piece.index for a in reads} & reading  # not read twice
+    state = planner._versions[table.id]
+    assert state.deferred == bits(sorted(mine & reading))
+    while reads:  # its own reads land at once (a fast store: the patience stays 10 s)
+        reads += assigned(planner.handle(PieceArrived(reads.pop().piece, STORE), 10.0))
+    planner.handle_timer(19.9)
+    assert state.deferred
+    planner.handle_timer(20.0)  # peer 1 never announced them: this agent's to read now
+    assert state.deferred == 0
+
+
+def test_an_owner_is_not_taken_for_stalled_while_this_agents_store_reads_are_slower() -> None:
+    table = table_of(40)
+    planner = FetchPlanner(ME, PlannerConfig(store_reads=4, owner_patience=10.0))
+    planner.handle(PeerJoined(peer(1)), 0.0)
+    planner.handle(PeerBitfield(peer(1), table.id, Bitfield(40)), 0.0)
+    reads = assigned(planner.handle(VersionWanted(table), 0.0))  # slow: none lands for 30 s
+    assert reads and all(a.source == STORE for a in reads)
+    for now in (10.0, 20.0, 30.0):
+        planner.handle_timer(now)
+        assert peer(1) in planner._versions[table.id].rendezvous  # twice the 30 s reads' age
+    # Its reads land at 30 s: the peer, still silent, is stalled at twice a read's time.
+    for a in reads:
+        planner.handle(PieceArrived(a.piece, STORE), 30.0)
+    planner.handle_timer(59.0)
+    assert peer(1) in planner._versions[table.id].rendezvous
+    planner.handle_timer(61.0)
+    assert peer(1) not in planner._versions[table.id].rendezvous
