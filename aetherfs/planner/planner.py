@@ -12,8 +12,10 @@ The policy, per scheduling pass, versions in order of priority:
    version's members (itself and the live peers that announced the version), and for pieces
    whose peers failed them (`fallback`). Lowest index first, so store reads follow pack order.
 3. Every other needed piece waits for its owner to announce it. An owner that announces
-   nothing new of the version for `owner_patience` is taken out of the version's members, so
-   its pieces move to the others (the same on every agent that sees the same silence).
+   nothing new of the version for its patience (`owner_patience`, or twice a store read's
+   time here when the store is slower) is taken out of the version's members, so its pieces
+   move to the others (the same on every agent that sees the same silence). An agent that
+   starts after others leaves them, for that long, the pieces they are probably reading.
 With no peers this agent owns every piece and all go to the store at once, `store_reads` at
 a time: never slower than the store alone.
 """
