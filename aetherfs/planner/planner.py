@@ -55,8 +55,6 @@ from aetherfs.planner.pieces import PieceTable
 from aetherfs.planner.policy import PieceSelector, RarestFirst
 from aetherfs.planner.rendezvous import Rendezvous, in_read_order, store_start
 
-_VIEWS = 4  # a late agent guesses earlier members' reads in this many of their latest views
-
 
 @dataclass(frozen=True, slots=True)
 class PlannerConfig:
@@ -68,6 +66,7 @@ class PlannerConfig:
     # ... and to all peers together: they share this agent's downlink, so ten peers asked
     # four pieces each would each send at a fortieth of it and all miss their deadlines.
     download_requests: int = 8
+    peer_upload_slots: int = 8  # uploads a peer runs at once (its UploadConfig.slots)
     # A peer request's deadline: this, plus its size at peer_min_rate (a quarter of a
     # 100 Mbit/s link), plus the bytes already asked of that peer at the rate it has shown.
     peer_timeout: float = 1.0
@@ -84,7 +83,12 @@ class PlannerConfig:
     store_attempts: int = 5  # store errors on one piece before giving it up
 
     def __post_init__(self) -> None:
-        limits = (self.store_reads, self.peer_requests, self.download_requests)
+        limits = (
+            self.store_reads,
+            self.peer_requests,
+            self.download_requests,
+            self.peer_upload_slots,
+        )
         if min(*limits, self.peer_attempts, self.store_attempts) < 1:
             raise InvalidInput("planner limits (reads, requests, attempts) must be at least 1")
 
@@ -381,14 +385,12 @@ class FetchPlanner:
         if not earlier or not mine & unannounced:
             return
         # A member's view grew as others announced, and reads it started in an older view
-        # (a larger share) may still run: the fronts of its last few views, as they were.
+        # (a larger share) may still run: the fronts of each of its views, as they were.
         count = len(version.table)
         views = Rendezvous(version.id, count)
         deferred = 0
-        for position, (_, peer_id) in enumerate(announced):
+        for _, peer_id in announced:
             views.add(peer_id)
-            if position < len(announced) - _VIEWS:
-                continue
             for member in sorted(earlier & views.members):
                 order = in_read_order(
                     views.owned(member) & unannounced, store_start(member, version.id, count)
@@ -777,7 +779,7 @@ class FetchPlanner:
                 index = self.selector.select(wanted, version.by_rarity, version.tie)
                 size = version.table.size(index)
                 self._download.take(now, size)
-                deadline = now + self._patience_for(peer, size)
+                deadline = now + self._patience_for(peer, size, self._crowd(version, index))
                 self._start(version, index, _Request(peer.id, deadline, size, now), actions)
                 peer.in_flight += 1
                 peer.in_flight_bytes += size
@@ -831,7 +833,7 @@ class FetchPlanner:
         if version is not None:
             version.in_flight &= ~(1 << piece.index)
 
-    def _patience_for(self, peer: _Peer, size: int) -> float:
+    def _patience_for(self, peer: _Peer, size: int, crowd: float = 1.0) -> float:
         config = self.config
         floor = config.peer_min_rate
         if self._store_read_rate:
@@ -839,7 +841,24 @@ class FetchPlanner:
             # agents is slow per read, and so is a peer serving many at once.
             floor = min(floor, self._store_read_rate)
         ahead = peer.in_flight_bytes / max(peer.rate, floor)
-        return config.peer_timeout + size / floor + ahead
+        return config.peer_timeout + crowd * size / floor + ahead
+
+    def _crowd(self, version: _Version, index: int) -> float:
+        """How many rounds of uploads a holder of the piece needs for all who want it: the
+        members that lack it over its holders' upload slots (`peer_upload_slots` each), at
+        least 1. Nineteen agents asking the one holder of a new piece wait for three rounds
+        of its eight uploads, and are not late for it."""
+        bit = 1 << index
+        holders = wanting = 0
+        for peer in self._peers.values():
+            bits = peer.have.get(version.id)
+            if bits is None:
+                continue
+            if bits & bit:
+                holders += 1
+            else:
+                wanting += 1
+        return max(1.0, (wanting + 1) / (max(holders, 1) * self.config.peer_upload_slots))
 
     def _count(self, version: _Version, bits: int, delta: int) -> None:
         rarity, buckets = version.rarity, version.by_rarity

@@ -56,3 +56,8 @@ def test_a_silent_or_slow_peer_costs_its_share_once_more_not_every_agents() -> N
         # Its own reads, and once more by whoever takes its pieces (a fifth): not 4 times.
         assert lan.reads_per_piece() <= 1.35, lan.store_reads
         assert lan.last() < 2 * ALONE  # five agents each reading the store alone: 5 x ALONE
+
+
+def test_twenty_agents_over_10_s_wait_their_turn_at_a_new_pieces_only_holder() -> None:
+    lan = rollout(agents=20, starts=spread(20, 10.0))
+    assert lan.reads_per_piece() <= 1.05, lan.store_reads  # 1.17 with deadlines blind to it

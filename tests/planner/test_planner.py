@@ -458,3 +458,19 @@ def test_an_owner_is_not_taken_for_stalled_while_this_agents_store_reads_are_slo
     assert peer(1) in planner._versions[table.id].rendezvous
     planner.handle_timer(61.0)
     assert peer(1) not in planner._versions[table.id].rendezvous
+
+
+def test_a_peer_request_waits_longer_when_many_members_want_the_piece_of_one_holder() -> None:
+    table = table_of(1)
+    deadlines: dict[int, float] = {}
+    for members in (4, 20):
+        planner = FetchPlanner(ME)
+        planner.handle(PeerJoined(peer(1), {table.id: Bitfield.full(1)}), 0.0)
+        for n in range(2, members):  # they want it too (announced, none has it)
+            planner.handle(PeerJoined(peer(n), {table.id: Bitfield(1)}), 0.0)
+        (ask,) = assigned(planner.handle(VersionWanted(table), 0.0))
+        deadlines[members] = ask.deadline or 0.0
+    # 4 MiB at 1 MB/s; with 19 wanting it (this agent too) of one holder running 8 uploads
+    # at once, 19/8 rounds of them
+    assert abs(deadlines[4] - (1.0 + 4 * MiB / 1e6)) < 1e-9
+    assert abs(deadlines[20] - (1.0 + 19 / 8 * 4 * MiB / 1e6)) < 1e-9
