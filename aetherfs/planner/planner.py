@@ -12,14 +12,17 @@ The policy, per scheduling pass, versions in order of priority:
    version's members (itself and the live peers that announced the version), and for pieces
    whose peers failed them (`fallback`). Lowest index first, so store reads follow pack order.
 3. Every other needed piece waits for its owner to announce it. An owner that announces
-   nothing new of the version for `owner_patience` is taken out of the version's members, so
-   its pieces move to the others (the same on every agent that sees the same silence).
+   nothing new of the version for its patience (`owner_patience`, or twice a store read's
+   time here when the store is slower) is taken out of the version's members, so its pieces
+   move to the others (the same on every agent that sees the same silence). An agent that
+   starts after others leaves them, for that long, the pieces they are probably reading.
 With no peers this agent owns every piece and all go to the store at once, `store_reads` at
 a time: never slower than the store alone.
 """
 
 from __future__ import annotations
 
+import itertools
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -50,7 +53,7 @@ from aetherfs.planner.events import (
 from aetherfs.planner.ids import STORE, PeerId, PieceRef, Source, StoreSource
 from aetherfs.planner.pieces import PieceTable
 from aetherfs.planner.policy import PieceSelector, RarestFirst
-from aetherfs.planner.rendezvous import Rendezvous
+from aetherfs.planner.rendezvous import Rendezvous, in_read_order, store_start
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,22 +62,34 @@ class PlannerConfig:
     `store_reads`, so with no peers the store is read exactly as before."""
 
     store_reads: int = 8  # store reads in flight
-    peer_requests: int = 4  # requests in flight to one peer
+    peer_requests: int = 4  # requests in flight to one peer ...
+    # ... and to all peers together: they share this agent's downlink, so ten peers asked
+    # four pieces each would each send at a fortieth of it and all miss their deadlines.
+    download_requests: int = 8
+    peer_upload_slots: int = 8  # uploads a peer runs at once (its UploadConfig.slots)
     # A peer request's deadline: this, plus its size at peer_min_rate (a quarter of a
     # 100 Mbit/s link), plus the bytes already asked of that peer at the rate it has shown.
     peer_timeout: float = 1.0
-    peer_min_rate: float = 3_000_000.0
+    peer_min_rate: float = 1_000_000.0
     peer_attempts: int = 2  # peers that may fail one piece before the store takes it
     peer_cooldown: float = 2.0  # a peer that missed a deadline rests this long, doubled ...
     peer_cooldown_max: float = 60.0  # ... for each miss in a row, up to this
-    owner_patience: float = 10.0  # an owner silent this long loses the pieces it owns
+    owner_patience: float = 10.0  # an owner silent this long loses the pieces it owns ...
+    store_pace_patience: float = 2.0  # ... or this many times a store read's time here,
+    owner_patience_max: float = 60.0  # up to this
     announce_grace: float = 2.0  # live peers count as members this long before announcing
     store_retry: float = 1.0  # wait after a store error, doubled each time ...
     store_retry_max: float = 30.0  # ... up to this
     store_attempts: int = 5  # store errors on one piece before giving it up
 
     def __post_init__(self) -> None:
-        if min(self.store_reads, self.peer_requests, self.peer_attempts, self.store_attempts) < 1:
+        limits = (
+            self.store_reads,
+            self.peer_requests,
+            self.download_requests,
+            self.peer_upload_slots,
+        )
+        if min(*limits, self.peer_attempts, self.store_attempts) < 1:
             raise InvalidInput("planner limits (reads, requests, attempts) must be at least 1")
 
 
@@ -98,6 +113,9 @@ class _Version:
     # found with a few `&`s rather than a scan of every piece it has.
     by_rarity: list[int]
     tie: array[int]  # this agent's own order among equally rare pieces
+    store_start: int  # the piece this agent's store reads start from (hashed from its id)
+    deferred: int = 0  # own pieces left to an earlier member that probably reads them now,
+    deferred_since: float = 0.0  # since then, for an owner's patience
     in_flight: int = 0
     fallback: int = 0  # pieces for the store whoever owns them (their peers failed)
     store_only: int = 0  # pieces never asked of peers
@@ -126,6 +144,8 @@ class _Peer:
     tie: int
     have: dict[ManifestId, int] = field(default_factory=dict)
     progress: dict[ManifestId, float] = field(default_factory=dict)  # last new piece announced
+    first_announced: dict[ManifestId, float] = field(default_factory=dict)
+    first_piece: dict[ManifestId, float] = field(default_factory=dict)  # its first HAVE
     in_flight: int = 0
     in_flight_bytes: int = 0
     rate: float = 0.0  # bytes per second it has delivered at (moving average), 0: unknown
@@ -191,6 +211,12 @@ class FetchPlanner:
         self._banned: dict[PeerId, str] = {}
         self._requests: dict[PieceRef, _Request] = {}
         self._store_in_flight = 0
+        self._peer_in_flight = 0
+        # How long a store read takes here (moving average of whole reads, seconds): an owner
+        # is only late once it had that long, so a store shared by many agents (each read slow)
+        # does not make every owner look stalled at once.
+        self._store_read_time = 0.0
+        self._store_read_rate = 0.0  # bytes per second of one read (moving average)
         self._timer: float | None = None
         # What peers can be asked for, per version: an OR over every peer, kept until a
         # peer's bitfield, presence or rest changes.
@@ -238,6 +264,8 @@ class FetchPlanner:
         actions: list[Action] = []
         for piece, request in list(self._requests.items()):
             source, deadline = request.source, request.deadline
+            if self._requests.get(piece) is not request:
+                continue  # ended by an earlier miss of its peer in this same pass
             if isinstance(source, PeerId) and deadline is not None and deadline <= now:
                 self._missed(piece, source, now, actions)
         for peer in self._peers.values():
@@ -308,6 +336,7 @@ class FetchPlanner:
             rarity=array("H", bytes(2 * count)),
             by_rarity=[(1 << count) - 1],
             tie=tie,
+            store_start=store_start(self.self_id, table.id, count),
             fallback=store_only,
             store_only=store_only,
         )
@@ -328,6 +357,50 @@ class FetchPlanner:
             self._member(version, peer)
             peer.progress.setdefault(table.id, now)
             self._count(version, bits, 1)
+        self._defer_to_earlier(version, now)
+
+    def _defer_to_earlier(self, version: _Version, now: float) -> None:
+        """Members that announced the version before this agent did have been reading the
+        store, and the reads they started before they heard of this agent are of pieces this
+        agent may own now. A member reads the pieces it owns among the members it knows in
+        pack order from its own hashed start (`store_start`, which anyone can compute), so
+        the next `store_reads` of them nobody has announced are probably in flight there:
+        this agent leaves those of them it owns to that member for an owner's patience,
+        rather than read them too. Done when the version is wanted and again when members
+        in their announce grace leave (the pieces they held move to this agent)."""
+        announced = sorted(
+            (
+                self._peers[peer_id].first_announced.get(version.id, now),
+                peer_id,
+            )
+            for peer_id in version.announced
+            if peer_id in version.rendezvous and peer_id not in version.provisional
+        )
+        # Those that announced within the grace before this agent still counted it a member
+        # (provisional) when they heard of it: they read none of its pieces.
+        since = version.added - self.config.announce_grace
+        earlier = {peer_id for first, peer_id in announced if first < since}
+        mine = version.rendezvous.owned(self.self_id)
+        unannounced = self._idle(version) & ~self._available(version)
+        if not earlier or not mine & unannounced:
+            return
+        # A member's view grew as others announced, and reads it started in an older view
+        # (a larger share) may still run: the fronts of each of its views, as they were.
+        count = len(version.table)
+        views = Rendezvous(version.id, count)
+        deferred = 0
+        for _, peer_id in announced:
+            views.add(peer_id)
+            for member in sorted(earlier & views.members):
+                order = in_read_order(
+                    views.owned(member) & unannounced, store_start(member, version.id, count)
+                )
+                for index in itertools.islice(order, self.config.store_reads):
+                    deferred |= 1 << index
+        deferred &= mine
+        if deferred & ~version.deferred:
+            version.deferred |= deferred
+            version.deferred_since = now
 
     def _join(self, event: PeerJoined, now: float, actions: list[Action]) -> None:
         if event.peer == self.self_id:
@@ -373,6 +446,9 @@ class FetchPlanner:
         self._available_cache.clear()
         if version_id not in peer.progress or new & ~old:
             peer.progress[version_id] = now
+        peer.first_announced.setdefault(version_id, now)
+        if new:
+            peer.first_piece.setdefault(version_id, now)
         if version is None:
             return
         self._count(version, old & ~new, -1)
@@ -396,6 +472,12 @@ class FetchPlanner:
                 actions.append(Cancel(piece, request.source))
             elif isinstance(source, PeerId):
                 self._measure(source, request, now)
+            else:
+                took = max(now - request.started, 1e-6)
+                rate = request.size / took
+                first = not self._store_read_time
+                self._store_read_time = took if first else 0.7 * self._store_read_time + 0.3 * took
+                self._store_read_rate = rate if first else 0.7 * self._store_read_rate + 0.3 * rate
         if not version.needed & bit:
             return  # a late duplicate: counted nowhere, it was not needed
         size = version.table.size(piece.index)
@@ -456,26 +538,33 @@ class FetchPlanner:
             rest = self.config.peer_cooldown * 2 ** (peer.misses_in_row - 1)
             peer.cool_until = now + min(rest, self.config.peer_cooldown_max)
             self._available_cache.clear()
-            # Out of every version's members while it rests: the pieces it owns move to
-            # agents that deliver, instead of every agent reading them from the store.
-            for version in self._versions.values():
-                version.rendezvous.remove(peer_id)
-        self._lose(piece, peer_id)
+            if self._unserving(peer):
+                # Out of every version's members while it rests: the pieces it owns move to
+                # agents that deliver, instead of every agent reading them from the store.
+                for version in self._versions.values():
+                    version.rendezvous.remove(peer_id)
+        self._lose(piece, peer_id, missed=True)
 
-    def _lose(self, piece: PieceRef, peer_id: PeerId) -> None:
+    def _lose(self, piece: PieceRef, peer_id: PeerId, missed: bool = False) -> None:
         """`peer_id` failed `piece`: it is not asked again; after `peer_attempts` failures, or
-        when no other peer has it, the store takes it."""
+        when no other peer has it, the store takes it. A first miss in a row is no failure:
+        the peer rests and may be asked again (the piece is on the LAN: reading it from the
+        store because its holder was slow once is what made a busy LAN read it twice)."""
         version = self._versions.get(piece.version)
         if version is None:
             return
         bit = 1 << piece.index
-        version.tried[peer_id] = version.tried.get(peer_id, 0) | bit
         attempts = version.attempts.get(piece.index, 0) + 1
         version.attempts[piece.index] = attempts
+        peer = self._peers.get(peer_id)
+        resting = missed and peer is not None and not self._unserving(peer)
+        if resting and attempts < self.config.peer_attempts:
+            return
+        version.tried[peer_id] = version.tried.get(peer_id, 0) | bit
         others = any(
             p.have.get(version.id, 0) & bit and not version.tried.get(p.id, 0) & bit
             for p in self._peers.values()
-            if not p.cool_until
+            if not self._unserving(p)
         )
         if attempts >= self.config.peer_attempts or not others:
             version.fallback |= bit
@@ -519,6 +608,7 @@ class FetchPlanner:
             version.provisional.discard(peer_id)
             version.stalled.discard(peer_id)
             version.tried.pop(peer_id, None)
+            version.deferred = 0  # perhaps left to it: read them now
 
     def _drop_version(self, version_id: ManifestId, actions: list[Action]) -> None:
         if self._versions.pop(version_id, None) is None:
@@ -535,16 +625,29 @@ class FetchPlanner:
             if peer.id in version.announced and peer.id not in version.stalled:
                 version.rendezvous.add(peer.id)
 
+    def _unserving(self, peer: _Peer) -> bool:
+        """Resting after `peer_attempts` misses in a row, or after a miss before it ever
+        delivered: no member, its pieces not counted on. A peer that has delivered and missed
+        once only rests (asked nothing, still a member and a holder): one serving many at
+        once is slow, not silent, and moving its pieces would have them read again."""
+        if not peer.cool_until:
+            return False
+        return not peer.pieces_received or peer.misses_in_row >= self.config.peer_attempts
+
     def _member(self, version: _Version, peer: _Peer) -> None:
-        if peer.id not in version.stalled and not peer.cool_until:
+        if peer.id not in version.stalled and not self._unserving(peer):
             version.rendezvous.add(peer.id)
 
     def _expire_members(self, version: _Version, now: float) -> None:
-        """Provisional members past the grace, and owners silent past their patience, leave."""
+        """Provisional members past the grace, and owners silent past their patience, leave;
+        pieces left to an earlier member are this agent's to read again past theirs."""
+        if version.deferred and now >= self._deferred_until(version, now):
+            version.deferred = 0
         if version.provisional and now >= version.added + self.config.announce_grace:
             for peer_id in sorted(version.provisional):
                 version.rendezvous.remove(peer_id)
             version.provisional.clear()
+            self._defer_to_earlier(version, now)
         for peer_id, deadline in self._stall_deadlines(version, now):
             if deadline <= now:
                 version.stalled.add(peer_id)
@@ -555,6 +658,7 @@ class FetchPlanner:
         `owner_patience` after the later of its last new piece and the start of the wait (an
         owner that has just been handed pieces gets the whole patience for them)."""
         waiting = self._waiting(version)
+        patience = self._owner_patience(version, now) if waiting else 0.0
         found: list[tuple[PeerId, float]] = []
         waited: dict[PeerId, float] = {}
         for owner, bits in version.rendezvous.owned_items() if waiting else ():
@@ -565,18 +669,43 @@ class FetchPlanner:
                 continue
             waited[owner] = version.waiting_since.get(owner, now)
             since = max(peer.progress.get(version.id, peer.joined), waited[owner])
-            found.append((owner, since + self.config.owner_patience))
+            found.append((owner, since + patience))
         version.waiting_since = waited
         return found
 
+    def _deferred_until(self, version: _Version, now: float) -> float:
+        """An owner's patience from the deferral (longer as this agent's reads are slower)."""
+        return version.deferred_since + self._owner_patience(version, now)
+
+    def _owner_patience(self, version: _Version, now: float) -> float:
+        """`owner_patience`, or longer when this agent's own store reads take longer: twice
+        the time a read takes here (measured, or the age of the oldest read still running).
+        Owners read the same store at the same pace, so one that is merely slow is not
+        mistaken for a stalled one and its pieces read a second time."""
+        pace = self._store_read_time
+        for request in self._requests.values():
+            if isinstance(request.source, StoreSource):
+                pace = max(pace, now - request.started)
+        # An agent with no store reads of its own (it owns little, or left its pieces to
+        # earlier members) takes the pace from its peers: how long they took from announcing
+        # the version to their first piece of it.
+        for peer in self._peers.values():
+            first, piece = peer.first_announced.get(version.id), peer.first_piece.get(version.id)
+            if first is not None and piece is not None:
+                pace = max(pace, piece - first)
+        config = self.config
+        return min(
+            max(config.owner_patience, config.store_pace_patience * pace), config.owner_patience_max
+        )
+
     # Scheduling -----------------------------------------------------------------------------
     def _available(self, version: _Version) -> int:
-        """Pieces some peer can be asked for now (not resting after a miss)."""
+        """Pieces some peer holds that can be counted on (not unserving)."""
         bits = self._available_cache.get(version.id)
         if bits is None:
             bits = 0
             for peer in self._peers.values():
-                if not peer.cool_until:
+                if not self._unserving(peer):
                     bits |= peer.have.get(version.id, 0)
             self._available_cache[version.id] = bits
         return bits
@@ -585,8 +714,16 @@ class FetchPlanner:
         return version.needed & ~version.in_flight & ~version.given_up
 
     def _store_wanted(self, version: _Version, available: int) -> int:
-        own = version.rendezvous.owned(self.self_id) & ~available
-        return self._idle(version) & (own | version.fallback)
+        own = version.rendezvous.owned(self.self_id) & ~available & ~version.deferred
+        # Held, but only by peers that failed it here: the store, whoever owns it.
+        failed = available
+        if version.tried:
+            for peer in self._peers.values():
+                if not self._unserving(peer):
+                    failed &= ~(peer.have.get(version.id, 0) & ~version.tried.get(peer.id, 0))
+        else:
+            failed = 0
+        return self._idle(version) & (own | version.fallback | failed)
 
     def _waiting(self, version: _Version) -> int:
         available = self._available(version)
@@ -595,6 +732,9 @@ class FetchPlanner:
     def _schedule(self, now: float, actions: list[Action]) -> None:
         timers: list[float] = []
         versions = sorted(self._versions.values(), key=lambda v: (-v.priority, v.id))
+        for version in versions:
+            if version.deferred and now >= self._deferred_until(version, now):
+                version.deferred = 0
         for version in versions:
             self._assign_peers(version, now, actions, timers)
         for version in versions:
@@ -605,10 +745,14 @@ class FetchPlanner:
         for version in versions:
             if version.provisional:
                 timers.append(version.added + self.config.announce_grace)
+            if version.deferred:
+                timers.append(self._deferred_until(version, now))
         timers.extend(p.cool_until for p in self._peers.values() if p.cool_until)
         for version in versions:
             timers.extend(deadline for _, deadline in self._stall_deadlines(version, now))
-        self._timer = min(timers) if timers else None
+        # A deadline may have passed already (an owner's patience shrinks when this agent's
+        # own slow read ends): due now.
+        self._timer = max(min(timers), now) if timers else None
 
     def _assign_peers(
         self, version: _Version, now: float, actions: list[Action], timers: list[float]
@@ -616,7 +760,7 @@ class FetchPlanner:
         limit = self.config.peer_requests
         while True:
             idle = self._idle(version) & ~version.store_only
-            if not idle:
+            if not idle or self._peer_in_flight >= self.config.download_requests:
                 return
             peers = sorted(
                 (p for p in self._peers.values() if p.in_flight < limit and not p.cool_until),
@@ -627,16 +771,19 @@ class FetchPlanner:
                 wanted = peer.have.get(version.id, 0) & idle & ~version.tried.get(peer.id, 0)
                 if not wanted:
                     continue
+                if self._peer_in_flight >= self.config.download_requests:
+                    return
                 if not self._download.ready(now):
                     timers.append(self._download.ready_at(now))
                     return
                 index = self.selector.select(wanted, version.by_rarity, version.tie)
                 size = version.table.size(index)
                 self._download.take(now, size)
-                deadline = now + self._patience_for(peer, size)
+                deadline = now + self._patience_for(peer, size, self._crowd(version, index))
                 self._start(version, index, _Request(peer.id, deadline, size, now), actions)
                 peer.in_flight += 1
                 peer.in_flight_bytes += size
+                self._peer_in_flight += 1
                 idle &= ~(1 << index)
                 assigned = True
             if not assigned:
@@ -646,7 +793,10 @@ class FetchPlanner:
         self, version: _Version, now: float, actions: list[Action], timers: list[float]
     ) -> None:
         wanted = self._store_wanted(version, self._available(version))
-        for index in iter_bits(wanted):
+        # From this agent's own starting piece on, in pack order, then round to the start:
+        # an agent that learns of another late has read a run from its own start, and the
+        # newcomer, starting elsewhere, reaches those pieces last (by then announced).
+        for index in in_read_order(wanted, version.store_start):
             if self._store_in_flight >= self.config.store_reads:
                 return
             retry = version.retry_at.get(index)
@@ -674,6 +824,7 @@ class FetchPlanner:
         if isinstance(request.source, StoreSource):
             self._store_in_flight -= 1
         else:
+            self._peer_in_flight -= 1
             peer = self._peers.get(request.source)
             if peer is not None:
                 peer.in_flight -= 1
@@ -682,10 +833,32 @@ class FetchPlanner:
         if version is not None:
             version.in_flight &= ~(1 << piece.index)
 
-    def _patience_for(self, peer: _Peer, size: int) -> float:
+    def _patience_for(self, peer: _Peer, size: int, crowd: float = 1.0) -> float:
         config = self.config
-        ahead = peer.in_flight_bytes / max(peer.rate, config.peer_min_rate)
-        return config.peer_timeout + size / config.peer_min_rate + ahead
+        floor = config.peer_min_rate
+        if self._store_read_rate:
+            # A peer is late only when slower than the store is here: a store shared by many
+            # agents is slow per read, and so is a peer serving many at once.
+            floor = min(floor, self._store_read_rate)
+        ahead = peer.in_flight_bytes / max(peer.rate, floor)
+        return config.peer_timeout + crowd * size / floor + ahead
+
+    def _crowd(self, version: _Version, index: int) -> float:
+        """How many rounds of uploads a holder of the piece needs for all who want it: the
+        members that lack it over its holders' upload slots (`peer_upload_slots` each), at
+        least 1. Nineteen agents asking the one holder of a new piece wait for three rounds
+        of its eight uploads, and are not late for it."""
+        bit = 1 << index
+        holders = wanting = 0
+        for peer in self._peers.values():
+            bits = peer.have.get(version.id)
+            if bits is None:
+                continue
+            if bits & bit:
+                holders += 1
+            else:
+                wanting += 1
+        return max(1.0, (wanting + 1) / (max(holders, 1) * self.config.peer_upload_slots))
 
     def _count(self, version: _Version, bits: int, delta: int) -> None:
         rarity, buckets = version.rarity, version.by_rarity

@@ -11,6 +11,7 @@ the owner's weight, and per member the set of pieces it owns as a bitset.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterable, Iterator
 
 import blake3
 
@@ -19,6 +20,7 @@ from aetherfs.planner.bitfield import iter_bits
 from aetherfs.planner.ids import PeerId
 
 _CONTEXT = b"aetherfs rendezvous v1\0"
+_START = b"aetherfs store start\0"
 
 
 def weights(version: ManifestId, member: PeerId, count: int) -> array[int]:
@@ -81,23 +83,46 @@ class Rendezvous:
         bits = self._owned.pop(member, None)
         if bits is None:
             return
-        others = sorted(self._owned)
-        streams = [weights(self.version, other, self.count) for other in others]
-        gained = dict.fromkeys(others, 0)
-        for index in iter_bits(bits):
-            best: PeerId | None = None
-            best_weight = 0
-            for other, stream in zip(others, streams, strict=True):
-                if best is None or _beats(stream[index], other, best_weight, best):
-                    best, best_weight = other, stream[index]
+        for index, (best, best_weight) in self._best_of(sorted(self._owned), bits).items():
             self._owner[index] = best
             self._weight[index] = best_weight
             if best is not None:
-                gained[best] |= 1 << index
-        for other, more in gained.items():
-            self._owned[other] |= more
+                self._owned[best] |= 1 << index
+
+    def owners_among(self, members: Iterable[PeerId], bits: int) -> dict[int, PeerId]:
+        """Who would own each piece of `bits` if `members` were all the members (as an agent
+        that knows only those sees it); empty when `members` is."""
+        best = self._best_of(sorted(members), bits)
+        return {index: owner for index, (owner, _) in best.items() if owner is not None}
+
+    def _best_of(self, members: list[PeerId], bits: int) -> dict[int, tuple[PeerId | None, int]]:
+        streams = [weights(self.version, other, self.count) for other in members]
+        found: dict[int, tuple[PeerId | None, int]] = {}
+        for index in iter_bits(bits):
+            best: PeerId | None = None
+            best_weight = 0
+            for other, stream in zip(members, streams, strict=True):
+                if best is None or _beats(stream[index], other, best_weight, best):
+                    best, best_weight = other, stream[index]
+            found[index] = (best, best_weight)
+        return found
 
 
 def _beats(weight: int, member: PeerId, other_weight: int, other: PeerId) -> bool:
     """Higher weight wins; equal weights (1 in 2^64) go to the smaller id, so all agree."""
     return weight > other_weight or (weight == other_weight and member < other)
+
+
+def store_start(member: PeerId, version: ManifestId, count: int) -> int:
+    """The piece `member`'s store reads of `version` start from (then on in pack order, and
+    round): hashed, so every agent can tell where another's reads are."""
+    if not count:
+        return 0
+    digest = blake3.blake3(_START + member.raw + version.digest).digest()
+    return int.from_bytes(digest[:8], "little") % count
+
+
+def in_read_order(bits: int, start: int) -> Iterator[int]:
+    """The indices of `bits` from `start` up, then from 0 up to `start`."""
+    yield from iter_bits(bits >> start << start)
+    yield from iter_bits(bits & ((1 << start) - 1))

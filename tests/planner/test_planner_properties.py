@@ -105,11 +105,17 @@ class Checked:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(step, max_size=40), st.booleans())
+@given(
+    st.lists(step, max_size=40), st.booleans(), st.lists(st.integers(0, 2**PIECES - 1), max_size=3)
+)
 def test_random_events_keep_the_limits_and_the_store_always_finishes(
-    steps: list, peers_leave: bool
+    steps: list, peers_leave: bool, early: list[int]
 ) -> None:
     c = Checked()
+    for n, bits in enumerate(early):  # peers that announced the version before this agent
+        c.peers[peer(n)] = bits
+        c.tell(PeerJoined(peer(n), {c.table.id: Bitfield(PIECES, bits)}))
+    c.advance(5.0 if early else 0.0)
     c.tell(VersionWanted(c.table))
     for kind, a, b in steps:
         c.advance(0.05)  # as a driver does: timers due fire before a later event
