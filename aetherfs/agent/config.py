@@ -85,6 +85,9 @@ class AgentConfig:
     agent_name: str | None = None  # the name enrolled under (default: the agent id)
     revocation_interval: float = 300.0  # seconds between fetches of the revocation list
     peers: PeerSettings = field(default_factory=PeerSettings)
+    # Seconds a live version's blocks stay in the cache after a peer last read one there;
+    # then the tree serves them, sealed again (agent/tree_blocks.py): about one copy on disk.
+    cache_linger: float = 60.0
 
     @property
     def state_dir(self) -> Path:
@@ -146,6 +149,7 @@ def build_config(
         "subscribe",
         "listen",
         "keep_versions",
+        "cache_linger",
         "poll_interval",
         "retry_max",
         "fetch_workers",
@@ -211,6 +215,9 @@ def build_config(
     if revocation_interval <= 0:
         raise InvalidInput("revocation_interval must be more than 0 seconds")
     agent_name = pick("agent_name")
+    cache_linger = float(pick("cache_linger", 60.0))
+    if cache_linger < 0:
+        raise InvalidInput("cache_linger must be 0 seconds or more")
     peers = _peer_settings(file.get("peers", {}), flags, read_only)
     return AgentConfig(
         store_url=str(pick("store") or env.get("AETHERFS_STORE") or default_store),
@@ -234,6 +241,7 @@ def build_config(
         agent_name=check_agent_id(str(agent_name)) if agent_name else None,
         revocation_interval=revocation_interval,
         peers=peers,
+        cache_linger=cache_linger,
     )
 
 

@@ -113,6 +113,9 @@ class AgentState:
         self.cache_blocks = 0
         self.cache_evicted_bytes = 0
         self.cache_corrupt_dropped = 0
+        self.cache_disk_bytes = 0  # allocated on disk under the cache directory
+        self.tree_bytes = 0  # allocated on disk by the versions' trees, each inode once
+        self.served_view: Callable[[], dict[str, int]] | None = None  # blocks served, by source
         self.last_error: str | None = None
         self.last_error_time: float | None = None
         self.store_reachable: bool | None = None
@@ -224,7 +227,10 @@ class AgentState:
                 "limit": c.cache_limit,
                 "evicted_bytes": self.cache_evicted_bytes,
                 "corrupt_dropped": self.cache_corrupt_dropped,
+                "disk_bytes": self.cache_disk_bytes,
             },
+            "trees": {"bytes": self.tree_bytes},
+            "served": self.served_view() if self.served_view is not None else {},
             "peer_exchange": swarm["peer_exchange"],
             "peers": swarm["peers"],
             "fetches": swarm["fetches"],

@@ -59,6 +59,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--cache-limit", metavar="SIZE", help="block cache bound (default 4G)")
     p.add_argument("--keep-versions", type=int, metavar="N", help="old versions kept (default 1)")
+    p.add_argument(
+        "--cache-linger",
+        type=float,
+        metavar="SECONDS",
+        help="a live version's blocks stay in the cache this long after a peer last read one "
+        "there, then its tree serves them (default 60)",
+    )
     p.add_argument("--poll-interval", type=float, metavar="SECONDS", help="default 10")
     p.add_argument("--retry-max", type=float, metavar="SECONDS", help="longest backoff (60)")
     p.add_argument(
@@ -163,6 +170,7 @@ def agent_config(context: Context, args: argparse.Namespace) -> AgentConfig:
         "cache_dir": getattr(args, "cache_dir", None),
         "cache_limit": getattr(args, "cache_limit", None),
         "keep_versions": getattr(args, "keep_versions", None),
+        "cache_linger": getattr(args, "cache_linger", None),
         "poll_interval": getattr(args, "poll_interval", None),
         "retry_max": getattr(args, "retry_max", None),
         "fetch_workers": getattr(args, "fetch_workers", None),
