@@ -51,7 +51,7 @@ class Workspace:
         # time.monotonic() of the last peer read from the cache and of the last switch, and
         # whether anything went live since the last trim: `trim` acts on these.
         self.cache_read_at = 0.0
-        self.switched_at = 0.0
+        self.switched_at = time.monotonic()  # a restart mid-rollout lingers too
         self.untrimmed = False
         self.disk_limiter = trio.CapacityLimiter(4)
         self.build_limiter = trio.CapacityLimiter(2)

@@ -34,8 +34,11 @@ def test_kill9_during_download_then_restart_resumes(
     src = tmp_path / "src"
     write_dataset(src, 1, big=200_000)
     v1 = push(local_store, src, "team/geo-db:1.0.0", "stable")
-    first = agents("--subscribe", "team/geo-db:stable", "--store-rate", "2M")
+    # The cache is trimmed of v1 at once (its tree serves it): the blocks of v2 fetched
+    # before the kill are all it holds, and all the restart must not fetch again.
+    first = agents("--subscribe", "team/geo-db:stable", "--store-rate", "2M", "--cache-linger", "0")
     first.wait_live("team/geo-db:stable", v1)
+    first.wait_for(lambda s: s["cache"]["blocks"] == 0, "the cache trimmed of v1")
     v1_tree = tree(first.data_root / "team/geo-db/stable")
 
     write_dataset(src, 2, big=8_000_000)
@@ -55,7 +58,7 @@ def test_kill9_during_download_then_restart_resumes(
     assert not (first.data_root / ".versions" / v2).exists()
     cached = set(cache_files(cache)) - before
 
-    second = agents("--subscribe", "team/geo-db:stable")
+    second = agents("--subscribe", "team/geo-db:stable", "--cache-linger", "0")
     snap = second.wait_live("team/geo-db:stable", v2)
     assert tree(link) == tree(src)
     assert "staging.removed" in second.log()
