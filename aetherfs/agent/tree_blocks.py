@@ -9,10 +9,12 @@ disk is never served), and the bytes sealed again must hash to the block id; whe
 differs the block is refused (`NotFound`), so the engine answers NOT_HAVE and the peer gets
 the piece elsewhere.
 
-The manifest does not record a file's zstd level (push uses DEFAULT_LEVEL, or REBUILT_LEVEL for
-a file rebuilt from scratch), so the level is learnt per file: a block stored uncompressed
-(`stored_raw`) needs none; otherwise the file's level that worked last is tried first, then the
-others; a file on which none reproduces the id is given up (counted and logged once).
+The level is the manifest's: push seals a file at DEFAULT_LEVEL, or at REBUILT_LEVEL when it was
+rebuilt from scratch, and records the latter in the file's entry (`FileEntry.level`), so only
+that level is tried. Manifests written before entries carried it say nothing, and there the
+level is learnt per file: DEFAULT_LEVEL first, then the others push uses, the one that worked
+kept for the file. A block stored uncompressed (its stored size says so) needs no level. A file
+on which no level tried reproduces the id is given up (counted and logged once).
 
 Memory: the index is a private SQLite database that spills to a temporary file (a few hundred
 KiB of page cache whatever the size), one row per (block, version): no Python object per block.
@@ -50,7 +52,8 @@ CREATE TABLE files (
     version INTEGER NOT NULL,
     file INTEGER NOT NULL,
     path TEXT NOT NULL,
-    level INTEGER,            -- the zstd level that reproduced a block of it; NULL: not yet
+    level INTEGER,            -- its zstd level: the manifest's, or learnt; NULL: not known yet
+    pinned INTEGER NOT NULL,  -- 1: the manifest names the level, no other is tried
     bad INTEGER NOT NULL DEFAULT 0,  -- no level reproduces its blocks: not served
     PRIMARY KEY (version, file)
 ) WITHOUT ROWID;
@@ -69,7 +72,8 @@ CREATE INDEX blocks_by_digest ON blocks (digest);
 """
 
 _SELECT = """
-SELECT b.id, b.version, b.file, b.offset, b.size, b.stored, b.key, b.digest, f.path, f.level
+SELECT b.id, b.version, b.file, b.offset, b.size, b.stored, b.key, b.digest, f.path, f.level,
+    f.pinned
 FROM blocks b JOIN files f ON f.version = b.version AND f.file = b.file
 WHERE f.bad = 0 AND b.{column} IN ({marks})
 """
@@ -89,6 +93,7 @@ class _Place:
     digest: bytes
     path: str
     level: int | None
+    pinned: int
 
 
 @dataclass(slots=True)
@@ -140,7 +145,7 @@ class TreeBlocks:
         with self._lock:
             number = self._next
             self._next += 1
-        files: list[tuple[int, int, str]] = []
+        files: list[tuple[int, int, str, int | None, int]] = []
         rows: list[tuple[bytes, int, int, int, int, int, bytes, bytes]] = []
         count = 0
         with self._lock:
@@ -149,7 +154,8 @@ class TreeBlocks:
                 for file_no, entry in enumerate(manifest.files):
                     if entry.kind != FILE or not entry.blocks:
                         continue
-                    files.append((number, file_no, entry.path))
+                    pinned = entry.level is not None
+                    files.append((number, file_no, entry.path, entry.level, int(pinned)))
                     offset = 0
                     records = as_block_list(entry.blocks).wire_fields()
                     for block_id, key, size, digest, stored, _pack, _at in records:
@@ -170,12 +176,14 @@ class TreeBlocks:
 
     def _insert(
         self,
-        files: list[tuple[int, int, str]],
+        files: list[tuple[int, int, str, int | None, int]],
         rows: list[tuple[bytes, int, int, int, int, int, bytes, bytes]],
     ) -> int:
         """Write and clear the pending rows (under the lock, inside the index transaction)."""
         self._db.executemany(
-            "INSERT OR IGNORE INTO files (version, file, path) VALUES (?, ?, ?)", files
+            "INSERT OR IGNORE INTO files (version, file, path, level, pinned)"
+            " VALUES (?, ?, ?, ?, ?)",
+            files,
         )
         before = self._db.total_changes
         self._db.executemany("INSERT OR IGNORE INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
@@ -273,6 +281,8 @@ class TreeBlocks:
             return None
         if place.stored == place.size + RAW_OVERHEAD:
             levels: tuple[int | None, ...] = (None,)  # stored uncompressed: no level to know
+        elif place.pinned:
+            levels = (place.level,)  # the manifest's: the producer's bytes or none
         else:
             first = place.level if place.level is not None else DEFAULT_LEVEL
             levels = (first, *(level for level in LEVELS if level != first))

@@ -87,8 +87,10 @@ def test_disk_full_keeps_live_version_and_publishes_nothing(
         # Between retries (the loop tries again within a second, and is then "downloading"
         # with the last error still shown: waiting for the error alone failed 1 run in 6).
         snap = agent.wait_for(
-            lambda s: "no space left" in (s["subscriptions"][0]["last_error"] or "")
-            and s["subscriptions"][0]["state"] == "retrying",
+            lambda s: (
+                "no space left" in (s["subscriptions"][0]["last_error"] or "")
+                and s["subscriptions"][0]["state"] == "retrying"
+            ),
             "a disk-full error",
         )
         ch = snap["subscriptions"][0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import resource
@@ -131,6 +132,25 @@ def test_the_level_is_learnt_per_file(tmp_path: Path) -> None:
     want = stored(files)
     assert trees.read(list(want)) == list(want.values())
     assert trees.served()["mismatched"] == 0
+
+
+def test_a_level_the_manifest_pins_is_the_only_one_tried(tmp_path: Path) -> None:
+    """A manifest that names a file's level (push does for rebuilt files) is believed: its
+    blocks are sealed at that level only, and a level that does not reproduce them (here a
+    manifest saying 6 of blocks sealed at 1) is not guessed past."""
+    files = {"rebuilt.db": [(text(1), REBUILT_LEVEL)], "wrong.db": [(text(2), 1)]}
+    manifest = write_version(tmp_path / "v1", files)
+    pinned = tuple(
+        dataclasses.replace(e, level=REBUILT_LEVEL) for e in manifest.files
+    )  # both say 6
+    manifest = dataclasses.replace(manifest, files=pinned)
+    trees = TreeBlocks()
+    trees.index(VERSION, manifest, tmp_path / "v1")
+    rebuilt, wrong = (e.blocks[0].id for e in manifest.files)
+    assert trees.read([rebuilt]) == [stored(files)[rebuilt]]
+    with pytest.raises(NotFound):
+        trees.read([wrong])
+    assert trees.served()["mismatched"] == 1
 
 
 def test_index_memory_stays_flat_with_the_version(tmp_path: Path) -> None:
