@@ -176,6 +176,10 @@ def build_version(
             progress=lambda n: state.add_progress(progress, n),
             read_only=True,
         )
+        if fetcher.counts.blocks.get("local"):  # plaintext the trees on disk held
+            state.count_fetch(
+                "local", fetcher.counts.bytes["local"], fetcher.counts.blocks["local"]
+            )
         parents = set()
         for entry, source in to_link:
             path = staging / entry.path

@@ -143,11 +143,11 @@ class RepoStore:
         return [(ref.id, stored) for ref, stored in got]
 
 
-def held_pieces(table: PieceTable, work: Workspace) -> tuple[Bitfield, int]:
+def held_pieces(table: PieceTable, work: Workspace) -> tuple[Bitfield, int, int]:
     """The pieces whose every block the cache or a tree holds, and the stored bytes of their
-    blocks the build will read from the cache (those a tree holds it counts as local)."""
+    blocks the build will read from the cache, and from the trees (local)."""
     held: list[int] = []
-    cached_bytes = 0
+    cached_bytes = tree_bytes = 0
     for i in range(len(table)):  # a piece at a time: a version's ids are never listed whole
         blocks = table.blocks(i)
         ids = [b.id for b in blocks]
@@ -156,7 +156,8 @@ def held_pieces(table: PieceTable, work: Workspace) -> tuple[Bitfield, int]:
         if all(b in in_tree or b in cached for b in ids):
             held.append(i)
             cached_bytes += sum(b.stored_size for b in blocks if b.id in cached)
-    return Bitfield.of(len(table), held), cached_bytes
+            tree_bytes += sum(b.stored_size for b in blocks if b.id in in_tree)
+    return Bitfield.of(len(table), held), cached_bytes, tree_bytes
 
 
 def announce_address(host: str) -> str:
@@ -378,11 +379,16 @@ class PeerExchange:
         if access is None:
             return None
         table = await self._table(manifest_id, manifest)
-        held, held_bytes = await self.work.disk(held_pieces, table, self.work)
+        held, held_bytes, tree_bytes = await self.work.disk(held_pieces, table, self.work)
         self.store.want(table, repo, manifest.dataset, manifest)
         record = self.fetches.setdefault(
             manifest_id,
-            {"manifest": manifest_id.hex(), "dataset": manifest.dataset, "cache": held_bytes},
+            {
+                "manifest": manifest_id.hex(),
+                "dataset": manifest.dataset,
+                "cache": held_bytes,
+                "local": tree_bytes,  # held by a tree on disk (stored size): the build reads it
+            },
         )
         record["started"] = time.time()
         counters = await engine.fetch(table, access, held=held)
@@ -458,6 +464,7 @@ class PeerExchange:
                     "pieces_needed": v.pieces_needed,
                     "bytes_needed": v.bytes_needed,
                     "bytes": {
+                        "local": record.get("local", 0),
                         "cache": record.get("cache", 0),
                         "peers": v.bytes_from_peers,
                         "store": v.bytes_from_store,

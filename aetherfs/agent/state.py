@@ -127,10 +127,10 @@ class AgentState:
         self.peer_view: Callable[[], dict[str, Any]] | None = None
 
     # Counters from fetch threads -------------------------------------------------------
-    def count_fetch(self, source: str, size: int) -> None:
+    def count_fetch(self, source: str, size: int, blocks: int = 1) -> None:
         with self._lock:
             self.bytes_by_source[source] = self.bytes_by_source.get(source, 0) + size
-            self.blocks_by_source[source] = self.blocks_by_source.get(source, 0) + 1
+            self.blocks_by_source[source] = self.blocks_by_source.get(source, 0) + blocks
 
     def count_swarm(self, from_cache: int, from_peers: int, from_store: int) -> None:
         """What a version's swarm fetch found in the cache and moved into it (the build then

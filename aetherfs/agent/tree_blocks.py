@@ -130,6 +130,8 @@ class TreeBlocks:
         self._db = sqlite3.connect("", check_same_thread=False, isolation_level=None)
         self._db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
         self._db.execute("PRAGMA temp_store=FILE")
+        # Gone with the process, rebuilt at start: no fsync (its journal stays, for rollbacks).
+        self._db.execute("PRAGMA synchronous=OFF")
         self._db.executescript(_SCHEMA)
         self._versions: dict[ManifestId, tuple[int, Path]] = {}
         self._bases: dict[int, Path] = {}
@@ -140,38 +142,38 @@ class TreeBlocks:
 
     def index(self, manifest_id: ManifestId, manifest: Manifest, base: Path) -> int:
         """Index a version materialised at `base` (replacing an earlier index of it); returns
-        the blocks indexed. The tree must be complete: build it first."""
+        the blocks indexed. The tree must be complete: build it first. Rows are written a
+        batch at a time, each in its own transaction, so serving peers waits for one batch at
+        most, never for a whole version (its rows are served as they land)."""
         self.forget(manifest_id)
         with self._lock:
             number = self._next
             self._next += 1
+            self._bases[number] = base
         files: list[tuple[int, int, str, int | None, int]] = []
         rows: list[tuple[bytes, int, int, int, int, int, bytes, bytes]] = []
         count = 0
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                for file_no, entry in enumerate(manifest.files):
-                    if entry.kind != FILE or not entry.blocks:
-                        continue
-                    pinned = entry.level is not None
-                    files.append((number, file_no, entry.path, entry.level, int(pinned)))
-                    offset = 0
-                    records = as_block_list(entry.blocks).wire_fields()
-                    for block_id, key, size, digest, stored, _pack, _at in records:
-                        rows.append((block_id, number, file_no, offset, size, stored, key, digest))
-                        offset += size
-                        if len(rows) >= _BATCH:
-                            count += self._insert(files, rows)
-                    if len(files) >= _BATCH:
+        try:
+            for file_no, entry in enumerate(manifest.files):
+                if entry.kind != FILE or not entry.blocks:
+                    continue
+                pinned = entry.level is not None
+                files.append((number, file_no, entry.path, entry.level, int(pinned)))
+                offset = 0
+                records = as_block_list(entry.blocks).wire_fields()
+                for block_id, key, size, digest, stored, _pack, _at in records:
+                    rows.append((block_id, number, file_no, offset, size, stored, key, digest))
+                    offset += size
+                    if len(rows) >= _BATCH:
                         count += self._insert(files, rows)
-                count += self._insert(files, rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                if len(files) >= _BATCH:
+                    count += self._insert(files, rows)
+            count += self._insert(files, rows)
+        except BaseException:
+            self._drop(number)
+            raise
+        with self._lock:
             self._versions[manifest_id] = (number, base)
-            self._bases[number] = base
         return count
 
     def _insert(
@@ -179,29 +181,40 @@ class TreeBlocks:
         files: list[tuple[int, int, str, int | None, int]],
         rows: list[tuple[bytes, int, int, int, int, int, bytes, bytes]],
     ) -> int:
-        """Write and clear the pending rows (under the lock, inside the index transaction)."""
-        self._db.executemany(
-            "INSERT OR IGNORE INTO files (version, file, path, level, pinned)"
-            " VALUES (?, ?, ?, ?, ?)",
-            files,
-        )
-        before = self._db.total_changes
-        self._db.executemany("INSERT OR IGNORE INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        added = self._db.total_changes - before
+        """Write and clear the pending rows, in one transaction."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO files (version, file, path, level, pinned)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    files,
+                )
+                before = self._db.total_changes
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
+                )
+                added = self._db.total_changes - before
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
         files.clear()
         rows.clear()
         return added
+
+    def _drop(self, number: int) -> None:
+        with self._lock:
+            self._bases.pop(number, None)
+            self._db.execute("DELETE FROM blocks WHERE version = ?", (number,))
+            self._db.execute("DELETE FROM files WHERE version = ?", (number,))
 
     def forget(self, manifest_id: ManifestId) -> None:
         """A version removed from disk: its blocks are no longer served from it."""
         with self._lock:
             found = self._versions.pop(manifest_id, None)
-            if found is None:
-                return
-            number = found[0]
-            self._bases.pop(number, None)
-            self._db.execute("DELETE FROM blocks WHERE version = ?", (number,))
-            self._db.execute("DELETE FROM files WHERE version = ?", (number,))
+        if found is not None:
+            self._drop(found[0])
 
     def clear(self) -> None:
         """The data root was lost: nothing is served from it any more."""

@@ -455,6 +455,14 @@ def render_status(snap: dict[str, Any]) -> str:
         f"cache: {human_bytes(c['bytes'])} of {human_bytes(c['limit'])} ({c['blocks']} blocks), "
         f"{human_bytes(c['evicted_bytes'])} evicted, {c['corrupt_dropped']} altered blocks dropped"
     )
+    served = snap.get("served") or {}
+    lines.append(
+        f"disk: trees {human_bytes(snap.get('trees', {}).get('bytes', 0))}, cache "
+        f"{human_bytes(c.get('disk_bytes', 0))}; served to peers: "
+        f"{served.get('cache_blocks', 0)} blocks from the cache, "
+        f"{served.get('tree_blocks', 0)} sealed again from trees, "
+        f"{served.get('altered', 0) + served.get('mismatched', 0)} refused"
+    )
     lines += _render_peers(snap)
     lines.append(f"versions on disk: {len(snap['versions'])}")
     reads = sorted(snap.get("file_reads", []), key=lambda r: -r["reads"])[:5]

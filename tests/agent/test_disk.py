@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.agent.conftest import STABLE, AgentProcess, push, tree
@@ -91,6 +92,18 @@ def test_a_live_version_costs_about_its_size_on_disk(
     assert snap["cache"]["disk_bytes"] == du(root / ".agent/cache")
     assert "event=cache.trimmed" in agent.log()
     assert tree(root / "team/geo-db/stable") == tree(src)
+    transport = httpx.HTTPTransport(uds=str(agent.socket))
+    with httpx.Client(transport=transport, base_url="http://agent", timeout=10) as client:
+        metrics = client.get("/metrics").text
+    values = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert values['aetherfs_agent_disk_bytes{part="trees"}'] == snap["trees"]["bytes"]
+    assert 'aetherfs_agent_served_blocks_total{source="tree"} 0.0' in metrics
+    out = local_store("status", "--data-root", str(root)).out
+    assert "disk: trees 11.8 MiB" in out and "0 sealed again from trees" in out, out
 
 
 def test_a_lingering_cache_keeps_its_copy_while_peers_may_ask(
@@ -102,6 +115,9 @@ def test_a_lingering_cache_keeps_its_copy_while_peers_may_ask(
     agent = fleet.start("a", "--subscribe", STABLE, "--cache-linger", "3600", "--no-peers")
     snap = agent.wait_live(STABLE, v1)
     assert snap["cache"]["blocks"] > 0  # the rollout may still want them as stored
+    root = agent.data_root
+    # Two copies meanwhile, as every live version cost before (the cache's is smaller: zstd).
+    assert du(root / ".versions", root / ".agent/cache/segments") > 1.5 * du(src)
 
 
 def peer_pair(fleet: Agents, b_store: str) -> tuple[AgentProcess, tuple[str, ...]]:
