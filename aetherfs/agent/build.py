@@ -30,7 +30,7 @@ from aetherfs.core.manifest import FILE, FileEntry, Manifest
 from aetherfs.errors import AetherError, DiskFull
 from aetherfs.fetch.cache import BlockCache
 from aetherfs.fetch.metered import RateLimit, fetch_sources
-from aetherfs.fetch.planner import BlockFetcher
+from aetherfs.fetch.planner import BlockFetcher, LocalChunks
 from aetherfs.ops.atomic import fsync_dir
 from aetherfs.ops.materialise import (
     LinkSource,
@@ -124,9 +124,12 @@ def build_version(
     store_limit: RateLimit | None,
     log: Callable[..., Any] = lambda *_, **__: None,
     count: Callable[[str, int], None] | None = None,
+    local: LocalChunks | None = None,
 ) -> tuple[Path, VersionInfo]:
     """Write the version into its staging directory; returns it and its record. `count`
-    replaces `state.count_fetch` (after a swarm fetch, cache reads are not counted again)."""
+    replaces `state.count_fetch` (after a swarm fetch, cache reads are not counted again).
+    `local`: plaintext the versions on disk hold (`TreeBlocks`), read before any source:
+    once a version is live its blocks leave the cache, and its tree is where they are."""
     staging = dataroot.staging_dir(manifest_id)
     if staging.exists():
         remove_tree(staging)
@@ -163,7 +166,7 @@ def build_version(
 
     on_fetch = count or state.count_fetch
     sources = fetch_sources(cache, repo, manifest.dataset, on_fetch, stop, store_limit)
-    fetcher = BlockFetcher(sources, cache)
+    fetcher = BlockFetcher(sources, cache, local)
     try:
         build_tree(
             partial,
@@ -173,6 +176,10 @@ def build_version(
             progress=lambda n: state.add_progress(progress, n),
             read_only=True,
         )
+        if fetcher.counts.blocks.get("local"):  # plaintext the trees on disk held
+            state.count_fetch(
+                "local", fetcher.counts.bytes["local"], fetcher.counts.blocks["local"]
+            )
         parents = set()
         for entry, source in to_link:
             path = staging / entry.path
@@ -227,6 +234,7 @@ def restore_version(
     manifest_id: ManifestId,
     stop: threading.Event,
     store_limit: RateLimit | None,
+    local: LocalChunks | None = None,
 ) -> Restored:
     """Check a retained version before it is made live again, and put right what differs.
 
@@ -245,7 +253,7 @@ def restore_version(
         return Restored(info.files, (), ())
     manifest = repo.get_manifest(info.dataset, manifest_id)
     sources = fetch_sources(cache, repo, manifest.dataset, state.count_fetch, stop, store_limit)
-    fetcher = BlockFetcher(sources, cache)
+    fetcher = BlockFetcher(sources, cache, local)  # a tree's bytes are re-hashed when read
     written = dict(info.written)
     rehashed: list[str] = []
     repaired: list[str] = []

@@ -101,6 +101,7 @@ class ChannelLoop:
             await self.follow()
             return True
         await ensure_data_root(self.config, self.log, self.state, work, self.wakeups)
+        await work.trim()  # the cache's copies of live versions, once the LAN is quiet
         try:
             record = await self.watcher.current(self.sub)
         except NotFound as exc:
@@ -115,7 +116,9 @@ class ChannelLoop:
         channel.waiting = None
         channel.last_check = time.time()
         # Refused (TagRollback) if older than what this agent trusted, even before a restart.
-        store_id = (await self.repos.get()).keyring.store_id
+        repo = await self.repos.get()
+        await work.index_on_disk(repo.get_manifest)  # once: the trees serve their blocks
+        store_id = repo.keyring.store_id
         accepted = await work.disk(self.trust.accept, store_id, record)
         channel.remote_manifest = record.manifest_id.hex()
         live = await work.disk(work.dataroot.live, self.sub.dataset, self.sub.channel)
@@ -203,11 +206,13 @@ class ChannelLoop:
                     work.store_limit,
                     log.warning,
                     count,
+                    work.trees,
                 ),
                 limiter=work.build_limiter,
             )
             async with work.layout_lock:
                 await work.disk(work.dataroot.publish_version, staging, info)
+            await work.index_version(manifest_id, manifest)  # still `building`: nothing trimmed
         finally:
             work.building -= 1
         log.info(

@@ -94,6 +94,10 @@ class AgentConfig:
     def priority(self, sub: Subscription) -> int:
         return next((p for s, p in self.priorities if s == sub), 0)
 
+    # Seconds a live version's blocks stay in the cache after a peer last read one there;
+    # then the tree serves them, sealed again (agent/tree_blocks.py): about one copy on disk.
+    cache_linger: float = 60.0
+
     @property
     def state_dir(self) -> Path:
         return self.data_root / ".agent"
@@ -154,6 +158,7 @@ def build_config(
         "subscribe",
         "listen",
         "keep_versions",
+        "cache_linger",
         "poll_interval",
         "retry_max",
         "fetch_workers",
@@ -220,6 +225,9 @@ def build_config(
     if revocation_interval <= 0:
         raise InvalidInput("revocation_interval must be more than 0 seconds")
     agent_name = pick("agent_name")
+    cache_linger = float(pick("cache_linger", 60.0))
+    if cache_linger < 0:
+        raise InvalidInput("cache_linger must be 0 seconds or more")
     peers = _peer_settings(file.get("peers", {}), flags, read_only)
     priorities = _priorities(file.get("priority", {}), flags.get("priority") or [], subs)
     return AgentConfig(
@@ -245,6 +253,7 @@ def build_config(
         revocation_interval=revocation_interval,
         peers=peers,
         priorities=priorities,
+        cache_linger=cache_linger,
     )
 
 

@@ -22,7 +22,7 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -336,10 +336,18 @@ class DataRoot:
         if path.exists():
             remove_tree(path)
 
-    def pinned_blocks(self) -> set[BlockId]:
-        """Blocks of every kept version: the cache must not evict them."""
+    def pinned_blocks(self, served: Collection[ManifestId] = ()) -> set[BlockId]:
+        """Blocks of every kept version its tree cannot serve (not in `served`: not indexed
+        by `TreeBlocks`), which the cache must not evict. A version whose tree serves its
+        blocks pins none: its tree is the copy kept (docs/agent.md, "Disk")."""
         pinned: set[BlockId] = set()
-        for info in self.all_versions(with_blocks=True):
+        for path in self.meta.glob("*.json"):
+            try:
+                if ManifestId.from_hex(path.stem) in served:
+                    continue
+                info = VersionInfo.from_json(path.read_text())
+            except (OSError, ValueError, KeyError, AetherError):
+                continue
             pinned.update(info.block_ids())
         return pinned
 

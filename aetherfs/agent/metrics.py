@@ -44,6 +44,7 @@ class _StateCollector(Collector):
             "Cache blocks found altered and dropped",
             cache["corrupt_dropped"],
         )
+        yield from _disk_metrics(snap)
         live = GaugeMetricFamily(
             "aetherfs_agent_channel_live",
             "1 when the channel has a live version",
@@ -127,3 +128,35 @@ def _peer_metrics(snap: dict[str, Any]) -> Iterator[Metric]:
         "1 if peer exchange runs",
         1 if snap["peer_exchange"].get("enabled") else 0,
     )
+
+
+def _disk_metrics(snap: dict[str, Any]) -> Iterator[Metric]:
+    """Bytes on disk (cache, trees) and blocks served to peers by where they came from."""
+    on_disk = GaugeMetricFamily(
+        "aetherfs_agent_disk_bytes", "Bytes allocated on disk, by part", labels=["part"]
+    )
+    on_disk.add_metric(["cache"], snap["cache"].get("disk_bytes", 0))
+    on_disk.add_metric(["trees"], snap["trees"]["bytes"])
+    yield on_disk
+    served = snap.get("served") or {}
+    blocks = CounterMetricFamily(
+        "aetherfs_agent_served_blocks",
+        "Blocks served to peers, by source (cache: as stored; tree: sealed again)",
+        labels=["source"],
+    )
+    size = CounterMetricFamily(
+        "aetherfs_agent_served_bytes", "Bytes served to peers, by source", labels=["source"]
+    )
+    for source in ("cache", "tree"):
+        blocks.add_metric([source], served.get(f"{source}_blocks", 0))
+        size.add_metric([source], served.get(f"{source}_bytes", 0))
+    yield blocks
+    yield size
+    refused = CounterMetricFamily(
+        "aetherfs_agent_tree_refused_blocks",
+        "Blocks a tree could not serve: altered on disk, or sealed again to other bytes",
+        labels=["reason"],
+    )
+    refused.add_metric(["altered"], served.get("altered", 0))
+    refused.add_metric(["mismatched"], served.get("mismatched", 0))
+    yield refused

@@ -78,20 +78,27 @@ WAKE_EVERY = 1.0  # peers' announcements wake one dataset's loops at most this o
 
 
 class CacheBlocks:
-    """The engine's BlockStore and BlockSink: the agent's block cache (replaced when the data
-    root is lost, so always asked of the workspace)."""
+    """The engine's BlockStore and BlockSink. Blocks are served from the block cache as stored,
+    else sealed again from a tree on disk (`TreeBlocks`: checked against the manifest and the
+    id, NotFound otherwise, so the peer is answered NOT_HAVE and goes elsewhere); fetched
+    blocks go into the cache. Both are asked of the workspace (the cache is replaced when the
+    data root is lost). A read from the cache keeps the cache's copies a while longer
+    (`Workspace.trim`): a rollout is under way."""
 
     def __init__(self, work: Workspace) -> None:
         self.work = work
 
     def has(self, block_id: BlockId) -> bool:
-        return bool(self.work.cache.has([block_id]))
+        return bool(self.work.cache.has([block_id])) or self.work.trees.has(block_id)
 
     def read(self, block_ids: Sequence[BlockId]) -> list[bytes]:
         found = self.work.cache.get_many(list(block_ids))
-        missing = [b for b in block_ids if b not in found]
+        if found:
+            self.work.cache_read_at = time.monotonic()
+            self.work.trees.count_cache(list(found.values()))
+        missing = [b for b in dict.fromkeys(block_ids) if b not in found]
         if missing:
-            raise NotFound(f"block {missing[0].short()} is not in this agent's cache")
+            found.update(zip(missing, self.work.trees.read(missing), strict=True))
         return [found[b] for b in block_ids]
 
     def __call__(self, table: PieceTable, index: int, blocks: StoredBlocks) -> None:
@@ -174,12 +181,21 @@ def _whole(rate: float | None) -> int | None:
     return int(rate) if rate is not None else None
 
 
-def held_pieces(table: PieceTable, work: Workspace) -> tuple[Bitfield, int]:
-    """The pieces whose every block the cache holds, and their stored bytes."""
-    ids = [b.id for i in range(len(table)) for b in table.blocks(i)]
-    cached = work.cache.has(ids)
-    held = [i for i in range(len(table)) if all(b.id in cached for b in table.blocks(i))]
-    return Bitfield.of(len(table), held), sum(table.size(i) for i in held)
+def held_pieces(table: PieceTable, work: Workspace) -> tuple[Bitfield, int, int]:
+    """The pieces whose every block the cache or a tree holds, and the stored bytes of their
+    blocks the build will read from the cache, and from the trees (local)."""
+    held: list[int] = []
+    cached_bytes = tree_bytes = 0
+    for i in range(len(table)):  # a piece at a time: a version's ids are never listed whole
+        blocks = table.blocks(i)
+        ids = [b.id for b in blocks]
+        in_tree = work.trees.known(ids)
+        cached = work.cache.has(b for b in ids if b not in in_tree)
+        if all(b in in_tree or b in cached for b in ids):
+            held.append(i)
+            cached_bytes += sum(b.stored_size for b in blocks if b.id in cached)
+            tree_bytes += sum(b.stored_size for b in blocks if b.id in in_tree)
+    return Bitfield.of(len(table), held), cached_bytes, tree_bytes
 
 
 def announce_address(host: str) -> str:
@@ -414,11 +430,16 @@ class PeerExchange:
         if access is None:
             return None
         table = await self._table(manifest_id, manifest)
-        held, held_bytes = await self.work.disk(held_pieces, table, self.work)
+        held, held_bytes, tree_bytes = await self.work.disk(held_pieces, table, self.work)
         self.store.want(table, repo, manifest.dataset)
         record = self.fetches.setdefault(
             manifest_id,
-            {"manifest": manifest_id.hex(), "dataset": manifest.dataset, "cache": held_bytes},
+            {
+                "manifest": manifest_id.hex(),
+                "dataset": manifest.dataset,
+                "cache": held_bytes,
+                "local": tree_bytes,  # held by a tree on disk (stored size): the build reads it
+            },
         )
         record["started"], record["priority"] = time.time(), priority
         try:
@@ -497,6 +518,7 @@ class PeerExchange:
                     "pieces_needed": v.pieces_needed,
                     "bytes_needed": v.bytes_needed,
                     "bytes": {
+                        "local": record.get("local", 0),
                         "cache": record.get("cache", 0),
                         "peers": v.bytes_from_peers,
                         "store": v.bytes_from_store,

@@ -113,6 +113,9 @@ class AgentState:
         self.cache_blocks = 0
         self.cache_evicted_bytes = 0
         self.cache_corrupt_dropped = 0
+        self.cache_disk_bytes = 0  # allocated on disk under the cache directory
+        self.tree_bytes = 0  # allocated on disk by the versions' trees, each inode once
+        self.served_view: Callable[[], dict[str, int]] | None = None  # blocks served, by source
         self.last_error: str | None = None
         self.last_error_time: float | None = None
         self.store_reachable: bool | None = None
@@ -124,10 +127,10 @@ class AgentState:
         self.peer_view: Callable[[], dict[str, Any]] | None = None
 
     # Counters from fetch threads -------------------------------------------------------
-    def count_fetch(self, source: str, size: int) -> None:
+    def count_fetch(self, source: str, size: int, blocks: int = 1) -> None:
         with self._lock:
             self.bytes_by_source[source] = self.bytes_by_source.get(source, 0) + size
-            self.blocks_by_source[source] = self.blocks_by_source.get(source, 0) + 1
+            self.blocks_by_source[source] = self.blocks_by_source.get(source, 0) + blocks
 
     def count_swarm(self, from_cache: int, from_peers: int, from_store: int) -> None:
         """What a version's swarm fetch found in the cache and moved into it (the build then
@@ -224,7 +227,10 @@ class AgentState:
                 "limit": c.cache_limit,
                 "evicted_bytes": self.cache_evicted_bytes,
                 "corrupt_dropped": self.cache_corrupt_dropped,
+                "disk_bytes": self.cache_disk_bytes,
             },
+            "trees": {"bytes": self.tree_bytes},
+            "served": self.served_view() if self.served_view is not None else {},
             "peer_exchange": swarm["peer_exchange"],
             "peers": swarm["peers"],
             "fetches": swarm["fetches"],

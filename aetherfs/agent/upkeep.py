@@ -44,6 +44,7 @@ async def restore(
                 manifest_id,
                 work.stopping,
                 work.store_limit,
+                work.trees,
             ),
             limiter=work.build_limiter,
         )
@@ -77,6 +78,7 @@ async def ensure_data_root(
             return
         log.error("dataroot.lost", data_root=str(dataroot.root), why=why)
         await work.disk(dataroot.recreate)
+        work.forget_trees()  # their files went with the root: index them again once rebuilt
         cache_dir = config.cache_dir
         if cache_dir.is_relative_to(dataroot.root) or not cache_dir.is_dir():
             await work.replace_cache()

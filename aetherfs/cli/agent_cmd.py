@@ -67,6 +67,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--cache-limit", metavar="SIZE", help="block cache bound (default 4G)")
     p.add_argument("--keep-versions", type=int, metavar="N", help="old versions kept (default 1)")
+    p.add_argument(
+        "--cache-linger",
+        type=float,
+        metavar="SECONDS",
+        help="a live version's blocks stay in the cache this long after a peer last read one "
+        "there, then its tree serves them (default 60)",
+    )
     p.add_argument("--poll-interval", type=float, metavar="SECONDS", help="default 10")
     p.add_argument("--retry-max", type=float, metavar="SECONDS", help="longest backoff (60)")
     p.add_argument(
@@ -179,6 +186,7 @@ def agent_config(context: Context, args: argparse.Namespace) -> AgentConfig:
         "cache_dir": getattr(args, "cache_dir", None),
         "cache_limit": getattr(args, "cache_limit", None),
         "keep_versions": getattr(args, "keep_versions", None),
+        "cache_linger": getattr(args, "cache_linger", None),
         "poll_interval": getattr(args, "poll_interval", None),
         "retry_max": getattr(args, "retry_max", None),
         "fetch_workers": getattr(args, "fetch_workers", None),
@@ -465,6 +473,14 @@ def render_status(snap: dict[str, Any]) -> str:
     lines.append(
         f"cache: {human_bytes(c['bytes'])} of {human_bytes(c['limit'])} ({c['blocks']} blocks), "
         f"{human_bytes(c['evicted_bytes'])} evicted, {c['corrupt_dropped']} altered blocks dropped"
+    )
+    served = snap.get("served") or {}
+    lines.append(
+        f"disk: trees {human_bytes(snap.get('trees', {}).get('bytes', 0))}, cache "
+        f"{human_bytes(c.get('disk_bytes', 0))}; served to peers: "
+        f"{served.get('cache_blocks', 0)} blocks from the cache, "
+        f"{served.get('tree_blocks', 0)} sealed again from trees, "
+        f"{served.get('altered', 0) + served.get('mismatched', 0)} refused"
     )
     lines += _render_peers(snap)
     lines.append(f"versions on disk: {len(snap['versions'])}")

@@ -65,12 +65,7 @@ def seal_block(
     """
     digest = blake3.blake3(plaintext).digest()
     key = crypto.convergent_key(convergence_secret, digest)
-    body = _RAW + plaintext
-    if _worth_compressing(plaintext):
-        compressed = _compressor(level).compress(plaintext)
-        if len(compressed) <= len(plaintext) * (1 - _MIN_SAVING):
-            body = _ZSTD + compressed
-    stored = crypto.seal(body, key, crypto.convergent_nonce(key))
+    stored = seal_with_key(plaintext, key, level)
     ref = BlockRef(
         id=BlockId.of(stored),
         key=key,
@@ -79,6 +74,32 @@ def seal_block(
         stored_size=len(stored),
     )
     return SealedBlock(ref, stored)
+
+
+def seal_with_key(
+    plaintext: bytes | memoryview, key: bytes, level: int | None = _ZSTD_LEVEL
+) -> bytes:
+    """The stored bytes of a chunk whose block key is known (a manifest's `BlockRef.key`):
+    what `seal_block` makes, so a holder of the plaintext and the ref can make the producer's
+    bytes again without the convergence secret (an agent serving peers from its tree). Equal
+    only with the producer's zstd level and library: callers check the id. `level=None`:
+    stored uncompressed, as the producer did when `stored_raw(ref)`."""
+    body = _RAW + plaintext
+    if level is not None and _worth_compressing(plaintext):
+        compressed = _compressor(level).compress(plaintext)
+        if len(compressed) <= len(plaintext) * (1 - _MIN_SAVING):
+            body = _ZSTD + compressed
+    return crypto.seal(body, key, crypto.convergent_nonce(key))
+
+
+# Flag byte and Poly1305 tag: what an uncompressed block's stored bytes add to its plaintext.
+RAW_OVERHEAD = len(_RAW) + 16
+
+
+def stored_raw(ref: BlockRef) -> bool:
+    """Whether the producer stored this block uncompressed (its size says so: a compressed
+    body is at least 5% smaller, so never exactly this long)."""
+    return ref.stored_size == ref.size + RAW_OVERHEAD
 
 
 _local = threading.local()

@@ -59,6 +59,10 @@ class FileEntry:
     blocks: Sequence[BlockRef] = ()  # held as a compact BlockList, whatever is passed
     target: str = ""  # symlink target, relative
     chunking: ChunkParams | None = None  # how this file was cut, if not the manifest default
+    # The zstd level its blocks were sealed at, if not DEFAULT_LEVEL: an agent holding the
+    # plaintext seals them again to the producer's bytes (`agent/tree_blocks.py`). Readers
+    # that do not know the key ignore it, so it needs no new document format.
+    level: int | None = None
     # In a delta only: the blocks as edits of the same path's in the base (`apply_patch`), in
     # place of `blocks`; resolved by `apply_delta`.
     patch: bytes = b""
@@ -250,6 +254,8 @@ def pack_entry(
         wire["s"] = entry.size
         if entry.chunking is not None:
             wire["c"] = entry.chunking.as_list()
+        if entry.level is not None:
+            wire["z"] = entry.level
         if entry.patch:
             wire["x"] = entry.patch
             return _pack_map(packer, wire, "", ())
@@ -284,6 +290,7 @@ def _read_entry(unpacker: msgpack.Unpacker, spool: RecordSpool | None) -> FileEn
         blocks=blocks,
         target=str(wire.get("t", "")),
         chunking=ChunkParams.from_list(chunking) if chunking else None,
+        level=int(wire["z"]) if "z" in wire else None,
         patch=bytes(wire.get("x", b"")),
     )
 

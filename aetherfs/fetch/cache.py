@@ -489,6 +489,34 @@ class BlockCache:
                 freed += size - kept
         return freed
 
+    def discard(self, select: Callable[[list[BlockId]], set[BlockId]]) -> int:
+        """Drop the blocks `select` picks, whatever the limit; return bytes freed.
+
+        `select` is asked one segment's blocks at a time (so the caller's set of blocks is
+        never listed whole): an agent drops what its trees can serve. A segment left with
+        none is removed; the blocks it still holds are moved to a new one first.
+        """
+        db = self._conn()
+        try:
+            order = db.execute("SELECT seq, bytes FROM segments ORDER BY used, seq").fetchall()
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from None
+        freed = 0
+        for seq, size in order:
+            rows = db.execute(
+                "SELECT id, offset, size FROM blocks WHERE segment = ?", (seq,)
+            ).fetchall()
+            going = select([BlockId(d) for d, _, _ in rows])
+            if not going:
+                continue
+            live = [_Row(BlockId(d), seq, off, n) for d, off, n in rows if BlockId(d) not in going]
+            if not self._retire(seq):
+                continue  # a thread is appending to it right now
+            kept = self._drop_segment(seq, live)
+            if kept is not None:
+                freed += size - kept
+        return freed
+
     def _make_room(self, spare: Callable[[], Iterable[BlockId]], need: int) -> bool:
         """On a full disk: free the bytes of unspared blocks, least recently used segments
         first, until `need` bytes and some more are free. True if anything was freed.

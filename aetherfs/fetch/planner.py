@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aetherfs.core.blocks import BlockRef, open_block
 from aetherfs.core.ids import BlockId
@@ -16,6 +17,13 @@ from aetherfs.errors import NotFound
 from aetherfs.fetch.cache import BlockCache
 from aetherfs.fetch.local import LocalChunk, read_local_chunk
 from aetherfs.fetch.sources import BlockSource
+
+
+class LocalChunks(Protocol):
+    """Where a reader already has a block's plaintext on disk, by its BLAKE3 (a dict from
+    `ops/reuse.py`, or the agent's index of its trees)."""
+
+    def get(self, digest: bytes, /) -> LocalChunk | None: ...
 
 
 @dataclass(slots=True)
@@ -33,11 +41,11 @@ class BlockFetcher:
         self,
         sources: Sequence[BlockSource],
         cache: BlockCache | None = None,
-        local: dict[bytes, LocalChunk] | None = None,
+        local: LocalChunks | None = None,
     ) -> None:
         self.sources = sources
         self.cache = cache
-        self.local = local or {}
+        self.local: LocalChunks = local if local is not None else {}
         self.counts = SourceCounts()
         self._lock = threading.Lock()
 

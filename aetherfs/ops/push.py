@@ -449,7 +449,11 @@ def push_directory(
             if owner.kind != FILE:
                 builder.add(FileEntry(owner.path, owner.kind, owner.mode, target=owner.target))
                 continue
-            file = FileEntry(owner.path, FILE, owner.mode, owner.size, chunking=owner.chunking)
+            # Its zstd level, when not the default, so peers can seal its blocks again exactly.
+            level = REBUILT_LEVEL if owner.path in rebuilt else None
+            file = FileEntry(
+                owner.path, FILE, owner.mode, owner.size, chunking=owner.chunking, level=level
+            )
             located_runs = _located_runs(packer, located, id_spool, owner.id_bytes)
             builder.add_file(file, owner.id_bytes // DIGEST_SIZE, located_runs)
             stats.files += 1

@@ -46,6 +46,15 @@ def test_round_trip() -> None:
     assert open_manifest(manifest_id, stored, "team/geo", KEY) == m
 
 
+def test_a_files_zstd_level_round_trips_and_is_left_out_at_the_default() -> None:
+    pinned = FileEntry("a.db", FILE, 0o644, 5, a_file("x").blocks, level=6)
+    m = manifest(pinned, a_file("b.txt"))
+    manifest_id, stored = seal_manifest(m, KEY)
+    opened = open_manifest(manifest_id, stored, "team/geo", KEY)
+    assert [e.level for e in opened.files] == [6, None]
+    assert b'"z"' not in encode(manifest(a_file("b.txt")))
+
+
 def test_manifest_is_encrypted() -> None:
     _, stored = seal_manifest(manifest(a_file("very-secret-name.db")), KEY)
     assert b"very-secret-name" not in stored

@@ -130,6 +130,27 @@ def test_segment_of_pinned_blocks_only_is_kept(tmp_path: Path) -> None:
     assert cache.stats().blocks == 2
 
 
+def test_discard_drops_what_is_picked_whatever_the_limit(tmp_path: Path) -> None:
+    cache = BlockCache(tmp_path / "c", limit=10**9, segment_bytes=20_000)
+    first, second = blocks(2, seed=1), blocks(2, seed=2)
+    cache.put_many(first)  # one segment each
+    cache.put_many(second)
+    going = {first[0][0], first[1][0], second[0][0]}
+    asked: list[list[BlockId]] = []
+
+    def pick(ids: list[BlockId]) -> set[BlockId]:
+        asked.append(ids)
+        return going & set(ids)
+
+    freed = cache.discard(pick)
+    assert freed == 30_000
+    assert all(len(ids) <= 2 for ids in asked)  # one segment's blocks at a time
+    assert cache.has(b for b, _ in first + second) == {second[1][0]}
+    assert cache.get_many([second[1][0]]) == {second[1][0]: second[1][1]}  # moved, intact
+    assert len(segment_files(tmp_path / "c")) == 1
+    assert cache.discard(pick) == 0
+
+
 def test_threads_share_one_cache(tmp_path: Path) -> None:
     cache = BlockCache(tmp_path / "c", limit=10**9, segment_bytes=200_000)
     groups = [blocks(40, seed=s) for s in range(6)]

@@ -87,6 +87,11 @@ def test_a_rebuilt_file_is_compressed_harder_and_reads_back(cli: Cli, tmp_path: 
     plaintext = open_block(ref, repo.get_blocks("places", [ref])[ref.id])
     secret = repo.keyring.convergence_secret
     assert seal_block(plaintext, secret, REBUILT_LEVEL).ref.id == ref.id
+    # The manifest pins that level, so a peer serving the file from its tree seals it again
+    # to these very bytes; a file at the default level names none.
+    assert [e.level for e in manifest.files] == [REBUILT_LEVEL]
+    fresh = repo.get_manifest("fresh", ManifestId.from_hex(json_of(cli, "fresh:1.0.0")))
+    assert [e.level for e in fresh.files] == [None]
     cli("pull", "places:1.1.0", str(again))
     assert (again / "places.sqlite").read_bytes() == (pair.v2 / "places.sqlite").read_bytes()
 
