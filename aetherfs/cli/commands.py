@@ -9,9 +9,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from aetherfs.cli.context import Context
+from aetherfs.cli.context import Context, HubContext
 from aetherfs.cli.heap import fix_mmap_threshold
-from aetherfs.cli.hub_cmd import HubContext
 from aetherfs.cli.output import human_bytes, print_json, table, when
 from aetherfs.cli.progress import byte_progress
 from aetherfs.core.ids import ManifestId
