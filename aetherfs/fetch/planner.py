@@ -10,7 +10,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from aetherfs.core.blocks import BlockRef, open_block
+from aetherfs.core.blocks import BlockRef, open_block_view
 from aetherfs.core.ids import BlockId
 from aetherfs.errors import NotFound
 from aetherfs.fetch.cache import BlockCache
@@ -41,13 +41,17 @@ class BlockFetcher:
         self.counts = SourceCounts()
         self._lock = threading.Lock()
 
-    def plaintext(self, ref: BlockRef) -> bytes:
+    def plaintext(self, ref: BlockRef) -> bytes | memoryview:
         """One block's verified plaintext; NotFound if no source has it."""
         return self.plaintexts([ref])[ref.id]
 
-    def plaintexts(self, refs: Sequence[BlockRef]) -> dict[BlockId, bytes]:
-        """Verified plaintext of every block in `refs`; NotFound if a source-less one remains."""
-        result: dict[BlockId, bytes] = {}
+    def plaintexts(self, refs: Sequence[BlockRef]) -> dict[BlockId, bytes | memoryview]:
+        """Verified plaintext of every block in `refs`; NotFound if a source-less one remains.
+
+        An uncompressed block's plaintext is a view of the buffer it was decrypted into (see
+        `open_block_view`): written out as it is, never copied.
+        """
+        result: dict[BlockId, bytes | memoryview] = {}
         wanted: list[BlockRef] = []
         for ref in refs:
             chunk = self.local.get(ref.digest)
@@ -71,7 +75,7 @@ class BlockFetcher:
                 if stored is None:
                     still.append(ref)
                     continue
-                result[ref.id] = open_block(ref, stored, verified=True)
+                result[ref.id] = open_block_view(ref, stored, verified=True)
                 moved += len(stored)
             if len(still) < len(wanted):
                 self._count(source.name, len(wanted) - len(still), moved)

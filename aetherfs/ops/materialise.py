@@ -145,7 +145,10 @@ def _fsync_path(path: Path) -> None:
 _IOV_MAX = 512
 
 
-def _write_run(opened: dict[str, int], root: Path, rel: str, start: int, run: list[bytes]) -> None:
+Buffer = bytes | memoryview
+
+
+def _write_run(opened: dict[str, int], root: Path, rel: str, start: int, run: list[Buffer]) -> None:
     """Write `run`'s buffers end to end from `start` in the file `rel` (opened once)."""
     fd = opened.get(rel)
     if fd is None:
@@ -244,7 +247,7 @@ def build_tree(
         # one another in a file with one pwritev.
         opened: dict[str, int] = {}
         written: dict[str, int] = {}
-        runs: dict[str, tuple[int, list[bytes]]] = {}  # per file: where its run starts, buffers
+        runs: dict[str, tuple[int, list[Buffer]]] = {}  # per file: where its run starts, buffers
         ends: dict[str, int] = {}
         try:
             for ref, spots in batch:
