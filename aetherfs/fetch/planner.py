@@ -52,15 +52,7 @@ class BlockFetcher:
         `open_block_view`): written out as it is, never copied.
         """
         result: dict[BlockId, bytes | memoryview] = {}
-        wanted: list[BlockRef] = []
-        for ref in refs:
-            chunk = self.local.get(ref.digest)
-            data = read_local_chunk(chunk, ref.digest) if chunk is not None else None
-            if data is not None:
-                result[ref.id] = data
-                self._count("local", 1, len(data))
-            else:
-                wanted.append(ref)
+        wanted = self._not_local(refs, result) if self.local else list(refs)
         for source in self.sources:
             if not wanted:
                 break
@@ -87,6 +79,21 @@ class BlockFetcher:
                 f"sources ({names})"
             )
         return result
+
+    def _not_local(
+        self, refs: Sequence[BlockRef], result: dict[BlockId, bytes | memoryview]
+    ) -> list[BlockRef]:
+        """Those of `refs` not on local disk; the others' bytes go into `result`."""
+        wanted: list[BlockRef] = []
+        for ref in refs:
+            chunk = self.local.get(ref.digest)
+            data = read_local_chunk(chunk, ref.digest) if chunk is not None else None
+            if data is not None:
+                result[ref.id] = data
+                self._count("local", 1, len(data))
+            else:
+                wanted.append(ref)
+        return wanted
 
     def _count(self, source: str, blocks: int, size: int) -> None:
         with self._lock:
