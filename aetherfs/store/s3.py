@@ -6,6 +6,7 @@ to replace, so two writers racing on one tag cannot both win.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -58,13 +59,29 @@ class S3Store:
                 **({"addressing_style": "path"} if settings.endpoint_url else {}),
             },
         )
-        session = boto3.session.Session()
-        self.client: S3Client = session.client(
-            "s3", endpoint_url=settings.endpoint_url, region_name=region, config=config
-        )
-        self.ranges = self._range_reader(session, region)
+        self._session = boto3.session.Session()
+        self._region = region
+        self._config = config
+        self._client: S3Client | None = None
+        self._client_lock = threading.Lock()
+        self.ranges = self._range_reader(self._session, region)
         #: Requests made, by operation: benchmarks price them.
         self.requests: dict[str, int] = {}
+
+    @property
+    def client(self) -> S3Client:
+        """boto3's client, made on first use: making one parses botocore's S3 model (0.1 s
+        of CPU, more on a busy machine), and a pull, whose GETs all take the short path
+        (`s3_ranges.py`), never needs it."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = self._session.client(
+                    "s3",
+                    endpoint_url=self.settings.endpoint_url,
+                    region_name=self._region,
+                    config=self._config,
+                )
+            return self._client
 
     def _range_reader(self, session: boto3.session.Session, region: str) -> RangeReader | None:
         """The short path for block reads, where it reaches the same server as boto3 would."""
@@ -113,6 +130,12 @@ class S3Store:
         return StoreUnavailable(f"the store {self.url} refused {key}: {code} {detail}")
 
     def get(self, key: str) -> bytes:
+        if self.ranges is not None:
+            self._count("get_object")
+            try:
+                return self.ranges.get_object(self._key(key))
+            except RangeError as exc:
+                raise self._translate_code(exc.code, key, exc) from None
         return bytes(self._call("get_object", key, Key=self._key(key))["Body"].read())
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
