@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -59,7 +59,9 @@ class S3Store:
                 **({"addressing_style": "path"} if settings.endpoint_url else {}),
             },
         )
-        self._session = boto3.session.Session()
+        # botocore's session alone finds the credentials; boto3 (and s3transfer, which it
+        # imports) is loaded with the client.
+        self._session = botocore.session.get_session()
         self._region = region
         self._config = config
         self._client: S3Client | None = None
@@ -75,7 +77,9 @@ class S3Store:
         (`s3_ranges.py`), never needs it."""
         with self._client_lock:
             if self._client is None:
-                self._client = self._session.client(
+                import boto3.session
+
+                self._client = boto3.session.Session(botocore_session=self._session).client(
                     "s3",
                     endpoint_url=self.settings.endpoint_url,
                     region_name=self._region,
@@ -83,7 +87,7 @@ class S3Store:
                 )
             return self._client
 
-    def _range_reader(self, session: boto3.session.Session, region: str) -> RangeReader | None:
+    def _range_reader(self, session: botocore.session.Session, region: str) -> RangeReader | None:
         """The short path for block reads, where it reaches the same server as boto3 would."""
         endpoint = self.settings.endpoint_url
         credentials = session.get_credentials()

@@ -11,11 +11,25 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.cli.test_push_pull import make_tree, tree
+from tests.cli.test_push_pull import make_tree, store_cli, tree
 from tests.conftest import Cli
 
-# Stacks of the daemon and the hub: none of them is needed to pull from a store.
-HEAVY = ("trio", "grpc", "fastapi", "starlette", "hypercorn", "httpx", "jwt", "zeroconf")
+__all__ = ["store_cli"]  # the fixture: every test here on the local store and on SeaweedFS
+
+# Stacks of the daemon and the hub: none of them is needed to pull from a store. Nor is boto3
+# (its S3 model takes 0.1 s to load): a pull's GETs take the short path (store/s3_ranges.py).
+HEAVY = (
+    "trio",
+    "grpc",
+    "fastapi",
+    "starlette",
+    "hypercorn",
+    "httpx",
+    "jwt",
+    "zeroconf",
+    "boto3",
+    "s3transfer",
+)
 
 _PULL_AND_LIST = """
 import json, sys
@@ -26,7 +40,8 @@ print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
 """
 
 
-def test_pull_imports_no_daemon_or_hub_stack(cli: Cli, tmp_path: Path) -> None:
+def test_pull_imports_no_daemon_or_hub_stack(store_cli: Cli, tmp_path: Path) -> None:
+    cli = store_cli
     src = tmp_path / "src"
     make_tree(src, big=200_000)
     cli("push", str(src), "team/small:1.0.0")
