@@ -6,6 +6,7 @@ JWT code) before the lazy imports of `aetherfs/cli/agent_cmd.py` and `hub_cmd.py
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -73,3 +74,16 @@ def test_help_lists_every_command(cli: Cli) -> None:
         assert any(line.split()[:1] == [command] and words in line for line in out.splitlines()), (
             f"{command} missing from --help:\n{out}"
         )
+
+
+def test_pull_puts_what_start_up_made_out_of_the_collectors_sight(cli: Cli, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_tree(src, big=100_000)
+    cli("push", str(src), "team/small:1.0.0")
+    gc.unfreeze()
+    try:
+        assert cli.inproc("pull", "team/small:1.0.0", str(tmp_path / "dest")) == 0
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
+    assert tree(tmp_path / "dest") == tree(src)
