@@ -7,7 +7,7 @@ to replace, so two writers racing on one tag cannot both win.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from aetherfs.errors import AetherError, Conflict, NotFound, StoreUnavailable
 from aetherfs.store.base import Versioned
-from aetherfs.store.s3_ranges import RangeError, RangeReader, direct_path_usable
+from aetherfs.store.s3_ranges import RangeError, RangeReader, Unreachable, direct_path_usable
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -118,6 +118,16 @@ class S3Store:
         except BotoCoreError as exc:
             raise StoreUnavailable(f"cannot reach the store {self.url}: {exc}") from None
 
+    def _short_get(self, key: str, get: Callable[..., bytes], *args: Any) -> bytes:
+        """A GET on the short path (`s3_ranges.py`), failing in the words of `_call`."""
+        self._count("get_object")
+        try:
+            return get(*args)
+        except RangeError as exc:
+            raise self._translate_code(exc.code, key, exc) from None
+        except Unreachable as exc:
+            raise StoreUnavailable(f"cannot reach the store {self.url}: {exc}") from None
+
     def _translate(self, exc: ClientError, key: str) -> AetherError:
         return self._translate_code(str(exc.response.get("Error", {}).get("Code", "")), key, exc)
 
@@ -135,22 +145,14 @@ class S3Store:
 
     def get(self, key: str) -> bytes:
         if self.ranges is not None:
-            self._count("get_object")
-            try:
-                return self.ranges.get_object(self._key(key))
-            except RangeError as exc:
-                raise self._translate_code(exc.code, key, exc) from None
+            return self._short_get(key, self.ranges.get_object, self._key(key))
         return bytes(self._call("get_object", key, Key=self._key(key))["Body"].read())
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         if length <= 0:
             return b""
         if self.ranges is not None:
-            self._count("get_object")
-            try:
-                return self.ranges.get(self._key(key), start, length)
-            except RangeError as exc:
-                raise self._translate_code(exc.code, key, exc) from None
+            return self._short_get(key, self.ranges.get, self._key(key), start, length)
         response = self._call(
             "get_object", key, Key=self._key(key), Range=f"bytes={start}-{start + length - 1}"
         )

@@ -20,8 +20,6 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from urllib3.util import Retry, Timeout
 
-from aetherfs.errors import StoreUnavailable
-
 _ERROR_CODE = re.compile(rb"<Code>([^<]{1,64})</Code>")
 # Idempotent reads: retried on server trouble with a short backoff, as boto3's standard mode.
 _RETRY = Retry(
@@ -32,6 +30,10 @@ _RETRY = Retry(
     raise_on_status=False,
     respect_retry_after_header=True,
 )
+
+
+class Unreachable(Exception):
+    """The server could not be reached, retries included: the store says so in its words."""
 
 
 class RangeError(Exception):
@@ -82,7 +84,7 @@ class RangeReader:
     def get(self, key: str, start: int, length: int) -> bytes:
         """`length` bytes of `key` from `start` (fewer if the object ends first).
 
-        Raises RangeError if the server refuses, StoreUnavailable if it cannot be reached.
+        Raises RangeError if the server refuses, Unreachable if it cannot be reached.
         """
         response = self._get(key, {"Range": f"bytes={start}-{start + length - 1}"})
         if response.status == 206:
@@ -106,7 +108,7 @@ class RangeReader:
         try:
             return self.pool.request("GET", url, headers=dict(request.headers.items()))
         except urllib3.exceptions.HTTPError as exc:
-            raise StoreUnavailable(f"cannot reach {self.base}: {exc}") from None
+            raise Unreachable(f"{self.base}: {exc}") from None
 
 
 def _refused(response: urllib3.BaseHTTPResponse) -> RangeError:

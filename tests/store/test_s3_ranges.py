@@ -93,8 +93,10 @@ def test_a_server_that_ignores_ranges_still_gives_the_range(seaweedfs: SeaweedFS
 def test_an_unreachable_server_is_a_clear_error() -> None:
     store = S3Store(S3Settings("bucket", "p", f"http://127.0.0.1:{free_port()}"))
     started = time.monotonic()
-    with pytest.raises(StoreUnavailable, match="cannot reach"):
+    with pytest.raises(StoreUnavailable, match="cannot reach the store s3://bucket/p/"):
         store.get_range("packs/x", 0, 10)
+    with pytest.raises(StoreUnavailable, match="cannot reach the store s3://bucket/p/"):
+        store.get("packs/x")
     assert time.monotonic() - started < 30
 
 
