@@ -9,19 +9,20 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-import trio
-
-from aetherfs.agent.config import AgentConfig, Subscription, build_config, load_toml
-from aetherfs.agent.identity import load_identity
-from aetherfs.agent.log import Logger
-from aetherfs.agent.membership import CertificateMembership, HubAddress, open_membership
-from aetherfs.cli.context import Context
-from aetherfs.cli.hub_cmd import HubContext
+from aetherfs.cli.context import Context, HubContext
 from aetherfs.cli.output import human_bytes, print_json, table, when
 from aetherfs.errors import AetherError, InvalidInput, StoreUnavailable
+
+# The agent's stack (trio, httpx, its config and membership; the daemon: grpc, Hypercorn,
+# Starlette) is imported inside the commands that run it: every other command, `aetherfs
+# pull` first, would otherwise pay a quarter of a second of start-up for it.
+if TYPE_CHECKING:
+    import httpx
+
+    from aetherfs.agent.config import AgentConfig
+    from aetherfs.agent.membership import CertificateMembership
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -177,6 +178,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def agent_config(context: Context, args: argparse.Namespace) -> AgentConfig:
+    from aetherfs.agent.config import build_config, load_toml
+
     file = load_toml(Path(args.config)) if getattr(args, "config", None) else {}
     flags = {
         "store": args.store,
@@ -233,6 +236,10 @@ def _single(exc: BaseException) -> BaseException:
 def start_membership(config: AgentConfig, context: Context) -> CertificateMembership | None:
     """The agent's identity (made on first start) and, through a hub, its enrolment in the
     fleet: kept from an earlier start, or made now with the join token (blocking, once)."""
+    from aetherfs.agent.identity import load_identity
+    from aetherfs.agent.log import Logger
+    from aetherfs.agent.membership import HubAddress, open_membership
+
     identity = load_identity(config.state_dir)
     if not isinstance(context, HubContext):
         return None  # a keyring's fleet secret admits it; nothing to enrol
@@ -245,6 +252,8 @@ class AgentFailed(AetherError):
 
 
 def agent(context: Context, args: argparse.Namespace) -> int:
+    import trio
+
     config = agent_config(context, args)
     # Through a hub (--hub / AETHERFS_HUB), the context's repository is the hub's client:
     # tags, manifests and blocks come from it, verified as from a store.
@@ -258,8 +267,6 @@ def agent(context: Context, args: argparse.Namespace) -> int:
         # Enrolled with no `aetherfs login`: the agent's own API token works the hub.
         context = dataclasses.replace(context, token=membership.enrolment.token)  # type: ignore[call-arg]
     try:
-        # Imported here: the daemon pulls in grpc, Hypercorn and Starlette, which every other
-        # command would otherwise pay for at start-up.
         from aetherfs.agent.daemon import run_agent
         from aetherfs.agent.watch import HubLink
 
@@ -306,10 +313,14 @@ class Endpoint:
     where: str  # for messages
 
     def client(self) -> httpx.Client:
+        import httpx
+
         transport = httpx.HTTPTransport(uds=str(self.socket)) if self.socket else None
         return httpx.Client(transport=transport, base_url=self.base_url, timeout=10)
 
     def async_client(self) -> httpx.AsyncClient:
+        import httpx
+
         transport = httpx.AsyncHTTPTransport(uds=str(self.socket)) if self.socket else None
         return httpx.AsyncClient(transport=transport, base_url=self.base_url, timeout=10)
 
@@ -334,6 +345,8 @@ def _endpoint(context: Context, args: argparse.Namespace) -> Endpoint:
 
 
 def status(context: Context, args: argparse.Namespace) -> int:
+    import httpx
+
     if args.wait is None and (args.manifest or args.timeout is not None):
         raise InvalidInput("--manifest and --timeout go with --wait NAME:CHANNEL")
     endpoint = _endpoint(context, args)
@@ -357,7 +370,10 @@ def status(context: Context, args: argparse.Namespace) -> int:
 
 def wait(endpoint: Endpoint, args: argparse.Namespace) -> int:
     """`status --wait`: one process following the agent's watch stream until live."""
+    import trio
+
     from aetherfs.agent.client import wait_live
+    from aetherfs.agent.config import Subscription
 
     ref = str(Subscription.parse(args.wait))
     if args.timeout is not None and args.timeout < 0:

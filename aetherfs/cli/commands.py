@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import gc as pygc  # `gc` is the command below
 import sys
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from aetherfs.cli.context import Context
+from aetherfs.cli.context import Context, HubContext
 from aetherfs.cli.heap import fix_mmap_threshold
-from aetherfs.cli.hub_cmd import HubContext
 from aetherfs.cli.output import human_bytes, print_json, table, when
 from aetherfs.cli.progress import byte_progress
 from aetherfs.core.ids import ManifestId
@@ -135,6 +135,10 @@ def pull(ctx: Context, args: argparse.Namespace) -> int:
     cache = BlockCache(s.cache_dir, s.cache_limit, on_full=warn) if use_cache else None
     sources: list[BlockSource] = [CacheSource(cache)] if cache else []
     sources.append(StoreSource(repo, ref.dataset))
+    # What start-up made (modules, the store's client, the manifest: some 40,000 objects)
+    # lives until the process ends: out of the collector's sight, the full collections a pull
+    # triggers skip it (0.04 CPU s of a 1 GiB pull). Freed by reference counts as ever.
+    pygc.freeze()
     with byte_progress(manifest.total_size, f"pull {ref}") as progress:
         result = pull_manifest(
             manifest,

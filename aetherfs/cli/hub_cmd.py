@@ -8,21 +8,17 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import trio
-
-from aetherfs.cli.context import Context
+from aetherfs.cli.context import Context, HubContext
 from aetherfs.cli.output import print_json, table, when
 from aetherfs.config import Settings
 from aetherfs.errors import InvalidInput
-from aetherfs.hub.acl import AclStore, role_level
-from aetherfs.hub.audit import AuditLog
-from aetherfs.hub.auth import TokenRegistry
-from aetherfs.hub.config import HubConfig, OidcConfig
-from aetherfs.repository import StoreRepository
-from aetherfs.repository.hub_backed import HubRepository
-from aetherfs.repository.hub_client import HubClient, save_token, saved_token
+
+# The hub's stack (trio, httpx, JWT and its crypto, the server) is imported inside the
+# commands that use it, not by every `aetherfs` command at start-up.
+if TYPE_CHECKING:
+    from aetherfs.hub.config import HubConfig
 
 EXAMPLES = """\
 examples:
@@ -43,6 +39,8 @@ def _pairs(values: list[str], what: str) -> tuple[tuple[str, str], ...]:
 
 
 def hub_config(args: argparse.Namespace) -> HubConfig:
+    from aetherfs.hub.config import HubConfig, OidcConfig
+
     oidc = None
     if args.oidc_issuer:
         if not args.oidc_audience:
@@ -68,8 +66,8 @@ def hub_config(args: argparse.Namespace) -> HubConfig:
 
 
 def serve(ctx: Context, args: argparse.Namespace) -> int:
-    # Imported here: the server pulls in grpc, Hypercorn and Starlette, which every other
-    # command would otherwise pay for at start-up.
+    import trio
+
     from aetherfs.hub.server import HubAddresses, serve_hub
 
     config = hub_config(args)
@@ -92,6 +90,9 @@ def serve(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def token_create(ctx: Context, args: argparse.Namespace) -> int:
+    from aetherfs.hub.audit import AuditLog
+    from aetherfs.hub.auth import TokenRegistry
+
     repo = ctx.store_repository(create=True)
     secret = TokenRegistry(repo.store).create(
         args.name, "agent" if args.agent else "user", args.admin, args.group
@@ -106,6 +107,9 @@ def token_create(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def token_revoke(ctx: Context, args: argparse.Namespace) -> int:
+    from aetherfs.hub.audit import AuditLog
+    from aetherfs.hub.auth import TokenRegistry
+
     repo = ctx.store_repository()
     count = TokenRegistry(repo.store).revoke(args.name)
     AuditLog(repo.store).record(None, "token.revoke", None, name=args.name)
@@ -114,6 +118,8 @@ def token_revoke(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def token_list(ctx: Context, args: argparse.Namespace) -> int:
+    from aetherfs.hub.auth import TokenRegistry
+
     tokens = TokenRegistry(ctx.store_repository().store).list()
     if ctx.json:
         print_json(
@@ -138,6 +144,9 @@ def token_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def grant(ctx: Context, args: argparse.Namespace) -> int:
+    from aetherfs.hub.acl import AclStore, role_level
+    from aetherfs.hub.audit import AuditLog
+
     repo = ctx.store_repository()
     role = None if args.role == "none" else args.role
     if role is not None:
@@ -151,24 +160,6 @@ def grant(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-@dataclass(frozen=True, slots=True)
-class HubContext(Context):
-    """A Context whose repository is a hub (`--hub URL` or AETHERFS_HUB)."""
-
-    hub_url: str = ""
-    token: str | None = None
-    ca_file: str | None = None
-
-    def repository(self, create: bool = False) -> HubRepository:
-        return HubRepository(HubClient(self.hub_url, self.token, self.ca_file))
-
-    def store_repository(self, create: bool = False, needs: str = "") -> StoreRepository:
-        raise InvalidInput(
-            f"{needs or 'this command'} needs direct store access: run it with --store (and "
-            f"the store's keyring), not through the hub {self.hub_url}"
-        )
-
-
 def make_context(args: argparse.Namespace, settings: Settings, json_out: bool) -> Context:
     """The context of a command: through a hub when one is named, else on the store."""
     hub_url = getattr(args, "hub", None) or os.environ.get("AETHERFS_HUB")
@@ -176,6 +167,8 @@ def make_context(args: argparse.Namespace, settings: Settings, json_out: bool) -
         return Context(settings, json=json_out)
     if getattr(args, "store", None):
         raise InvalidInput("give --store or --hub, not both")
+    from aetherfs.repository.hub_client import saved_token
+
     return HubContext(
         settings,
         json=json_out,
@@ -186,6 +179,8 @@ def make_context(args: argparse.Namespace, settings: Settings, json_out: bool) -
 
 
 def login(ctx: Context, args: argparse.Namespace) -> int:
+    from aetherfs.repository.hub_client import HubClient, save_token
+
     hub_url = args.hub or os.environ.get("AETHERFS_HUB")
     if not hub_url:
         raise InvalidInput("name the hub: aetherfs login --hub URL (or set AETHERFS_HUB)")

@@ -133,22 +133,32 @@ def _worth_compressing(plaintext: bytes | memoryview) -> bool:
     return len(_compressor().compress(sample)) <= _SAMPLE * (1 - _MIN_SAVING)
 
 
-def verify_block(block_id: BlockId, stored: bytes) -> None:
+def verify_block(block_id: BlockId, stored: bytes | memoryview) -> None:
     """Raise IntegrityError unless `stored` hashes to `block_id`. Needs no key."""
     if BlockId.of(stored) != block_id:
         raise IntegrityError(f"block {block_id.short()} does not match its id: altered or corrupt")
 
 
-def open_block(ref: BlockRef, stored: bytes, verified: bool = False) -> bytes:
+def open_block(ref: BlockRef, stored: bytes | memoryview, verified: bool = False) -> bytes:
     """Verify, decrypt and decompress one block; raise IntegrityError on any mismatch.
 
     `verified`: the caller has just checked `stored` against `ref.id` (every BlockSource
     does), so the hash is not computed twice.
     """
+    plaintext = open_block_view(ref, stored, verified)
+    return plaintext if isinstance(plaintext, bytes) else bytes(plaintext)
+
+
+def open_block_view(
+    ref: BlockRef, stored: bytes | memoryview, verified: bool = False
+) -> bytes | memoryview:
+    """`open_block` without a copy: an uncompressed block's plaintext is a view into the
+    buffer it was decrypted into (for writing out, hashing or copying once)."""
     if not verified:
         verify_block(ref.id, stored)
-    body = crypto.open_sealed(stored, ref.key, crypto.convergent_nonce(ref.key))
+    body = crypto.open_sealed_view(stored, ref.key, crypto.convergent_nonce(ref.key))
     flag, payload = body[:1], body[1:]
+    plaintext: bytes | memoryview
     if flag == _RAW:
         plaintext = payload
     elif flag == _ZSTD:

@@ -312,7 +312,7 @@ class BlockCache:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def put_many(self, blocks: Sequence[tuple[BlockId, bytes]]) -> None:
+    def put_many(self, blocks: Sequence[tuple[BlockId, bytes | memoryview]]) -> None:
         """Keep verified blocks (the caller has checked each against its id) in one segment.
 
         Blocks already held are skipped. On a full disk, room is made (`_make_room`) and the
@@ -357,13 +357,15 @@ class BlockCache:
         finally:
             self._spare = None
 
-    def _put(self, blocks: Sequence[tuple[BlockId, bytes]], move: bool = False) -> None:
+    def _put(
+        self, blocks: Sequence[tuple[BlockId, bytes | memoryview]], move: bool = False
+    ) -> None:
         """Write `blocks` in one segment; CacheFull if the disk has no room.
 
         Blocks already held are skipped, unless `move`: then the index points at the new copy.
         """
         present = set() if move else {r.block_id for r in self._rows([b for b, _ in blocks])}
-        fresh: dict[BlockId, bytes] = {}
+        fresh: dict[BlockId, bytes | memoryview] = {}
         for block_id, stored in blocks:
             if block_id not in present:
                 fresh.setdefault(block_id, stored)
@@ -388,7 +390,7 @@ class BlockCache:
         finally:
             self._checkin(segment)
 
-    def _write_all(self, segment: _Segment, pieces: list[bytes]) -> None:
+    def _write_all(self, segment: _Segment, pieces: list[bytes | memoryview]) -> None:
         # Writes go at the recorded end, not O_APPEND: bytes a failed write left past it are
         # overwritten by the next batch. One gathered write, no joined copy of the batch.
         views = [memoryview(piece) for piece in pieces]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from aetherfs.core.blocks import BlockRef
 from aetherfs.core.ids import BlockId
@@ -55,7 +55,7 @@ class AgentSource:
         self.stop = stop
         self.limit = limit
 
-    def fetch(self, refs: Sequence[BlockRef]) -> dict[BlockId, bytes]:
+    def fetch(self, refs: Sequence[BlockRef]) -> Mapping[BlockId, bytes | memoryview]:
         if self.stop.is_set():
             raise Stopped("the agent is stopping")
         found = self.inner.fetch(refs)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from aetherfs.core.blocks import BlockRef, open_block
+from aetherfs.core.blocks import BlockRef, open_block_view
 from aetherfs.core.ids import BlockId
 from aetherfs.errors import NotFound
 from aetherfs.fetch.cache import BlockCache
@@ -49,22 +49,18 @@ class BlockFetcher:
         self.counts = SourceCounts()
         self._lock = threading.Lock()
 
-    def plaintext(self, ref: BlockRef) -> bytes:
+    def plaintext(self, ref: BlockRef) -> bytes | memoryview:
         """One block's verified plaintext; NotFound if no source has it."""
         return self.plaintexts([ref])[ref.id]
 
-    def plaintexts(self, refs: Sequence[BlockRef]) -> dict[BlockId, bytes]:
-        """Verified plaintext of every block in `refs`; NotFound if a source-less one remains."""
-        result: dict[BlockId, bytes] = {}
-        wanted: list[BlockRef] = []
-        for ref in refs:
-            chunk = self.local.get(ref.digest)
-            data = read_local_chunk(chunk, ref.digest) if chunk is not None else None
-            if data is not None:
-                result[ref.id] = data
-                self._count("local", 1, len(data))
-            else:
-                wanted.append(ref)
+    def plaintexts(self, refs: Sequence[BlockRef]) -> dict[BlockId, bytes | memoryview]:
+        """Verified plaintext of every block in `refs`; NotFound if a source-less one remains.
+
+        An uncompressed block's plaintext is a view of the buffer it was decrypted into (see
+        `open_block_view`): written out as it is, never copied.
+        """
+        result: dict[BlockId, bytes | memoryview] = {}
+        wanted = self._not_local(refs, result) if self.local else list(refs)
         for source in self.sources:
             if not wanted:
                 break
@@ -79,7 +75,7 @@ class BlockFetcher:
                 if stored is None:
                     still.append(ref)
                     continue
-                result[ref.id] = open_block(ref, stored, verified=True)
+                result[ref.id] = open_block_view(ref, stored, verified=True)
                 moved += len(stored)
             if len(still) < len(wanted):
                 self._count(source.name, len(wanted) - len(still), moved)
@@ -91,6 +87,21 @@ class BlockFetcher:
                 f"sources ({names})"
             )
         return result
+
+    def _not_local(
+        self, refs: Sequence[BlockRef], result: dict[BlockId, bytes | memoryview]
+    ) -> list[BlockRef]:
+        """Those of `refs` not on local disk; the others' bytes go into `result`."""
+        wanted: list[BlockRef] = []
+        for ref in refs:
+            chunk = self.local.get(ref.digest)
+            data = read_local_chunk(chunk, ref.digest) if chunk is not None else None
+            if data is not None:
+                result[ref.id] = data
+                self._count("local", 1, len(data))
+            else:
+                wanted.append(ref)
+        return wanted
 
     def _count(self, source: str, blocks: int, size: int) -> None:
         with self._lock:

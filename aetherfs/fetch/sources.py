@@ -6,7 +6,7 @@ Peers slot in beside the cache and the store without the callers changing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from aetherfs.core.blocks import BlockRef
@@ -18,8 +18,9 @@ from aetherfs.repository import Repository
 class BlockSource(Protocol):
     name: str
 
-    def fetch(self, refs: Sequence[BlockRef]) -> dict[BlockId, bytes]:
-        """Verified stored bytes of those of `refs` this source has."""
+    def fetch(self, refs: Sequence[BlockRef]) -> Mapping[BlockId, bytes | memoryview]:
+        """Verified stored bytes of those of `refs` this source has (views of a larger read,
+        where that spares a copy)."""
         ...
 
 
@@ -29,7 +30,7 @@ class CacheSource:
     def __init__(self, cache: BlockCache) -> None:
         self.cache = cache
 
-    def fetch(self, refs: Sequence[BlockRef]) -> dict[BlockId, bytes]:
+    def fetch(self, refs: Sequence[BlockRef]) -> Mapping[BlockId, bytes | memoryview]:
         return self.cache.get_many([ref.id for ref in refs])
 
 
@@ -42,5 +43,5 @@ class StoreSource:
         self.repo = repo
         self.dataset = dataset  # whose blocks: through a hub, that dataset's ACL decides
 
-    def fetch(self, refs: Sequence[BlockRef]) -> dict[BlockId, bytes]:
+    def fetch(self, refs: Sequence[BlockRef]) -> Mapping[BlockId, bytes | memoryview]:
         return self.repo.get_blocks(self.dataset, refs)

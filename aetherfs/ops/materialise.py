@@ -19,7 +19,6 @@ from pathlib import Path
 import blake3
 
 from aetherfs.core.blocks import BlockRef
-from aetherfs.core.ids import BlockId
 from aetherfs.core.manifest import DIRECTORY, FILE, SYMLINK, FileEntry, Manifest
 from aetherfs.core.packs import plan_reads
 from aetherfs.fetch.planner import BlockFetcher
@@ -145,7 +144,10 @@ def _fsync_path(path: Path) -> None:
 _IOV_MAX = 512
 
 
-def _write_run(opened: dict[str, int], root: Path, rel: str, start: int, run: list[bytes]) -> None:
+Buffer = bytes | memoryview
+
+
+def _write_run(opened: dict[str, int], root: Path, rel: str, start: int, run: list[Buffer]) -> None:
     """Write `run`'s buffers end to end from `start` in the file `rel` (opened once)."""
     fd = opened.get(rel)
     if fd is None:
@@ -172,12 +174,18 @@ def _batches(files: list[FileEntry]) -> Iterator[Batch]:
     (a window may end in the middle of a file). A block that occurs in two windows is
     fetched twice, the second time from the cache.
     """
-    places: dict[BlockId, tuple[BlockRef, Spots]] = {}
+    # Keyed by the id's digest: bytes hash in C (and keep their hash), a BlockId in Python.
+    places: dict[bytes, tuple[BlockRef, Spots]] = {}
     size = 0
     for entry in files:
+        path = entry.path
         offset = 0
         for ref in entry.blocks:
-            places.setdefault(ref.id, (ref, []))[1].append((entry.path, offset))
+            place = places.get(ref.id.digest)
+            if place is None:
+                places[ref.id.digest] = (ref, [(path, offset)])
+            else:  # the same block again (in this file or another)
+                place[1].append((path, offset))
             offset += ref.size
             size += ref.size
             if size >= WINDOW_BYTES:
@@ -186,10 +194,10 @@ def _batches(files: list[FileEntry]) -> Iterator[Batch]:
     yield from _planned(places)
 
 
-def _planned(places: dict[BlockId, tuple[BlockRef, Spots]]) -> Iterator[Batch]:
+def _planned(places: dict[bytes, tuple[BlockRef, Spots]]) -> Iterator[Batch]:
     refs = (ref for ref, _ in places.values())
     for read in plan_reads(refs, max_range=BATCH_BYTES):
-        yield tuple(places[ref.id] for ref in read.blocks)
+        yield tuple(places[ref.id.digest] for ref in read.blocks)
 
 
 def build_tree(
@@ -244,7 +252,7 @@ def build_tree(
         # one another in a file with one pwritev.
         opened: dict[str, int] = {}
         written: dict[str, int] = {}
-        runs: dict[str, tuple[int, list[bytes]]] = {}  # per file: where its run starts, buffers
+        runs: dict[str, tuple[int, list[Buffer]]] = {}  # per file: where its run starts, buffers
         ends: dict[str, int] = {}
         try:
             for ref, spots in batch:

@@ -88,7 +88,11 @@ class Repository(Protocol):
 
     def read_range(self, dataset: str, read: ReadRange) -> Iterator[tuple[BlockRef, bytes]]: ...
 
-    def get_blocks(self, dataset: str, refs: Iterable[BlockRef]) -> dict[BlockId, bytes]: ...
+    def get_blocks(
+        self, dataset: str, refs: Iterable[BlockRef]
+    ) -> dict[BlockId, bytes | memoryview]:
+        """Each block's stored bytes, verified; views of the ranged reads they came in."""
+        ...
 
     # Manifests
     def put_sealed_manifest(

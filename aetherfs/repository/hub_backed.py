@@ -108,11 +108,15 @@ class HubRepository:
 
     def read_range(self, dataset: str, read: ReadRange) -> Iterator[tuple[BlockRef, bytes]]:
         """One ranged GET through the hub; each block checked against its id."""
-        data = self.client.get_pack_range(dataset, read.pack.hex(), read.start, read.length)
-        return cut_verified(read, data)
+        return cut_verified(read, self._range_bytes(dataset, read))
 
-    def get_blocks(self, dataset: str, refs: Iterable[BlockRef]) -> dict[BlockId, bytes]:
-        return gather_blocks(self.read_range, dataset, refs)
+    def _range_bytes(self, dataset: str, read: ReadRange) -> bytes:
+        return self.client.get_pack_range(dataset, read.pack.hex(), read.start, read.length)
+
+    def get_blocks(
+        self, dataset: str, refs: Iterable[BlockRef]
+    ) -> dict[BlockId, bytes | memoryview]:
+        return gather_blocks(self._range_bytes, dataset, refs)
 
     # Tags -------------------------------------------------------------------------------
     def _verify(self, doc: dict[str, Any], dataset: str, tag: str) -> SignedTag:

@@ -201,17 +201,22 @@ class StoreRepository:
 
     def read_range(self, dataset: str, read: ReadRange) -> Iterator[tuple[BlockRef, bytes]]:
         """One ranged GET; each block in it checked against its id."""
+        return cut_verified(read, self._range_bytes(dataset, read))
+
+    def _range_bytes(self, dataset: str, read: ReadRange) -> bytes:
         try:
-            data = self.store.get_range(layout.pack_key(read.pack), read.start, read.length)
+            return self.store.get_range(layout.pack_key(read.pack), read.start, read.length)
         except NotFound:
             raise NotFound(
                 f"pack {read.pack.short()} is missing from the store {self.store.url}"
             ) from None
-        return cut_verified(read, data)
 
-    def get_blocks(self, dataset: str, refs: Iterable[BlockRef]) -> dict[BlockId, bytes]:
-        """The stored bytes of each block, verified, in as few ranged reads as pays."""
-        return gather_blocks(self.read_range, dataset, refs)
+    def get_blocks(
+        self, dataset: str, refs: Iterable[BlockRef]
+    ) -> dict[BlockId, bytes | memoryview]:
+        """The stored bytes of each block, verified, in as few ranged reads as pays (views
+        of those reads: `gather_blocks`)."""
+        return gather_blocks(self._range_bytes, dataset, refs)
 
     def lease_store(self) -> Store | None:
         """Where a push announces itself to gc (`ops/push_lease.py`): this store. Through a

@@ -6,17 +6,18 @@ to replace, so two writers racing on one tag cannot both win.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from aetherfs.errors import AetherError, Conflict, NotFound, StoreUnavailable
 from aetherfs.store.base import Versioned
-from aetherfs.store.s3_ranges import RangeError, RangeReader, direct_path_usable
+from aetherfs.store.s3_ranges import RangeError, RangeReader, Unreachable, direct_path_usable
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -58,15 +59,35 @@ class S3Store:
                 **({"addressing_style": "path"} if settings.endpoint_url else {}),
             },
         )
-        session = boto3.session.Session()
-        self.client: S3Client = session.client(
-            "s3", endpoint_url=settings.endpoint_url, region_name=region, config=config
-        )
-        self.ranges = self._range_reader(session, region)
+        # botocore's session alone finds the credentials; boto3 (and s3transfer, which it
+        # imports) is loaded with the client.
+        self._session = botocore.session.get_session()
+        self._region = region
+        self._config = config
+        self._client: S3Client | None = None
+        self._client_lock = threading.Lock()
+        self.ranges = self._range_reader(self._session, region)
         #: Requests made, by operation: benchmarks price them.
         self.requests: dict[str, int] = {}
 
-    def _range_reader(self, session: boto3.session.Session, region: str) -> RangeReader | None:
+    @property
+    def client(self) -> S3Client:
+        """boto3's client, made on first use: making one parses botocore's S3 model (0.1 s
+        of CPU, more on a busy machine), and a pull, whose GETs all take the short path
+        (`s3_ranges.py`), never needs it."""
+        with self._client_lock:
+            if self._client is None:
+                import boto3.session
+
+                self._client = boto3.session.Session(botocore_session=self._session).client(
+                    "s3",
+                    endpoint_url=self.settings.endpoint_url,
+                    region_name=self._region,
+                    config=self._config,
+                )
+            return self._client
+
+    def _range_reader(self, session: botocore.session.Session, region: str) -> RangeReader | None:
         """The short path for block reads, where it reaches the same server as boto3 would."""
         endpoint = self.settings.endpoint_url
         credentials = session.get_credentials()
@@ -97,6 +118,16 @@ class S3Store:
         except BotoCoreError as exc:
             raise StoreUnavailable(f"cannot reach the store {self.url}: {exc}") from None
 
+    def _short_get(self, key: str, get: Callable[..., bytes], *args: Any) -> bytes:
+        """A GET on the short path (`s3_ranges.py`), failing in the words of `_call`."""
+        self._count("get_object")
+        try:
+            return get(*args)
+        except RangeError as exc:
+            raise self._translate_code(exc.code, key, exc) from None
+        except Unreachable as exc:
+            raise StoreUnavailable(f"cannot reach the store {self.url}: {exc}") from None
+
     def _translate(self, exc: ClientError, key: str) -> AetherError:
         return self._translate_code(str(exc.response.get("Error", {}).get("Code", "")), key, exc)
 
@@ -113,17 +144,15 @@ class S3Store:
         return StoreUnavailable(f"the store {self.url} refused {key}: {code} {detail}")
 
     def get(self, key: str) -> bytes:
+        if self.ranges is not None:
+            return self._short_get(key, self.ranges.get_object, self._key(key))
         return bytes(self._call("get_object", key, Key=self._key(key))["Body"].read())
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         if length <= 0:
             return b""
         if self.ranges is not None:
-            self._count("get_object")
-            try:
-                return self.ranges.get(self._key(key), start, length)
-            except RangeError as exc:
-                raise self._translate_code(exc.code, key, exc) from None
+            return self._short_get(key, self.ranges.get, self._key(key), start, length)
         response = self._call(
             "get_object", key, Key=self._key(key), Range=f"bytes={start}-{start + length - 1}"
         )

@@ -3,7 +3,8 @@ import os
 import blake3
 import pytest
 
-from aetherfs.core.blocks import open_block, seal_block, verify_block
+from aetherfs.core import crypto
+from aetherfs.core.blocks import open_block, open_block_view, seal_block, verify_block
 from aetherfs.core.ids import BlockId
 from aetherfs.errors import IntegrityError
 
@@ -58,3 +59,34 @@ def test_a_view_seals_like_the_bytes_it_shows() -> None:
     data = b"abc" * 50_000 + os.urandom(20_000)
     with memoryview(data) as view:
         assert seal_block(view[1000:90_000], SECRET) == seal_block(data[1000:90_000], SECRET)
+
+
+def test_a_block_opens_in_place_from_a_view_of_a_larger_buffer() -> None:
+    """What a pull does: each block opened from a view of its ranged read, no copy."""
+    blocks = [seal_block(data, SECRET) for data in (b"text," * 20_000, os.urandom(70_000))]
+    packed = b"head" + b"".join(b.stored for b in blocks)
+    offset = 4
+    with memoryview(packed) as view:
+        for block in blocks:
+            stored = view[offset : offset + len(block.stored)]
+            plaintext = open_block_view(block.ref, stored)
+            assert bytes(plaintext) == open_block(block.ref, block.stored)
+            assert open_block(block.ref, stored) == bytes(plaintext)
+            offset += len(block.stored)
+
+
+def test_a_view_altered_or_cut_short_is_refused() -> None:
+    block = seal_block(os.urandom(5000), SECRET)
+    altered = bytearray(block.stored)
+    altered[-1] ^= 1  # the Poly1305 tag: only the AEAD check can see it, with `verified`
+    with pytest.raises(IntegrityError, match="wrong key or altered"):
+        open_block_view(block.ref, memoryview(altered), verified=True)
+    with pytest.raises(IntegrityError, match="does not match its id"):
+        open_block_view(block.ref, memoryview(altered))
+    nonce = crypto.convergent_nonce(block.ref.key)
+    for short in (b"", block.stored[: crypto.TAG_SIZE - 1], block.stored[:-1]):
+        with pytest.raises(IntegrityError, match="decryption failed"):
+            crypto.open_sealed_view(short, block.ref.key, nonce)
+    assert bytes(crypto.open_sealed_view(block.stored, block.ref.key, nonce)) == (
+        crypto.open_sealed(block.stored, block.ref.key, nonce)
+    )

@@ -36,6 +36,33 @@ def test_ranged_reads_take_the_short_path(seaweedfs: SeaweedFS) -> None:
     assert store.requests["get_object"] == 3
 
 
+def test_whole_gets_take_the_short_path_and_make_no_boto3_client(seaweedfs: SeaweedFS) -> None:
+    """What a pull reads first (tags, keyring, manifest): no boto3 client is made for it."""
+    prefix, key = written(seaweedfs)
+    store = S3Store(S3Settings(seaweedfs.bucket, prefix, seaweedfs.endpoint))
+    assert store.get(key) == DATA
+    assert store.get_range(key, 0, 10) == DATA[:10]
+    with pytest.raises(NotFound, match="packs/none is not in the store"):
+        store.get("packs/none")
+    assert store._client is None
+    assert store.requests["get_object"] == 3
+    store.put("packs/y", b"y")  # anything else makes it, once
+    assert store._client is not None and store.client is store._client
+    assert store.get("packs/y") == b"y"
+
+
+def test_whole_gets_are_retried_and_fail_clearly(seaweedfs: SeaweedFS) -> None:
+    prefix, key = written(seaweedfs)
+    with faulty_s3(seaweedfs.endpoint) as proxy:
+        store = S3Store(S3Settings(seaweedfs.bucket, prefix, proxy.endpoint))
+        proxy.faults.fail_next = 2
+        assert store.get(key) == DATA
+        assert proxy.faults.requests == 3
+        proxy.faults.fail_next = 100
+        with pytest.raises(StoreUnavailable, match=r"refused packs/x: SlowDown"):
+            store.get(key)
+
+
 def test_server_errors_are_retried(seaweedfs: SeaweedFS) -> None:
     prefix, key = written(seaweedfs)
     with faulty_s3(seaweedfs.endpoint) as proxy:
@@ -66,8 +93,10 @@ def test_a_server_that_ignores_ranges_still_gives_the_range(seaweedfs: SeaweedFS
 def test_an_unreachable_server_is_a_clear_error() -> None:
     store = S3Store(S3Settings("bucket", "p", f"http://127.0.0.1:{free_port()}"))
     started = time.monotonic()
-    with pytest.raises(StoreUnavailable, match="cannot reach"):
+    with pytest.raises(StoreUnavailable, match="cannot reach the store s3://bucket/p/"):
         store.get_range("packs/x", 0, 10)
+    with pytest.raises(StoreUnavailable, match="cannot reach the store s3://bucket/p/"):
+        store.get("packs/x")
     assert time.monotonic() - started < 30
 
 
