@@ -14,6 +14,8 @@ the caller (the swarm engine) decides what to do with it.
 from __future__ import annotations
 
 import math
+import os
+import socket as stdlib_socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import cast
@@ -29,6 +31,11 @@ from aetherfs.protocol.messages import Block, Message, Reason
 # again and again (its pages become resident only as far as reads fill them). Memory stays
 # bounded: that buffer and one frame being gathered per connection.
 READ_SIZE = 1024 * 1024
+# A socket link asks the kernel not to wake it (SO_RCVLOWAT) before the frame it is gathering
+# could be whole, when that is at least this much: on a link slower than the reader, each wake
+# otherwise brings a segment or two, and the wake (epoll, a failed read, trio's scheduling,
+# the frame gathered in pieces) cost more than the bytes. Below it, waking is cheap enough.
+LOWAT_MIN = 16 * 1024
 CONNECT_TIMEOUT = 5.0
 CLOSE_GRACE = 2.0  # to send a goodbye once the connection is closed, then the socket goes
 
@@ -72,6 +79,7 @@ class PeerLink:
         self.initiator = conn.initiator
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.reads = 0  # socket reads that brought bytes (each one trip through the loop)
         self.last_seen = trio.current_time()
         self.done = trio.Event()  # set when the socket is closed
         self._on_events = on_events
@@ -103,6 +111,9 @@ class PeerLink:
         deadline passed calls `handle_timer`, which checks each timer itself)."""
         self._queued += 1
         self._wake.set()
+        self._check_timer()
+
+    def _check_timer(self) -> None:
         timer = self.conn.get_timer()
         if timer is None or timer < self._ticker_at:
             self._tick.set()
@@ -162,9 +173,16 @@ class PeerLink:
             else:
                 data = await receive()
             self.bytes_received += len(data)
+            self.reads += 1
             self.last_seen = trio.current_time()
             self._deliver(self.conn.receive_data(data, self.last_seen))
-            self.poke()  # answers (pongs, rejects, a goodbye) and a new timer
+            # Most reads are parts of blocks and answer nothing: the writer is woken only for
+            # the connection's own answers (pongs, rejects, a goodbye) or its end, and the
+            # ticker only if the timer came earlier (a read moves the idle timer later).
+            if self.conn.has_data_to_send or self.conn.closed:
+                self.poke()
+            else:
+                self._check_timer()
             if not data:
                 return
 
@@ -172,13 +190,39 @@ class PeerLink:
         """Reads into one buffer of this link, again and again: a fresh `bytes` per read costs
         the kernel a page fault per 4 KiB, more than the copy itself. The connection keeps no
         view of what it is fed (it copies what must outlive the call), so the next read may
-        overwrite it."""
-        socket = cast(trio.SocketStream, self.stream).socket
+        overwrite it.
+
+        Each read first waits until the socket is readable, with the low-water mark set to
+        what the frame being gathered still lacks (`bytes_wanted`, when at least LOWAT_MIN):
+        one wake and one read per frame rather than per segment. Closing, an error or a full
+        receive window wake it anyway, and a read takes whatever is there, so nothing waits
+        on the mark. A read that filled the buffer is followed by another at once."""
+        sock = cast(trio.SocketStream, self.stream).socket
+        fd = sock.fileno()
         buffer = bytearray(self._read_size)
         view = memoryview(buffer)
+        lowat = 1  # the kernel's default
+        full = False  # the last read filled the buffer: more may be there already
 
         async def receive() -> memoryview:
-            return view[: await socket.recv_into(buffer)]
+            nonlocal lowat, full
+            wanted = min(self.conn.bytes_wanted(), self._read_size)
+            mark = wanted if wanted >= LOWAT_MIN else 1
+            if mark != lowat:
+                sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_RCVLOWAT, mark)
+                lowat = mark
+            while True:
+                if full:
+                    await trio.lowlevel.checkpoint()
+                else:
+                    await trio.lowlevel.wait_readable(sock)
+                try:
+                    count = os.readv(fd, [buffer])
+                except BlockingIOError:
+                    full = False
+                    continue
+                full = count == len(buffer)
+                return view[:count]
 
         return receive
 

@@ -348,6 +348,18 @@ class PeerConnection:
         self._out.clear()
         return out
 
+    @property
+    def has_data_to_send(self) -> bool:
+        """Whether data_to_send() would return bytes: a transport wakes its writer only then."""
+        return bool(self._out)
+
+    def bytes_wanted(self) -> int:
+        """Bytes still to come before the frame being received is whole (0: not known). The
+        state machine is the same whether the caller reads them in one chunk or many; a
+        transport may wait for this much before it reads (SO_RCVLOWAT), to wake once per
+        frame rather than once per segment."""
+        return self._buffer.missing()
+
     def get_timer(self) -> float | None:
         """When handle_timer() must next be called, or None."""
         if self.state in (State.HELLO_SENT, State.AUTH_SENT):

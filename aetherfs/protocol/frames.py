@@ -87,6 +87,14 @@ class FrameBuffer:
         """Bytes received that are not a whole frame yet."""
         return self._queued + self._filled
 
+    def missing(self) -> int:
+        """Bytes still to come before the frame being gathered is whole; 0 when that is not
+        known yet (no frame begun, or its prefix cut). A hint for the transport, which waits
+        for that much before it reads again rather than waking for every segment."""
+        if self._partial is None or not self._sized:
+            return 0
+        return len(self._partial) - self._filled
+
     def next_frame(self) -> Frame | None:
         if self._partial is None:
             if not self._queued:
