@@ -288,7 +288,7 @@ def traded(agent: Agent, pub: Published) -> tuple[int, int, int]:
 
 
 @contextmanager
-def profiled(pid: int, out: Path | None) -> Iterator[None]:
+def profiled(pid: int, out: Path | None, gil: bool = False) -> Iterator[None]:
     if out is None:
         yield
         return
@@ -297,6 +297,7 @@ def profiled(pid: int, out: Path | None) -> Iterator[None]:
         raise BenchmarkError("py-spy is not installed (pip install py-spy)")
     out.parent.mkdir(parents=True, exist_ok=True)
     argv = [spy, "record", "-p", str(pid), "-r", "200", "--format", "raw", "-o", str(out)]
+    argv += ["--gil"] if gil else []
     with subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as spy_proc:
         time.sleep(1.0)  # attached
         try:
@@ -317,7 +318,7 @@ def one_run(mode: Mode, pub: Published, work: Path, args: argparse.Namespace, ru
         if args.rate and args.store_share:
             # The store sits behind one such link, shared: each agent gets its share of it.
             extra += ["--store-rate", str(int(rate_bytes(args.rate) / len(addresses)))]
-        return rolled(mode, pub, work, addresses, relays, extra, profile, args.idle)
+        return rolled(mode, pub, work, addresses, relays, extra, profile, args.idle, args.gil)
 
 
 def rolled(
@@ -329,6 +330,7 @@ def rolled(
     extra: list[str],
     profile: Path | None,
     idle_seconds: float,
+    gil: bool = False,
 ) -> Run:
     base = Path(tempfile.mkdtemp(prefix=f"{mode.name}-", dir=work))
     cli(pub.env, "tag", f"{DATASET}:0.0.0", CHANNEL)
@@ -342,7 +344,7 @@ def rolled(
         idle = [
             (cpu_of(a.process.pid) - b) / idle_seconds for a, b in zip(agents, idle, strict=True)
         ]
-        with profiled(agents[0].process.pid, profile):
+        with profiled(agents[0].process.pid, profile, gil):
             before = [cpu_of(a.process.pid) for a in agents]
             trio_before = [main_thread_cpu(a.process.pid) for a in agents]
             cli(pub.env, "tag", f"{DATASET}:1.0.0", CHANNEL)
@@ -441,7 +443,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=2, help="runs per mode")
     parser.add_argument("--before", help="also run the code at this git revision, alternating")
+    parser.add_argument(
+        "--before-tree", type=Path, help="or the aetherfs package under this directory"
+    )
     parser.add_argument("--profile", type=Path, help="py-spy the first agent of each run here")
+    parser.add_argument(
+        "--gil", action="store_true", help="profile only the thread holding the GIL (py-spy --gil)"
+    )
     parser.add_argument("--work", type=Path, help="keep the data set and store here")
     parser.add_argument("--out", type=Path, help="also write the report to this file")
     parser.add_argument(
@@ -468,7 +476,7 @@ def main() -> None:
     with ExitStack() as stack:
         work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         work.mkdir(parents=True, exist_ok=True)
-        before = stack.enter_context(exported(args.before)) if args.before else None
+        before = stack.enter_context(exported(args.before)) if args.before else args.before_tree
         text = measure(args, work, before)
     print(text)
     if args.out:

@@ -36,6 +36,7 @@ READ_SIZE = 1024 * 1024
 # otherwise brings a segment or two, and the wake (epoll, a failed read, trio's scheduling,
 # the frame gathered in pieces) cost more than the bytes. Below it, waking is cheap enough.
 LOWAT_MIN = 16 * 1024
+IOV_MAX = 1024  # buffers per gathered write (Linux)
 CONNECT_TIMEOUT = 5.0
 CLOSE_GRACE = 2.0  # to send a goodbye once the connection is closed, then the socket goes
 
@@ -91,6 +92,7 @@ class PeerLink:
         self._writer_done = trio.Event()
         self._queued = 0  # sends queued, counted
         self._sent = 0  # of those, the count the last send_all carried
+        self._writing = 0  # bytes the writer took from the connection, not written yet
 
     # --- what the engine calls ---------------------------------------------------------
 
@@ -123,11 +125,11 @@ class PeerLink:
         self._deliver(self.conn.close(trio.current_time(), reason, text))
         self.poke()
 
-    async def flushed(self) -> None:
-        """Wait until everything queued so far has been written to the socket (or it closed):
-        an uploader's backpressure, so a slow reader does not make us buffer a whole piece."""
-        target = self._queued
-        while self._sent < target and not self.done.is_set():
+    async def flushed(self, ahead: int = 0) -> None:
+        """Wait until at most `ahead` bytes queued are not written to the socket yet (or it
+        closed): an uploader's backpressure, so a slow reader does not make us buffer a
+        whole piece, while a few blocks queued let the writer send them in one write."""
+        while self.conn.bytes_to_send() + self._writing > ahead and not self.done.is_set():
             await self._flushed.wait()
 
     # --- the loop ---------------------------------------------------------------------
@@ -227,13 +229,19 @@ class PeerLink:
         return receive
 
     async def _writer(self) -> None:
+        write = self._write_gathered() if isinstance(self.stream, trio.SocketStream) else None
         try:
             while True:
                 target = self._queued
-                data = self.conn.data_to_send()
-                if data:
-                    await self.stream.send_all(data)
-                    self.bytes_sent += len(data)
+                if write is not None:
+                    buffers = self.conn.buffers_to_send()
+                    if buffers:
+                        await write(buffers)
+                else:
+                    data = self.conn.data_to_send()
+                    if data:
+                        await self.stream.send_all(data)
+                        self.bytes_sent += len(data)
                 self._sent = target
                 self._flushed.set()
                 self._flushed = trio.Event()
@@ -244,6 +252,37 @@ class PeerLink:
                     self._wake = trio.Event()
         finally:
             self._writer_done.set()
+
+    def _write_gathered(self) -> Callable[[list[bytes | memoryview]], Awaitable[None]]:
+        """Writes the connection's buffers (frames, a block's own bytes) with gathered writes,
+        not joined first, and waits for the socket only when the kernel took less than all:
+        `send_all` of one joined buffer copied every block once more and passed through the
+        scheduler on every send, even one that did not block."""
+        sock = cast(trio.SocketStream, self.stream).socket
+        fd = sock.fileno()
+
+        async def write(buffers: list[bytes | memoryview]) -> None:
+            views = [memoryview(b) for b in buffers if len(b)]
+            self._writing = sum(map(len, views))
+            first = 0
+            while first < len(views):
+                try:
+                    count = os.writev(fd, views[first : first + IOV_MAX])
+                except BlockingIOError:
+                    count = 0
+                self.bytes_sent += count
+                self._writing -= count
+                while first < len(views) and count >= len(views[first]):
+                    count -= len(views[first])
+                    first += 1
+                if first < len(views):
+                    if count:
+                        views[first] = views[first][count:]
+                    self._flushed.set()  # an uploader waiting for room may queue more
+                    self._flushed = trio.Event()
+                    await trio.lowlevel.wait_writable(sock)
+
+        return write
 
     async def _ticker(self) -> None:
         while not self.conn.closed:

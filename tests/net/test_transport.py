@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import trio
 from nacl.signing import SigningKey
 
@@ -166,6 +168,21 @@ async def _handshake(raw: trio.SocketStream, conn: PeerConnection, until: type[E
     await raw.send_all(conn.data_to_send())
 
 
+async def _raw_peer(
+    address: PeerAddress, dataset: DatasetAccess, server: Recorder
+) -> tuple[trio.SocketStream, PeerConnection]:
+    """A sans-I/O connection over a raw stream to the server, open and proved to it."""
+    raw = await dial(address)
+    peer = connection(True, (dataset,))
+    peer.start(trio.current_time())
+    await _handshake(raw, peer, Established)
+    peer.prove_access([dataset], trio.current_time())
+    await raw.send_all(peer.data_to_send())
+    while not any(isinstance(e, AccessProved) for e in server.events):
+        await trio.sleep(0.01)
+    return raw, peer
+
+
 async def test_a_block_that_trickles_in_is_read_whole_then_what_follows_at_once() -> None:
     # A block frame arriving a segment at a time (a link slower than the reader) wakes the
     # link about once, not once per segment (SO_RCVLOWAT: what the frame still lacks); a
@@ -175,16 +192,9 @@ async def test_a_block_that_trickles_in_is_read_whole_then_what_follows_at_once(
     data = bytes(range(256)) * 800  # 200 KiB
     async with trio.open_nursery() as nursery:
         address, links = await serve_one(nursery, server, (dataset,))
-        raw = await dial(address)
-        peer = connection(True, (dataset,))
-        peer.start(trio.current_time())
         with trio.fail_after(5):
-            await _handshake(raw, peer, Established)
-            peer.prove_access([dataset], trio.current_time())
-            await raw.send_all(peer.data_to_send())
+            raw, peer = await _raw_peer(address, dataset, server)
             [link] = links
-            while not any(isinstance(e, AccessProved) for e in server.events):
-                await trio.sleep(0.01)
             link.conn.prove_access([dataset], trio.current_time())
             manifest = ManifestId(b"m" * 32)
             asked = Request(link.conn.new_request_id(), dataset.access_id, manifest, piece=0)
@@ -211,4 +221,43 @@ async def test_a_block_that_trickles_in_is_read_whole_then_what_follows_at_once(
         with trio.fail_after(1):
             while not any(isinstance(e, Done) for e in server.events):
                 await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+
+
+async def test_blocks_queued_faster_than_the_peer_reads_arrive_whole_and_in_order() -> None:
+    # The writer hands the connection's buffers (a block's own bytes among them) to gathered
+    # writes; a peer that reads nothing for a while leaves writes half done, and an uploader
+    # waiting for room (`flushed(ahead)`) waits until the peer has read enough.
+    server = Recorder()
+    dataset = DatasetAccess.from_dataset_key(b"d" * 32)
+    blocks = [bytes([i]) * 1000 + os.urandom(199_000) for i in range(20)]  # 4 MB
+    async with trio.open_nursery() as nursery:
+        address, links = await serve_one(nursery, server, (dataset,))
+        with trio.fail_after(5):
+            raw, peer = await _raw_peer(address, dataset, server)
+            asked = Request(peer.new_request_id(), dataset.access_id, ManifestId(b"m" * 32), 0)
+            peer.send(asked, trio.current_time())
+            await raw.send_all(peer.data_to_send())
+            while not any(isinstance(e, Request) for e in server.events):
+                await trio.sleep(0.01)
+        [link] = links
+        for data in blocks:
+            assert link.send(Block(asked.request_id, BlockId.of(data), data))
+        room = trio.Event()
+
+        async def upload_waits() -> None:
+            await link.flushed(256 * 1024)
+            room.set()
+
+        nursery.start_soon(upload_waits)
+        await trio.sleep(0.3)
+        assert not room.is_set()  # the peer has read nothing: 4 MB cannot all be written
+        got: list[bytes] = []
+        with trio.fail_after(5):
+            while len(got) < len(blocks):
+                events = peer.receive_data(await raw.receive_some(1 << 20), trio.current_time())
+                got += [bytes(e.data) for e in events if isinstance(e, Block)]
+            await room.wait()
+        assert got == blocks
+        assert link.bytes_sent >= sum(map(len, blocks))
         nursery.cancel_scope.cancel()
