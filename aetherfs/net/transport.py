@@ -196,9 +196,12 @@ class PeerLink:
 
         Each read first waits until the socket is readable, with the low-water mark set to
         what the frame being gathered still lacks (`bytes_wanted`, when at least LOWAT_MIN):
-        one wake and one read per frame rather than per segment. Closing, an error or a full
-        receive window wake it anyway, and a read takes whatever is there, so nothing waits
-        on the mark. A read that filled the buffer is followed by another at once."""
+        one wake and one read per frame rather than per segment. The kernel grows the
+        receive buffer to hold the mark (a frame is at most MAX_FRAME_BODY), and the end of
+        the stream, an error, memory pressure or a receive window under one segment wake it
+        anyway; a read takes whatever is there. (A timeout on each marked wait, in case a
+        kernel forgot, cost a quarter of the reader's CPU: the idle timeout is the net.) A
+        read that filled the buffer is followed by another at once."""
         sock = cast(trio.SocketStream, self.stream).socket
         fd = sock.fileno()
         buffer = bytearray(self._read_size)
