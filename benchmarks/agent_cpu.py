@@ -1,22 +1,30 @@
 """CPU an agent spends to roll out one version with its peers, on loopback.
 
-    python -m benchmarks.agent_cpu [--agents 4] [--mib 64] [--repeat 2] [--before REV]
-                                   [--profile DIR] [--work DIR]
+    python -m benchmarks.agent_cpu [--agents 4] [--mib 64] [--repeat 2] [--rate 100mbit]
+        [--before REV | --before-tree DIR] [--profile DIR [--gil]] [--agent-arg=FLAG ...]
+        [--work DIR] [--out FILE]
 
 N real `aetherfs agent` processes (the CLI), each listening for peers on its own loopback
 address (127.0.0.2, 127.0.0.3, ...) with every other one as a static peer and mDNS off, all
-subscribed to one channel of a local-directory store. Once every agent has v0 live, the
-channel moves to v1 (a seeded tree of `--mib` MiB, half incompressible files, half text-like:
-benchmarks.datasets) and each agent is timed until its channel link names v1. CPU seconds of
-each agent process over the roll come from /proc/PID/stat (user + system, read before the move
-and when it is live); bytes from its status document: what it received from and sent to peers
-(the wire, frames included) and what it read from the store.
+subscribed to one channel of a local-directory store. Each agent dials the others through a
+relay process (`--rate`, default 100mbit: every agent's link shaped in and out as one link,
+with tbf's 256 KiB burst, as in the namespace LAN of benchmarks/rollout.py; `--rate ''`:
+straight loopback), and its store reads are capped at its share of one such link (the store
+behind one link; `--no-store-share` to lift it). Once every agent has v0 live and has idled
+`--idle` seconds (its idle CPU is reported), the channel moves to v1 (a seeded tree of
+`--mib` MiB, half incompressible files, half text-like: benchmarks.datasets) and each agent
+is timed until its channel link names v1. CPU seconds of each agent process over the roll
+come from /proc/PID/stat (user + system, read before the move and once all are live), and
+those of its main thread (the trio loop) from /proc/PID/task/PID/stat; bytes from its status
+document: what it received from and sent to peers (the wire, frames included) and what it
+read from the store.
 
 Modes alternate run by run so the host's other work falls on all alike: `now` is this tree;
 with `--before REV`, `before` is the aetherfs package of git revision REV (exported to a
-temporary directory) running the same agents. The store is the one both read (published with
-this tree's CLI). `--profile DIR` records the first agent of each run with py-spy
-(`DIR/MODE-RUN.txt`, collapsed stacks; `--format speedscope` and the like by hand).
+temporary directory; `--before-tree DIR` names such a directory) running the same agents.
+The store is the one both read (published with this tree's CLI). `--profile DIR` records the
+first agent of each run with py-spy (`DIR/MODE-RUN.txt`, collapsed stacks; `--gil`: only the
+thread holding the GIL). Results: benchmarks/results/agent_cpu.md.
 """
 
 from __future__ import annotations
