@@ -14,6 +14,8 @@ the caller (the swarm engine) decides what to do with it.
 from __future__ import annotations
 
 import math
+import os
+import socket as stdlib_socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import cast
@@ -29,6 +31,12 @@ from aetherfs.protocol.messages import Block, Message, Reason
 # again and again (its pages become resident only as far as reads fill them). Memory stays
 # bounded: that buffer and one frame being gathered per connection.
 READ_SIZE = 1024 * 1024
+# A socket link asks the kernel not to wake it (SO_RCVLOWAT) before the frame it is gathering
+# could be whole, when that is at least this much: on a link slower than the reader, each wake
+# otherwise brings a segment or two, and the wake (epoll, a failed read, trio's scheduling,
+# the frame gathered in pieces) cost more than the bytes. Below it, waking is cheap enough.
+LOWAT_MIN = 16 * 1024
+IOV_MAX = 1024  # buffers per gathered write (Linux)
 CONNECT_TIMEOUT = 5.0
 CLOSE_GRACE = 2.0  # to send a goodbye once the connection is closed, then the socket goes
 
@@ -72,6 +80,7 @@ class PeerLink:
         self.initiator = conn.initiator
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.reads = 0  # socket reads that brought bytes (each one trip through the loop)
         self.last_seen = trio.current_time()
         self.done = trio.Event()  # set when the socket is closed
         self._on_events = on_events
@@ -83,6 +92,7 @@ class PeerLink:
         self._writer_done = trio.Event()
         self._queued = 0  # sends queued, counted
         self._sent = 0  # of those, the count the last send_all carried
+        self._writing = 0  # bytes the writer took from the connection, not written yet
 
     # --- what the engine calls ---------------------------------------------------------
 
@@ -103,6 +113,9 @@ class PeerLink:
         deadline passed calls `handle_timer`, which checks each timer itself)."""
         self._queued += 1
         self._wake.set()
+        self._check_timer()
+
+    def _check_timer(self) -> None:
         timer = self.conn.get_timer()
         if timer is None or timer < self._ticker_at:
             self._tick.set()
@@ -112,11 +125,11 @@ class PeerLink:
         self._deliver(self.conn.close(trio.current_time(), reason, text))
         self.poke()
 
-    async def flushed(self) -> None:
-        """Wait until everything queued so far has been written to the socket (or it closed):
-        an uploader's backpressure, so a slow reader does not make us buffer a whole piece."""
-        target = self._queued
-        while self._sent < target and not self.done.is_set():
+    async def flushed(self, ahead: int = 0) -> None:
+        """Wait until at most `ahead` bytes queued are not written to the socket yet (or it
+        closed): an uploader's backpressure, so a slow reader does not make us buffer a
+        whole piece, while a few blocks queued let the writer send them in one write."""
+        while self.conn.bytes_to_send() + self._writing > ahead and not self.done.is_set():
             await self._flushed.wait()
 
     # --- the loop ---------------------------------------------------------------------
@@ -162,9 +175,16 @@ class PeerLink:
             else:
                 data = await receive()
             self.bytes_received += len(data)
+            self.reads += 1
             self.last_seen = trio.current_time()
             self._deliver(self.conn.receive_data(data, self.last_seen))
-            self.poke()  # answers (pongs, rejects, a goodbye) and a new timer
+            # Most reads are parts of blocks and answer nothing: the writer is woken only for
+            # the connection's own answers (pongs, rejects, a goodbye) or its end, and the
+            # ticker only if the timer came earlier (a read moves the idle timer later).
+            if self.conn.has_data_to_send or self.conn.closed:
+                self.poke()
+            else:
+                self._check_timer()
             if not data:
                 return
 
@@ -172,24 +192,59 @@ class PeerLink:
         """Reads into one buffer of this link, again and again: a fresh `bytes` per read costs
         the kernel a page fault per 4 KiB, more than the copy itself. The connection keeps no
         view of what it is fed (it copies what must outlive the call), so the next read may
-        overwrite it."""
-        socket = cast(trio.SocketStream, self.stream).socket
+        overwrite it.
+
+        Each read first waits until the socket is readable, with the low-water mark set to
+        what the frame being gathered still lacks (`bytes_wanted`, when at least LOWAT_MIN):
+        one wake and one read per frame rather than per segment. The kernel grows the
+        receive buffer to hold the mark (a frame is at most MAX_FRAME_BODY), and the end of
+        the stream, an error, memory pressure or a receive window under one segment wake it
+        anyway; a read takes whatever is there. (A timeout on each marked wait, in case a
+        kernel forgot, cost a quarter of the reader's CPU: the idle timeout is the net.) A
+        read that filled the buffer is followed by another at once."""
+        sock = cast(trio.SocketStream, self.stream).socket
+        fd = sock.fileno()
         buffer = bytearray(self._read_size)
         view = memoryview(buffer)
+        lowat = 1  # the kernel's default
+        full = False  # the last read filled the buffer: more may be there already
 
         async def receive() -> memoryview:
-            return view[: await socket.recv_into(buffer)]
+            nonlocal lowat, full
+            wanted = min(self.conn.bytes_wanted(), self._read_size)
+            mark = wanted if wanted >= LOWAT_MIN else 1
+            if mark != lowat:
+                sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_RCVLOWAT, mark)
+                lowat = mark
+            while True:
+                if full:
+                    await trio.lowlevel.checkpoint()
+                else:
+                    await trio.lowlevel.wait_readable(sock)
+                try:
+                    count = os.readv(fd, [buffer])
+                except BlockingIOError:
+                    full = False
+                    continue
+                full = count == len(buffer)
+                return view[:count]
 
         return receive
 
     async def _writer(self) -> None:
+        write = self._write_gathered() if isinstance(self.stream, trio.SocketStream) else None
         try:
             while True:
                 target = self._queued
-                data = self.conn.data_to_send()
-                if data:
-                    await self.stream.send_all(data)
-                    self.bytes_sent += len(data)
+                if write is not None:
+                    buffers = self.conn.buffers_to_send()
+                    if buffers:
+                        await write(buffers)
+                else:
+                    data = self.conn.data_to_send()
+                    if data:
+                        await self.stream.send_all(data)
+                        self.bytes_sent += len(data)
                 self._sent = target
                 self._flushed.set()
                 self._flushed = trio.Event()
@@ -200,6 +255,37 @@ class PeerLink:
                     self._wake = trio.Event()
         finally:
             self._writer_done.set()
+
+    def _write_gathered(self) -> Callable[[list[bytes | memoryview]], Awaitable[None]]:
+        """Writes the connection's buffers (frames, a block's own bytes) with gathered writes,
+        not joined first, and waits for the socket only when the kernel took less than all:
+        `send_all` of one joined buffer copied every block once more and passed through the
+        scheduler on every send, even one that did not block."""
+        sock = cast(trio.SocketStream, self.stream).socket
+        fd = sock.fileno()
+
+        async def write(buffers: list[bytes | memoryview]) -> None:
+            views = [memoryview(b) for b in buffers if len(b)]
+            self._writing = sum(map(len, views))
+            first = 0
+            while first < len(views):
+                try:
+                    count = os.writev(fd, views[first : first + IOV_MAX])
+                except BlockingIOError:
+                    count = 0
+                self.bytes_sent += count
+                self._writing -= count
+                while first < len(views) and count >= len(views[first]):
+                    count -= len(views[first])
+                    first += 1
+                if first < len(views):
+                    if count:
+                        views[first] = views[first][count:]
+                    self._flushed.set()  # an uploader waiting for room may queue more
+                    self._flushed = trio.Event()
+                    await trio.lowlevel.wait_writable(sock)
+
+        return write
 
     async def _ticker(self) -> None:
         while not self.conn.closed:

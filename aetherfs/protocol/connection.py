@@ -205,7 +205,7 @@ class PeerConnection:
         self._ephemeral = ephemeral or PrivateKey.generate()
         self._pings = 0
         self._buffer = FrameBuffer()
-        self._out: list[bytes] = []
+        self._out: list[bytes | memoryview] = []
         self._events: list[Event] = []
         self._hello = b""
         self._transcript = b""
@@ -360,6 +360,28 @@ class PeerConnection:
         out = b"".join(self._out)
         self._out.clear()
         return out
+
+    def buffers_to_send(self) -> list[bytes | memoryview]:
+        """What data_to_send() would return, as the buffers that make it up, in order and not
+        joined: a transport that writes them with one gathered write copies no block."""
+        out, self._out = self._out, []
+        return out
+
+    @property
+    def has_data_to_send(self) -> bool:
+        """Whether data_to_send() would return bytes: a transport wakes its writer only then."""
+        return bool(self._out)
+
+    def bytes_to_send(self) -> int:
+        """How many bytes data_to_send() would return (a transport's backpressure)."""
+        return sum(map(len, self._out))
+
+    def bytes_wanted(self) -> int:
+        """Bytes still to come before the frame being received is whole (0: not known). The
+        state machine is the same whether the caller reads them in one chunk or many; a
+        transport may wait for this much before it reads (SO_RCVLOWAT), to wake once per
+        frame rather than once per segment."""
+        return self._buffer.missing()
 
     def get_timer(self) -> float | None:
         """When handle_timer() must next be called, or None."""
@@ -664,10 +686,8 @@ class PeerConnection:
         if block.request_id not in self._incoming:
             return False
         assert self._send_cipher is not None
-        self._out.append(
-            self._send_cipher.block_frame(
-                encode_block_header(block), block.data, self.config.seal_blocks
-            )
+        self._out += self._send_cipher.block_frame_parts(
+            encode_block_header(block), block.data, self.config.seal_blocks
         )
         self._last_sent = now
         return True

@@ -87,6 +87,14 @@ class FrameBuffer:
         """Bytes received that are not a whole frame yet."""
         return self._queued + self._filled
 
+    def missing(self) -> int:
+        """Bytes still to come before the frame being gathered is whole; 0 when that is not
+        known yet (no frame begun, or its prefix cut). A hint for the transport, which waits
+        for that much before it reads again rather than waking for every segment."""
+        if self._partial is None or not self._sized:
+            return 0
+        return len(self._partial) - self._filled
+
     def next_frame(self) -> Frame | None:
         if self._partial is None:
             if not self._queued:
@@ -212,14 +220,22 @@ class FrameCipher:
         return prefix + self.seal(body, prefix)
 
     def block_frame(self, header: bytes, payload: bytes | memoryview, seal_payload: bool) -> bytes:
+        return b"".join(self.block_frame_parts(header, payload, seal_payload))
+
+    def block_frame_parts(
+        self, header: bytes, payload: bytes | memoryview, seal_payload: bool
+    ) -> tuple[bytes | memoryview, ...]:
+        """A block frame as the buffers that follow one another on the wire: a BLOCK frame's
+        payload is the caller's object itself, not copied (a transport writes the parts
+        with one gathered write)."""
         if seal_payload:
             inner = HEADER_LENGTH.pack(len(header)) + header + payload
             prefix = _prefix(len(inner) + TAG_SIZE, FrameKind.SEALED_BLOCK)
-            return prefix + self.seal(inner, prefix)
+            return (prefix + self.seal(inner, prefix),)
         sealed_length = len(header) + TAG_SIZE
         prefix = _prefix(2 + sealed_length + len(payload), FrameKind.BLOCK)
         length = HEADER_LENGTH.pack(sealed_length)
-        return b"".join((prefix, length, self.seal(header, prefix + length), payload))
+        return (prefix + length + self.seal(header, prefix + length), payload)
 
     def open_block(self, frame: Frame) -> tuple[bytes, memoryview]:
         """(header, payload) of a BLOCK or SEALED_BLOCK frame."""

@@ -107,6 +107,9 @@ from aetherfs.swarm.interfaces import (
 from aetherfs.swarm.status import EngineStatus, LinkStatus, PeerCounters, VersionCounters
 
 MAX_LINKS = 256  # connections at once, both ways: more are closed at accept
+# Bytes of an upload queued on a link beyond what the socket took: enough that the writer
+# sends a few blocks per write, little enough that a slow peer does not make us hold a piece.
+UPLOAD_AHEAD = 256 * 1024
 
 # Told of every version a peer announces (a BITFIELD, even an empty "I want it", or a HAVE),
 # on the trio thread: it must be cheap and never block. The claim is unchecked.
@@ -839,7 +842,7 @@ class SwarmEngine:
                     Block(request_id, block_id, stored)
                 ):
                     return  # cancelled, or the connection ended
-                await state.link.flushed()
+                await state.link.flushed(UPLOAD_AHEAD)
             state.link.send(Done(request_id))
         finally:
             if state is not None and request_id is not None:

@@ -82,7 +82,12 @@ def test_frame_decoder(data: bytes, step: int) -> None:
 def test_frames_survive_any_cut_of_the_stream(bodies: list[bytes], cuts: list[int]) -> None:
     # Whole frames are views, split ones are gathered: every cut gives back the same frames,
     # and the buffer keeps no view of a chunk once it has returned None (each is overwritten).
+    # Between chunks it says how many bytes its frame still lacks once that frame's prefix is
+    # in (what the transport waits for), and 0 when it cannot know.
     wire = b"".join(PREFIX.pack(len(b), FrameKind.SEALED) + b for b in bodies)
+    starts = [0]
+    for body in bodies:
+        starts.append(starts[-1] + PREFIX.size + len(body))
     points = sorted({0, len(wire), *(c % (len(wire) + 1) for c in cuts)})
     buffer, got = FrameBuffer(), []
     for start, end in pairwise(points):
@@ -91,6 +96,10 @@ def test_frames_survive_any_cut_of_the_stream(bodies: list[bytes], cuts: list[in
         while (frame := buffer.next_frame()) is not None:
             got.append(bytes(frame.body))
         chunk[:] = bytes(len(chunk))
+        begun = max(s for s in starts if s <= end)
+        whole = next((s for s in starts if s > end), begun)
+        lacking = whole - end if end - begun >= PREFIX.size else 0
+        assert buffer.missing() == lacking
     assert got == bodies and buffer.pending() == 0
 
 
