@@ -33,6 +33,12 @@ from aetherfs.agent.config import AgentConfig, Subscription
 from aetherfs.agent.identity import AgentId as OwnId
 from aetherfs.agent.identity import AgentIdentity, load_identity
 from aetherfs.agent.log import Logger
+from aetherfs.agent.manifests import (
+    MANIFEST_TIMEOUT,
+    ManifestShelf,
+    ServedManifests,
+    verify_sealed,
+)
 from aetherfs.agent.membership import (
     CertificateMembership,
     NotEnrolled,
@@ -281,6 +287,10 @@ class PeerExchange:
         self.address: str | None = None
         self.offered: set[ManifestId] = set()
         self.fetches: dict[ManifestId, dict[str, Any]] = {}  # per version: bytes by source
+        self.shelf = ManifestShelf(config.state_dir / "manifests")
+        self.served = ServedManifests(self.shelf, self._access_id)
+        self._manifest_source: dict[ManifestId, str] = {}  # where a build's manifest came from
+        work.on_removed.append(self._collected)
         self.settled = trio.Event()  # started, or off for good: builds need not wait
         state.peer_view = self.status
 
@@ -290,6 +300,7 @@ class PeerExchange:
         """Start when the repository opens (its keyring holds the fleet secret), then trade
         until cancelled. Never raises an AetherError or OSError: it says why peers are off."""
         repo = await self._repo()
+        self.shelf.share_with(repo)
         try:
             await self._run(repo)
         except (AetherError, OSError) as exc:
@@ -351,6 +362,7 @@ class PeerExchange:
             self.store,
             self.blocks,
             on_announce=self._announced,
+            records=self.served,
         )
         send, receive = trio.open_memory_channel[AddressEvent](64)
         async with trio.open_nursery() as nursery:
@@ -442,6 +454,9 @@ class PeerExchange:
             },
         )
         record["started"], record["priority"] = time.time(), priority
+        source = self._manifest_source.pop(manifest_id, None)
+        if source is not None:
+            record["manifest_from"] = {source: await self.work.disk(self.shelf.size, manifest_id)}
         try:
             counters = await engine.fetch(table, access, held=held, priority=priority)
         finally:
@@ -451,6 +466,48 @@ class PeerExchange:
         self.state.count_swarm(held_bytes, counters.bytes_from_peers, counters.bytes_from_store)
         return counters
 
+    # --- manifests: asked of peers first, served to them --------------------------------------
+
+    def _access_id(self, dataset: str) -> AccessId | None:
+        access = self.accesses.get(dataset)
+        return access.access_id if access is not None else None
+
+    async def fetch_manifest(self, repo: Repository, dataset: str, manifest_id: ManifestId) -> None:
+        """Before a build opens a version's manifest: if it is not on the shelf, ask peers
+        for it (MANIFEST_TIMEOUT) and keep their copy once verified as a store read is; a
+        copy that fails is logged and counted against the peer, and the store is read."""
+        self.shelf.share_with(repo)
+        if await self.work.disk(self.shelf.has, manifest_id):
+            self._manifest_source[manifest_id] = "local"
+            return
+        self._manifest_source[manifest_id] = "store"
+        with trio.move_on_after(START_WAIT):
+            await self.settled.wait()
+        engine = self.engine
+        access = await self._access(repo, dataset) if engine is not None else None
+        if engine is None or access is None:
+            return
+        got = await engine.fetch_manifest(access, manifest_id, MANIFEST_TIMEOUT)
+        if got is None:
+            return
+        try:
+            await self.work.disk(verify_sealed, repo, dataset, manifest_id, got.data)
+        except AetherError as exc:
+            why = f"manifest {manifest_id.short()} from a peer is false: {exc}"
+            self.log.warning("peers.manifest_refused", peer=got.peer.raw.hex()[:16], why=why)
+            engine.record_refused(got.peer, why)
+            return
+        await self.work.disk(self.shelf.keep, manifest_id, got.data)
+        self._manifest_source[manifest_id] = "peers"
+
+    def serve_manifest(self, manifest_id: ManifestId, dataset: str) -> None:
+        """The manifest was opened (verified) as `dataset`'s: served to peers from now on."""
+        self.served.add(manifest_id, dataset)
+
+    def _collected(self, removed: list[ManifestId]) -> None:
+        self.served.forget(removed)
+        self.shelf.drop(removed)
+
     async def offer(self, repo: Repository, manifest_id: ManifestId, dataset: str) -> None:
         """Serve a version this agent holds (a live one at start, say) to its peers."""
         if self.engine is None or manifest_id in self.offered:
@@ -458,7 +515,9 @@ class PeerExchange:
         access = await self._access(repo, dataset)
         if access is None:
             return
+        self.shelf.share_with(repo)
         manifest = await self.work.disk(repo.get_manifest, dataset, manifest_id)
+        self.serve_manifest(manifest_id, dataset)
         table = await self._table(manifest_id, manifest)
         await self.engine.offer(table, access)  # served from what it holds: no store reads
         self.offered.add(manifest_id)

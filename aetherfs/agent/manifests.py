@@ -1,0 +1,116 @@
+"""The sealed manifests the agent keeps (STATE_DIR/manifests, one file per manifest id), asked
+of peers before the store when a channel moves, and served to peers that proved the dataset.
+
+The directory is also the repository's manifest cache (`ManifestReader.manifest_cache`): a
+manifest read from the store lands here, and one here is opened without a store read. Bytes
+from a peer are verified exactly as a store read is (id = BLAKE3 of the sealed bytes, opened
+with the dataset key, every entry valid) before they are written here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Collection
+from pathlib import Path
+
+from aetherfs.core.ids import ManifestId
+from aetherfs.core.manifest import MAX_MANIFEST_BYTES, open_manifest
+from aetherfs.errors import AetherError, IntegrityError
+from aetherfs.ops.atomic import fsync_dir
+from aetherfs.protocol.admission import AccessId
+from aetherfs.repository import Repository
+from aetherfs.repository.reading import ManifestReader
+
+MANIFEST_TIMEOUT = 2.0  # seconds a build waits for a peer's copy before it reads the store
+
+
+class ManifestShelf:
+    """Sealed manifests on local disk, named by id, written temp + fsync + rename."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, manifest_id: ManifestId) -> Path:
+        return self.root / manifest_id.hex()
+
+    def has(self, manifest_id: ManifestId) -> bool:
+        return self.path(manifest_id).is_file()
+
+    def keep(self, manifest_id: ManifestId, sealed: bytes) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".{manifest_id.hex()}.{threading.get_ident()}"
+        with tmp.open("wb") as out:
+            out.write(sealed)
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.replace(self.path(manifest_id))
+        fsync_dir(self.root)
+
+    def read(self, manifest_id: ManifestId) -> bytes | None:
+        """The sealed bytes, if held and still hashing to their id (a damaged copy is
+        removed: the next read comes from a peer or the store)."""
+        try:
+            sealed = self.path(manifest_id).read_bytes()
+        except OSError:
+            return None
+        if ManifestId.of(sealed) != manifest_id:
+            self.drop([manifest_id])
+            return None
+        return sealed
+
+    def size(self, manifest_id: ManifestId) -> int:
+        try:
+            return self.path(manifest_id).stat().st_size
+        except OSError:
+            return 0
+
+    def drop(self, manifest_ids: Collection[ManifestId]) -> None:
+        for manifest_id in manifest_ids:
+            with contextlib.suppress(OSError):
+                self.path(manifest_id).unlink()
+
+    def share_with(self, repo: Repository) -> None:
+        """Make this the repository's manifest cache (if it has none): manifests it reads
+        from the store are kept here, and those here are opened without a store read."""
+        reader = getattr(repo, "manifests", None)
+        if isinstance(reader, ManifestReader) and reader.manifest_cache is None:
+            reader.manifest_cache = self.root
+
+
+def verify_sealed(repo: Repository, dataset: str, manifest_id: ManifestId, sealed: bytes) -> None:
+    """Check bytes from elsewhere as a store read is checked (`verified_manifest`): IntegrityError
+    (or another AetherError) if they are not `dataset`'s manifest `manifest_id`, sound."""
+    if len(sealed) > MAX_MANIFEST_BYTES:
+        raise IntegrityError(f"manifest {manifest_id.short()} is over {MAX_MANIFEST_BYTES:,} bytes")
+    if ManifestId.of(sealed) != manifest_id:
+        raise IntegrityError(f"the bytes sent do not hash to manifest {manifest_id.short()}")
+    open_manifest(manifest_id, sealed, dataset, repo.keyring.dataset_key(dataset))
+
+
+class ServedManifests:
+    """The RecordSource the engine serves MANIFEST records from: a manifest is served only
+    for the dataset it was verified as (`add`), so a peer that proved one dataset never gets
+    another's. Called on worker threads; `add` and `forget` on the trio thread."""
+
+    def __init__(self, shelf: ManifestShelf, access_of: Callable[[str], AccessId | None]) -> None:
+        self.shelf = shelf
+        self.access_of = access_of
+        self._datasets: dict[ManifestId, str] = {}
+
+    def add(self, manifest_id: ManifestId, dataset: str) -> None:
+        self._datasets[manifest_id] = dataset
+
+    def forget(self, manifest_ids: Collection[ManifestId]) -> None:
+        for manifest_id in manifest_ids:
+            self._datasets.pop(manifest_id, None)
+
+    def sealed_manifest(self, dataset: AccessId, manifest_id: ManifestId) -> bytes | None:
+        name = self._datasets.get(manifest_id)
+        if name is None or self.access_of(name) != dataset:
+            return None
+        try:
+            return self.shelf.read(manifest_id)
+        except AetherError:
+            return None
