@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 
 from aetherfs.core.ids import ManifestId
@@ -22,6 +22,7 @@ from aetherfs.ops.atomic import fsync_dir
 from aetherfs.protocol.admission import AccessId
 from aetherfs.repository import Repository
 from aetherfs.repository.reading import ManifestReader
+from aetherfs.swarm.interfaces import Swarm
 
 MANIFEST_TIMEOUT = 2.0  # seconds a build waits for a peer's copy before it reads the store
 
@@ -87,6 +88,30 @@ def verify_sealed(repo: Repository, dataset: str, manifest_id: ManifestId, seale
     if ManifestId.of(sealed) != manifest_id:
         raise IntegrityError(f"the bytes sent do not hash to manifest {manifest_id.short()}")
     open_manifest(manifest_id, sealed, dataset, repo.keyring.dataset_key(dataset))
+
+
+async def manifest_from_peers(
+    swarm: Swarm,
+    access: AccessId,
+    manifest_id: ManifestId,
+    verify: Callable[[bytes], Awaitable[None]],
+    refused: Callable[[str], None],
+    timeout: float = MANIFEST_TIMEOUT,
+) -> bytes | None:
+    """A peer's copy of a sealed manifest, once `verify` passed it; None if no peer sent one
+    in time, or the one sent is false (said to `refused` and counted against the peer):
+    the caller then reads the store."""
+    got = await swarm.fetch_manifest(access, manifest_id, timeout)
+    if got is None:
+        return None
+    try:
+        await verify(got.data)
+    except AetherError as exc:
+        why = f"manifest {manifest_id.short()} from peer {got.peer.raw.hex()[:16]} is false: {exc}"
+        refused(why)
+        swarm.record_refused(got.peer, why)
+        return None
+    return got.data
 
 
 class ServedManifests:

@@ -34,9 +34,9 @@ from aetherfs.agent.identity import AgentId as OwnId
 from aetherfs.agent.identity import AgentIdentity, load_identity
 from aetherfs.agent.log import Logger
 from aetherfs.agent.manifests import (
-    MANIFEST_TIMEOUT,
     ManifestShelf,
     ServedManifests,
+    manifest_from_peers,
     verify_sealed,
 )
 from aetherfs.agent.membership import (
@@ -487,17 +487,17 @@ class PeerExchange:
         access = await self._access(repo, dataset) if engine is not None else None
         if engine is None or access is None:
             return
-        got = await engine.fetch_manifest(access, manifest_id, MANIFEST_TIMEOUT)
-        if got is None:
+
+        async def verify(sealed: bytes) -> None:
+            await self.work.disk(verify_sealed, repo, dataset, manifest_id, sealed)
+
+        def refused(why: str) -> None:
+            self.log.warning("peers.manifest_refused", manifest=manifest_id.hex(), why=why)
+
+        sealed = await manifest_from_peers(engine, access, manifest_id, verify, refused)
+        if sealed is None:
             return
-        try:
-            await self.work.disk(verify_sealed, repo, dataset, manifest_id, got.data)
-        except AetherError as exc:
-            why = f"manifest {manifest_id.short()} from a peer is false: {exc}"
-            self.log.warning("peers.manifest_refused", peer=got.peer.raw.hex()[:16], why=why)
-            engine.record_refused(got.peer, why)
-            return
-        await self.work.disk(self.shelf.keep, manifest_id, got.data)
+        await self.work.disk(self.shelf.keep, manifest_id, sealed)
         self._manifest_source[manifest_id] = "peers"
 
     def serve_manifest(self, manifest_id: ManifestId, dataset: str) -> None:

@@ -895,8 +895,8 @@ class SwarmEngine:
         while trio.current_time() < deadline:
             candidates = [p for p in self._record_peers(dataset, manifest_id) if p not in asked]
             if not candidates:
-                if not (self._states or self._diallers):
-                    return None  # no peer, and none on its way
+                if not self._links_coming(dialling=not asked):
+                    return None  # every peer that could send it was asked
                 await trio.sleep(min(RECORD_POLL, max(0.0, deadline - trio.current_time())))
                 continue
             peer = candidates[0]
@@ -913,6 +913,18 @@ class SwarmEngine:
         if counters is not None:
             counters.errors += 1
             counters.last_error = why
+
+    def _links_coming(self, dialling: bool) -> bool:
+        """Whether a peer may soon be asked: a link in its handshake, a peer that has proved
+        no dataset yet, or (`dialling`: none asked yet) a dialled address not connected."""
+        if any(s.peer is None for s in self._states.values()):
+            return True
+        if any(not s.proved for s in self._links.values()):
+            return True
+        if not dialling:
+            return False
+        connected = {s.link.address for s in self._links.values()}
+        return any(address not in connected for address in self._diallers)
 
     def _record_peers(self, dataset: AccessId, manifest_id: ManifestId) -> list[PeerId]:
         proved = self.connected(dataset)
