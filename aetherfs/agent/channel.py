@@ -184,7 +184,7 @@ class ChannelLoop:
             await self.peers.fetch_manifest(repo, sub.dataset, manifest_id)
         manifest = await work.disk(repo.get_manifest, sub.dataset, manifest_id)
         if self.peers is not None:
-            self.peers.serve_manifest(manifest_id, sub.dataset)
+            await self.peers.serve_manifest(repo, manifest_id, sub.dataset)
         progress = Progress(manifest_id.hex())
         channel.state, channel.progress = "downloading", progress
         log.info("download.start", subscription=str(sub), manifest=manifest_id.hex())

@@ -14,9 +14,10 @@ import os
 import threading
 from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
+from typing import TypeVar
 
 from aetherfs.core.ids import ManifestId
-from aetherfs.core.manifest import MAX_MANIFEST_BYTES, open_manifest
+from aetherfs.core.manifest import MAX_MANIFEST_BYTES, Manifest, open_manifest
 from aetherfs.errors import AetherError, IntegrityError
 from aetherfs.ops.atomic import fsync_dir
 from aetherfs.protocol.admission import AccessId
@@ -25,6 +26,7 @@ from aetherfs.repository.reading import ManifestReader
 from aetherfs.swarm.interfaces import Swarm
 
 MANIFEST_TIMEOUT = 2.0  # seconds a build waits for a peer's copy before it reads the store
+T = TypeVar("T")
 
 
 class ManifestShelf:
@@ -80,38 +82,50 @@ class ManifestShelf:
             reader.manifest_cache = self.root
 
 
-def verify_sealed(repo: Repository, dataset: str, manifest_id: ManifestId, sealed: bytes) -> None:
+def verify_sealed(
+    repo: Repository, dataset: str, manifest_id: ManifestId, sealed: bytes
+) -> Manifest:
     """Check bytes from elsewhere as a store read is checked (`verified_manifest`): IntegrityError
-    (or another AetherError) if they are not `dataset`'s manifest `manifest_id`, sound."""
+    (or another AetherError) if they are not `dataset`'s manifest `manifest_id`, sound. Returns
+    the stored manifest as it is (a delta stays a delta: its `base` is the next to fetch)."""
     if len(sealed) > MAX_MANIFEST_BYTES:
         raise IntegrityError(f"manifest {manifest_id.short()} is over {MAX_MANIFEST_BYTES:,} bytes")
     if ManifestId.of(sealed) != manifest_id:
         raise IntegrityError(f"the bytes sent do not hash to manifest {manifest_id.short()}")
-    open_manifest(manifest_id, sealed, dataset, repo.keyring.dataset_key(dataset))
+    return open_manifest(manifest_id, sealed, dataset, repo.keyring.dataset_key(dataset))
+
+
+def stored_base(repo: Repository, dataset: str, manifest_id: ManifestId) -> ManifestId | None:
+    """The base a stored manifest is a delta on (None: a full one), opened from the local copy
+    the repository keeps (`ManifestShelf.share_with`)."""
+    reader = getattr(repo, "manifests", None)
+    if not isinstance(reader, ManifestReader):
+        return None
+    return reader.open_stored(dataset, manifest_id).base
 
 
 async def manifest_from_peers(
     swarm: Swarm,
     access: AccessId,
     manifest_id: ManifestId,
-    verify: Callable[[bytes], Awaitable[None]],
+    verify: Callable[[bytes], Awaitable[T]],
     refused: Callable[[str], None],
     timeout: float = MANIFEST_TIMEOUT,
-) -> bytes | None:
+) -> tuple[bytes, T] | None:
     """A peer's copy of a sealed manifest, once `verify` passed it; None if no peer sent one
     in time, or the one sent is false (said to `refused` and counted against the peer):
-    the caller then reads the store."""
+    the caller then reads the store. With the bytes comes what `verify` returned."""
     got = await swarm.fetch_manifest(access, manifest_id, timeout)
     if got is None:
         return None
     try:
-        await verify(got.data)
+        checked = await verify(got.data)
     except AetherError as exc:
         why = f"manifest {manifest_id.short()} from peer {got.peer.raw.hex()[:16]} is false: {exc}"
         refused(why)
         swarm.record_refused(got.peer, why)
         return None
-    return got.data
+    return got.data, checked
 
 
 class ServedManifests:
@@ -123,13 +137,30 @@ class ServedManifests:
         self.shelf = shelf
         self.access_of = access_of
         self._datasets: dict[ManifestId, str] = {}
+        self.bases: dict[ManifestId, ManifestId | None] = {}  # the delta chains learnt
 
-    def add(self, manifest_id: ManifestId, dataset: str) -> None:
+    def add(self, manifest_id: ManifestId, dataset: str, base: ManifestId | None) -> None:
         self._datasets[manifest_id] = dataset
+        self.bases[manifest_id] = base
 
-    def forget(self, manifest_ids: Collection[ManifestId]) -> None:
-        for manifest_id in manifest_ids:
+    def knows(self, manifest_id: ManifestId) -> bool:
+        return manifest_id in self._datasets
+
+    def collected(self, removed: Collection[ManifestId]) -> list[ManifestId]:
+        """Versions removed from disk: those of their manifests that no kept version's chain
+        needs are forgotten, and returned (to drop from the shelf)."""
+        gone = set(removed)
+        needed: set[ManifestId] = set()
+        for manifest_id in set(self.bases) - gone:
+            base = self.bases.get(manifest_id)
+            while base is not None and base not in needed:
+                needed.add(base)
+                base = self.bases.get(base)
+        dropped = sorted(gone - needed, key=lambda m: m.digest)
+        for manifest_id in dropped:
             self._datasets.pop(manifest_id, None)
+            self.bases.pop(manifest_id, None)
+        return dropped
 
     def sealed_manifest(self, dataset: AccessId, manifest_id: ManifestId) -> bytes | None:
         name = self._datasets.get(manifest_id)

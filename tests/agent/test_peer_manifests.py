@@ -1,0 +1,89 @@
+"""A version's sealed manifest comes from a peer before the store: two real agents on
+loopback, static peers, no mDNS. The second agent's store has no copy of the manifest at
+all, so a store read of it would fail its build."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from aetherfs.core.ids import ManifestId
+from aetherfs.store.layout import manifest_key
+from tests.agent.conftest import STABLE, push, tree
+from tests.agent.test_disk import Agents, fetch_of, fleet, peer_pair, start_b, write_version
+from tests.conftest import Cli
+
+__all__ = ["fleet"]  # the fixture, used by name
+
+
+def test_the_second_agent_gets_the_manifest_from_the_first_and_not_the_store(
+    fleet: Agents, local_store: Cli, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    write_version(src, 1)
+    v1 = push(local_store, src, "team/geo-db:1.0.0", "stable")
+    store = tmp_path / "store"
+    nomanifest = tmp_path / "nomanifest"
+    shutil.copytree(store, nomanifest)
+    sealed = (store / manifest_key(ManifestId.from_hex(v1))).read_bytes()
+    (nomanifest / manifest_key(ManifestId.from_hex(v1))).unlink()
+
+    a, b_args = peer_pair(fleet, nomanifest.as_uri())
+    a_snap = a.wait_live(STABLE, v1)
+    assert fetch_of(a_snap, v1)["manifest_from"] == {"store": len(sealed)}
+    kept = a.data_root / ".agent/manifests" / v1
+    assert kept.read_bytes() == sealed  # kept on disk, served from there
+
+    b = start_b(fleet, b_args)
+    snap = b.wait_live(STABLE, v1, timeout=60)
+    assert tree(b.data_root / "team/geo-db/stable") == tree(src)
+    assert fetch_of(snap, v1)["manifest_from"] == {"peers": len(sealed)}
+    assert (b.data_root / ".agent/manifests" / v1).read_bytes() == sealed
+    assert "peers.manifest_refused" not in b.log()
+    assert all(p["errors"] == 0 for p in snap["peers"])
+
+
+def test_a_delta_and_its_base_both_come_from_the_peer(
+    fleet: Agents, local_store: Cli, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    write_version(src, 1)
+    v1 = push(local_store, src, "team/geo-db:1.0.0", "stable")
+    a, b_args = peer_pair(fleet, (tmp_path / "nomanifests").as_uri())
+    a.wait_live(STABLE, v1)
+    (src / "new.txt").write_text("one more file\n")
+    v2 = push(local_store, src, "team/geo-db:1.1.0", "stable")
+    a.wait_live(STABLE, v2)
+    store = tmp_path / "store"
+    shutil.copytree(store, tmp_path / "nomanifests")
+    ids = [ManifestId.from_hex(v) for v in (v1, v2)]
+    for manifest_id in ids:
+        (tmp_path / "nomanifests" / manifest_key(manifest_id)).unlink()
+    v2_sealed = (store / manifest_key(ids[1])).read_bytes()
+    assert len(v2_sealed) < (store / manifest_key(ids[0])).stat().st_size  # a delta on v1
+
+    b = start_b(fleet, b_args)
+    snap = b.wait_live(STABLE, v2, timeout=60)
+    assert tree(b.data_root / "team/geo-db/stable") == tree(src)
+    assert fetch_of(snap, v2)["manifest_from"] == {"peers": len(v2_sealed)}
+    for manifest_id in ids:
+        kept = b.data_root / ".agent/manifests" / manifest_id.hex()
+        assert kept.read_bytes() == (store / manifest_key(manifest_id)).read_bytes()
+
+
+def test_the_manifest_of_a_collected_version_leaves_the_state_dir(
+    fleet: Agents, local_store: Cli, tmp_path: Path
+) -> None:
+    pushed = []
+    agent = None
+    for seed in (1, 2, 3):  # unrelated bytes: each manifest is a full one, no chain
+        src = tmp_path / f"src{seed}"
+        write_version(src, seed)
+        pushed.append(push(local_store, src, f"team/geo-db:1.{seed}.0", "stable"))
+        if agent is None:
+            agent = fleet.start("a", "--subscribe", STABLE, "--no-mdns", peers=True)
+        agent.wait_live(STABLE, pushed[-1])
+    assert agent is not None
+    shelf = agent.data_root / ".agent/manifests"
+    agent.wait_for(lambda _s: not (shelf / pushed[0]).exists(), "v1's manifest dropped")
+    assert (shelf / pushed[1]).exists() and (shelf / pushed[2]).exists()  # v2 kept, v3 live
