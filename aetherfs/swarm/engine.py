@@ -67,6 +67,7 @@ from aetherfs.planner import (
 )
 from aetherfs.planner import Bitfield as Pieces
 from aetherfs.planner import Event as PlannerEvent
+from aetherfs.planner.rendezvous import weights
 from aetherfs.protocol.admission import (
     AccessId,
     Admission,
@@ -115,6 +116,7 @@ from aetherfs.swarm.interfaces import (
 from aetherfs.swarm.status import EngineStatus, LinkStatus, PeerCounters, VersionCounters
 
 MAX_LINKS = 256  # connections at once, both ways: more are closed at accept
+MANIFEST_ID_SIZE = 32  # bytes of a manifest id, the ref of a MANIFEST record
 RECORD_POLL = 0.05  # seconds between looks for a peer to ask a record of, while links come up
 
 # Told of every version a peer announces (a BITFIELD, even an empty "I want it", or a HAVE),
@@ -887,25 +889,41 @@ class SwarmEngine:
     ) -> PeerRecord | None:
         """A version's sealed manifest from a peer: asked of connected peers that proved
         `dataset` (those that announced the version first), one at a time, each with its
-        share of `timeout`. While links are being made (static peers, discovery) a peer that
-        proves the dataset within `timeout` is asked too. None if no peer sent it in time.
-        The bytes are unchecked: the caller verifies them (`record_refused` if false)."""
+        share of the time left; a peer that announces the version after it was asked is asked
+        again. While links are being made (static peers, discovery) a peer that proves the
+        dataset within `timeout` is asked too. One agent of the LAN reads the store: the
+        owner by rendezvous hashing of the manifest over this agent and the peers that proved
+        the dataset. The others wait (up to `timeout`) for a peer to announce the version,
+        which it does once it holds the manifest. None if no peer sent it in time. The bytes
+        are unchecked: the caller verifies them (`record_refused` if false)."""
         deadline = trio.current_time() + timeout
-        asked: set[PeerId] = set()
+        asked: dict[PeerId, bool] = {}  # peer -> whether it had announced the version then
         while trio.current_time() < deadline:
-            candidates = [p for p in self._record_peers(dataset, manifest_id) if p not in asked]
+            candidates = [
+                p
+                for p in self._record_peers(dataset, manifest_id)
+                if p not in asked or (not asked[p] and manifest_id in self._links[p].announced)
+            ]
             if not candidates:
-                if not self._links_coming(dialling=not asked):
-                    return None  # every peer that could send it was asked
+                if not self._links_coming(dialling=not asked) and (
+                    self._manifest_owner(dataset, manifest_id) == self.self_id
+                ):
+                    return None  # every peer that could send it was asked: ours to read
                 await trio.sleep(min(RECORD_POLL, max(0.0, deadline - trio.current_time())))
                 continue
             peer = candidates[0]
-            asked.add(peer)
+            asked[peer] = manifest_id in self._links[peer].announced
             share = (deadline - trio.current_time()) / len(candidates)
             data = await self._ask_manifest(peer, dataset, manifest_id, share)
             if data is not None:
                 return PeerRecord(peer, data)
         return None
+
+    def _manifest_owner(self, dataset: AccessId, manifest_id: ManifestId) -> PeerId:
+        """Who of this agent and the peers that proved `dataset` reads the manifest from the
+        store: the same answer on every agent that sees the same peers."""
+        members = [self.self_id, *self.connected(dataset)]
+        return max(members, key=lambda m: (weights(manifest_id, m, 1)[0], m.raw))
 
     def record_refused(self, peer: PeerId, why: str) -> None:
         """A record `peer` sent did not verify: counted against it (status shows why)."""
@@ -989,7 +1007,7 @@ class SwarmEngine:
             or self.records is None
             or request.dataset is None
             or request.dataset not in self._datasets
-            or len(request.ref) != len(ManifestId.of(b"").digest)
+            or len(request.ref) != MANIFEST_ID_SIZE
         ):
             state.link.send(Reject(request.request_id, RejectReason.NOT_HAVE))
             return

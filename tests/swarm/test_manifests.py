@@ -12,6 +12,7 @@ from aetherfs.core.ids import ManifestId
 from aetherfs.errors import IntegrityError
 from aetherfs.protocol.admission import AccessId
 from aetherfs.protocol.messages import MAX_RECORD_CHUNK
+from aetherfs.swarm.interfaces import PeerRecord
 from aetherfs.swarm.memory import MemoryStore, synthetic_version
 from tests.swarm.helpers import start_node, wait_for_peers
 
@@ -44,9 +45,9 @@ async def test_a_manifest_is_fetched_from_the_peer_that_holds_it() -> None:
             got = await asker.engine.fetch_manifest(dataset, manifest_id, 5.0)
         assert got is not None and got.data == sealed and got.peer == b.engine.self_id
         assert holder.asked == 1
-        # Not held anywhere: every peer says so, and the answer is None well before the deadline.
+        # Held nowhere: every peer says so, and the answer is None by the deadline.
         with trio.fail_after(4):
-            assert await asker.engine.fetch_manifest(dataset, ManifestId(b"x" * 32), 5.0) is None
+            assert await asker.engine.fetch_manifest(dataset, ManifestId(b"x" * 32), 1.0) is None
         nursery.cancel_scope.cancel()
 
 
@@ -83,6 +84,47 @@ async def test_a_false_copy_is_caught_by_the_caller_and_the_store_read() -> None
         nursery.cancel_scope.cancel()
 
 
+async def test_one_agent_reads_the_store_and_the_others_wait_for_its_announcement() -> None:
+    version = synthetic_version("owner", pieces=2)
+    store = MemoryStore(version.packs)
+    dataset = version.access.access_id
+    manifest_id = version.table.id  # the engine carries any bytes: the caller checks them
+    sealed = os.urandom(MAX_RECORD_CHUNK // 2)
+    async with trio.open_nursery() as nursery:
+        records = [MemoryRecords(dataset, {}), MemoryRecords(dataset, {})]
+        first = await start_node(nursery, store, version, records=records[0])
+        second = await start_node(
+            nursery, store, version, records=records[1], peers=[first.address]
+        )
+        nodes = [first, second]
+        await wait_for_peers(nodes, version, 1)
+        owners = {n.engine._manifest_owner(dataset, manifest_id) for n in nodes}
+        assert len(owners) == 1  # both agents name the same one
+        owner = next(i for i, n in enumerate(nodes) if n.engine.self_id in owners)
+        waiter = nodes[1 - owner]
+        got: list[object] = []
+
+        async def wait_for_it() -> None:
+            got.append(await waiter.engine.fetch_manifest(dataset, manifest_id, 10.0))
+
+        nursery.start_soon(wait_for_it)
+        started = trio.current_time()
+        with trio.fail_after(5):
+            mine = await nodes[owner].engine.fetch_manifest(dataset, manifest_id, 10.0)
+        assert mine is None and trio.current_time() - started < 2.0  # its to read: no wait
+        assert not got  # the other waits, rather than reading the store too
+        # The owner "reads the store", holds the manifest, and announces the version.
+        records[owner].manifests[manifest_id] = sealed
+        await nodes[owner].engine.offer(version.table, dataset)
+        with trio.fail_after(5):
+            while not got:
+                await trio.sleep(0.02)
+        (record,) = got
+        assert isinstance(record, PeerRecord) and record.data == sealed
+        assert record.peer == nodes[owner].engine.self_id
+        nursery.cancel_scope.cancel()
+
+
 async def test_without_a_record_source_peers_answer_not_have() -> None:
     version = synthetic_version("none", pieces=2)
     store = MemoryStore(version.packs)
@@ -90,7 +132,7 @@ async def test_without_a_record_source_peers_answer_not_have() -> None:
         plain = await start_node(nursery, store, version)
         asker = await start_node(nursery, store, version, peers=[plain.address])
         await wait_for_peers([asker], version, 1)
-        with trio.fail_after(4):
+        with trio.fail_after(8):  # NOT_HAVE at once; then, if not ours to read, the deadline
             got = await asker.engine.fetch_manifest(
                 version.access.access_id, ManifestId(b"m" * 32), 3.0
             )
