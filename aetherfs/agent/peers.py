@@ -292,6 +292,7 @@ class PeerExchange:
         self.served = ServedManifests(self.shelf, self._access_id)
         self._manifest_source: dict[ManifestId, str] = {}  # where a build's manifest came from
         work.on_removed.append(self._collected)
+        repos.on_open.append(self.shelf.share_with)  # before any manifest is read
         self.settled = trio.Event()  # started, or off for good: builds need not wait
         state.peer_view = self.status
 
@@ -301,7 +302,6 @@ class PeerExchange:
         """Start when the repository opens (its keyring holds the fleet secret), then trade
         until cancelled. Never raises an AetherError or OSError: it says why peers are off."""
         repo = await self._repo()
-        self.shelf.share_with(repo)
         try:
             await self._run(repo)
         except (AetherError, OSError) as exc:
@@ -478,7 +478,6 @@ class PeerExchange:
         its base, ...) not on the shelf is asked of peers (MANIFEST_TIMEOUT) and kept once
         verified as a store read is; a copy that fails is logged and counted against the
         peer. What peers did not send, the build reads from the store."""
-        self.shelf.share_with(repo)
         if await self.work.disk(self.shelf.has, manifest_id):
             self._manifest_source[manifest_id] = "local"
             return
@@ -548,7 +547,6 @@ class PeerExchange:
         access = await self._access(repo, dataset)
         if access is None:
             return
-        self.shelf.share_with(repo)
         manifest = await self.work.disk(repo.get_manifest, dataset, manifest_id)
         await self.serve_manifest(repo, manifest_id, dataset)
         table = await self._table(manifest_id, manifest)

@@ -5,6 +5,7 @@ all, so a store read of it would fail its build."""
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 from aetherfs.core.ids import ManifestId
@@ -87,3 +88,27 @@ def test_the_manifest_of_a_collected_version_leaves_the_state_dir(
     shelf = agent.data_root / ".agent/manifests"
     agent.wait_for(lambda _s: not (shelf / pushed[0]).exists(), "v1's manifest dropped")
     assert (shelf / pushed[1]).exists() and (shelf / pushed[2]).exists()  # v2 kept, v3 live
+
+
+def test_a_restarted_agent_opens_its_kept_versions_without_reading_their_manifests(
+    fleet: Agents, local_store: Cli, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    write_version(src, 1)
+    v1 = push(local_store, src, "team/geo-db:1.0.0", "stable")
+    a = fleet.start("a", "--subscribe", STABLE, "--no-mdns", peers=True)
+    a.wait_live(STABLE, v1)
+    a.wait_for(lambda _s: "event=tree.indexed" in a.log(), "v1's tree indexed")
+    assert a.stop() == 0
+    # From here a read of v1's manifest from the store would fail: it must come from disk.
+    (tmp_path / "store" / manifest_key(ManifestId.from_hex(v1))).unlink()
+    a.start(wait=False)
+    deadline = time.monotonic() + 30
+    while a.log().count("event=agent.started") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    a.wait_for(lambda _s: a.log().count("event=tree.indexed") == 2, "v1 indexed again")
+    time.sleep(1.0)  # a few polls: the live version is offered to peers (its manifest opened)
+    snap = a.status()
+    assert "tree.unindexed" not in a.log()
+    assert snap["subscriptions"][0]["last_error"] is None
+    assert snap["subscriptions"][0]["live"]["manifest"] == v1
