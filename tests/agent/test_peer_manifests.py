@@ -17,17 +17,32 @@ from tests.conftest import Cli
 __all__ = ["fleet"]  # the fixture, used by name
 
 
+def first_version(cli: Cli, tmp_path: Path, seed: int = 1) -> tuple[Path, str]:
+    """A 12 MB version published as team/geo-db:1.SEED.0 on stable: its tree and its id."""
+    src = tmp_path / f"src{seed}"
+    write_version(src, seed)
+    return src, push(cli, src, f"team/geo-db:1.{seed}.0", "stable")
+
+
+def store_without(tmp_path: Path, name: str, manifests: list[str]) -> Path:
+    """A copy of the test's store without these manifests (a read of one would fail)."""
+    copy = tmp_path / name
+    shutil.copytree(tmp_path / "store", copy)
+    for manifest in manifests:
+        (copy / manifest_key(ManifestId.from_hex(manifest))).unlink()
+    return copy
+
+
+def sealed_of(tmp_path: Path, manifest: str) -> bytes:
+    return (tmp_path / "store" / manifest_key(ManifestId.from_hex(manifest))).read_bytes()
+
+
 def test_the_second_agent_gets_the_manifest_from_the_first_and_not_the_store(
     fleet: Agents, local_store: Cli, tmp_path: Path
 ) -> None:
-    src = tmp_path / "src"
-    write_version(src, 1)
-    v1 = push(local_store, src, "team/geo-db:1.0.0", "stable")
-    store = tmp_path / "store"
-    nomanifest = tmp_path / "nomanifest"
-    shutil.copytree(store, nomanifest)
-    sealed = (store / manifest_key(ManifestId.from_hex(v1))).read_bytes()
-    (nomanifest / manifest_key(ManifestId.from_hex(v1))).unlink()
+    src, v1 = first_version(local_store, tmp_path)
+    nomanifest = store_without(tmp_path, "nomanifest", [v1])
+    sealed = sealed_of(tmp_path, v1)
 
     a, b_args = peer_pair(fleet, nomanifest.as_uri())
     a_snap = a.wait_live(STABLE, v1)
@@ -47,29 +62,23 @@ def test_the_second_agent_gets_the_manifest_from_the_first_and_not_the_store(
 def test_a_delta_and_its_base_both_come_from_the_peer(
     fleet: Agents, local_store: Cli, tmp_path: Path
 ) -> None:
-    src = tmp_path / "src"
-    write_version(src, 1)
-    v1 = push(local_store, src, "team/geo-db:1.0.0", "stable")
+    src, v1 = first_version(local_store, tmp_path)
     a, b_args = peer_pair(fleet, (tmp_path / "nomanifests").as_uri())
     a.wait_live(STABLE, v1)
     (src / "new.txt").write_text("one more file\n")
-    v2 = push(local_store, src, "team/geo-db:1.1.0", "stable")
+    v2 = push(local_store, src, "team/geo-db:2.0.0", "stable")
     a.wait_live(STABLE, v2)
-    store = tmp_path / "store"
-    shutil.copytree(store, tmp_path / "nomanifests")
-    ids = [ManifestId.from_hex(v) for v in (v1, v2)]
-    for manifest_id in ids:
-        (tmp_path / "nomanifests" / manifest_key(manifest_id)).unlink()
-    v2_sealed = (store / manifest_key(ids[1])).read_bytes()
-    assert len(v2_sealed) < (store / manifest_key(ids[0])).stat().st_size  # a delta on v1
+    store_without(tmp_path, "nomanifests", [v1, v2])
+    v2_sealed = sealed_of(tmp_path, v2)
+    assert len(v2_sealed) < len(sealed_of(tmp_path, v1))  # a delta on v1
 
     b = start_b(fleet, b_args)
     snap = b.wait_live(STABLE, v2, timeout=60)
     assert tree(b.data_root / "team/geo-db/stable") == tree(src)
     assert fetch_of(snap, v2)["manifest_from"] == {"peers": len(v2_sealed)}
-    for manifest_id in ids:
-        kept = b.data_root / ".agent/manifests" / manifest_id.hex()
-        assert kept.read_bytes() == (store / manifest_key(manifest_id)).read_bytes()
+    for manifest in (v1, v2):
+        kept = b.data_root / ".agent/manifests" / manifest
+        assert kept.read_bytes() == sealed_of(tmp_path, manifest)
 
 
 def test_the_manifest_of_a_collected_version_leaves_the_state_dir(
@@ -78,9 +87,7 @@ def test_the_manifest_of_a_collected_version_leaves_the_state_dir(
     pushed = []
     agent = None
     for seed in (1, 2, 3):  # unrelated bytes: each manifest is a full one, no chain
-        src = tmp_path / f"src{seed}"
-        write_version(src, seed)
-        pushed.append(push(local_store, src, f"team/geo-db:1.{seed}.0", "stable"))
+        pushed.append(first_version(local_store, tmp_path, seed)[1])
         if agent is None:
             agent = fleet.start("a", "--subscribe", STABLE, "--no-mdns", peers=True)
         agent.wait_live(STABLE, pushed[-1])
@@ -93,9 +100,7 @@ def test_the_manifest_of_a_collected_version_leaves_the_state_dir(
 def test_a_restarted_agent_opens_its_kept_versions_without_reading_their_manifests(
     fleet: Agents, local_store: Cli, tmp_path: Path
 ) -> None:
-    src = tmp_path / "src"
-    write_version(src, 1)
-    v1 = push(local_store, src, "team/geo-db:1.0.0", "stable")
+    _src, v1 = first_version(local_store, tmp_path)
     a = fleet.start("a", "--subscribe", STABLE, "--no-mdns", peers=True)
     a.wait_live(STABLE, v1)
     a.wait_for(lambda _s: "event=tree.indexed" in a.log(), "v1's tree indexed")
