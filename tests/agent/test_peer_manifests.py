@@ -8,6 +8,8 @@ import shutil
 import time
 from pathlib import Path
 
+import httpx
+
 from aetherfs.core.ids import ManifestId
 from aetherfs.store.layout import manifest_key
 from tests.agent.conftest import STABLE, push, tree
@@ -56,6 +58,11 @@ def test_the_second_agent_gets_the_manifest_from_the_first_and_not_the_store(
     assert fetch_of(snap, v1)["manifest_from"] == {"peers": len(sealed)}
     assert (b.data_root / ".agent/manifests" / v1).read_bytes() == sealed
     assert "peers.manifest_refused" not in b.log()
+    metrics = httpx.get(f"{b.url}/metrics", timeout=10).text
+    assert (
+        f'aetherfs_agent_version_manifest_bytes{{manifest="{v1}",source="peers"}} '
+        f"{float(len(sealed))}" in metrics
+    )
     assert all(p["errors"] == 0 for p in snap["peers"])
 
 
