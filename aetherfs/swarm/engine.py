@@ -116,8 +116,6 @@ from aetherfs.swarm.interfaces import (
 from aetherfs.swarm.status import EngineStatus, LinkStatus, PeerCounters, VersionCounters
 
 MAX_LINKS = 256  # connections at once, both ways: more are closed at accept
-MANIFEST_ID_SIZE = 32  # bytes of a manifest id, the ref of a MANIFEST record
-RECORD_POLL = 0.05  # seconds between looks for a peer to ask a record of, while links come up
 
 # Told of every version a peer announces (a BITFIELD, even an empty "I want it", or a HAVE),
 # on the trio thread: it must be cheap and never block. The claim is unchecked.
@@ -127,6 +125,11 @@ KEEP_REFUSED = 32
 # refused (RevocationsRefused: say why). On the trio thread: cheap, never blocking.
 RevocationNews = RevocationsUpdated | RevocationsRefused
 OnRevocations = Callable[[PeerId | None, RevocationNews], None]
+
+
+# Records (sealed manifests) asked of peers and served to them.
+MANIFEST_ID_SIZE = 32  # bytes of a manifest id, the ref of a MANIFEST record
+RECORD_POLL = 0.05  # seconds between looks for a peer to ask a record of, while links come up
 
 
 class VersionFailed(StoreUnavailable):
