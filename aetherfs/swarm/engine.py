@@ -991,8 +991,8 @@ class SwarmEngine:
 
     def _record_answered(self, state: _LinkState, answer: Done | Reject) -> None:
         fetch = state.record_fetches[answer.request_id]
-        if isinstance(answer, Done) and not fetch.assembly.complete:
-            fetch.data = None  # DONE before the last chunk: the record is not whole
+        if isinstance(answer, Reject) or not fetch.assembly.complete:
+            fetch.data = None  # refused, or DONE before the last chunk: not whole
         fetch.answered.set()
 
     def _records_gone(self, state: _LinkState) -> None:
