@@ -118,6 +118,8 @@ class Outcome:
     store_read: int | None = None  # the agents' own count of bytes read from the store
     first_connect: float | None = None  # aria2: median seconds to its first peer connection
     store_tcp: tuple[int, int] = (0, 0)  # segments the store's host sent, and retransmitted
+    # The version's sealed manifest, bytes by where the agents got it (peers, store, local).
+    manifest_from: dict[str, int] = field(default_factory=dict)
     note: str = ""
 
 
@@ -588,10 +590,21 @@ class Runner:
         store_read = sum(a.store_read() - store_before[h] for h, a in agents.items())
         procs_cpu += [ProcessCpu("agent", h, c) for h, c in cpu.items()]
         peak = {h: vm_hwm(a.proc.pid) for h, a in agents.items()}
+        manifest_from: dict[str, int] = {}
         for agent in agents.values():
             same_tree(agent.link.resolve(), tree)
+            for source, size in agent.manifest_from(manifest).items():
+                manifest_from[source] = manifest_from.get(source, 0) + size
         return Outcome(
-            tool, seconds, store_tx, tx, procs_cpu, peak, store_read, store_tcp=self.retransmits
+            tool,
+            seconds,
+            store_tx,
+            tx,
+            procs_cpu,
+            peak,
+            store_read,
+            store_tcp=self.retransmits,
+            manifest_from=manifest_from,
         )
 
     def stop_agents(self, agents: dict[str, Agent]) -> None:
@@ -637,6 +650,17 @@ class Agent:
 
     def store_read(self) -> int:
         """Bytes the agent says it read from the store (its status document)."""
+        return int(self.status().get("bytes_by_source", {}).get("store", 0))
+
+    def manifest_from(self, manifest: str) -> dict[str, int]:
+        """Where the agent got `manifest`'s sealed bytes (status `fetches[].manifest_from`)."""
+        for fetched in self.status().get("fetches", []):
+            if fetched.get("manifest") == manifest:
+                return {str(k): int(v) for k, v in fetched.get("manifest_from", {}).items()}
+        return {}
+
+    def status(self) -> dict[str, Any]:
+        """The agent's status document ({} if it cannot say)."""
         done = subprocess.run(
             [
                 sys.executable, "-m", "aetherfs.cli.main", "status", "--json",
@@ -646,8 +670,9 @@ class Agent:
             text=True,
         )  # fmt: skip
         if done.returncode != 0:
-            return 0
-        return int(json.loads(done.stdout).get("bytes_by_source", {}).get("store", 0))
+            return {}
+        doc: dict[str, Any] = json.loads(done.stdout)
+        return doc
 
 
 # --- figures ---------------------------------------------------------------------------------
@@ -699,6 +724,7 @@ def summarise(o: Outcome, t1: float, pub: Published) -> dict[str, Any]:
     if o.tool in ("t1", "aetherfs", "delta"):
         row["store_sent_vs_new_bytes"] = o.store_tx / new
         row["agents_read_from_store_bytes"] = o.store_read
+        row["manifest_bytes_by_source"] = o.manifest_from
         row["peak_rss_bytes"] = {"max": max(o.peak_rss.values()), "per_host": o.peak_rss}
     if o.first_connect is not None:
         row["first_peer_connect_seconds"] = o.first_connect

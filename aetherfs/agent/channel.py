@@ -180,7 +180,11 @@ class ChannelLoop:
     async def build(self, manifest_id: ManifestId) -> None:
         work, channel, sub, log = self.work, self.channel, self.sub, self.log
         repo = await self.repos.get()
+        if self.peers is not None:  # a peer's copy (verified), else the store's
+            await self.peers.fetch_manifest(repo, sub.dataset, manifest_id)
         manifest = await work.disk(repo.get_manifest, sub.dataset, manifest_id)
+        if self.peers is not None:
+            await self.peers.serve_manifest(repo, manifest_id, sub.dataset)
         progress = Progress(manifest_id.hex())
         channel.state, channel.progress = "downloading", progress
         log.info("download.start", subscription=str(sub), manifest=manifest_id.hex())

@@ -108,12 +108,19 @@ def _peer_metrics(snap: dict[str, Any]) -> Iterator[Metric]:
     reads = CounterMetricFamily(
         "aetherfs_agent_version_store_reads", "A version's store reads", labels=["manifest"]
     )
+    manifest_bytes = GaugeMetricFamily(
+        "aetherfs_agent_version_manifest_bytes",
+        "A version's sealed manifest, bytes by where it came from (peers, store, local)",
+        labels=["manifest", "source"],
+    )
     for f in snap["fetches"]:
         for source, n in f["bytes"].items():
             by_source.add_metric([f["manifest"], source], n)
+        for source, n in f.get("manifest_from", {}).items():
+            manifest_bytes.add_metric([f["manifest"], source], n)
         needed.add_metric([f["manifest"]], f["bytes_needed"])
         reads.add_metric([f["manifest"]], f["store_reads"])
-    yield from (sent, received, errors, by_source, needed, reads)
+    yield from (sent, received, errors, by_source, needed, reads, manifest_bytes)
     caps = GaugeMetricFamily(
         "aetherfs_agent_bandwidth_cap_bytes_per_second",
         "A bandwidth cap of peer exchange (absent: uncapped)",

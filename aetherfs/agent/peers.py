@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import trio
 
@@ -33,6 +33,13 @@ from aetherfs.agent.config import AgentConfig, Subscription
 from aetherfs.agent.identity import AgentId as OwnId
 from aetherfs.agent.identity import AgentIdentity, load_identity
 from aetherfs.agent.log import Logger
+from aetherfs.agent.manifests import (
+    ManifestShelf,
+    ServedManifests,
+    manifest_from_peers,
+    stored_base,
+    verify_sealed,
+)
 from aetherfs.agent.membership import (
     CertificateMembership,
     NotEnrolled,
@@ -46,7 +53,7 @@ from aetherfs.agent.watch import RepoHandle
 from aetherfs.agent.workspace import Workspace
 from aetherfs.core.blocks import BlockRef
 from aetherfs.core.ids import BlockId, ManifestId
-from aetherfs.core.manifest import Manifest
+from aetherfs.core.manifest import MAX_DEPTH, Manifest
 from aetherfs.core.packs import ReadRange
 from aetherfs.errors import AetherError, NotFound
 from aetherfs.fetch.metered import RateLimit, Stopped
@@ -281,6 +288,11 @@ class PeerExchange:
         self.address: str | None = None
         self.offered: set[ManifestId] = set()
         self.fetches: dict[ManifestId, dict[str, Any]] = {}  # per version: bytes by source
+        self.shelf = ManifestShelf(config.state_dir / "manifests")
+        self.served = ServedManifests(self.shelf, self._access_id)
+        self._manifest_source: dict[ManifestId, str] = {}  # where a build's manifest came from
+        work.on_removed.append(self._collected)
+        repos.on_open.append(self.shelf.share_with)  # before any manifest is read
         self.settled = trio.Event()  # started, or off for good: builds need not wait
         state.peer_view = self.status
 
@@ -351,6 +363,7 @@ class PeerExchange:
             self.store,
             self.blocks,
             on_announce=self._announced,
+            records=self.served,
         )
         send, receive = trio.open_memory_channel[AddressEvent](64)
         async with trio.open_nursery() as nursery:
@@ -442,6 +455,9 @@ class PeerExchange:
             },
         )
         record["started"], record["priority"] = time.time(), priority
+        source = self._manifest_source.pop(manifest_id, None)
+        if source is not None:
+            record["manifest_from"] = {source: await self.work.disk(self.shelf.size, manifest_id)}
         try:
             counters = await engine.fetch(table, access, held=held, priority=priority)
         finally:
@@ -451,6 +467,79 @@ class PeerExchange:
         self.state.count_swarm(held_bytes, counters.bytes_from_peers, counters.bytes_from_store)
         return counters
 
+    # --- manifests: asked of peers first, served to them --------------------------------------
+
+    def _access_id(self, dataset: str) -> AccessId | None:
+        access = self.accesses.get(dataset)
+        return access.access_id if access is not None else None
+
+    async def fetch_manifest(self, repo: Repository, dataset: str, manifest_id: ManifestId) -> None:
+        """Before a build opens a version's manifest: each manifest of its chain (a delta,
+        its base, ...) not on the shelf is asked of peers (MANIFEST_TIMEOUT) and kept once
+        verified as a store read is; a copy that fails is logged and counted against the
+        peer. What peers did not send, the build reads from the store."""
+        if await self.work.disk(self.shelf.has, manifest_id):
+            self._manifest_source[manifest_id] = "local"
+            return
+        self._manifest_source[manifest_id] = "store"
+        with trio.move_on_after(START_WAIT):
+            await self.settled.wait()
+        engine = self.engine
+        access = await self._access(repo, dataset) if engine is not None else None
+        if engine is None or access is None:
+            return
+        wanted: ManifestId | None = manifest_id
+        for _ in range(MAX_DEPTH + 1):
+            if wanted is None or await self.work.disk(self.shelf.has, wanted):
+                return
+            base = await self._manifest_from_peers(engine, repo, access, dataset, wanted)
+            if base is False:
+                return
+            if wanted == manifest_id:
+                self._manifest_source[manifest_id] = "peers"
+            wanted = base
+
+    async def _manifest_from_peers(
+        self,
+        engine: Swarm,
+        repo: Repository,
+        access: AccessId,
+        dataset: str,
+        manifest_id: ManifestId,
+    ) -> ManifestId | Literal[False] | None:
+        """One manifest from a peer, verified and kept: its base (None for a full one), or
+        False if no peer sent a true copy in time."""
+
+        async def verify(sealed: bytes) -> Manifest:
+            return await self.work.disk(verify_sealed, repo, dataset, manifest_id, sealed)
+
+        def refused(why: str) -> None:
+            self.log.warning("peers.manifest_refused", manifest=manifest_id.hex(), why=why)
+
+        got = await manifest_from_peers(engine, access, manifest_id, verify, refused)
+        if got is None:
+            return False
+        sealed, manifest = got
+        await self.work.disk(self.shelf.keep, manifest_id, sealed)
+        self.served.add(manifest_id, dataset, manifest.base)
+        return manifest.base
+
+    async def serve_manifest(self, repo: Repository, manifest_id: ManifestId, dataset: str) -> None:
+        """The version was opened (so verified) as `dataset`'s: its manifest and the chain it
+        is a delta on are served to peers from now on (each learnt once)."""
+        wanted: ManifestId | None = manifest_id
+        for _ in range(MAX_DEPTH + 1):
+            if wanted is None:
+                return
+            if not self.served.knows(wanted):
+                base = await self.work.disk(stored_base, repo, dataset, wanted)
+                self.served.add(wanted, dataset, base)
+            wanted = self.served.bases.get(wanted)
+
+    def _collected(self, removed: list[ManifestId]) -> None:
+        """Versions collected: their manifests leave the shelf, unless a kept chain needs them."""
+        self.shelf.drop(self.served.collected(removed))
+
     async def offer(self, repo: Repository, manifest_id: ManifestId, dataset: str) -> None:
         """Serve a version this agent holds (a live one at start, say) to its peers."""
         if self.engine is None or manifest_id in self.offered:
@@ -459,6 +548,7 @@ class PeerExchange:
         if access is None:
             return
         manifest = await self.work.disk(repo.get_manifest, dataset, manifest_id)
+        await self.serve_manifest(repo, manifest_id, dataset)
         table = await self._table(manifest_id, manifest)
         await self.engine.offer(table, access)  # served from what it holds: no store reads
         self.offered.add(manifest_id)
@@ -524,6 +614,8 @@ class PeerExchange:
                         "store": v.bytes_from_store,
                     },
                     "store_reads": v.store_reads,
+                    # The version's own sealed manifest: {"peers" | "store" | "local": bytes}.
+                    "manifest_from": record.get("manifest_from", {}),
                     "priority": record.get("priority", 0),
                     "complete": v.complete,
                     "started": record.get("started"),

@@ -44,6 +44,7 @@ class RepoHandle:
         self._repo: Repository | None = None
         self._lock = trio.Lock()
         self.opener: Callable[[], Repository] = self._open
+        self.on_open: list[Callable[[Repository], None]] = []  # told of each repository opened
 
     def _open(self) -> Repository:
         c = self.config
@@ -55,6 +56,8 @@ class RepoHandle:
         async with self._lock:
             if self._repo is None:
                 self._repo = await trio.to_thread.run_sync(self.opener, limiter=self.limiter)
+                for hook in self.on_open:
+                    hook(self._repo)
             return self._repo
 
 

@@ -60,6 +60,8 @@ class Workspace:
         self.layout_lock = trio.Lock()  # publish, switch and collect never interleave
         self._manifest_locks: dict[ManifestId, trio.Lock] = {}
         self.building = 0  # builds and checks running: collect waits for them
+        # Told of the versions each collect removed (their manifests are dropped too).
+        self.on_removed: list[Callable[[list[ManifestId]], None]] = []
 
     async def disk(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking call (disk, store) on a worker thread."""
@@ -88,6 +90,8 @@ class Workspace:
             for manifest_id in removed:
                 self.trees.forget(manifest_id)
                 self.log.info("version.removed", manifest=manifest_id.hex())
+            for hook in self.on_removed:
+                hook(removed)
             await self.refresh_cache()
         await self.trim()
 

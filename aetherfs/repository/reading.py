@@ -101,6 +101,8 @@ class ManifestReader:
                     out.write(stored)
                 else:
                     shutil.copyfileobj(stored, out)
+                out.flush()
+                os.fsync(out.fileno())  # the agent serves these to peers after a crash too
             tmp.replace(self.manifest_cache / manifest_id.hex())
 
     def open_stored(self, dataset: str, manifest_id: ManifestId) -> Manifest:

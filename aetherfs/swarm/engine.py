@@ -8,6 +8,8 @@ moves bytes between them, the sockets and the three seams:
                              -> Assign(peer)  -> REQUEST ... BLOCK ... DONE    -> sink
     sink done -> PieceArrived to the planner, HAVE to every peer that proved the dataset
     a peer's REQUEST -> UploadScheduler -> BlockStore.read (thread) -> BLOCK ... DONE
+    fetch_manifest -> RECORD_REQUEST to one peer at a time -> RECORD chunks ... DONE
+    a peer's RECORD_REQUEST (MANIFEST) -> RecordSource (thread) -> RECORD chunks ... DONE
 
 Nursery tree (`run`):
 
@@ -36,6 +38,7 @@ import trio
 
 from aetherfs.core.fleet_certs import RevocationList
 from aetherfs.core.ids import BlockId, ManifestId
+from aetherfs.core.manifest import MAX_MANIFEST_BYTES
 from aetherfs.errors import AetherError, IntegrityError, InvalidInput, StoreUnavailable
 from aetherfs.net.transport import READ_SIZE, PeerAddress, PeerLink, dial, peer_address
 from aetherfs.planner import (
@@ -64,6 +67,7 @@ from aetherfs.planner import (
 )
 from aetherfs.planner import Bitfield as Pieces
 from aetherfs.planner import Event as PlannerEvent
+from aetherfs.planner.rendezvous import weights
 from aetherfs.protocol.admission import (
     AccessId,
     Admission,
@@ -72,7 +76,7 @@ from aetherfs.protocol.admission import (
     open_revocations,
 )
 from aetherfs.protocol.connection import PeerConfig, PeerConnection
-from aetherfs.protocol.errors import RemoteProtocolError, StreamTruncated
+from aetherfs.protocol.errors import LocalProtocolError, RemoteProtocolError, StreamTruncated
 from aetherfs.protocol.events import (
     AccessProved,
     ConnectionClosed,
@@ -89,17 +93,22 @@ from aetherfs.protocol.messages import (
     Have,
     HaveRange,
     Reason,
+    Record,
+    RecordKind,
     RecordRequest,
     Reject,
     RejectReason,
     Request,
 )
 from aetherfs.protocol.messages import Cancel as CancelMessage
+from aetherfs.protocol.records import RecordAssembly, record_chunks
 from aetherfs.swarm.interfaces import (
     AddressEvent,
     AddressGone,
     BlockSink,
     BlockStore,
+    PeerRecord,
+    RecordSource,
     StoredBlocks,
     StoreReader,
     Swarm,
@@ -119,6 +128,11 @@ KEEP_REFUSED = 32
 # refused (RevocationsRefused: say why). On the trio thread: cheap, never blocking.
 RevocationNews = RevocationsUpdated | RevocationsRefused
 OnRevocations = Callable[[PeerId | None, RevocationNews], None]
+
+
+# Records (sealed manifests) asked of peers and served to them.
+MANIFEST_ID_SIZE = 32  # bytes of a manifest id, the ref of a MANIFEST record
+RECORD_POLL = 0.05  # seconds between looks for a peer to ask a record of, while links come up
 
 
 class VersionFailed(StoreUnavailable):
@@ -161,6 +175,15 @@ class _Fetch:
 
 
 @dataclass(eq=False, slots=True)
+class _RecordFetch:
+    """A RECORD_REQUEST of ours, open on one link: its chunks, then DONE or REJECT."""
+
+    assembly: RecordAssembly
+    data: bytes | None = None
+    answered: trio.Event = field(default_factory=trio.Event)
+
+
+@dataclass(eq=False, slots=True)
 class _LinkState:
     link: PeerLink
     peer: PeerId | None = None
@@ -169,6 +192,8 @@ class _LinkState:
     asked: dict[PieceRef, int] = field(default_factory=dict)  # piece -> request id
     incoming: dict[int, PieceRef] = field(default_factory=dict)  # the peer's requests
     announced: set[ManifestId] = field(default_factory=set)  # versions it sent a bitfield of
+    record_fetches: dict[int, _RecordFetch] = field(default_factory=dict)  # ours, by id
+    records_served: set[int] = field(default_factory=set)  # the peer's, being answered
     counted_sent: int = 0
     counted_received: int = 0
 
@@ -186,9 +211,13 @@ class SwarmEngine:
         sink: BlockSink,
         on_announce: OnAnnounce | None = None,
         wall_clock: Callable[[], float] = time.time,
+        records: RecordSource | None = None,
     ) -> None:
-        """`wall_clock`: the Unix time, which certificates are dated in (trio's clock is not)."""
+        """`wall_clock`: the Unix time, which certificates are dated in (trio's clock is not).
+        `records`: the sealed manifests served to peers (None: record requests are answered
+        NOT_HAVE)."""
         self.config = config
+        self.records = records
         self.on_announce = on_announce
         self.peer_config = peer_config
         self.wall_clock = wall_clock
@@ -626,7 +655,15 @@ class SwarmEngine:
             case Request():
                 self._peer_request(state, peer, event)
             case RecordRequest():
-                link.send(Reject(event.request_id, RejectReason.NOT_HAVE))
+                self._record_request(state, event)
+            case Record():
+                self._peer_record(state, event)
+            case Done(request_id=request_id) | Reject(request_id=request_id) if (
+                request_id in state.record_fetches
+            ):
+                self._record_answered(state, event)
+            case CancelMessage(request_id=request_id) if request_id in state.records_served:
+                state.records_served.discard(request_id)
             case CancelMessage(request_id=request_id):
                 piece = state.incoming.pop(request_id, None)
                 if piece is not None:
@@ -710,6 +747,7 @@ class SwarmEngine:
         self._plan(PeerJoined(peer))
 
     def _closed(self, state: _LinkState, event: ConnectionClosed) -> None:
+        self._records_gone(state)
         peer = state.peer
         failed = event.error is not None or event.reason not in (
             Reason.NORMAL,
@@ -849,6 +887,164 @@ class SwarmEngine:
                 state.incoming.pop(request_id, None)
             self.uploads.finished(upload.peer, upload.piece)
             self._serve_uploads()
+
+    # --- records: sealed manifests asked of peers, and served to them --------------------
+
+    async def fetch_manifest(
+        self, dataset: AccessId, manifest_id: ManifestId, timeout: float
+    ) -> PeerRecord | None:
+        """A version's sealed manifest from a peer: asked of connected peers that proved
+        `dataset` (those that announced the version first), one at a time, each with its
+        share of the time left; a peer that announces the version after it was asked is asked
+        again. While links are being made (static peers, discovery) a peer that proves the
+        dataset within `timeout` is asked too. One agent of the LAN reads the store: the
+        owner by rendezvous hashing of the manifest over this agent and the peers that proved
+        the dataset. The others wait (up to `timeout`) for a peer to announce the version,
+        which it does once it holds the manifest. None if no peer sent it in time. The bytes
+        are unchecked: the caller verifies them (`record_refused` if false)."""
+        deadline = trio.current_time() + timeout
+        asked: dict[PeerId, bool] = {}  # peer -> whether it had announced the version then
+        while trio.current_time() < deadline:
+            candidates = [
+                p
+                for p in self._record_peers(dataset, manifest_id)
+                if p not in asked or (not asked[p] and manifest_id in self._links[p].announced)
+            ]
+            if not candidates:
+                if not self._links_coming(dialling=not asked) and (
+                    self._manifest_owner(dataset, manifest_id) == self.self_id
+                ):
+                    return None  # every peer that could send it was asked: ours to read
+                await trio.sleep(min(RECORD_POLL, max(0.0, deadline - trio.current_time())))
+                continue
+            peer = candidates[0]
+            asked[peer] = manifest_id in self._links[peer].announced
+            share = (deadline - trio.current_time()) / len(candidates)
+            data = await self._ask_manifest(peer, dataset, manifest_id, share)
+            if data is not None:
+                return PeerRecord(peer, data)
+        return None
+
+    def _manifest_owner(self, dataset: AccessId, manifest_id: ManifestId) -> PeerId:
+        """Who of this agent and the peers that proved `dataset` reads the manifest from the
+        store: the same answer on every agent that sees the same peers."""
+        members = [self.self_id, *self.connected(dataset)]
+        return max(members, key=lambda m: (weights(manifest_id, m, 1)[0], m.raw))
+
+    def record_refused(self, peer: PeerId, why: str) -> None:
+        """A record `peer` sent did not verify: counted against it (status shows why)."""
+        counters = self._counters.get(peer)
+        if counters is not None:
+            counters.errors += 1
+            counters.last_error = why
+
+    def _links_coming(self, dialling: bool) -> bool:
+        """Whether a peer may soon be asked: a link in its handshake, a peer that has proved
+        no dataset yet, or (`dialling`: none asked yet) a dialled address not connected."""
+        if any(s.peer is None for s in self._states.values()):
+            return True
+        if any(not s.proved for s in self._links.values()):
+            return True
+        if not dialling:
+            return False
+        connected = {s.link.address for s in self._links.values()}
+        return any(address not in connected for address in self._diallers)
+
+    def _record_peers(self, dataset: AccessId, manifest_id: ManifestId) -> list[PeerId]:
+        proved = self.connected(dataset)
+        return sorted(proved, key=lambda p: manifest_id not in self._links[p].announced)
+
+    async def _ask_manifest(
+        self, peer: PeerId, dataset: AccessId, manifest_id: ManifestId, timeout: float
+    ) -> bytes | None:
+        state = self._links.get(peer)
+        if state is None or state.link.conn.closed:
+            return None
+        request_id = state.link.conn.new_request_id()
+        ref = manifest_id.digest
+        fetch = _RecordFetch(RecordAssembly(RecordKind.MANIFEST, dataset, ref, MAX_MANIFEST_BYTES))
+        state.record_fetches[request_id] = fetch
+        try:
+            asking = RecordRequest(request_id, RecordKind.MANIFEST, dataset, ref)
+            try:
+                if not state.link.send(asking):
+                    return None
+            except LocalProtocolError:
+                return None  # its requests are all open (the planner's): ask another
+            with trio.move_on_after(timeout):
+                await fetch.answered.wait()
+            if not fetch.answered.is_set() and not state.link.conn.closed:
+                state.link.send(CancelMessage(request_id))
+            return fetch.data
+        finally:
+            state.record_fetches.pop(request_id, None)
+
+    def _peer_record(self, state: _LinkState, record: Record) -> None:
+        fetch = state.record_fetches.get(record.request_id)
+        if fetch is None or fetch.answered.is_set():
+            return  # pushed (tag histories: not taken yet), or an answer given up on
+        try:
+            whole = fetch.assembly.add(record)
+        except RemoteProtocolError as exc:
+            fetch.answered.set()  # nothing of it is used
+            state.link.close(Reason.PROTOCOL_ERROR, str(exc))
+            return
+        if whole is not None:
+            fetch.data = whole
+
+    def _record_answered(self, state: _LinkState, answer: Done | Reject) -> None:
+        fetch = state.record_fetches[answer.request_id]
+        if isinstance(answer, Reject) or not fetch.assembly.complete:
+            fetch.data = None  # refused, or DONE before the last chunk: not whole
+        fetch.answered.set()
+
+    def _records_gone(self, state: _LinkState) -> None:
+        for fetch in state.record_fetches.values():
+            if not fetch.assembly.complete:
+                fetch.data = None
+            fetch.answered.set()
+        state.records_served.clear()
+
+    def _record_request(self, state: _LinkState, request: RecordRequest) -> None:
+        """A peer asked for a record; the protocol already refused (FORBIDDEN) a dataset it
+        did not prove. Manifests are served from the RecordSource; other kinds are not."""
+        if (
+            request.kind is not RecordKind.MANIFEST
+            or self.records is None
+            or request.dataset is None
+            or request.dataset not in self._datasets
+            or len(request.ref) != MANIFEST_ID_SIZE
+        ):
+            state.link.send(Reject(request.request_id, RejectReason.NOT_HAVE))
+            return
+        state.records_served.add(request.request_id)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._serve_manifest, state, request)
+
+    async def _serve_manifest(self, state: _LinkState, request: RecordRequest) -> None:
+        request_id, dataset = request.request_id, request.dataset
+        assert self.records is not None and dataset is not None
+        try:
+            try:
+                data = await trio.to_thread.run_sync(
+                    self.records.sealed_manifest,
+                    dataset,
+                    ManifestId(request.ref),
+                    limiter=self._disk_limiter,
+                )
+            except (AetherError, OSError):
+                data = None
+            if data is None or len(data) > MAX_MANIFEST_BYTES:
+                state.link.send(Reject(request_id, RejectReason.NOT_HAVE))
+                return
+            for chunk in record_chunks(request_id, RecordKind.MANIFEST, dataset, request.ref, data):
+                if request_id not in state.records_served or state.link.conn.closed:
+                    return  # cancelled, or the connection ended
+                state.link.send(chunk)
+                await state.link.flushed()
+            state.link.send(Done(request_id))
+        finally:
+            state.records_served.discard(request_id)
 
 
 def _check_piece(table: PieceTable, index: int, blocks: StoredBlocks) -> None:

@@ -1,6 +1,7 @@
-"""The seams between the engine and the agent: what it serves from, what it reads the store
-with, and where the blocks it fetched go. All three are blocking (disk, S3); the engine calls
-them on worker threads behind one `trio.CapacityLimiter`, never on the event loop."""
+"""The seams between the engine and the agent: what it serves from (blocks, and records such
+as sealed manifests), what it reads the store with, and where the blocks it fetched go. All
+are blocking (disk, S3); the engine calls them on worker threads behind a
+`trio.CapacityLimiter`, never on the event loop."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from typing import TYPE_CHECKING, Protocol
 
 import trio
 
-from aetherfs.core.ids import BlockId
+from aetherfs.core.ids import BlockId, ManifestId
 from aetherfs.net.transport import PeerAddress
-from aetherfs.planner import Bitfield, PieceTable
+from aetherfs.planner import Bitfield, PeerId, PieceTable
 from aetherfs.protocol.admission import AccessId, DatasetAccess
 
 if TYPE_CHECKING:
@@ -51,6 +52,24 @@ class BlockSink(Protocol):
     def __call__(self, table: PieceTable, index: int, blocks: StoredBlocks) -> None: ...
 
 
+class RecordSource(Protocol):
+    """The records the agent holds and serves to peers that proved the dataset."""
+
+    def sealed_manifest(self, dataset: AccessId, manifest_id: ManifestId) -> bytes | None:
+        """The sealed (stored) bytes of one of `dataset`'s manifests, or None if not held.
+        The engine sends them as they are: the asking peer checks them whole."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRecord:
+    """A record a peer sent whole: untrusted until the caller verified it (a manifest: its
+    id, its seal, its entries). One that fails is reported with `record_refused`."""
+
+    peer: PeerId
+    data: bytes
+
+
 @dataclass(frozen=True, slots=True)
 class AddressGone:
     """Discovery lost an agent: stop dialling it (a live connection ends on its own)."""
@@ -82,6 +101,17 @@ class Swarm(Protocol):
 
     async def offer(self, table: PieceTable, dataset: AccessId) -> Bitfield:
         """Serve a version the agent holds; returns the pieces it holds."""
+        ...
+
+    async def fetch_manifest(
+        self, dataset: AccessId, manifest_id: ManifestId, timeout: float
+    ) -> PeerRecord | None:
+        """A version's sealed manifest from a peer that proved `dataset` (those that
+        announced the version first), one peer at a time; None if none sent it in time."""
+        ...
+
+    def record_refused(self, peer: PeerId, why: str) -> None:
+        """The caller found a record `peer` sent false: counted against the peer."""
         ...
 
     def add_dataset(self, access: DatasetAccess) -> None: ...

@@ -17,7 +17,7 @@ from aetherfs.protocol.admission import Admission, FleetSecret
 from aetherfs.protocol.connection import PeerConfig
 from aetherfs.swarm import EngineConfig, StoreReader, SwarmEngine
 from aetherfs.swarm.engine import OnAnnounce
-from aetherfs.swarm.interfaces import AddressEvent
+from aetherfs.swarm.interfaces import AddressEvent, RecordSource
 from aetherfs.swarm.memory import MemoryBlocks, SyntheticVersion
 
 FLEET = FleetSecret(bytes(range(32)))
@@ -55,6 +55,7 @@ async def start_node(
     knows_dataset: bool = True,
     addresses: trio.MemoryReceiveChannel[AddressEvent] | None = None,
     on_announce: OnAnnounce | None = None,
+    records: RecordSource | None = None,
     **peer_overrides: Any,
 ) -> Node:
     identity = identity or SigningKey.generate()
@@ -72,6 +73,7 @@ async def start_node(
         held,
         on_announce=on_announce,
         wall_clock=wall_clock,
+        records=records,
     )
     scope = trio.CancelScope()
 
