@@ -113,8 +113,10 @@ def test_a_lingering_cache_keeps_its_copy_while_peers_may_ask(
     write_version(src, 1)
     v1 = push(local_store, src, "team/geo-db:1.0.0", "stable")
     agent = fleet.start("a", "--subscribe", STABLE, "--cache-linger", "3600", "--no-peers")
-    snap = agent.wait_live(STABLE, v1)
-    assert snap["cache"]["blocks"] > 0  # the rollout may still want them as stored
+    agent.wait_live(STABLE, v1)
+    # The rollout may still want them as stored. (Status counts the cache once the switch has
+    # collected, a moment after the version is live.)
+    agent.wait_for(lambda s: s["cache"]["blocks"] > 0, "the cache counted", timeout=10)
     root = agent.data_root
     # Two copies meanwhile, as every live version cost before (the cache's is smaller: zstd).
     assert du(root / ".versions", root / ".agent/cache/segments") > 1.5 * du(src)
