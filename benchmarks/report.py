@@ -111,10 +111,16 @@ def _body(results: Path, name: str) -> str:
 
 def _optional(results: Path, name: str, heading: str) -> list[str]:
     """A section for results that only some runs make (the rollout needs root), with the
-    command that made them in the page itself."""
+    command that made them in the page itself, and the latest section of its hand-written
+    notes (`NAME.notes.md`, newest last: what the run shows, why a goal is missed)."""
     if not (results / f"{name}.md").exists():
         return []
-    return [heading, (results / f"{name}.md").read_text().split("\n", 1)[1]]
+    section = [heading, (results / f"{name}.md").read_text().split("\n", 1)[1]]
+    notes = results / f"{name}.notes.md"
+    if notes.exists():
+        latest = notes.read_text().rsplit("\n## ", 1)[-1]
+        section.append("### " + latest.strip() + "\n")
+    return section
 
 
 def _first(item: tuple[int, Any]) -> int:
@@ -280,6 +286,7 @@ def render(results: Path) -> str:
         *fresh_pull_section(results),
         *_optional(results, "rollout", "## A rollout on a LAN: ten hosts, 100 Mbit/s links\n"),
         *_optional(results, "peer_throughput", "## One peer serving another\n"),
+        *_optional(results, "agent_cpu", "## An agent's CPU in a rollout (agents on loopback)\n"),
         METHOD,
         tuning,
         services,
