@@ -484,11 +484,7 @@ class BlockCache:
             live = [_Row(BlockId(d), seq, off, n) for d, off, n in rows if d in keep]
             if rows and len(live) == len(rows):
                 continue  # nothing here may go
-            if not self._retire(seq):
-                continue  # a thread is appending to it right now
-            kept = self._drop_segment(seq, live)
-            if kept is not None:
-                freed += size - kept
+            freed += self._drop_all_but(seq, size, live)
         return freed
 
     def discard(self, select: Callable[[list[BlockId]], set[BlockId]]) -> int:
@@ -512,12 +508,16 @@ class BlockCache:
             if not going:
                 continue
             live = [_Row(BlockId(d), seq, off, n) for d, off, n in rows if BlockId(d) not in going]
-            if not self._retire(seq):
-                continue  # a thread is appending to it right now
-            kept = self._drop_segment(seq, live)
-            if kept is not None:
-                freed += size - kept
+            freed += self._drop_all_but(seq, size, live)
         return freed
+
+    def _drop_all_but(self, seq: int, size: int, live: list[_Row]) -> int:
+        """Remove segment `seq` (of `size` bytes), its `live` blocks moved to a new one first;
+        the bytes freed (0 if a thread is appending to it right now: it stays)."""
+        if not self._retire(seq):
+            return 0
+        kept = self._drop_segment(seq, live)
+        return size - kept if kept is not None else 0
 
     def _make_room(self, spare: Callable[[], Iterable[BlockId]], need: int) -> bool:
         """On a full disk: free the bytes of unspared blocks, least recently used segments
