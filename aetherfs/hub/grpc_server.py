@@ -433,6 +433,13 @@ async def serve_grpc(
         interceptors=[_AuthFirst(servicer)],
         options=[
             ("grpc.max_receive_message_length", limits.grpc_message),
+            # A fixed 1 MiB window per stream: with BDP probing on, C-core widened windows and
+            # buffered tens to hundreds of MiB of unauthenticated bodies before the interceptor
+            # refused them (tests/hub/test_hostile.py: 12 x 80 MiB grew the hub 12-27 MiB alone,
+            # 113-259 MiB in full-suite runs; now 2-5 MiB). 1 MiB per round trip still carries
+            # 20 MB/s per stream at 50 ms.
+            ("grpc.http2.bdp_probe", 0),
+            ("grpc.http2.lookahead_bytes", 1024 * 1024),
             # Replies carry at most a pack (GetPackRange) or a manifest (GetManifest).
             ("grpc.max_send_message_length", max(limits.pack, limits.manifest) + 1024 * 1024),
         ],
